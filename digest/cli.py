@@ -1,0 +1,191 @@
+"""The `digest` command: a thin typer app over the pipeline.
+
+Expected failures (`DigestError`) become one line on stderr and a documented exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Iterator, Optional
+
+import typer
+from rich.console import Console
+
+from . import pipeline
+from .config import CONFIG_NAME, apply_flags, default_toml, load_config
+from .engine import ENGINES, create_engine
+from .errors import EXIT_INTERRUPTED, EXIT_INVALID, DigestError
+from .feeds import samples_dir
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Write the daily AI digest post from feeds with a local language model, offline.",
+)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def expected_errors() -> Iterator[None]:
+    try:
+        yield
+    except DigestError as exc:
+        err.print(f"digest: error: {exc}", markup=False)
+        raise typer.Exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("digest: interrupted", markup=False)
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help=f"Config file (default: ./{CONFIG_NAME} if present, else built-in defaults).")]
+
+
+@app.command()
+def run(
+    config_path: ConfigOpt = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Hugo site root; the post goes to OUT/content/posts/ (default: [output] dir).")] = None,
+    feeds_from: Annotated[Optional[Path], typer.Option("--feeds-from", help="Read feeds from DIR/topics.xml and DIR/trending.xml instead of the network.")] = None,
+    sample_feeds: Annotated[bool, typer.Option("--sample-feeds", help="Use the sample feeds bundled with digest (offline).")] = False,
+    day: Annotated[Optional[str], typer.Option("--date", help="Write the post for this day, YYYY-MM-DD (default: today, UTC).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing post for the same day.")] = False,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="GGUF model file (default: the embedded SmolLM2-135M).")] = None,
+    engine: Annotated[Optional[str], typer.Option("--engine", help=f"Generation engine: {', '.join(ENGINES)}.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Run seed; the same inputs and seed give the same post.")] = None,
+    topics: Annotated[Optional[int], typer.Option("--topics", help="Number of topics (default 6).")] = None,
+    trending: Annotated[Optional[int], typer.Option("--trending", help="Number of trending headlines (default 3).")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Token limit of each section.")] = None,
+    temperature: Annotated[Optional[float], typer.Option("--temperature", help="Sampling temperature (0: greedy).")] = None,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Top-k sampling (0: off).")] = None,
+    top_p: Annotated[Optional[float], typer.Option("--top-p", help="Top-p (nucleus) sampling.")] = None,
+    min_p: Annotated[Optional[float], typer.Option("--min-p", help="Min-p sampling.")] = None,
+    repeat_penalty: Annotated[Optional[float], typer.Option("--repeat-penalty", help="Penalty for repeating recent tokens (1: off).")] = None,
+    ctx: Annotated[Optional[int], typer.Option("--ctx", help="Context size in tokens (0: automatic).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads (0: one per core).")] = None,
+    n_gpu_layers: Annotated[Optional[int], typer.Option("--n-gpu-layers", help="Layers to offload to a GPU (-1: all; needs a GPU build).")] = None,
+    prompts: Annotated[Optional[Path], typer.Option("--prompts", help="Folder of prompt templates (default: the project's prompts/).")] = None,
+    title: Annotated[Optional[str], typer.Option("--title", help="Post title in the front matter.")] = None,
+    author: Annotated[Optional[str], typer.Option("--author", help="Post author in the front matter.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the post's path (and errors).")] = False,
+) -> None:
+    """Write today's post: fetch feeds, pick topics, generate the sections, write the Markdown file.
+
+    The post's path is the last line on stdout.
+    """
+    with expected_errors():
+        config = load_config(config_path)
+        apply_flags(config, {
+            "model.path": ("--model", str(Path(model).expanduser().resolve()) if model else None),
+            "generation.engine": ("--engine", engine),
+            "generation.seed": ("--seed", seed),
+            "feeds.topics.count": ("--topics", topics),
+            "feeds.trending.count": ("--trending", trending),
+            "generation.max_tokens": ("--max-tokens", max_tokens),
+            "generation.temperature": ("--temperature", temperature),
+            "generation.top_k": ("--top-k", top_k),
+            "generation.top_p": ("--top-p", top_p),
+            "generation.min_p": ("--min-p", min_p),
+            "generation.repeat_penalty": ("--repeat-penalty", repeat_penalty),
+            "model.n_ctx": ("--ctx", ctx),
+            "model.threads": ("--threads", threads),
+            "model.n_gpu_layers": ("--n-gpu-layers", n_gpu_layers),
+            "generation.prompts_dir": ("--prompts", str(prompts.resolve()) if prompts else None),
+            "blog.title": ("--title", title),
+            "blog.author": ("--author", author),
+        })
+        if sample_feeds:
+            feeds_from = samples_dir()
+        when = _parse_day(day)
+        say = (lambda message: None) if quiet else (lambda message: err.print(f"[dim]{message}…[/dim]"))
+        with _progress_display(enabled=not quiet and sys.stderr.isatty()) as progress:
+            result = pipeline.run(
+                config,
+                lambda: create_engine(config.generation.engine, config.model_path, n_ctx=config.model.n_ctx,
+                                      threads=config.model.threads, n_gpu_layers=config.model.n_gpu_layers,
+                                      slots=config.generation.slots),
+                day=when, out=out, feeds_from=feeds_from, force=force, progress=progress, status=say,
+            )
+        for warning in result.warnings:
+            err.print(f"digest: {warning}" if not result.written else f"digest: warning: {warning}", markup=False)
+        if result.written and not quiet and result.stats:
+            s = result.stats
+            err.print(f"wrote {len(result.post.topics)} topics: {s.completion_tokens} tokens in "
+                      f"{s.wall_seconds:.1f} s ({s.tokens_per_second:.0f} tok/s)", markup=False)
+        typer.echo(str(result.path))
+
+
+def _parse_day(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"expected YYYY-MM-DD, got {value!r}", param_hint="--date")
+
+
+@contextmanager
+def _progress_display(enabled: bool):
+    """A rich progress bar on stderr (sections done / total, tokens/s); None when disabled."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TextColumn("sections"),
+                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("generating", total=None, rate="")
+
+        def update(p) -> None:
+            rate = f"{p.completion_tokens / p.elapsed:.0f} tok/s" if p.elapsed > 0 else ""
+            bar.update(task, total=p.total, completed=p.done, rate=rate)
+
+        yield update
+
+
+@app.command()
+def check(
+    posts: Annotated[list[Path], typer.Argument(help="Post files to check.", show_default=False)],
+    strict: Annotated[bool, typer.Option("--strict", help="Also demand the exact layout that digest writes.")] = False,
+) -> None:
+    """Check posts against the format; print each problem as FILE:LINE: message.
+
+    Exit 0 when every post is valid, 1 when any has a problem.
+    """
+    from .check import check_file
+
+    bad = 0
+    for path in posts:
+        problems = check_file(path, strict=strict)
+        for problem in problems:
+            typer.echo(f"{path}:{problem.line}: {problem.message}")
+        bad += bool(problems)
+    err.print(f"{len(posts)} post(s) checked, {bad} with problems", markup=False)
+    if bad:
+        raise typer.Exit(EXIT_INVALID)
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the config.")] = Path(CONFIG_NAME),
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
+) -> None:
+    """Write a commented default config file (digest.toml)."""
+    with expected_errors():
+        from .errors import ConfigError
+        from .render import write_atomic
+
+        if path.exists() and not force:
+            raise ConfigError(f"{path} already exists (use --force to replace it)")
+        write_atomic(path, default_toml())
+        typer.echo(str(path))
+
+
+def main() -> None:
+    app(prog_name="digest")
+
+
+if __name__ == "__main__":
+    main()

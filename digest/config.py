@@ -1,0 +1,254 @@
+"""`digest.toml`: what a post is made from and how.
+
+The defaults live in the dataclasses below; `digest/default.toml` is the same defaults written out
+with comments for `digest init` (a test keeps the two equal). Loading checks every key and value and
+names the file and line of anything wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+from .errors import ConfigError
+from .post import DEFAULT_NOTICE, DEFAULT_PREDICTIONS_HEADING
+
+CONFIG_NAME = "digest.toml"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _range(lo: float | None = None, hi: float | None = None) -> dict:
+    return {"min": lo, "max": hi}
+
+
+@dataclass
+class Cover:
+    image: str = ""
+    alt: str = ""
+    hidden: bool = True
+
+
+@dataclass
+class Blog:
+    title: str = "[Daily Automated AI Summary]"
+    author: str = "Blog Agent"
+    tags: list[str] = field(default_factory=lambda: ["daily ai summary", "automated content"])
+    notice: str = DEFAULT_NOTICE
+    predictions_heading: str = DEFAULT_PREDICTIONS_HEADING
+    draft: bool = False
+    cover: Cover = field(default_factory=Cover)
+
+
+@dataclass
+class FeedConfig:
+    url: str = ""
+    count: int = field(default=3, metadata=_range(1, 50))
+
+
+@dataclass
+class Feeds:
+    topics: FeedConfig = field(
+        default_factory=lambda: FeedConfig("https://www.reddit.com/r/MachineLearning/top/.rss?t=day", 6)
+    )
+    trending: FeedConfig = field(
+        default_factory=lambda: FeedConfig("https://www.reddit.com/r/machinelearningnews/top/.rss?t=day", 3)
+    )
+    timeout: float = field(default=30.0, metadata=_range(0.1, 600))
+    user_agent: str = "digest/0.1 (offline daily digest generator)"
+
+
+@dataclass
+class Output:
+    dir: str = "."
+
+
+@dataclass
+class Model:
+    path: str = ""
+    n_ctx: int = field(default=0, metadata=_range(0, 1 << 20))
+    threads: int = field(default=0, metadata=_range(0, 1024))
+    n_gpu_layers: int = field(default=0, metadata=_range(-1, 100000))
+
+
+@dataclass
+class Generation:
+    engine: str = field(default="sequential", metadata={"choices": ("sequential", "fake")})
+    seed: int = field(default=42, metadata=_range(0, 2**32 - 1))
+    max_tokens: int = field(default=160, metadata=_range(1, 8192))
+    temperature: float = field(default=0.7, metadata=_range(0.0, 5.0))
+    top_k: int = field(default=40, metadata=_range(0, 100000))
+    top_p: float = field(default=0.9, metadata=_range(0.0, 1.0))
+    min_p: float = field(default=0.05, metadata=_range(0.0, 1.0))
+    repeat_penalty: float = field(default=1.15, metadata=_range(0.5, 5.0))
+    slots: int = field(default=0, metadata=_range(0, 256))
+    prompts_dir: str = ""
+
+
+@dataclass
+class Config:
+    blog: Blog = field(default_factory=Blog)
+    feeds: Feeds = field(default_factory=Feeds)
+    output: Output = field(default_factory=Output)
+    model: Model = field(default_factory=Model)
+    generation: Generation = field(default_factory=Generation)
+    source: Path | None = field(default=None, compare=False, metadata={"internal": True})
+
+    def resolve(self, value: str) -> Path:
+        """A path from the config: relative to the config file's folder, or the working directory."""
+        path = Path(value).expanduser()
+        if not path.is_absolute() and self.source is not None:
+            path = self.source.parent / path
+        return path
+
+    @property
+    def model_path(self) -> Path:
+        if self.model.path:
+            return self.resolve(self.model.path)
+        return PROJECT_ROOT / "models" / DEFAULT_MODEL_FILE
+
+    @property
+    def prompts_path(self) -> Path:
+        if self.generation.prompts_dir:
+            return self.resolve(self.generation.prompts_dir)
+        return PROJECT_ROOT / "prompts"
+
+
+def default_toml() -> str:
+    return (Path(__file__).resolve().parent / "default.toml").read_text(encoding="utf-8")
+
+
+class _Lines:
+    """Finds the line of a key in TOML text, for error messages."""
+
+    _HEADER = re.compile(r"^\s*\[+\s*([^\]]+?)\s*\]+")
+    _KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"']+)\s*=")
+
+    def __init__(self, text: str):
+        self.index: dict[tuple[str, ...], int] = {}
+        section: tuple[str, ...] = ()
+        for number, line in enumerate(text.splitlines(), start=1):
+            header = self._HEADER.match(line)
+            if header:
+                section = tuple(p.strip().strip("\"'") for p in header.group(1).split("."))
+                self.index.setdefault(section, number)
+                continue
+            key = self._KEY.match(line)
+            if key:
+                self.index.setdefault((*section, key.group(1).strip("\"'")), number)
+
+    def of(self, path: tuple[str, ...]) -> int | None:
+        while path:
+            if path in self.index:
+                return self.index[path]
+            path = path[:-1]
+        return None
+
+
+def _where(source: Path | None, lines: _Lines, path: tuple[str, ...]) -> str:
+    line = lines.of(path)
+    name = str(source) if source else "config"
+    return f"{name}:{line}" if line else name
+
+
+def _check_value(hint: Any, value: Any, meta: dict, where: str, dotted: str) -> Any:
+    origin = get_origin(hint)
+    if origin is list:
+        (item,) = get_args(hint)
+        if not isinstance(value, list) or not all(isinstance(v, item) for v in value):
+            raise ConfigError(f"{where}: '{dotted}' must be a list of {item.__name__}s")
+        return list(value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if hint in (int, float) and isinstance(value, bool) or not isinstance(value, hint):
+        expected = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}[hint]
+        raise ConfigError(f"{where}: '{dotted}' must be {expected}, not {value!r}")
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and value < lo or hi is not None and value > hi:
+        raise ConfigError(f"{where}: '{dotted}' = {value!r} is out of range ({lo} to {hi})")
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{where}: '{dotted}' must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def _build(cls: type, data: dict, path: tuple[str, ...], source: Path | None, lines: _Lines) -> Any:
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    unknown = [key for key in data if key not in fields]
+    if unknown:
+        key = unknown[0]
+        dotted = ".".join((*path, key))
+        known = ", ".join(fields)
+        raise ConfigError(f"{_where(source, lines, (*path, key))}: unknown key '{dotted}' (known here: {known})")
+    instance = cls()
+    for name, value in data.items():
+        hint, meta = hints[name], fields[name].metadata
+        here = (*path, name)
+        dotted = ".".join(here)
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{_where(source, lines, here)}: '{dotted}' must be a table")
+            value = _build(hint, value, here, source, lines)
+        else:
+            value = _check_value(hint, value, meta, _where(source, lines, here), dotted)
+        setattr(instance, name, value)
+    return instance
+
+
+def apply_flags(config: Config, flags: dict[str, tuple[str, Any]]) -> None:
+    """Set dotted settings from command-line flags, checked like config values.
+
+    `flags` maps a dotted setting ("generation.seed") to (flag name, value); None means not given.
+    """
+    for dotted, (flag, value) in flags.items():
+        if value is None:
+            continue
+        *parents, name = dotted.split(".")
+        target = config
+        for part in parents:
+            target = getattr(target, part)
+        spec = next(f for f in dataclasses.fields(target) if f.name == name)
+        hint = get_type_hints(type(target))[name]
+        try:
+            checked = _check_value(hint, value, spec.metadata, flag, dotted)
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace(f"'{dotted}'", flag, 1)) from None
+        setattr(target, name, checked)
+
+
+def parse_config(text: str, source: Path | None = None) -> Config:
+    name = str(source) if source else "config"
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{name}: invalid TOML: {exc}") from exc
+    config = _build(Config, data, (), source, _Lines(text))
+    config.source = source
+    return config
+
+
+def load_config(path: Path | None = None, *, cwd: Path | None = None) -> Config:
+    """Load `path`, or `digest.toml` in the working directory, or the built-in defaults."""
+    if path is None:
+        candidate = (cwd or Path.cwd()) / CONFIG_NAME
+        if not candidate.is_file():
+            return Config()
+        path = candidate
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path} (run 'digest init' to write one)")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    return parse_config(text, path.resolve())

@@ -1,0 +1,31 @@
+"""Text generation engines behind one small interface (`Engine`).
+
+- `sequential`: one llama.cpp chat completion per request (the baseline);
+- `fake`: canned text, no model, for fast tests.
+
+Real engines are imported lazily, so that nothing loads llama.cpp until a model is needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import Engine, Generation, Message, Progress, Request, Result, Sampling, Stats, derive_seed
+
+ENGINES = ("sequential", "fake")
+
+__all__ = ["ENGINES", "Engine", "Generation", "Message", "Progress", "Request", "Result", "Sampling",
+           "Stats", "create_engine", "derive_seed"]
+
+
+def create_engine(name: str, model_path: Path, *, n_ctx: int = 0, threads: int = 0, n_gpu_layers: int = 0,
+                  slots: int = 0) -> Engine:
+    if name == "fake":
+        from .fake import FakeEngine
+
+        return FakeEngine(model_name=Path(model_path).stem)
+    if name == "sequential":
+        from .sequential import SequentialEngine
+
+        return SequentialEngine(model_path, n_ctx=n_ctx, threads=threads, n_gpu_layers=n_gpu_layers)
+    raise ValueError(f"unknown engine {name!r} (known: {', '.join(ENGINES)})")

@@ -1,0 +1,134 @@
+"""The engine interface: a list of requests in, one text per request and run stats out.
+
+An engine knows nothing of feeds, Markdown or Hugo. It never prints: progress goes to a callback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Sequence
+
+Role = Literal["system", "user", "assistant"]
+FinishReason = Literal["stop", "length", "repeat"]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 0.7
+    top_k: int = 40
+    top_p: float = 0.9
+    min_p: float = 0.05
+    repeat_penalty: float = 1.15
+    # Tokens of recent history that the repeat penalty looks at.
+    repeat_last_n: int = 64
+
+
+@dataclass(frozen=True)
+class Request:
+    """One text to generate. `key` names it uniquely within a run (and seeds are derived from it)."""
+
+    key: str
+    messages: tuple[Message, ...]
+    seed: int
+    max_tokens: int = 160
+    sampling: Sampling = field(default_factory=Sampling)
+    stop: tuple[str, ...] = ()
+    grammar: str | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    key: str
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: FinishReason
+    seconds: float = 0.0
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    prompt_tokens: int = 0
+    prompt_tokens_decoded: int = 0
+    completion_tokens: int = 0
+    decode_steps: int = 0
+    wall_seconds: float = 0.0
+
+    @property
+    def prompt_tokens_saved(self) -> int:
+        return self.prompt_tokens - self.prompt_tokens_decoded
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.completion_tokens / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int
+    completion_tokens: int
+    elapsed: float
+    finished: Result | None = None
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass
+class Generation:
+    results: list[Result]
+    stats: Stats
+
+    def by_key(self) -> dict[str, Result]:
+        return {r.key: r for r in self.results}
+
+
+class Engine(ABC):
+    """Generates text for requests. Results come back in the order of the requests."""
+
+    name: str = "engine"
+
+    @property
+    @abstractmethod
+    def model_name(self) -> str:
+        """The model's name as a post's tags show it (the GGUF file's stem)."""
+
+    @abstractmethod
+    def generate(self, requests: Sequence[Request], progress: ProgressCallback | None = None) -> Generation:
+        ...
+
+    def close(self) -> None:
+        """Free the model and any native memory. Safe to call twice."""
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def derive_seed(run_seed: int, key: str) -> int:
+    """A request's seed from the run's seed and the request's key, never from its position.
+
+    The result is a 31-bit value, so it never equals llama.cpp's "random seed" marker (0xFFFFFFFF).
+    """
+    digest = hashlib.sha256(f"{run_seed}:{key}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def check_unique_keys(requests: Sequence[Request]) -> None:
+    seen: set[str] = set()
+    for request in requests:
+        if request.key in seen:
+            raise ValueError(f"duplicate request key: {request.key!r}")
+        seen.add(request.key)

@@ -1,0 +1,77 @@
+"""A fake engine: deterministic, instant, no model. For fast tests and for trying the pipeline.
+
+Its text depends only on each request's own messages and seed, like a real engine should, and it
+reads the words of the last user message so that paragraphs mention their topic.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from typing import Callable, Sequence
+
+from .base import Engine, Generation, Progress, ProgressCallback, Request, Result, Stats
+
+_FILLER = (
+    "could help researchers move faster",
+    "may change how teams build and test models",
+    "raises questions about cost and access",
+    "might make tools easier to use for small groups",
+    "needs careful evaluation before wide use",
+    "could lower the barrier for new practitioners",
+    "may shift attention away from other open problems",
+)
+_MONTHS = ("January", "March", "May", "July", "September", "November")
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9\-]{3,}")
+
+
+def fake_text(request: Request) -> str:
+    """A few plausible sentences, fixed by the request's messages and seed."""
+    rng = random.Random(f"{request.seed}:{request.messages}")
+    prompt = request.messages[-1].content if request.messages else ""
+    if request.grammar:
+        years = re.findall(r'"(\d{4})"', request.grammar) or ["2035"]
+        return f"{rng.choice(_MONTHS)} {rng.choice(years)}: Progress in computing and research keeps a steady pace."
+    words = _WORD.findall(prompt) or ["this", "work"]
+    subject = " ".join(words[: rng.randint(2, 4)])
+    sentences = [f"Work on {subject} {rng.choice(_FILLER)}."]
+    for _ in range(rng.randint(2, 4)):
+        sentences.append(f"The idea of {rng.choice(words).lower()} {rng.choice(_FILLER)}.")
+    return " ".join(sentences)
+
+
+class FakeEngine(Engine):
+    name = "fake"
+
+    def __init__(self, respond: Callable[[Request], str] = fake_text, model_name: str = "fake-model"):
+        self._respond = respond
+        self._model_name = model_name
+        self.calls: list[list[Request]] = []
+
+    @property
+    def model_name(self) -> str:
+        return self._model_name
+
+    def generate(self, requests: Sequence[Request], progress: ProgressCallback | None = None) -> Generation:
+        start = time.perf_counter()
+        self.calls.append(list(requests))
+        results: list[Result] = []
+        stats = Stats(requests=len(requests))
+        for request in requests:
+            text = self._respond(request)
+            words = text.split()
+            finish = "length" if len(words) > request.max_tokens else "stop"
+            text = " ".join(words[: request.max_tokens])
+            prompt_tokens = sum(len(m.content.split()) for m in request.messages)
+            result = Result(request.key, text, prompt_tokens, len(text.split()), finish)
+            results.append(result)
+            stats.prompt_tokens += prompt_tokens
+            stats.prompt_tokens_decoded += prompt_tokens
+            stats.completion_tokens += result.completion_tokens
+            stats.decode_steps += result.completion_tokens
+            if progress:
+                progress(Progress(len(results), len(requests), stats.completion_tokens,
+                                  time.perf_counter() - start, result))
+        stats.wall_seconds = time.perf_counter() - start
+        return Generation(results, stats)

@@ -1,0 +1,66 @@
+"""Loading a GGUF model with llama-cpp-python, with our own errors for every way it can fail."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import ModelError
+from .chat import ChatFormatter, chat_template
+
+GGUF_MAGIC = b"GGUF"
+
+
+def default_threads() -> int:
+    """Threads for decoding: the CPUs this process may use, halved where SMT likely doubles them."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return cpus if cpus <= 4 else cpus // 2
+
+
+def check_gguf(path: Path) -> None:
+    """Fail early and clearly on a missing, unreadable or non-GGUF model file."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(
+            f"model file not found: {path} (run 'make install' to extract the embedded model, "
+            "or pass --model PATH to a GGUF file)"
+        )
+    if not path.is_file():
+        raise ModelError(f"model path is not a file: {path}")
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}") from exc
+    if magic != GGUF_MAGIC:
+        raise ModelError(f"not a GGUF model file: {path} (it does not start with the GGUF magic bytes)")
+
+
+def load_llama(path: Path, *, n_ctx: int, threads: int = 0, n_gpu_layers: int = 0,
+               repeat_last_n: int = 64):
+    """A `llama_cpp.Llama` for `path` and a formatter for its chat template."""
+    check_gguf(path)
+    import llama_cpp
+
+    threads = threads or default_threads()
+    try:
+        llm = llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_batch=min(512, n_ctx),
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_gpu_layers=n_gpu_layers,
+            last_n_tokens_size=repeat_last_n,
+            verbose=False,
+        )
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise ModelError(f"cannot load model {path}: {exc} (the file may be truncated or corrupt)") from exc
+    template = chat_template(llm.metadata, path.name)
+    # The same special-token texts that llama-cpp-python gives its own Jinja2 chat handler.
+    bos = llm._model.token_get_text(llm.token_bos()) if llm.token_bos() != -1 else ""
+    eos = llm._model.token_get_text(llm.token_eos()) if llm.token_eos() != -1 else ""
+    return llm, ChatFormatter(template, bos_token=bos, eos_token=eos)

@@ -1,0 +1,93 @@
+"""The `sequential` engine: one `create_chat_completion` per request, one after the other.
+
+This is the obvious user code, kept as the baseline that the batching engine is measured against.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import GenerationError
+from .base import Engine, Generation, Progress, ProgressCallback, Request, Result, Stats, check_unique_keys
+from .llama import load_llama
+
+
+class SequentialEngine(Engine):
+    name = "sequential"
+
+    def __init__(self, model_path: Path, *, n_ctx: int = 0, threads: int = 0, n_gpu_layers: int = 0,
+                 repeat_last_n: int = 64):
+        self.model_path = Path(model_path)
+        self.n_ctx = n_ctx or 2048
+        self._llm, self._formatter = load_llama(
+            self.model_path, n_ctx=self.n_ctx, threads=threads, n_gpu_layers=n_gpu_layers,
+            repeat_last_n=repeat_last_n,
+        )
+
+    @property
+    def model_name(self) -> str:
+        return self.model_path.stem
+
+    def prompt_tokens(self, request: Request) -> list[int]:
+        prompt = self._formatter(request.messages)
+        return self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+
+    def generate(self, requests: Sequence[Request], progress: ProgressCallback | None = None) -> Generation:
+        from llama_cpp import LlamaGrammar
+
+        check_unique_keys(requests)
+        # Every request must fit before anything is decoded.
+        lengths = [len(self.prompt_tokens(r)) for r in requests]
+        for request, length in zip(requests, lengths):
+            if length + request.max_tokens > self.n_ctx:
+                raise GenerationError(
+                    f"request '{request.key}' needs {length} prompt + {request.max_tokens} new tokens, "
+                    f"more than the context of {self.n_ctx}: raise --ctx or lower --max-tokens"
+                )
+        start = time.perf_counter()
+        stats = Stats(requests=len(requests))
+        results: list[Result] = []
+        for request in requests:
+            began = time.perf_counter()
+            s = request.sampling
+            grammar = LlamaGrammar.from_string(request.grammar, verbose=False) if request.grammar else None
+            out = self._llm.create_chat_completion(
+                messages=[{"role": m.role, "content": m.content} for m in request.messages],
+                max_tokens=request.max_tokens,
+                temperature=s.temperature,
+                top_k=s.top_k,
+                top_p=s.top_p,
+                min_p=s.min_p,
+                repeat_penalty=s.repeat_penalty,
+                seed=request.seed,
+                stop=list(request.stop) or None,
+                grammar=grammar,
+            )
+            usage = out["usage"]
+            choice = out["choices"][0]
+            finish = "length" if choice.get("finish_reason") == "length" else "stop"
+            result = Result(
+                key=request.key,
+                text=choice["message"]["content"] or "",
+                prompt_tokens=usage["prompt_tokens"],
+                completion_tokens=usage["completion_tokens"],
+                finish_reason=finish,
+                seconds=time.perf_counter() - began,
+            )
+            results.append(result)
+            stats.prompt_tokens += result.prompt_tokens
+            stats.prompt_tokens_decoded += result.prompt_tokens
+            stats.completion_tokens += result.completion_tokens
+            stats.decode_steps += result.completion_tokens
+            if progress:
+                progress(Progress(len(results), len(requests), stats.completion_tokens,
+                                  time.perf_counter() - start, result))
+        stats.wall_seconds = time.perf_counter() - start
+        return Generation(results, stats)
+
+    def close(self) -> None:
+        llm, self._llm = getattr(self, "_llm", None), None
+        if llm is not None:
+            llm.close()

@@ -1,0 +1,46 @@
+"""The project's own exceptions. Each carries the exit code the CLI returns for it."""
+
+from __future__ import annotations
+
+# Documented exit codes (README, "Exit codes").
+EXIT_OK = 0
+EXIT_INVALID = 1  # `digest check` found problems
+EXIT_USAGE = 2  # bad command line (typer/click)
+EXIT_CONFIG = 3
+EXIT_FEED = 4
+EXIT_MODEL = 5
+EXIT_OUTPUT = 6
+EXIT_GENERATION = 7
+EXIT_INTERRUPTED = 130
+
+
+class DigestError(Exception):
+    """An expected failure: the CLI prints its message on one line and exits with `exit_code`."""
+
+    exit_code = EXIT_INVALID
+
+
+class ConfigError(DigestError):
+    exit_code = EXIT_CONFIG
+
+
+class FeedError(DigestError):
+    exit_code = EXIT_FEED
+
+
+class ModelError(DigestError):
+    exit_code = EXIT_MODEL
+
+
+class OutputError(DigestError):
+    exit_code = EXIT_OUTPUT
+
+
+class PromptError(ConfigError):
+    """A prompt template is missing or names a field we do not have."""
+
+
+class GenerationError(DigestError):
+    """The engine could not produce a usable text (a request too long for the context, ...)."""
+
+    exit_code = EXIT_GENERATION

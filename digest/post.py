@@ -1,0 +1,74 @@
+"""The post: a plain data model of one "[Daily Automated AI Summary]" post.
+
+Every string held here is Markdown-ready inline text: the pipeline escapes feed and model text
+(`digest.markdown.escape_inline`) before it builds a `Post`, and `digest.check` keeps the text as it
+finds it in a file, so that parsing a post and rendering it again gives back the same bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+DEFAULT_NOTICE = (
+    "This post has been automatically generated and does not reflect the views of the site owner, "
+    "nor does it claim to be accurate."
+)
+DEFAULT_TOPICS_HEADING = "Possible consequences of current developments"
+DEFAULT_TRENDING_HEADING = "Currently trending topics"
+DEFAULT_PREDICTIONS_HEADING = "AI predicts future events"
+PREDICTION_SUBJECTS = ("Artificial general intelligence", "Technological singularity")
+
+
+@dataclass
+class Cover:
+    image: str = ""
+    alt: str = ""
+    hidden: bool = True
+
+
+@dataclass
+class FrontMatter:
+    title: str
+    date: datetime
+    author: str
+    tags: list[str]
+    draft: bool = False
+    show_toc: bool = True
+    toc_open: bool = False
+    show_reading_time: bool = True
+    show_word_count: bool = True
+    cover: Cover = field(default_factory=Cover)
+
+
+@dataclass
+class Topic:
+    title: str
+    benefits: str
+    ramifications: str
+
+
+@dataclass
+class Prediction:
+    subject: str
+    when: str
+    reasoning: str
+
+
+@dataclass
+class Post:
+    front: FrontMatter
+    topics: list[Topic]
+    trending: list[str]
+    predictions: list[Prediction]
+    notice: str = DEFAULT_NOTICE
+    topics_heading: str = DEFAULT_TOPICS_HEADING
+    trending_heading: str = DEFAULT_TRENDING_HEADING
+    predictions_heading: str = DEFAULT_PREDICTIONS_HEADING
+
+
+def format_date(value: datetime) -> str:
+    """UTC ISO 8601 with a `Z`, to the second, as the published series writes it."""
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")

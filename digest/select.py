@@ -1,0 +1,96 @@
+"""Cleaning feed titles and picking the day's topics and trending headlines."""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from .feeds import Entry
+from .markdown import one_line
+
+# "[R]", "[D]", "[P]", "[N]" and their longer forms ("[Research]", "[D][R]"), at either end.
+_LEADING_TAGS = re.compile(r"^(?:\s*[\[(]\s*[A-Za-z]{1,12}\s*[\])])+\s*[:\-–—]?\s*")
+_TRAILING_TAGS = re.compile(r"\s*(?:[\[(]\s*[A-Za-z]{1,12}\s*[\])]\s*)+$")
+_WORD = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
+_STOPWORDS = frozenset(
+    """a an and are as at be by can do does for from has have how i in into is it its of on or our
+    the their this to using via was we what when which who why will with you your new""".split()
+)
+# Near-duplicate rule: titles that share at least this many content words, covering at least this
+# share of the shorter title's content words, are the same story told twice.
+MIN_SHARED_WORDS = 4
+MIN_OVERLAP = 0.6
+EXCERPT_WORDS = 60
+
+
+@dataclass(frozen=True)
+class Story:
+    """A cleaned feed item: the title as the post shows it, plus context for the prompt."""
+
+    title: str
+    link: str = ""
+    id: str = ""
+    excerpt: str = ""
+
+
+def clean_title(raw: str) -> str:
+    """Decode entities, drop `[R]`-style tags at either end, collapse whitespace."""
+    title = one_line(html.unescape(raw))
+    previous = None
+    while previous != title:
+        previous = title
+        title = _LEADING_TAGS.sub("", title)
+        title = _TRAILING_TAGS.sub("", title).strip()
+    return title
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+def content_words(title: str) -> frozenset[str]:
+    words = _WORD.findall(title.lower())
+    return frozenset(_stem(w) for w in words if w not in _STOPWORDS)
+
+
+def near_duplicate(a: str, b: str) -> bool:
+    """True when two titles tell the same story (same words, or most content words shared)."""
+    wa, wb = content_words(a), content_words(b)
+    if not wa or not wb:
+        return " ".join(a.lower().split()) == " ".join(b.lower().split())
+    if wa == wb:
+        return True
+    shared = len(wa & wb)
+    return shared >= MIN_SHARED_WORDS and shared / min(len(wa), len(wb)) >= MIN_OVERLAP
+
+
+def excerpt(text: str, words: int = EXCERPT_WORDS) -> str:
+    parts = one_line(text).split()
+    if len(parts) <= words:
+        return " ".join(parts)
+    return " ".join(parts[:words]) + " …"
+
+
+def _stories(entries: Iterable[Entry]) -> Iterable[Story]:
+    for entry in entries:
+        title = clean_title(entry.title)
+        if title:
+            yield Story(title=title, link=entry.link, id=entry.id, excerpt=excerpt(entry.summary))
+
+
+def pick(entries: Iterable[Entry], count: int, *, avoid: Sequence[Story] = ()) -> list[Story]:
+    """The first `count` stories in feed order, skipping untitled items, near-duplicates of an
+    earlier pick, and near-duplicates of anything in `avoid`."""
+    chosen: list[Story] = []
+    for story in _stories(entries):
+        if len(chosen) >= count:
+            break
+        if any(near_duplicate(story.title, other.title) for other in (*avoid, *chosen)):
+            continue
+        chosen.append(story)
+    return chosen

@@ -1,0 +1,114 @@
+"""Cleaning what the model wrote into one plain paragraph, and reading its predictions.
+
+The model writes only paragraph text and the predictions' date and reasoning; whatever structure
+it adds (labels, headings, list markers, front-matter fences, emphasis) is removed here, and an
+unfinished last sentence is cut.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .markdown import one_line
+
+_LABEL = re.compile(
+    r"^\s*(?:[-*+•>#]+\s*)?(?:\*\*|\*|__|_)?\s*"
+    r"(?:benefits?|ramifications?|paragraph|answer|response|summary|topic|prediction)"
+    r"\s*(?:\*\*|\*|__|_)?\s*[:\-–—]\s*(?:\*\*|\*|__|_)?\s*",
+    re.I,
+)
+_PREAMBLE = re.compile(r"^\s*(?:sure|certainly|of course|here is|here's)\b[^.:!\n]*[:.!]\s*", re.I)
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s.*$", re.M)
+_FENCE = re.compile(r"^\s*(?:---+|\+\+\+|```.*|===+)\s*$", re.M)
+_LIST_MARKER = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+", re.M)
+_EMPHASIS = re.compile(r"(\*\*|__|\*|`)")
+_SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*(?=\s|$)")
+_MONTHS = (
+    "January February March April May June July August September October November December".split()
+)
+_PREDICTION = re.compile(
+    r"^\s*\(?\s*(" + "|".join(_MONTHS) + r")\s+(\d{4})\s*\)?\s*[:\-–—,.]?\s*(.*)$", re.S | re.I
+)
+
+
+def complete_sentences(text: str) -> str:
+    """`text` up to the end of its last finished sentence ("" when it has none)."""
+    ends = list(_SENTENCE_END.finditer(text))
+    if not ends:
+        return ""
+    return text[: ends[-1].end()].strip()
+
+
+MIN_WORDS = 40
+MAX_WORDS = 130
+_BLANK_LINE = re.compile(r"\n\s*\n")
+_SENTENCE = re.compile(r".+?[.!?][\"'”’)\]]*(?=\s|$)", re.S)
+
+
+def shape(text: str, min_words: int = MIN_WORDS, max_words: int = MAX_WORDS) -> str:
+    """Keep whole paragraphs until `min_words` is reached, then whole sentences up to `max_words`."""
+    kept: list[str] = []
+    for paragraph in _BLANK_LINE.split(text):
+        if sum(len(p.split()) for p in kept) >= min_words:
+            break
+        kept.append(paragraph)
+    text = one_line(" ".join(kept))
+    sentences, words = [], 0
+    for sentence in _SENTENCE.findall(text):
+        count = len(sentence.split())
+        if sentences and words + count > max_words:
+            break
+        sentences.append(sentence.strip())
+        words += count
+    return " ".join(sentences) if sentences else text
+
+
+def clean_paragraph(raw: str, min_words: int = MIN_WORDS, max_words: int = MAX_WORDS) -> str:
+    """One paragraph of plain sentences from the model's raw text ("" when nothing usable is left)."""
+    text = raw.replace("\r", "\n")
+    text = _FENCE.sub(" ", text)
+    text = _HEADING.sub(" ", text)
+    text = _LIST_MARKER.sub(" ", text)
+    text = shape(text, min_words, max_words)
+    previous = None
+    while previous != text:
+        previous = text
+        text = _PREAMBLE.sub("", text)
+        text = _LABEL.sub("", text)
+    text = _EMPHASIS.sub("", text)
+    text = balance_quotes(one_line(text))
+    return complete_sentences(text)
+
+
+def balance_quotes(text: str) -> str:
+    """Drop a dangling double quote at either end (the model often opens a quote it never closes)."""
+    if text.count('"') % 2 == 1:
+        if text.startswith('"'):
+            text = text[1:].lstrip()
+        elif text.endswith('"'):
+            text = text[:-1].rstrip()
+    return text
+
+
+@dataclass(frozen=True)
+class ParsedPrediction:
+    month: str
+    year: int
+    reasoning: str
+
+    @property
+    def when(self) -> str:
+        return f"{self.month} {self.year}"
+
+
+def parse_prediction(raw: str) -> ParsedPrediction | None:
+    """Read "Month YYYY: reasoning" (the predictions grammar's shape); None when it does not fit."""
+    match = _PREDICTION.match(one_line(raw))
+    if not match:
+        return None
+    month = match.group(1).capitalize()
+    reasoning = clean_paragraph(match.group(3))
+    if not reasoning:
+        return None
+    return ParsedPrediction(month, int(match.group(2)), reasoning)
