@@ -131,7 +131,7 @@ class _Lines:
     """Finds the line of a key in TOML text, for error messages."""
 
     _HEADER = re.compile(r"^\s*\[+\s*([^\]]+?)\s*\]+")
-    _KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"']+)\s*=")
+    _KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"'. ]+?)\s*=")
 
     def __init__(self, text: str):
         self.index: dict[tuple[str, ...], int] = {}
@@ -144,7 +144,9 @@ class _Lines:
                 continue
             key = self._KEY.match(line)
             if key:
-                self.index.setdefault((*section, key.group(1).strip("\"'")), number)
+                parts = tuple(p.strip().strip("\"'") for p in key.group(1).split("."))
+                for end in range(1, len(parts) + 1):
+                    self.index.setdefault((*section, *parts[:end]), number)
 
     def of(self, path: tuple[str, ...]) -> int | None:
         while path:
@@ -160,24 +162,27 @@ def _where(source: Path | None, lines: _Lines, path: tuple[str, ...]) -> str:
     return f"{name}:{line}" if line else name
 
 
-def _check_value(hint: Any, value: Any, meta: dict, where: str, dotted: str) -> Any:
+def _check_value(hint: Any, value: Any, meta: dict, subject: str) -> Any:
+    """`value` checked against its type and limits; `subject` names it in errors ("file:3: 'seed'")."""
     origin = get_origin(hint)
     if origin is list:
         (item,) = get_args(hint)
         if not isinstance(value, list) or not all(isinstance(v, item) for v in value):
-            raise ConfigError(f"{where}: '{dotted}' must be a list of {item.__name__}s")
+            raise ConfigError(f"{subject} must be a list of {item.__name__}s")
         return list(value)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if hint in (int, float) and isinstance(value, bool) or not isinstance(value, hint):
         expected = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}[hint]
-        raise ConfigError(f"{where}: '{dotted}' must be {expected}, not {value!r}")
+        raise ConfigError(f"{subject} must be {expected}, not {value!r}")
+    if isinstance(value, float) and value != value:
+        raise ConfigError(f"{subject} must be a number, not nan")
     lo, hi = meta.get("min"), meta.get("max")
     if lo is not None and value < lo or hi is not None and value > hi:
-        raise ConfigError(f"{where}: '{dotted}' = {value!r} is out of range ({lo} to {hi})")
+        raise ConfigError(f"{subject} = {value!r} is out of range ({lo} to {hi})")
     choices = meta.get("choices")
     if choices and value not in choices:
-        raise ConfigError(f"{where}: '{dotted}' must be one of {', '.join(choices)}, not {value!r}")
+        raise ConfigError(f"{subject} must be one of {', '.join(choices)}, not {value!r}")
     return value
 
 
@@ -200,7 +205,7 @@ def _build(cls: type, data: dict, path: tuple[str, ...], source: Path | None, li
                 raise ConfigError(f"{_where(source, lines, here)}: '{dotted}' must be a table")
             value = _build(hint, value, here, source, lines)
         else:
-            value = _check_value(hint, value, meta, _where(source, lines, here), dotted)
+            value = _check_value(hint, value, meta, f"{_where(source, lines, here)}: '{dotted}'")
         setattr(instance, name, value)
     return instance
 
@@ -219,10 +224,7 @@ def apply_flags(config: Config, flags: dict[str, tuple[str, Any]]) -> None:
             target = getattr(target, part)
         spec = next(f for f in dataclasses.fields(target) if f.name == name)
         hint = get_type_hints(type(target))[name]
-        try:
-            checked = _check_value(hint, value, spec.metadata, flag, dotted)
-        except ConfigError as exc:
-            raise ConfigError(str(exc).replace(f"'{dotted}'", flag, 1)) from None
+        checked = _check_value(hint, value, spec.metadata, flag)
         setattr(target, name, checked)
 
 

@@ -22,15 +22,16 @@ _INVISIBLE = re.compile(
     "[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
 )
 _SPACES = re.compile(r"\s+")
+_CONTROL_SPACE = re.compile(r"[\t\n\v\f\r\x1c-\x1f\x85]")
 _ENTITY = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
 
 
 def one_line(text: str) -> str:
     """Collapse all whitespace (newlines included) to single spaces and drop invisible characters."""
     text = unicodedata.normalize("NFC", text)
-    text = _SPACES.sub(" ", text)
+    text = _CONTROL_SPACE.sub(" ", text)
     text = _INVISIBLE.sub("", text)
-    return text.strip()
+    return _SPACES.sub(" ", text).strip()
 
 
 def escape_inline(text: str) -> str:

@@ -11,8 +11,8 @@ from .feeds import Entry
 from .markdown import one_line
 
 # "[R]", "[D]", "[P]", "[N]" and their longer forms ("[Research]", "[D][R]"), at either end.
-_LEADING_TAGS = re.compile(r"^(?:\s*[\[(]\s*[A-Za-z]{1,12}\s*[\])])+\s*[:\-–—]?\s*")
-_TRAILING_TAGS = re.compile(r"\s*(?:[\[(]\s*[A-Za-z]{1,12}\s*[\])]\s*)+$")
+_LEADING_TAGS = re.compile(r"^(?:\s*\[\s*[A-Za-z]{1,12}\s*\])+(?=[\s:\-–—]|$)\s*[:\-–—]?\s*")
+_TRAILING_TAGS = re.compile(r"(?:^|(?<=\s))(?:\[\s*[A-Za-z]{1,12}\s*\]\s*)+$")
 _WORD = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
 _STOPWORDS = frozenset(
     """a an and are as at be by can do does for from has have how i in into is it its of on or our
@@ -20,7 +20,7 @@ _STOPWORDS = frozenset(
 )
 # Near-duplicate rule: titles that share at least this many content words, covering at least this
 # share of the shorter title's content words, are the same story told twice.
-MIN_SHARED_WORDS = 4
+MIN_SHARED_WORDS = 3
 MIN_OVERLAP = 0.6
 EXCERPT_WORDS = 60
 

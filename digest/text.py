@@ -18,7 +18,10 @@ _LABEL = re.compile(
     r"\s*(?:\*\*|\*|__|_)?\s*[:\-–—]\s*(?:\*\*|\*|__|_)?\s*",
     re.I,
 )
-_PREAMBLE = re.compile(r"^\s*(?:sure|certainly|of course|here is|here's)\b[^.:!\n]*[:.!]\s*", re.I)
+_PREAMBLE = re.compile(
+    r"^\s*(?:(?:sure|certainly|of course|here is|here's)\b[^.:!\n]*:|(?:sure|certainly|of course|absolutely)\s*[.!])\s*",
+    re.I,
+)
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s.*$", re.M)
 _FENCE = re.compile(r"^\s*(?:---+|\+\+\+|```.*|===+)\s*$", re.M)
 _LIST_MARKER = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+", re.M)
@@ -28,7 +31,7 @@ _MONTHS = (
     "January February March April May June July August September October November December".split()
 )
 _PREDICTION = re.compile(
-    r"^\s*\(?\s*(" + "|".join(_MONTHS) + r")\s+(\d{4})\s*\)?\s*[:\-–—,.]?\s*(.*)$", re.S | re.I
+    r"^\s*\(?\s*(" + "|".join(_MONTHS) + r")\s+(\d{4})(?!\d)\s*\)?\s*[:\-–—,.]?\s*(.*)$", re.S | re.I
 )
 
 

@@ -1,0 +1,281 @@
+"""digest.config: the default file, validation with file:line messages, loading, command-line flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import pytest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from digest.config import CONFIG_NAME, Config, apply_flags, default_toml, load_config, parse_config
+from digest.errors import EXIT_CONFIG, ConfigError
+
+
+def line_of(text: str, needle: str) -> int:
+    """1-based number of the only line of `text` that contains `needle`."""
+    hits = [n for n, line in enumerate(text.splitlines(), start=1) if needle in line]
+    assert len(hits) == 1, (needle, hits)
+    return hits[0]
+
+
+def config_error(text: str, path: Path) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, path)
+    assert info.value.exit_code == EXIT_CONFIG
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+SOURCE = Path("/site/digest.toml")
+
+
+# ---------------------------------------------------------------------------------------------
+# The default file
+
+
+def test_default_toml_equals_dataclass_defaults():
+    assert parse_config(default_toml()) == Config()
+
+
+def dataclass_keys(cls, prefix=()) -> set[tuple[str, ...]]:
+    keys = set()
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("internal"):
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(default):
+            keys |= dataclass_keys(type(default), (*prefix, f.name))
+        else:
+            keys.add((*prefix, f.name))
+    return keys
+
+
+def toml_keys(data: dict, prefix=()) -> set[tuple[str, ...]]:
+    keys = set()
+    for name, value in data.items():
+        if isinstance(value, dict):
+            keys |= toml_keys(value, (*prefix, name))
+        else:
+            keys.add((*prefix, name))
+    return keys
+
+
+def test_default_toml_writes_out_every_setting():
+    # Equality alone would pass with keys left out; the commented file documents every one.
+    assert toml_keys(tomllib.loads(default_toml())) == dataclass_keys(Config)
+
+
+def test_parse_config_keeps_source_and_empty_text_is_defaults():
+    config = parse_config("", SOURCE)
+    assert config == Config()
+    assert config.source == SOURCE
+
+
+def test_values_are_read():
+    text = '[generation]\nseed = 7\ntemperature = 0\n[feeds.topics]\ncount = 5\n[blog]\ntags = ["a", "b"]\n'
+    config = parse_config(text)
+    assert config.generation.seed == 7
+    assert config.generation.temperature == 0.0 and isinstance(config.generation.temperature, float)
+    assert config.feeds.topics.count == 5
+    assert config.feeds.trending.count == Config().feeds.trending.count
+    assert config.blog.tags == ["a", "b"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors name the file and the line
+
+
+def test_unknown_key_names_key_and_line():
+    text = "# comment\n[blog]\nauthor = 'x'\n\n[generation]\nseed = 3\nsede = 4\ntop_k = 2\n"
+    message = config_error(text, SOURCE)
+    assert f"{SOURCE}:{line_of(text, 'sede')}" in message
+    assert "generation.sede" in message
+
+
+def test_unknown_section_names_its_header_line():
+    text = "[blog]\ntitle = 'x'\n[blog.covr]\nimage = 'a.png'\n"
+    message = config_error(text, SOURCE)
+    assert f"{SOURCE}:{line_of(text, 'covr')}" in message
+    assert "blog.covr" in message
+
+
+def test_unknown_top_level_table():
+    text = "\n\n[generaton]\nseed = 1\n"
+    message = config_error(text, SOURCE)
+    assert f"{SOURCE}:3" in message and "generaton" in message
+
+
+def test_error_line_is_that_of_the_right_table():
+    # The same key in two tables: the bad one is the second.
+    text = "[feeds.topics]\ncount = 6\n\n[feeds.trending]\ncount = 999\n"
+    message = config_error(text, SOURCE)
+    assert f"{SOURCE}:5" in message
+    assert "feeds.trending.count" in message and "999" in message
+
+
+@pytest.mark.parametrize(
+    "section, line, key",
+    [
+        ("[generation]", "seed = 'forty-two'", "generation.seed"),
+        ("[generation]", "seed = true", "generation.seed"),
+        ("[generation]", "temperature = 'hot'", "generation.temperature"),
+        ("[blog]", "draft = 'no'", "blog.draft"),
+        ("[blog]", "author = 3", "blog.author"),
+        ("[blog]", "tags = 'one'", "blog.tags"),
+        ("[blog]", "tags = ['a', 2]", "blog.tags"),
+        ("[feeds.topics]", "count = 2.5", "feeds.topics.count"),
+    ],
+)
+def test_wrong_type_names_key_and_line(section, line, key):
+    text = f"# settings\n\n{section}\n# the next line is wrong\n{line}\n"
+    message = config_error(text, SOURCE)
+    assert f"{SOURCE}:5" in message
+    assert key in message
+
+
+@pytest.mark.parametrize(
+    "section, line, key",
+    [
+        ("[feeds.topics]", "count = 0", "feeds.topics.count"),
+        ("[feeds.trending]", "count = 51", "feeds.trending.count"),
+        ("[generation]", "seed = -1", "generation.seed"),
+        ("[generation]", "top_p = 1.5", "generation.top_p"),
+        ("[generation]", "max_tokens = 0", "generation.max_tokens"),
+        ("[feeds]", "timeout = 0", "feeds.timeout"),
+        ("[generation]", "engine = 'turbo'", "generation.engine"),
+    ],
+)
+def test_out_of_range_names_key_and_line(section, line, key):
+    text = f"[blog]\nauthor = 'me'\n\n{section}\n{line}\n"
+    message = config_error(text, SOURCE)
+    assert f"{SOURCE}:5" in message
+    assert key in message
+    value = line.split("=", 1)[1].strip().strip("'")
+    assert value in message
+
+
+def test_table_expected():
+    message = config_error("blog = 3\n", SOURCE)
+    assert f"{SOURCE}:1" in message and "blog" in message
+
+
+def test_invalid_toml():
+    message = config_error("[generation\nseed = 1\n", SOURCE)
+    assert str(SOURCE) in message
+    assert "TOML" in message
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("[feeds]\ntimeout = 5.0\ntopics.cunt = 3\n", "cunt"),
+        ("# top\n\ngeneration.seedd = 3\n", "seedd"),
+    ],
+)
+def test_dotted_key_error_has_its_line(text, needle):
+    message = config_error(text, SOURCE)
+    assert f"{SOURCE}:{line_of(text, needle)}:" in message
+
+
+@pytest.mark.parametrize("line", ["temperature = nan", "top_p = nan", "min_p = -nan"])
+def test_nan_is_rejected(line):
+    config_error(f"[generation]\n{line}\n", SOURCE)
+
+
+# ---------------------------------------------------------------------------------------------
+# load_config
+
+
+def test_load_config_missing_explicit_path(tmp_path):
+    missing = tmp_path / "nope" / "digest.toml"
+    with pytest.raises(ConfigError) as info:
+        load_config(missing)
+    message = str(info.value)
+    assert str(missing) in message
+    assert "digest init" in message
+
+
+def test_load_config_without_file_gives_defaults(tmp_path):
+    config = load_config(None, cwd=tmp_path)
+    assert config == Config()
+    assert config.source is None
+
+
+def test_load_config_uses_digest_toml_in_cwd(tmp_path):
+    (tmp_path / CONFIG_NAME).write_text('[blog]\nauthor = "Someone"\n[model]\npath = "weights/m.gguf"\n', encoding="utf-8")
+    config = load_config(None, cwd=tmp_path)
+    assert config.blog.author == "Someone"
+    assert config.source == (tmp_path / CONFIG_NAME).resolve()
+    # Relative paths are relative to the config file's folder, not to the working directory.
+    assert config.model_path == tmp_path.resolve() / "weights" / "m.gguf"
+
+
+def test_load_config_error_names_the_file(tmp_path):
+    path = tmp_path / "custom.toml"
+    path.write_text("[generation]\n\nseed = 'x'\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert f"{path.resolve()}:3" in str(info.value)
+
+
+def test_load_config_directory_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError):
+        load_config(tmp_path)
+
+
+def test_default_paths_point_into_the_project():
+    config = Config()
+    root = Path(__file__).resolve().parents[1]
+    assert config.prompts_path == root / "prompts"
+    assert config.model_path.parent == root / "models"
+    assert config.model_path.suffix == ".gguf"
+
+
+# ---------------------------------------------------------------------------------------------
+# apply_flags
+
+
+def test_apply_flags_sets_values_and_skips_none():
+    config = Config()
+    apply_flags(config, {
+        "generation.seed": ("--seed", 123),
+        "feeds.topics.count": ("--topics", 4),
+        "generation.temperature": ("--temperature", 1),
+        "blog.author": ("--author", None),
+    })
+    assert config.generation.seed == 123
+    assert config.feeds.topics.count == 4
+    assert config.generation.temperature == 1.0
+    assert config.blog.author == Config().blog.author
+
+
+@pytest.mark.parametrize(
+    "dotted, flag, value",
+    [
+        ("feeds.topics.count", "--topics", 0),
+        ("feeds.trending.count", "--trending", 51),
+        ("generation.seed", "--seed", -5),
+        ("generation.top_p", "--top-p", 2.0),
+        ("generation.max_tokens", "--max-tokens", 0),
+        ("generation.engine", "--engine", "warp"),
+        ("generation.seed", "--seed", "abc"),
+    ],
+)
+def test_apply_flags_rejects_bad_values_naming_the_flag(dotted, flag, value):
+    config = Config()
+    before = dataclasses.asdict(config)
+    with pytest.raises(ConfigError) as info:
+        apply_flags(config, {dotted: (flag, value)})
+    message = str(info.value)
+    assert message.startswith(flag)
+    assert str(value) in message
+    # The flag, not the config key, is what the user typed.
+    assert dotted not in message
+    assert dataclasses.asdict(config) == before

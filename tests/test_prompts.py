@@ -1,0 +1,230 @@
+"""digest.prompts: loading templates and building the engine requests from them."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from digest.engine.base import Sampling
+from digest.errors import ConfigError, PromptError
+from digest.post import PREDICTION_SUBJECTS
+from digest.prompts import FIELDS, Templates, build_requests, prediction_grammar
+from digest.select import Story
+
+PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
+DAY = date(2026, 1, 2)
+MONTHS = "January February March April May June July August September October November December".split()
+
+
+@pytest.fixture
+def prompts_copy(tmp_path) -> Path:
+    folder = tmp_path / "prompts"
+    shutil.copytree(PROMPTS, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def templates() -> Templates:
+    return Templates.load(PROMPTS)
+
+
+TOPICS = [
+    Story(title="Sparse experts halve pretraining compute", excerpt="The authors train sparse models."),
+    Story(title="Robots fold laundry after watching videos", excerpt=""),
+    Story(title="Weather forecasts improve with graph networks", excerpt="A graph network beats physics."),
+]
+
+
+def requests_for(topics, templates, *, run_seed=42, day=DAY, max_tokens=160, sampling=Sampling()):
+    return build_requests(topics, day, templates, run_seed=run_seed, max_tokens=max_tokens, sampling=sampling)
+
+
+# ---------------------------------------------------------------------------------------------
+# Templates
+
+
+def test_load_project_prompts(templates):
+    assert set(templates.texts) == set(FIELDS)
+    for name, text in templates.texts.items():
+        assert text == text.strip() and text
+        assert text == (PROMPTS / f"{name}.txt").read_text(encoding="utf-8").strip()
+
+
+def test_fill_substitutes_placeholders(templates):
+    filled = templates.fill("benefits", title="TITLE-XYZ", context="CONTEXT-XYZ")
+    assert "TITLE-XYZ" in filled and "CONTEXT-XYZ" in filled
+    assert "${" not in filled
+
+
+def test_unknown_placeholder_names_file_and_placeholder(prompts_copy):
+    path = prompts_copy / "ramifications.txt"
+    path.write_text(path.read_text(encoding="utf-8") + "\nAlso consider ${audience}.\n", encoding="utf-8")
+    with pytest.raises(PromptError) as info:
+        Templates.load(prompts_copy)
+    message = str(info.value)
+    assert str(path) in message
+    assert "audience" in message
+
+
+def test_placeholder_of_another_template_is_unknown(prompts_copy):
+    # ${year} belongs to predictions.txt; the system prompt knows no field at all.
+    path = prompts_copy / "system.txt"
+    path.write_text("You write in $year.", encoding="utf-8")
+    with pytest.raises(PromptError) as info:
+        Templates.load(prompts_copy)
+    assert str(path) in str(info.value) and "year" in str(info.value)
+
+
+def test_stray_dollar_is_an_error_and_double_dollar_is_fine(prompts_copy):
+    path = prompts_copy / "benefits.txt"
+    original = path.read_text(encoding="utf-8")
+    path.write_text(original + "\nIt costs $$5 a month.\n", encoding="utf-8")
+    assert "$5 a month" in Templates.load(prompts_copy).fill("benefits", title="t", context="c")
+    path.write_text(original + "\nIt costs $ 5.\n", encoding="utf-8")
+    with pytest.raises(PromptError) as info:
+        Templates.load(prompts_copy)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("name", sorted(FIELDS))
+def test_missing_template(prompts_copy, name):
+    (prompts_copy / f"{name}.txt").unlink()
+    with pytest.raises(PromptError) as info:
+        Templates.load(prompts_copy)
+    assert str(prompts_copy / f"{name}.txt") in str(info.value)
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(PromptError) as info:
+        Templates.load(tmp_path / "nowhere")
+    assert str(tmp_path / "nowhere") in str(info.value)
+
+
+def test_prompt_error_is_a_config_error():
+    assert issubclass(PromptError, ConfigError)
+
+
+def test_sha256_changes_with_the_text(prompts_copy):
+    before = Templates.load(prompts_copy).sha256()
+    (prompts_copy / "system.txt").write_text("Another system prompt.", encoding="utf-8")
+    after = Templates.load(prompts_copy).sha256()
+    assert before["system"] != after["system"]
+    assert {k: v for k, v in before.items() if k != "system"} == {k: v for k, v in after.items() if k != "system"}
+
+
+# ---------------------------------------------------------------------------------------------
+# build_requests
+
+
+def test_two_requests_per_topic_and_two_predictions(templates):
+    requests = requests_for(TOPICS, templates)
+    assert len(requests) == 2 * len(TOPICS) + len(PREDICTION_SUBJECTS) == 2 * len(TOPICS) + 2
+    keys = [r.key for r in requests]
+    assert len(set(keys)) == len(keys)
+    for story in TOPICS:
+        mine = [r for r in requests if story.title in r.key]
+        assert len(mine) == 2
+        assert all(story.title in r.messages[-1].content for r in mine)
+    for subject in PREDICTION_SUBJECTS:
+        mine = [r for r in requests if subject in r.key]
+        assert len(mine) == 1
+
+
+def test_messages_are_system_then_user(templates):
+    for request in requests_for(TOPICS, templates):
+        assert [m.role for m in request.messages] == ["system", "user"]
+        assert request.messages[0].content == templates.texts["system"]
+        assert "${" not in request.messages[1].content
+
+
+def test_excerpt_reaches_the_prompt(templates):
+    requests = requests_for(TOPICS, templates)
+    for story in TOPICS:
+        for request in (r for r in requests if story.title in r.key):
+            if story.excerpt:
+                assert story.excerpt in request.messages[1].content
+
+
+def test_benefits_and_ramifications_prompts_differ(templates):
+    requests = requests_for(TOPICS[:1], templates)
+    assert requests[0].messages[1].content != requests[1].messages[1].content
+
+
+def test_sampling_and_max_tokens_are_passed_on(templates):
+    sampling = Sampling(temperature=0.3, top_k=7, top_p=0.5, min_p=0.1, repeat_penalty=1.3)
+    for request in requests_for(TOPICS, templates, max_tokens=77, sampling=sampling):
+        assert request.max_tokens == 77
+        assert request.sampling == sampling
+
+
+def test_seeds_are_distinct_and_in_range(templates):
+    seeds = [r.seed for r in requests_for(TOPICS, templates)]
+    assert len(set(seeds)) == len(seeds)
+    assert all(0 <= s < 2**31 for s in seeds)
+
+
+def test_seeds_depend_on_run_seed(templates):
+    a = {r.key: r.seed for r in requests_for(TOPICS, templates, run_seed=1)}
+    b = {r.key: r.seed for r in requests_for(TOPICS, templates, run_seed=2)}
+    again = {r.key: r.seed for r in requests_for(TOPICS, templates, run_seed=1)}
+    assert a == again
+    assert a.keys() == b.keys()
+    assert all(a[k] != b[k] for k in a)
+
+
+def test_seeds_do_not_depend_on_topic_position(templates):
+    forward = {r.key: r for r in requests_for(TOPICS, templates)}
+    backward = {r.key: r for r in requests_for(list(reversed(TOPICS)), templates)}
+    assert forward.keys() == backward.keys()
+    for key in forward:
+        assert forward[key].seed == backward[key].seed
+        assert forward[key].messages == backward[key].messages
+    # A topic's requests are the same alone as among others.
+    alone = {r.key: r.seed for r in requests_for(TOPICS[1:2], templates)}
+    assert all(forward[k].seed == s for k, s in alone.items())
+
+
+def grammar_years(grammar: str) -> list[int]:
+    (line,) = [l for l in grammar.splitlines() if l.startswith("year ::=")]
+    return [int(y) for y in re.findall(r'"(\d+)"', line)]
+
+
+@pytest.mark.parametrize("day", [DAY, date(2031, 12, 31), date(1999, 6, 1)])
+def test_prediction_requests_carry_future_year_grammar(templates, day):
+    requests = requests_for(TOPICS, templates, day=day)
+    predictions = [r for r in requests if r.grammar is not None]
+    assert len(predictions) == len(PREDICTION_SUBJECTS)
+    assert {r.key for r in predictions} == {r.key for r in requests if any(s in r.key for s in PREDICTION_SUBJECTS)}
+    for request in predictions:
+        years = grammar_years(request.grammar)
+        assert years, request.grammar
+        assert min(years) == day.year + 1
+        assert all(y > day.year for y in years)
+        month_line = next(l for l in request.grammar.splitlines() if l.startswith("month ::="))
+        assert re.findall(r'"([A-Za-z]+)"', month_line) == MONTHS
+        assert request.grammar.splitlines()[0].startswith("root ::=")
+        user = request.messages[1].content
+        assert str(day.year) in user
+        assert day.strftime("%B") in user
+
+
+def test_prediction_prompt_names_its_subject(templates):
+    requests = requests_for(TOPICS, templates)
+    for subject in PREDICTION_SUBJECTS:
+        (request,) = [r for r in requests if subject in r.key]
+        assert subject.lower() in request.messages[1].content.lower()
+
+
+def test_topic_requests_have_no_grammar(templates):
+    for request in requests_for(TOPICS, templates):
+        if not any(s in request.key for s in PREDICTION_SUBJECTS):
+            assert request.grammar is None
+
+
+def test_prediction_grammar_only_depends_on_year():
+    assert prediction_grammar(date(2026, 1, 1)) == prediction_grammar(date(2026, 12, 31))
+    assert prediction_grammar(date(2026, 1, 1)) != prediction_grammar(date(2027, 1, 1))
