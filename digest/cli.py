@@ -63,6 +63,7 @@ def run(
     top_p: Annotated[Optional[float], typer.Option("--top-p", help="Top-p (nucleus) sampling.")] = None,
     min_p: Annotated[Optional[float], typer.Option("--min-p", help="Min-p sampling.")] = None,
     repeat_penalty: Annotated[Optional[float], typer.Option("--repeat-penalty", help="Penalty for repeating recent tokens (1: off).")] = None,
+    slots: Annotated[Optional[int], typer.Option("--slots", help="Sections generated at once by the batched engine (0: all).")] = None,
     ctx: Annotated[Optional[int], typer.Option("--ctx", help="Context size in tokens (0: automatic).")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads (0: one per core).")] = None,
     n_gpu_layers: Annotated[Optional[int], typer.Option("--n-gpu-layers", help="Layers to offload to a GPU (-1: all; needs a GPU build).")] = None,
@@ -89,6 +90,7 @@ def run(
             "generation.top_p": ("--top-p", top_p),
             "generation.min_p": ("--min-p", min_p),
             "generation.repeat_penalty": ("--repeat-penalty", repeat_penalty),
+            "generation.slots": ("--slots", slots),
             "model.n_ctx": ("--ctx", ctx),
             "model.threads": ("--threads", threads),
             "model.n_gpu_layers": ("--n-gpu-layers", n_gpu_layers),
@@ -97,6 +99,8 @@ def run(
             "blog.author": ("--author", author),
         })
         if sample_feeds:
+            if feeds_from is not None:
+                raise typer.BadParameter("give either --sample-feeds or --feeds-from, not both", param_hint="--sample-feeds")
             feeds_from = samples_dir()
         when = _parse_day(day)
         say = (lambda message: None) if quiet else (lambda message: err.print(f"[dim]{message}…[/dim]"))
@@ -143,6 +147,60 @@ def _progress_display(enabled: bool):
             bar.update(task, total=p.total, completed=p.done, rate=rate)
 
         yield update
+
+
+@app.command()
+def bench(
+    config_path: ConfigOpt = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="GGUF model file (default: the embedded SmolLM2-135M).")] = None,
+    runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs of each engine (the median is reported).")] = 3,
+    slots: Annotated[str, typer.Option("--slots", help="Comma-separated slot counts for the batched engine (0: all sections), e.g. 1,4,8,16.")] = "0",
+    threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads for both engines (0: one per core).")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Token limit of each section.")] = None,
+    n_gpu_layers: Annotated[Optional[int], typer.Option("--n-gpu-layers", help="Layers to offload to a GPU (-1: all).")] = None,
+    sequential: Annotated[bool, typer.Option("--sequential/--no-sequential", help="Also run the sequential baseline.")] = True,
+    memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Measure the peak memory of a whole run.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+) -> None:
+    """Time the batching engine against the sequential baseline on the bundled sample digest."""
+    from .bench import run_bench
+
+    with expected_errors():
+        config = load_config(config_path)
+        apply_flags(config, {
+            "model.path": ("--model", str(Path(model).expanduser().resolve()) if model else None),
+            "model.threads": ("--threads", threads),
+            "generation.max_tokens": ("--max-tokens", max_tokens),
+            "model.n_gpu_layers": ("--n-gpu-layers", n_gpu_layers),
+        })
+        try:
+            slot_list = [int(s) for s in slots.split(",") if s.strip()]
+        except ValueError:
+            raise typer.BadParameter(f"expected numbers separated by commas, got {slots!r}", param_hint="--slots")
+        say = (lambda m: None) if as_json else (lambda m: err.print(f"[dim]{m}[/dim]", markup=True))
+        report = run_bench(config, runs=runs, slots=slot_list or [0], sequential=sequential, memory=memory, say=say)
+    if as_json:
+        typer.echo(report.to_json())
+        return
+    from rich.table import Table
+
+    table = Table(title=f"digest bench: {report.requests} sections of the sample digest, {report.model}, "
+                        f"{report.threads} threads, max {report.max_tokens} tokens, median of {report.runs}")
+    for column in ("engine", "slots", "wall s", "gen tokens", "tok/s", "prompt tok", "prompt decoded", "steps", "speedup"):
+        table.add_column(column, justify="left" if column == "engine" else "right")
+    for row in report.rows:
+        speedup = report.speedup(row)
+        table.add_row(row.engine, "-" if row.engine == "sequential" else str(row.slots or "all"),
+                      f"{row.median_wall_s:.2f}", str(row.completion_tokens), f"{row.tokens_per_s:.1f}",
+                      str(row.prompt_tokens), str(row.prompt_tokens_decoded), str(row.decode_steps),
+                      f"{speedup:.2f}x" if speedup else "-")
+    Console(highlight=False).print(table)
+    if report.memory:
+        m = report.memory
+        mib = lambda b: f"{(b or 0) / 2**20:.0f} MiB"  # noqa: E731
+        typer.echo(f"peak memory of a run: {mib(m['peak_rss_bytes'])} (limit: model {mib(m['model_bytes'])} + "
+                   f"KV cache {mib(m['kv_cache_bytes'])} + 300 MiB = {mib(m['limit_bytes'])}): "
+                   f"{'within' if m['within_limit'] else 'OVER'} the limit")
 
 
 @app.command()

@@ -82,7 +82,7 @@ class Model:
 
 @dataclass
 class Generation:
-    engine: str = field(default="sequential", metadata={"choices": ("sequential", "fake")})
+    engine: str = field(default="batched", metadata={"choices": ("batched", "sequential", "fake")})
     seed: int = field(default=42, metadata=_range(0, 2**32 - 1))
     max_tokens: int = field(default=160, metadata=_range(1, 8192))
     temperature: float = field(default=0.7, metadata=_range(0.0, 5.0))

@@ -1,5 +1,6 @@
 """Text generation engines behind one small interface (`Engine`).
 
+- `batched`: every request as a parallel sequence in one llama.cpp context (the default);
 - `sequential`: one llama.cpp chat completion per request (the baseline);
 - `fake`: canned text, no model, for fast tests.
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from .base import Engine, Generation, Message, Progress, Request, Result, Sampling, Stats, derive_seed
 
-ENGINES = ("sequential", "fake")
+ENGINES = ("batched", "sequential", "fake")
 
 __all__ = ["ENGINES", "Engine", "Generation", "Message", "Progress", "Request", "Result", "Sampling",
            "Stats", "create_engine", "derive_seed"]
@@ -24,6 +25,10 @@ def create_engine(name: str, model_path: Path, *, n_ctx: int = 0, threads: int =
         from .fake import FakeEngine
 
         return FakeEngine(model_name=Path(model_path).stem)
+    if name == "batched":
+        from .batched import BatchedEngine
+
+        return BatchedEngine(model_path, n_ctx=n_ctx, threads=threads, n_gpu_layers=n_gpu_layers, slots=slots)
     if name == "sequential":
         from .sequential import SequentialEngine
 

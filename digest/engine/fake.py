@@ -11,7 +11,7 @@ import re
 import time
 from typing import Callable, Sequence
 
-from .base import Engine, Generation, Progress, ProgressCallback, Request, Result, Stats
+from .base import Engine, Generation, Progress, ProgressCallback, Request, Result, Stats, check_unique_keys
 
 _FILLER = (
     "could help researchers move faster",
@@ -54,6 +54,7 @@ class FakeEngine(Engine):
         return self._model_name
 
     def generate(self, requests: Sequence[Request], progress: ProgressCallback | None = None) -> Generation:
+        check_unique_keys(requests)
         start = time.perf_counter()
         self.calls.append(list(requests))
         results: list[Result] = []

@@ -53,6 +53,10 @@ class SequentialEngine(Engine):
             began = time.perf_counter()
             s = request.sampling
             grammar = LlamaGrammar.from_string(request.grammar, verbose=False) if request.grammar else None
+            # Forget the previous prompt: llama-cpp-python would reuse its cached prefix and decode
+            # the last prompt token alone, which gives other bits than decoding the prompt whole,
+            # and so another text for the same request depending on what ran before it.
+            self._llm.reset()
             out = self._llm.create_chat_completion(
                 messages=[{"role": m.role, "content": m.content} for m in request.messages],
                 max_tokens=request.max_tokens,

@@ -1,0 +1,150 @@
+"""`digest bench`: the same digest's requests through the sequential and the batching engine.
+
+Both engines get the same requests (the bundled sample feeds, the default prompts and limits), the
+same model and the same thread count, in one process, one after the other, several times. The peak
+memory of a whole `digest run` is measured in a child process.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .config import Config
+from .engine import create_engine
+from .engine.base import Request
+from .engine.llama import default_threads
+from .feeds import samples_dir
+from .pipeline import load_feeds, sampling_of, select_stories
+from .prompts import Templates, build_requests
+
+BENCH_DAY = date(2026, 1, 1)
+MEMORY_MARGIN = 300 * 1024 * 1024
+
+
+@dataclass
+class Row:
+    engine: str
+    slots: int
+    wall_s: list[float] = field(default_factory=list)
+    completion_tokens: int = 0
+    prompt_tokens: int = 0
+    prompt_tokens_decoded: int = 0
+    decode_steps: int = 0
+
+    @property
+    def median_wall_s(self) -> float:
+        return statistics.median(self.wall_s)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.completion_tokens / self.median_wall_s if self.wall_s else 0.0
+
+
+@dataclass
+class Report:
+    model: str
+    threads: int
+    runs: int
+    max_tokens: int
+    requests: int
+    rows: list[Row]
+    memory: dict = field(default_factory=dict)
+
+    def baseline(self) -> Row | None:
+        return next((r for r in self.rows if r.engine == "sequential"), None)
+
+    def speedup(self, row: Row) -> float | None:
+        base = self.baseline()
+        return base.median_wall_s / row.median_wall_s if base and row.wall_s else None
+
+    def to_json(self) -> str:
+        rows = []
+        for row in self.rows:
+            data = asdict(row)
+            data.update(median_wall_s=round(row.median_wall_s, 3), tokens_per_s=round(row.tokens_per_s, 1),
+                        speedup=round(self.speedup(row) or 0, 3))
+            rows.append(data)
+        out = {k: v for k, v in asdict(self).items() if k != "rows"}
+        out["rows"] = rows
+        return json.dumps(out, indent=2)
+
+
+def bench_requests(config: Config) -> list[Request]:
+    """The requests of the digest that `make run` writes (bundled samples, default prompts)."""
+    feeds = load_feeds(config, samples_dir())
+    topics, _ = select_stories(config, feeds, [])
+    return build_requests(topics, BENCH_DAY, Templates.load(config.prompts_path), run_seed=config.generation.seed,
+                          max_tokens=config.generation.max_tokens, sampling=sampling_of(config))
+
+
+def _measure(engine, requests: Sequence[Request], row: Row, runs: int, say: Callable[[str], None]) -> None:
+    for run in range(runs):
+        generation = engine.generate(requests)
+        s = generation.stats
+        row.wall_s.append(s.wall_seconds)
+        row.completion_tokens, row.prompt_tokens = s.completion_tokens, s.prompt_tokens
+        row.prompt_tokens_decoded, row.decode_steps = s.prompt_tokens_decoded, s.decode_steps
+        say(f"{row.engine} slots={row.slots or 'all'} run {run + 1}/{runs}: {s.wall_seconds:.2f} s, "
+            f"{s.completion_tokens} tokens, {s.tokens_per_second:.0f} tok/s")
+
+
+def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), sequential: bool = True,
+              memory: bool = True, say: Callable[[str], None] = lambda m: None) -> Report:
+    requests = bench_requests(config)
+    threads = config.model.threads or default_threads()
+    model = config.model_path
+    rows: list[Row] = []
+    engines = (["sequential"] if sequential else []) + ["batched"]
+    for name in engines:
+        for n in (slots if name == "batched" else (0,)):
+            row = Row(name, n)
+            with create_engine(name, model, n_ctx=config.model.n_ctx, threads=threads,
+                               n_gpu_layers=config.model.n_gpu_layers, slots=n) as engine:
+                engine.generate(requests[:1])  # warm-up: page the weights in, start the thread pool
+                _measure(engine, requests, row, runs, say)
+            rows.append(row)
+    report = Report(model.name, threads, runs, config.generation.max_tokens, len(requests), rows)
+    if memory:
+        say("measuring the peak memory of a whole `digest run` in a child process")
+        report.memory = measure_run_memory(config, model)
+    return report
+
+
+def measure_run_memory(config: Config, model: Path) -> dict:
+    """Peak RSS of a `digest run` on the samples, against model file + KV cache + 300 MB."""
+    with tempfile.TemporaryDirectory() as out:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        command = [sys.executable, "-m", "digest.cli", "run", "--sample-feeds", "--quiet", "--out", out,
+                   "--model", str(model), "--engine", "batched", "--date", BENCH_DAY.isoformat()]
+        if config.source:
+            command += ["--config", str(config.source)]
+        done = subprocess.run(command, capture_output=True, text=True)
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    kv = kv_cache_bytes(config, model)
+    limit = model.stat().st_size + kv + MEMORY_MARGIN
+    return {
+        "peak_rss_bytes": peak if peak > before * 1024 else None,
+        "model_bytes": model.stat().st_size,
+        "kv_cache_bytes": kv,
+        "limit_bytes": limit,
+        "within_limit": peak <= limit,
+        "exit_code": done.returncode,
+    }
+
+
+def kv_cache_bytes(config: Config, model: Path) -> int:
+    """The batching engine's KV cache for the bench digest: cells x layers x (K + V) in f16."""
+    from .engine.batched import BatchedEngine
+
+    requests = bench_requests(config)
+    with BatchedEngine(model, n_ctx=config.model.n_ctx, slots=config.generation.slots) as engine:
+        return engine.kv_cache_bytes(requests)

@@ -1,0 +1,300 @@
+"""The batching engine: all requests of a run as parallel sequences in one llama.cpp context.
+
+How a run goes:
+- Every prompt is formatted with the model's chat template and tokenized up front; the context is
+  sized from the longest prompt + token limit, and a request that cannot fit fails before any decoding.
+- The prefix that all prompts share (system prompt, common instructions) is decoded once, on a
+  "holder" sequence, and copied into each slot. Requests admitted together that share a longer
+  prefix (the Benefits and Ramifications of one topic share the topic's text) decode it once on one
+  slot and copy it to the others.
+- Each step advances every live sequence by one token in a single `llama_decode`. A finished
+  sequence's slot is refilled from the queue at once (continuous batching).
+- Batch invariance: each sequence has its own KV stream (non-unified cache) and its own sampler
+  seeded by its own seed, so its tokens depend only on its prompt, seed and sampling settings.
+  Two things measured on CPU would break that, and are avoided: flash attention (off), and a prompt
+  chunk of a single token, which takes another kernel path than chunks of two or more and so gives
+  other bits. Every prompt chunk (shared prefix, group prefix, a request's own tail) is therefore
+  decoded in a `llama_decode` of its own, as one ubatch of at least `MIN_CHUNK` tokens.
+- Live sequences are kept on consecutive sequence ids, in order, because llama.cpp packs a batch of
+  separate streams into one forward pass only when their ids are consecutive.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import GenerationError
+from .base import Engine, FinishReason, Generation, Progress, ProgressCallback, Request, Result, Stats, check_unique_keys
+from .chat import ChatFormatter, chat_template
+from .llama import default_threads
+from .native import Batch, Context, Model, Sampler, stream_cells
+
+# Repetition guard: a sequence ends when its last tokens are one short pattern repeated; a pattern of
+# `period` tokens must repeat max(3, REPEAT_SPAN // period) times.
+MIN_CHUNK = 2
+REPEAT_MAX_PERIOD = 48
+REPEAT_SPAN = 24
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def repetition_start(tokens: Sequence[int]) -> int | None:
+    """Where a trailing loop begins (keeping its first occurrence), or None if there is none."""
+    n = len(tokens)
+    for period in range(1, min(REPEAT_MAX_PERIOD, n // 3) + 1):
+        times = max(3, REPEAT_SPAN // period)
+        if period * times > n:
+            continue
+        tail = tokens[n - period:]
+        if all(tokens[n - k * period: n - (k - 1) * period] == tail for k in range(2, times + 1)):
+            return n - (times - 1) * period
+    return None
+
+
+@dataclass
+class _Sequence:
+    index: int
+    request: Request
+    prompt: list[int]
+    sampler: Sampler
+    slot: int = -1
+    start: int = 0  # prompt tokens already in this slot's KV stream when it is admitted
+    n_past: int = 0
+    tokens: list[int] = field(default_factory=list)
+    pieces: list[bytes] = field(default_factory=list)
+    logits_at: int = -1
+    began: float = 0.0
+    first: int = -1  # the token sampled right after the prompt
+
+    def text(self) -> str:
+        return b"".join(self.pieces).decode("utf-8", errors="ignore")
+
+
+class BatchedEngine(Engine):
+    name = "batched"
+
+    def __init__(self, model_path: Path, *, n_ctx: int = 0, threads: int = 0, n_gpu_layers: int = 0, slots: int = 0):
+        self.model_path = Path(model_path)
+        self.n_ctx = n_ctx
+        self.threads = threads or default_threads()
+        self.slots = slots
+        self._model = Model(self.model_path, n_gpu_layers=n_gpu_layers)
+        self._format = ChatFormatter(chat_template(self._model.metadata, self.model_path.name),
+                                     bos_token=self._model.bos_text, eos_token=self._model.eos_text)
+
+    @property
+    def model_name(self) -> str:
+        return self.model_path.stem
+
+    def close(self) -> None:
+        model, self._model = getattr(self, "_model", None), None
+        if model is not None:
+            model.close()
+
+    def kv_cache_bytes(self, requests: Sequence[Request]) -> int:
+        """Bytes of the f16 KV cache that `generate(requests)` allocates."""
+        prompts = [self.tokenize(r) for r in requests]
+        _, _, n_seq, cells = self._plan(requests, prompts)
+        meta = self._model.metadata
+        arch = meta.get("general.architecture", "llama")
+        n_layer = int(meta[f"{arch}.block_count"])
+        n_head = int(meta[f"{arch}.attention.head_count"])
+        n_head_kv = int(meta.get(f"{arch}.attention.head_count_kv", n_head))
+        head_dim = int(meta.get(f"{arch}.attention.key_length", int(meta[f"{arch}.embedding_length"]) // n_head))
+        return n_seq * cells * n_layer * 2 * n_head_kv * head_dim * 2
+
+    def tokenize(self, request: Request) -> list[int]:
+        return self._model.tokenize(self._format(request.messages))
+
+    # -- planning ---------------------------------------------------------------------------
+
+    def _plan(self, requests: Sequence[Request], prompts: list[list[int]]) -> tuple[int, int, int, int]:
+        """(slots, shared prefix length, sequences, cells per sequence); fails before any decoding."""
+        n_slots = min(self.slots or len(requests), len(requests))
+        shared = min(len(p) for p in prompts) - MIN_CHUNK
+        for prompt in prompts[1:]:
+            shared = min(shared, common_prefix(prompts[0], prompt))
+        # A prefix is worth a sequence of its own only when two or more requests share it.
+        shared = shared if shared >= MIN_CHUNK and len(requests) > 1 else 0
+        n_seq = n_slots + (1 if shared else 0)
+        need = max(len(p) + r.max_tokens for p, r in zip(prompts, requests))
+        cells = self.n_ctx // n_seq if self.n_ctx else stream_cells(need)
+        for prompt, request in zip(prompts, requests):
+            if len(prompt) + request.max_tokens > cells:
+                how = (f"--ctx {self.n_ctx} over {n_seq} sequences gives each {cells}" if self.n_ctx
+                       else f"each sequence gets {cells}")
+                raise GenerationError(
+                    f"request '{request.key}' needs {len(prompt)} prompt + {request.max_tokens} new tokens, "
+                    f"but {how} cells: raise --ctx, or lower --slots or --max-tokens"
+                )
+        return n_slots, shared, n_seq, cells
+
+    # -- generation ---------------------------------------------------------------------------
+
+    def generate(self, requests: Sequence[Request], progress: ProgressCallback | None = None) -> Generation:
+        check_unique_keys(requests)
+        started = time.perf_counter()
+        stats = Stats(requests=len(requests))
+        if not requests:
+            return Generation([], stats)
+        prompts = [self.tokenize(r) for r in requests]
+        n_slots, shared, n_seq, cells = self._plan(requests, prompts)
+        holder = n_slots
+        stats.prompt_tokens = sum(map(len, prompts))
+        # One ubatch must hold a whole generation step or a whole prompt chunk.
+        capacity = max(n_slots, max(map(len, prompts)))
+        context = Context(self._model, n_ctx_seq=cells, n_seq_max=n_seq, n_batch=capacity, threads=self.threads)
+        batch = Batch(capacity)
+        sequences: list[_Sequence] = []
+        try:
+            for i, request in enumerate(requests):
+                sampler = Sampler(self._model, request.sampling, request.seed, request.grammar, key=request.key)
+                sequences.append(_Sequence(i, request, prompts[i], sampler))
+            if shared:
+                self._prefill(context, batch, holder, prompts[0], 0, shared, stats)
+            results = self._run(context, batch, sequences, n_slots, shared, holder, stats, progress, started)
+        finally:
+            for seq in sequences:
+                seq.sampler.close()
+            batch.close()
+            context.close()
+        stats.wall_seconds = time.perf_counter() - started
+        return Generation(results, stats)
+
+    @staticmethod
+    def _prefill(context: Context, batch: Batch, seq_id: int, prompt: list[int], begin: int, end: int,
+                 stats: Stats, logits: bool = False) -> int:
+        """Decode prompt[begin:end] on one sequence, alone, in one ubatch; returns the last token's index."""
+        assert end - begin >= MIN_CHUNK
+        batch.clear()
+        for pos in range(begin, end):
+            index = batch.add(prompt[pos], pos, seq_id, logits and pos == end - 1)
+        context.decode(batch)
+        stats.prompt_tokens_decoded += end - begin
+        stats.decode_steps += 1
+        return index
+
+    def _admit(self, context: Context, batch: Batch, new: list[_Sequence], shared: int, holder: int,
+               stats: Stats) -> None:
+        """Put `new` sequences in their slots, decode their prompts (sharing what they can), and sample
+        each one's first token."""
+        for seq in new:
+            if shared:
+                context.copy_sequence(holder, seq.slot)
+            else:
+                context.clear_sequence(seq.slot)
+            seq.start = shared
+        # Requests admitted together that share more than the common prefix: one decodes the
+        # longer prefix, the others copy it.
+        groups: dict[tuple[int, ...], list[_Sequence]] = {}
+        for seq in new:
+            best = max((common_prefix(seq.prompt, other.prompt) for other in new if other is not seq), default=0)
+            best = min(best, len(seq.prompt) - MIN_CHUNK)
+            if best - shared >= MIN_CHUNK:
+                groups.setdefault(tuple(seq.prompt[:best]), []).append(seq)
+        for prefix, members in groups.items():
+            if len(members) < 2:
+                continue
+            leader = members[0]
+            self._prefill(context, batch, leader.slot, leader.prompt, shared, len(prefix), stats)
+            for member in members:
+                if member is not leader:
+                    context.copy_sequence(leader.slot, member.slot)
+                member.start = len(prefix)
+        for seq in new:
+            index = self._prefill(context, batch, seq.slot, seq.prompt, seq.start, len(seq.prompt), stats, logits=True)
+            seq.n_past = len(seq.prompt)
+            seq.first = seq.sampler.sample(context, index)
+
+    def _run(self, context: Context, batch: Batch, sequences: list[_Sequence], n_slots: int, shared: int,
+             holder: int, stats: Stats, progress: ProgressCallback | None, started: float) -> list[Result]:
+        queue = deque(sequences)
+        live: dict[int, _Sequence] = {}  # slot -> sequence
+        results: dict[int, Result] = {}
+        while queue or live:
+            new = []
+            for slot in [s for s in range(n_slots) if s not in live][: len(queue)]:
+                seq = queue.popleft()
+                seq.slot, seq.began = slot, time.perf_counter()
+                live[slot] = seq
+                new.append(seq)
+            sampled: dict[int, int] = {}
+            if new:
+                self._admit(context, batch, new, shared, holder, stats)
+                sampled = {seq.slot: seq.first for seq in new}
+            if len(sampled) < len(live):
+                batch.clear()
+                for slot in sorted(live):
+                    if slot not in sampled:
+                        seq = live[slot]
+                        seq.logits_at = batch.add(seq.tokens[-1], seq.n_past, slot, True)
+                        seq.n_past += 1
+                context.decode(batch)
+                stats.decode_steps += 1
+                for slot in sorted(live):
+                    if slot not in sampled:
+                        sampled[slot] = live[slot].sampler.sample(context, live[slot].logits_at)
+
+            last = None
+            for slot in sorted(live):
+                seq = live[slot]
+                reason = self._advance(seq, sampled[slot])
+                if reason is not None:
+                    last = results[seq.index] = self._result(seq, reason)
+                    stats.completion_tokens += last.completion_tokens
+                    del live[slot]
+            self._compact(context, live)
+            if progress:
+                in_flight = sum(len(s.tokens) for s in live.values())
+                progress(Progress(len(results), len(sequences), stats.completion_tokens + in_flight,
+                                  time.perf_counter() - started, last))
+        return [results[i] for i in range(len(sequences))]
+
+    def _advance(self, seq: _Sequence, token: int) -> FinishReason | None:
+        """Take a sampled token; say why the sequence ends, if it does."""
+        if self._model.is_eog(token):
+            return "stop"
+        seq.tokens.append(token)
+        seq.pieces.append(self._model.piece(token))
+        request = seq.request
+        if request.stop:
+            text = seq.text()
+            if any(stop in text for stop in request.stop):
+                return "stop"
+        if repetition_start(seq.tokens) is not None:
+            return "repeat"
+        if len(seq.tokens) >= request.max_tokens:
+            return "length"
+        return None
+
+    def _result(self, seq: _Sequence, reason: FinishReason) -> Result:
+        text = seq.text()
+        if reason == "repeat":
+            cut = repetition_start(seq.tokens)
+            text = b"".join(seq.pieces[:cut]).decode("utf-8", errors="ignore")
+        for stop in seq.request.stop:
+            at = text.find(stop)
+            if at >= 0:
+                text = text[:at]
+        return Result(seq.request.key, text, len(seq.prompt), len(seq.tokens), reason,
+                      time.perf_counter() - seq.began)
+
+    def _compact(self, context: Context, live: dict[int, _Sequence]) -> None:
+        """Move the highest live sequences into the lowest free slots, so live slots are 0..n-1."""
+        holes = [s for s in range(len(live)) if s not in live]
+        movable = sorted((s for s in live if s >= len(live)), reverse=True)
+        for hole, slot in zip(holes, movable):
+            seq = live.pop(slot)
+            context.copy_sequence(slot, hole)
+            seq.slot = hole
+            live[hole] = seq

@@ -1,0 +1,224 @@
+"""Every ctypes detail of llama.cpp that the batching engine needs, in one place.
+
+Each wrapper owns one native object and frees it in `close()` (idempotent); the engine closes them in
+reverse order of creation. Nothing here knows about requests or scheduling.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections import deque
+from pathlib import Path
+
+import llama_cpp
+from llama_cpp import _internals
+
+from ..errors import GenerationError, ModelError
+from .base import Sampling
+from .llama import check_gguf
+
+STREAM_ALIGN = 256  # llama.cpp pads each sequence's KV stream to a multiple of this
+FLASH_ATTN = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+GGML_LOG_LEVEL_ERROR = 3
+GGML_LOG_LEVEL_CONT = 5
+
+# llama.cpp logs through one process-wide callback. Ours keeps its recent errors (for our own error
+# messages) and prints nothing. The ctypes callback object must stay referenced as long as llama.cpp
+# may call it, so it lives at module level.
+recent_errors: deque[str] = deque(maxlen=8)
+_last_level = 0
+
+
+@llama_cpp.llama_log_callback
+def _log_callback(level: int, text: bytes, user_data) -> None:
+    global _last_level
+    level = _last_level if level == GGML_LOG_LEVEL_CONT else level
+    _last_level = level
+    if level == GGML_LOG_LEVEL_ERROR and text:
+        recent_errors.append(text.decode("utf-8", errors="replace").strip())
+
+
+def quiet_logs() -> None:
+    llama_cpp.llama_log_set(_log_callback, None)
+
+
+def last_error() -> str:
+    return f" (llama.cpp: {recent_errors[-1]})" if recent_errors else ""
+
+
+class Model:
+    """A loaded GGUF model and its vocabulary."""
+
+    def __init__(self, path: Path, *, n_gpu_layers: int = 0):
+        check_gguf(path)
+        quiet_logs()
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = n_gpu_layers if n_gpu_layers >= 0 else 0x7FFFFFFF
+        try:
+            self._model = _internals.LlamaModel(path_model=str(path), params=params, verbose=False)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelError(f"cannot load model {path}: {exc}{last_error()} (the file may be truncated or corrupt)") from exc
+        self.path = Path(path)
+        self.ptr = self._model.model
+        self.vocab = self._model.vocab
+        self.n_vocab = self._model.n_vocab()
+        self.metadata = self._model.metadata()
+        self._piece_buffer = ctypes.create_string_buffer(64)
+
+    def special_text(self, token: int) -> str:
+        return self._model.token_get_text(token) if token != -1 else ""
+
+    @property
+    def bos_text(self) -> str:
+        return self.special_text(self._model.token_bos())
+
+    @property
+    def eos_text(self) -> str:
+        return self.special_text(self._model.token_eos())
+
+    def tokenize(self, text: str) -> list[int]:
+        # The chat template writes any BOS itself: add no special tokens, but parse those in the text.
+        return self._model.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+    def piece(self, token: int) -> bytes:
+        """The token's text bytes (llama-cpp-python's own wrapper returns its whole buffer, NULs included)."""
+        n = llama_cpp.llama_token_to_piece(self.vocab, token, self._piece_buffer, len(self._piece_buffer), 0, False)
+        if n < 0:
+            buffer = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, buffer, len(buffer), 0, False)
+            return buffer.raw[:n]
+        return self._piece_buffer.raw[:n]
+
+    def is_eog(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+
+    def close(self) -> None:
+        model, self._model = getattr(self, "_model", None), None
+        if model is not None:
+            model.close()
+
+
+class Context:
+    """A llama.cpp context with one KV stream per sequence (the non-unified cache).
+
+    With its own stream, a sequence's attention never sees another sequence's cells, which is what
+    makes its text independent of what else is in the batch.
+    """
+
+    def __init__(self, model: Model, *, n_ctx_seq: int, n_seq_max: int, n_batch: int, threads: int):
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx_seq * n_seq_max
+        params.n_batch = n_batch
+        params.n_ubatch = n_batch  # a prompt chunk is always one ubatch (see batched.py)
+        # Flash attention on the CPU gives a sequence other bits depending on its batch.
+        params.flash_attn_type = FLASH_ATTN
+        params.n_seq_max = n_seq_max
+        params.n_threads = threads
+        params.n_threads_batch = threads
+        params.kv_unified = False
+        params.no_perf = True
+        self.ptr = llama_cpp.llama_init_from_model(model.ptr, params)
+        if not self.ptr:
+            raise ModelError(
+                f"llama.cpp could not create a context of {params.n_ctx} tokens for {n_seq_max} sequences "
+                "(out of memory?): lower --slots, --ctx or --max-tokens"
+            )
+        self.memory = llama_cpp.llama_get_memory(self.ptr)
+        self.n_ctx_seq = llama_cpp.llama_n_ctx(self.ptr) // n_seq_max
+
+    def decode(self, batch: "Batch") -> None:
+        status = llama_cpp.llama_decode(self.ptr, batch.raw)
+        if status != 0:
+            raise GenerationError(f"llama_decode failed with status {status} on a batch of {batch.n_tokens} tokens")
+
+    def copy_sequence(self, src: int, dst: int) -> None:
+        """Make `dst` a copy of `src` (the whole stream; done at the next decode)."""
+        llama_cpp.llama_memory_seq_cp(self.memory, src, dst, -1, -1)
+
+    def clear_sequence(self, seq: int) -> None:
+        llama_cpp.llama_memory_seq_rm(self.memory, seq, -1, -1)
+
+    def close(self) -> None:
+        ptr, self.ptr = getattr(self, "ptr", None), None
+        if ptr:
+            llama_cpp.llama_free(ptr)
+
+
+class Batch:
+    """A reusable llama_batch of up to `capacity` tokens, one sequence id each."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.raw = llama_cpp.llama_batch_init(capacity, 0, 1)
+        self.n_tokens = 0
+
+    def clear(self) -> None:
+        self.n_tokens = 0
+        self.raw.n_tokens = 0
+
+    def add(self, token: int, pos: int, seq: int, logits: bool) -> int:
+        """Append a token; returns its index in the batch (where its logits will be)."""
+        i = self.n_tokens
+        if i >= self.capacity:
+            raise GenerationError(f"internal: batch capacity {self.capacity} exceeded")
+        raw = self.raw
+        raw.token[i] = token
+        raw.pos[i] = pos
+        raw.n_seq_id[i] = 1
+        raw.seq_id[i][0] = seq
+        raw.logits[i] = logits
+        self.n_tokens = raw.n_tokens = i + 1
+        return i
+
+    def close(self) -> None:
+        if getattr(self, "raw", None) is not None:
+            llama_cpp.llama_batch_free(self.raw)
+            self.raw = None
+
+
+class Sampler:
+    """One sequence's sampler chain, seeded by that sequence's own seed.
+
+    The chain: grammar (if any), top-k, repetition penalty, top-p, min-p, temperature and a seeded
+    draw (or greedy at temperature 0). Top-k comes before the penalty because the penalty sampler
+    scans every candidate, and 49k candidates per token cost more than the rest of the chain.
+    """
+
+    def __init__(self, model: Model, sampling: Sampling, seed: int, grammar: str | None = None, *, key: str = ""):
+        params = llama_cpp.llama_sampler_chain_default_params()
+        params.no_perf = True
+        self.ptr = llama_cpp.llama_sampler_chain_init(params)
+        add = lambda sampler: llama_cpp.llama_sampler_chain_add(self.ptr, sampler)  # noqa: E731
+        if grammar:
+            g = llama_cpp.llama_sampler_init_grammar(model.vocab, grammar.encode("utf-8"), b"root")
+            if not g:
+                self.close()
+                raise GenerationError(f"request '{key}': its grammar does not parse")
+            add(g)
+        if sampling.top_k > 0:
+            add(llama_cpp.llama_sampler_init_top_k(sampling.top_k))
+        if sampling.repeat_penalty != 1.0:
+            add(llama_cpp.llama_sampler_init_penalties(model.n_vocab, sampling.repeat_last_n,
+                                                       sampling.repeat_penalty, 0.0, 0.0))
+        if sampling.temperature <= 0:
+            add(llama_cpp.llama_sampler_init_greedy())
+        else:
+            add(llama_cpp.llama_sampler_init_top_p(sampling.top_p, 1))
+            add(llama_cpp.llama_sampler_init_min_p(sampling.min_p, 1))
+            add(llama_cpp.llama_sampler_init_temp(sampling.temperature))
+            add(llama_cpp.llama_sampler_init_dist(seed))
+
+    def sample(self, context: Context, index: int) -> int:
+        """Draw the next token from the logits at batch `index`; the chain accepts it itself."""
+        return llama_cpp.llama_sampler_sample(self.ptr, context.ptr, index)
+
+    def close(self) -> None:
+        ptr, self.ptr = getattr(self, "ptr", None), None
+        if ptr:
+            llama_cpp.llama_sampler_free(ptr)
+
+
+def stream_cells(tokens: int) -> int:
+    """KV cells llama.cpp gives a sequence that needs `tokens` cells."""
+    return -(-tokens // STREAM_ALIGN) * STREAM_ALIGN
+

@@ -1,0 +1,193 @@
+"""The engine interface, run against the fake, the sequential and the batching engine, and the
+batching engine's own guarantees (batch invariance, continuous batching) with the real model."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date
+
+import pytest
+
+from digest.config import Config
+from digest.engine import create_engine
+from digest.engine.base import Message, Request, Sampling, derive_seed
+from digest.engine.batched import repetition_start
+from digest.errors import GenerationError
+from digest.feeds import read_feed_file, samples_dir
+from digest.prompts import Templates, build_requests
+from digest.select import pick
+
+MODEL = Config().model_path
+needs_model = pytest.mark.skipif(not MODEL.is_file(), reason=f"embedded model missing: {MODEL} (run make install)")
+SMALL = 24  # tokens per request: enough to diverge, short enough for a fast suite
+
+
+def sample_requests(max_tokens: int = SMALL, seed: int = 42) -> list[Request]:
+    topics = pick(read_feed_file(samples_dir(), "topics").entries, 6)
+    return build_requests(topics, date(2026, 11, 23), Templates.load(Config().prompts_path), run_seed=seed,
+                          max_tokens=max_tokens, sampling=Sampling())
+
+
+def sixteen_requests() -> list[Request]:
+    base = sample_requests()
+    extra = [dataclasses.replace(r, key=f"{r.key}#again", seed=derive_seed(r.seed, "again")) for r in base[:2]]
+    return base + extra
+
+
+@pytest.fixture(scope="module")
+def batched():
+    if not MODEL.is_file():
+        pytest.skip("embedded model missing")
+    with create_engine("batched", MODEL) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="module", params=["fake", "sequential", "batched"])
+def engine(request):
+    if request.param != "fake" and not MODEL.is_file():
+        pytest.skip("embedded model missing")
+    with create_engine(request.param, MODEL) as engine:
+        yield engine
+
+
+# -- the contract, for every engine -----------------------------------------------------------
+
+def test_results_come_back_in_request_order_with_counts(engine):
+    requests = sample_requests()[:5]
+    seen = []
+    generation = engine.generate(requests, seen.append)
+    assert [r.key for r in generation.results] == [r.key for r in requests]
+    for request, result in zip(requests, generation.results):
+        assert result.text.strip(), request.key
+        assert 0 < result.completion_tokens <= request.max_tokens
+        assert result.prompt_tokens > 0
+        assert result.finish_reason in ("stop", "length", "repeat")
+    stats = generation.stats
+    assert stats.requests == 5
+    assert stats.completion_tokens == sum(r.completion_tokens for r in generation.results)
+    assert stats.prompt_tokens == sum(r.prompt_tokens for r in generation.results)
+    assert 0 < stats.prompt_tokens_decoded <= stats.prompt_tokens
+    assert stats.wall_seconds > 0
+    assert seen and seen[-1].done == seen[-1].total == 5
+    assert [p.done for p in seen] == sorted(p.done for p in seen)
+
+
+def test_empty_request_list(engine):
+    generation = engine.generate([])
+    assert generation.results == [] and generation.stats.completion_tokens == 0
+
+
+def test_duplicate_keys_are_refused(engine):
+    request = sample_requests()[0]
+    with pytest.raises(ValueError, match="duplicate"):
+        engine.generate([request, dataclasses.replace(request, seed=1)])
+
+
+def test_same_seed_same_text_other_seed_other_text(engine):
+    request = sample_requests()[0]
+    first = engine.generate([request]).results[0].text
+    again = engine.generate([request]).results[0].text
+    other = engine.generate([dataclasses.replace(request, seed=request.seed + 1)]).results[0].text
+    assert first == again
+    assert other != first
+
+
+def test_token_limit(engine):
+    request = dataclasses.replace(sample_requests()[0], max_tokens=5)
+    result = engine.generate([request]).results[0]
+    assert result.completion_tokens <= 5
+    if engine.name != "fake":
+        assert result.completion_tokens == 5 and result.finish_reason == "length"
+
+
+# -- the batching engine ------------------------------------------------------------------------
+
+@needs_model
+def test_batch_invariance_alone_in_4_and_in_16(batched):
+    """A request's tokens do not depend on what else is in the batch."""
+    requests = sixteen_requests()
+    in_16 = batched.generate(requests).by_key()
+    in_4 = batched.generate(requests[4:8]).by_key()
+    for request in requests[4:8]:
+        alone = batched.generate([request]).results[0]
+        assert alone.text == in_4[request.key].text == in_16[request.key].text, request.key
+        assert alone.completion_tokens == in_16[request.key].completion_tokens
+
+
+@needs_model
+def test_more_requests_than_slots_all_complete_each_as_alone(batched):
+    requests = sample_requests()  # 14 requests
+    assert len(requests) == 14
+    full = batched.generate(requests).by_key()
+    batched.slots = 3
+    try:
+        three = batched.generate(requests)
+    finally:
+        batched.slots = 0
+    assert [r.key for r in three.results] == [r.key for r in requests]
+    for result in three.results:
+        assert result.text == full[result.key].text, result.key
+    for request in requests[:3]:
+        assert batched.generate([request]).results[0].text == full[request.key].text
+
+
+@needs_model
+def test_shared_prefix_is_decoded_once(batched):
+    requests = sample_requests()
+    stats = batched.generate(requests).stats
+    # The system prompt is shared by all 14 and each topic's text by its two sections.
+    assert stats.prompt_tokens_decoded < stats.prompt_tokens * 0.6
+
+
+@needs_model
+def test_stop_string_ends_the_text(batched):
+    base = dataclasses.replace(sample_requests()[0], max_tokens=60)
+    full = batched.generate([base]).results[0].text
+    words = full.split()
+    assert len(words) > 6
+    stop = " " + words[4]
+    stopped = batched.generate([dataclasses.replace(base, stop=(stop,))]).results[0]
+    assert stopped.finish_reason == "stop"
+    assert stop not in stopped.text
+    assert full.startswith(stopped.text)
+
+
+@needs_model
+def test_repetition_guard_ends_a_loop(batched):
+    looping = Request(
+        key="loop",
+        messages=(Message("user", "List the numbers 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 and continue the list"),),
+        seed=1, max_tokens=200, sampling=Sampling(temperature=0.0, repeat_penalty=1.0),
+    )
+    result = batched.generate([looping]).results[0]
+    assert result.finish_reason == "repeat"
+    assert result.completion_tokens < 200
+    assert result.text.strip(), "the loop's first occurrence is kept"
+
+
+def test_repetition_start():
+    assert repetition_start([1, 2, 3, 4, 5, 6, 7, 8, 9]) is None
+    assert repetition_start([9] * 30) is not None
+    loop = [5, 6, 7, 8]
+    tokens = [1, 2, 3] + loop * 6
+    assert repetition_start(tokens) == 3 + 4  # the first occurrence of the loop is kept
+    assert repetition_start([1, 2] + loop * 2) is None  # two times is not yet a loop
+
+
+@needs_model
+def test_request_too_long_for_the_context_fails_before_decoding():
+    with create_engine("batched", MODEL, n_ctx=256) as engine:
+        request = sample_requests(max_tokens=200)[3]
+        with pytest.raises(GenerationError, match=r"request 'ramifications:How do you.*' needs .*--ctx"):
+            engine.generate([request])
+
+
+@needs_model
+def test_grammar_constrains_the_text(batched):
+    requests = [r for r in sample_requests(max_tokens=40) if r.grammar]
+    assert len(requests) == 2
+    for result in batched.generate(requests).results:
+        month, _, rest = result.text.partition(" ")
+        assert month in {"January", "February", "March", "April", "May", "June", "July", "August",
+                         "September", "October", "November", "December"}, result.text
+        assert int(rest[:4]) > 2026, result.text
