@@ -58,6 +58,7 @@ class Report:
     requests: int
     rows: list[Row]
     memory: dict = field(default_factory=dict)
+    decode: list[dict] = field(default_factory=list)
 
     def baseline(self) -> Row | None:
         return next((r for r in self.rows if r.engine == "sequential"), None)
@@ -97,8 +98,30 @@ def _measure(engine, requests: Sequence[Request], row: Row, runs: int, say: Call
             f"{s.completion_tokens} tokens, {s.tokens_per_second:.0f} tok/s")
 
 
+def decode_throughput(config: Config, batch_sizes: Sequence[int], *, tokens: int = 128,
+                      say: Callable[[str], None] = lambda m: None) -> list[dict]:
+    """Steady decoding: B sequences of the sample digest's prompts, each generating exactly `tokens`
+    tokens (end-of-generation ignored), as llama-batched-bench measures text generation (S_TG)."""
+    import dataclasses
+
+    base = [r for r in bench_requests(config) if not r.grammar]  # free text, as llama-batched-bench
+    out = []
+    with create_engine("batched", config.model_path, threads=config.model.threads or default_threads(),
+                       n_gpu_layers=config.model.n_gpu_layers) as engine:
+        for size in batch_sizes:
+            requests = [dataclasses.replace(base[i % len(base)], key=f"decode{i}", max_tokens=tokens, ignore_eos=True,
+                                            seed=i) for i in range(size)]
+            engine.generate(requests[:1])
+            s = engine.generate(requests).stats
+            out.append({"batch": size, "generated": s.completion_tokens,
+                        "generation_s": round(s.wall_seconds - s.prompt_seconds, 3),
+                        "tokens_per_s": round(s.generation_tokens_per_second, 1)})
+            say(f"decode B={size}: {s.generation_tokens_per_second:.1f} tok/s")
+    return out
+
+
 def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), sequential: bool = True,
-              memory: bool = True, say: Callable[[str], None] = lambda m: None) -> Report:
+              memory: bool = True, decode: Sequence[int] = (), say: Callable[[str], None] = lambda m: None) -> Report:
     requests = bench_requests(config)
     threads = config.model.threads or default_threads()
     model = config.model_path
@@ -107,12 +130,23 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
     for name in engines:
         for n in (slots if name == "batched" else (0,)):
             row = Row(name, n)
-            with create_engine(name, model, n_ctx=config.model.n_ctx, threads=threads,
-                               n_gpu_layers=config.model.n_gpu_layers, slots=n) as engine:
+            if name == "sequential":
+                # The obvious user code: one create_chat_completion after another, with
+                # llama-cpp-python's default prefix reuse (the fastest baseline, not the deterministic one).
+                from .engine.sequential import SequentialEngine
+
+                engine = SequentialEngine(model, n_ctx=config.model.n_ctx, threads=threads,
+                                          n_gpu_layers=config.model.n_gpu_layers, reuse_prefix=True)
+            else:
+                engine = create_engine(name, model, n_ctx=config.model.n_ctx, threads=threads,
+                                       n_gpu_layers=config.model.n_gpu_layers, slots=n)
+            with engine:
                 engine.generate(requests[:1])  # warm-up: page the weights in, start the thread pool
                 _measure(engine, requests, row, runs, say)
             rows.append(row)
     report = Report(model.name, threads, runs, config.generation.max_tokens, len(requests), rows)
+    if decode:
+        report.decode = decode_throughput(config, decode, say=say)
     if memory:
         say("measuring the peak memory of a whole `digest run` in a child process")
         report.memory = measure_run_memory(config, model)

@@ -5,9 +5,10 @@ Expected failures (`DigestError`) become one line on stderr and a documented exi
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Annotated, Iterator, Optional
 
@@ -17,7 +18,7 @@ from rich.console import Console
 from . import pipeline
 from .config import CONFIG_NAME, apply_flags, default_toml, load_config
 from .engine import ENGINES, create_engine
-from .errors import EXIT_INTERRUPTED, EXIT_INVALID, DigestError
+from .errors import EXIT_INTERRUPTED, EXIT_INVALID, ConfigError, DigestError
 from .feeds import samples_dir
 
 app = typer.Typer(
@@ -103,6 +104,7 @@ def run(
                 raise typer.BadParameter("give either --sample-feeds or --feeds-from, not both", param_hint="--sample-feeds")
             feeds_from = samples_dir()
         when = _parse_day(day)
+        now = _source_date_epoch()
         say = (lambda message: None) if quiet else (lambda message: err.print(f"[dim]{message}…[/dim]"))
         with _progress_display(enabled=not quiet and sys.stderr.isatty()) as progress:
             result = pipeline.run(
@@ -110,7 +112,7 @@ def run(
                 lambda: create_engine(config.generation.engine, config.model_path, n_ctx=config.model.n_ctx,
                                       threads=config.model.threads, n_gpu_layers=config.model.n_gpu_layers,
                                       slots=config.generation.slots),
-                day=when, out=out, feeds_from=feeds_from, force=force, progress=progress, status=say,
+                day=when, now=now, out=out, feeds_from=feeds_from, force=force, progress=progress, status=say,
             )
         for warning in result.warnings:
             err.print(f"digest: {warning}" if not result.written else f"digest: warning: {warning}", markup=False)
@@ -119,6 +121,17 @@ def run(
             err.print(f"wrote {len(result.post.topics)} topics: {s.completion_tokens} tokens in "
                       f"{s.wall_seconds:.1f} s ({s.tokens_per_second:.0f} tok/s)", markup=False)
         typer.echo(str(result.path))
+
+
+def _source_date_epoch() -> datetime | None:
+    """The post's time from SOURCE_DATE_EPOCH (the reproducible-builds convention), if set."""
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if not value:
+        return None
+    try:
+        return datetime.fromtimestamp(int(value), timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        raise ConfigError(f"SOURCE_DATE_EPOCH must be a Unix time in seconds, not {value!r}")
 
 
 def _parse_day(value: str | None) -> date | None:
@@ -160,6 +173,7 @@ def bench(
     n_gpu_layers: Annotated[Optional[int], typer.Option("--n-gpu-layers", help="Layers to offload to a GPU (-1: all).")] = None,
     sequential: Annotated[bool, typer.Option("--sequential/--no-sequential", help="Also run the sequential baseline.")] = True,
     memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Measure the peak memory of a whole run.")] = True,
+    decode: Annotated[str, typer.Option("--decode", help="Batch sizes for the steady decode measurement (128 tokens per sequence, end-of-generation ignored, like llama-batched-bench's S_TG); empty: skip.")] = "1,16",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
 ) -> None:
     """Time the batching engine against the sequential baseline on the bundled sample digest."""
@@ -173,12 +187,10 @@ def bench(
             "generation.max_tokens": ("--max-tokens", max_tokens),
             "model.n_gpu_layers": ("--n-gpu-layers", n_gpu_layers),
         })
-        try:
-            slot_list = [int(s) for s in slots.split(",") if s.strip()]
-        except ValueError:
-            raise typer.BadParameter(f"expected numbers separated by commas, got {slots!r}", param_hint="--slots")
+        slot_list, decode_list = _numbers(slots, "--slots"), _numbers(decode, "--decode")
         say = (lambda m: None) if as_json else (lambda m: err.print(f"[dim]{m}[/dim]", markup=True))
-        report = run_bench(config, runs=runs, slots=slot_list or [0], sequential=sequential, memory=memory, say=say)
+        report = run_bench(config, runs=runs, slots=slot_list or [0], sequential=sequential, memory=memory,
+                           decode=decode_list, say=say)
     if as_json:
         typer.echo(report.to_json())
         return
@@ -195,12 +207,22 @@ def bench(
                       str(row.prompt_tokens), str(row.prompt_tokens_decoded), str(row.decode_steps),
                       f"{speedup:.2f}x" if speedup else "-")
     Console(highlight=False).print(table)
+    for d in report.decode:
+        typer.echo(f"steady decode, batch {d['batch']}: {d['tokens_per_s']} tok/s "
+                   f"({d['generated']} tokens in {d['generation_s']} s of generation steps)")
     if report.memory:
         m = report.memory
         mib = lambda b: f"{(b or 0) / 2**20:.0f} MiB"  # noqa: E731
         typer.echo(f"peak memory of a run: {mib(m['peak_rss_bytes'])} (limit: model {mib(m['model_bytes'])} + "
                    f"KV cache {mib(m['kv_cache_bytes'])} + 300 MiB = {mib(m['limit_bytes'])}): "
                    f"{'within' if m['within_limit'] else 'OVER'} the limit")
+
+
+def _numbers(text: str, flag: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"expected numbers separated by commas, got {text!r}", param_hint=flag)
 
 
 @app.command()

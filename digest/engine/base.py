@@ -42,6 +42,8 @@ class Request:
     sampling: Sampling = field(default_factory=Sampling)
     stop: tuple[str, ...] = ()
     grammar: str | None = None
+    # For benchmarks: run to max_tokens, past end-of-generation tokens and loops.
+    ignore_eos: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,13 @@ class Stats:
     completion_tokens: int = 0
     decode_steps: int = 0
     wall_seconds: float = 0.0
+    prompt_seconds: float = 0.0  # of wall_seconds, spent decoding prompts
+
+    @property
+    def generation_tokens_per_second(self) -> float:
+        """Generated tokens per second of generation steps alone (prompt decoding left out)."""
+        seconds = self.wall_seconds - self.prompt_seconds
+        return self.completion_tokens / seconds if seconds > 0 else 0.0
 
     @property
     def prompt_tokens_saved(self) -> int:

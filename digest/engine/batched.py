@@ -32,6 +32,7 @@ from .base import Engine, FinishReason, Generation, Progress, ProgressCallback, 
 from .chat import ChatFormatter, chat_template
 from .llama import default_threads
 from .native import Batch, Context, Model, Sampler, stream_cells
+from .sampling import RowSampler, top_k_rows
 
 # Repetition guard: a sequence ends when its last tokens are one short pattern repeated; a pattern of
 # `period` tokens must repeat max(3, REPEAT_SPAN // period) times.
@@ -66,7 +67,8 @@ class _Sequence:
     index: int
     request: Request
     prompt: list[int]
-    sampler: Sampler
+    sampler: Sampler | None  # llama.cpp's chain, for a request with a grammar
+    row: RowSampler | None  # numpy sampling, for the others
     slot: int = -1
     start: int = 0  # prompt tokens already in this slot's KV stream when it is admitted
     n_past: int = 0
@@ -158,14 +160,18 @@ class BatchedEngine(Engine):
         sequences: list[_Sequence] = []
         try:
             for i, request in enumerate(requests):
-                sampler = Sampler(self._model, request.sampling, request.seed, request.grammar, key=request.key)
-                sequences.append(_Sequence(i, request, prompts[i], sampler))
+                if request.grammar:
+                    sampler = Sampler(self._model, request.sampling, request.seed, request.grammar, key=request.key)
+                    sequences.append(_Sequence(i, request, prompts[i], sampler, None))
+                else:
+                    sequences.append(_Sequence(i, request, prompts[i], None, RowSampler(request.sampling, request.seed)))
             if shared:
                 self._prefill(context, batch, holder, prompts[0], 0, shared, stats)
             results = self._run(context, batch, sequences, n_slots, shared, holder, stats, progress, started)
         finally:
             for seq in sequences:
-                seq.sampler.close()
+                if seq.sampler is not None:
+                    seq.sampler.close()
             batch.close()
             context.close()
         stats.wall_seconds = time.perf_counter() - started
@@ -176,12 +182,14 @@ class BatchedEngine(Engine):
                  stats: Stats, logits: bool = False) -> int:
         """Decode prompt[begin:end] on one sequence, alone, in one ubatch; returns the last token's index."""
         assert end - begin >= MIN_CHUNK
+        began = time.perf_counter()
         batch.clear()
         for pos in range(begin, end):
             index = batch.add(prompt[pos], pos, seq_id, logits and pos == end - 1)
         context.decode(batch)
         stats.prompt_tokens_decoded += end - begin
         stats.decode_steps += 1
+        stats.prompt_seconds += time.perf_counter() - began
         return index
 
     def _admit(self, context: Context, batch: Batch, new: list[_Sequence], shared: int, holder: int,
@@ -214,7 +222,24 @@ class BatchedEngine(Engine):
         for seq in new:
             index = self._prefill(context, batch, seq.slot, seq.prompt, seq.start, len(seq.prompt), stats, logits=True)
             seq.n_past = len(seq.prompt)
-            seq.first = seq.sampler.sample(context, index)
+            seq.first = self._sample(context, [(seq, index, 0)], 1)[seq.index]
+
+    def _sample(self, context: Context, picks: list[tuple[_Sequence, int, int]], rows: int) -> dict[int, int]:
+        """Next token of each (sequence, batch index, logits row) after a decode with `rows` outputs."""
+        out: dict[int, int] = {}
+        by_k: dict[int, list[tuple[_Sequence, int]]] = {}
+        for seq, index, row in picks:
+            if seq.row is None:
+                out[seq.index] = seq.sampler.sample(context, index)
+            else:
+                by_k.setdefault(seq.request.sampling.top_k, []).append((seq, row))
+        if by_k:
+            logits = context.logits(rows, self._model.n_vocab)
+            for k, items in by_k.items():
+                tokens, values = top_k_rows(logits[[row for _, row in items]], k)
+                for (seq, _), row_tokens, row_values in zip(items, tokens, values):
+                    out[seq.index] = seq.row.choose(row_tokens, row_values)
+        return out
 
     def _run(self, context: Context, batch: Batch, sequences: list[_Sequence], n_slots: int, shared: int,
              holder: int, stats: Stats, progress: ProgressCallback | None, started: float) -> list[Result]:
@@ -232,18 +257,17 @@ class BatchedEngine(Engine):
             if new:
                 self._admit(context, batch, new, shared, holder, stats)
                 sampled = {seq.slot: seq.first for seq in new}
-            if len(sampled) < len(live):
+            stepping = [live[slot] for slot in sorted(live) if slot not in sampled]
+            if stepping:
                 batch.clear()
-                for slot in sorted(live):
-                    if slot not in sampled:
-                        seq = live[slot]
-                        seq.logits_at = batch.add(seq.tokens[-1], seq.n_past, slot, True)
-                        seq.n_past += 1
+                for seq in stepping:
+                    seq.logits_at = batch.add(seq.tokens[-1], seq.n_past, seq.slot, True)
+                    seq.n_past += 1
                 context.decode(batch)
                 stats.decode_steps += 1
-                for slot in sorted(live):
-                    if slot not in sampled:
-                        sampled[slot] = live[slot].sampler.sample(context, live[slot].logits_at)
+                tokens = self._sample(context, [(seq, seq.logits_at, row) for row, seq in enumerate(stepping)],
+                                      len(stepping))
+                sampled.update((seq.slot, tokens[seq.index]) for seq in stepping)
 
             last = None
             for slot in sorted(live):
@@ -262,16 +286,16 @@ class BatchedEngine(Engine):
 
     def _advance(self, seq: _Sequence, token: int) -> FinishReason | None:
         """Take a sampled token; say why the sequence ends, if it does."""
-        if self._model.is_eog(token):
+        request = seq.request
+        if self._model.is_eog(token) and not request.ignore_eos:
             return "stop"
         seq.tokens.append(token)
         seq.pieces.append(self._model.piece(token))
-        request = seq.request
         if request.stop:
             text = seq.text()
             if any(stop in text for stop in request.stop):
                 return "stop"
-        if repetition_start(seq.tokens) is not None:
+        if not request.ignore_eos and repetition_start(seq.tokens) is not None:
             return "repeat"
         if len(seq.tokens) >= request.max_tokens:
             return "length"

@@ -11,6 +11,7 @@ from collections import deque
 from pathlib import Path
 
 import llama_cpp
+import numpy as np
 from llama_cpp import _internals
 
 from ..errors import GenerationError, ModelError
@@ -131,6 +132,11 @@ class Context:
         if status != 0:
             raise GenerationError(f"llama_decode failed with status {status} on a batch of {batch.n_tokens} tokens")
 
+    def logits(self, rows: int, n_vocab: int) -> np.ndarray:
+        """The last decode's logits, one row per token that asked for them (a view, valid until the next decode)."""
+        pointer = llama_cpp.llama_get_logits(self.ptr)
+        return np.ctypeslib.as_array(pointer, shape=(rows, n_vocab))
+
     def copy_sequence(self, src: int, dst: int) -> None:
         """Make `dst` a copy of `src` (the whole stream; done at the next decode)."""
         llama_cpp.llama_memory_seq_cp(self.memory, src, dst, -1, -1)
@@ -177,7 +183,8 @@ class Batch:
 
 
 class Sampler:
-    """One sequence's sampler chain, seeded by that sequence's own seed.
+    """One sequence's llama.cpp sampler chain, seeded by that sequence's own seed (used for requests
+    with a grammar; the others are sampled in numpy, see sampling.py).
 
     The chain: grammar (if any), top-k, repetition penalty, top-p, min-p, temperature and a seeded
     draw (or greedy at temperature 0). Top-k comes before the penalty because the penalty sampler

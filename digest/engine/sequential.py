@@ -18,8 +18,12 @@ class SequentialEngine(Engine):
     name = "sequential"
 
     def __init__(self, model_path: Path, *, n_ctx: int = 0, threads: int = 0, n_gpu_layers: int = 0,
-                 repeat_last_n: int = 64):
+                 repeat_last_n: int = 64, reuse_prefix: bool = False):
+        """`reuse_prefix`: keep llama-cpp-python's default of reusing the previous prompt's matching
+        prefix (faster; the benchmark's baseline), at the price of texts that depend on the request
+        before."""
         self.model_path = Path(model_path)
+        self.reuse_prefix = reuse_prefix
         self.n_ctx = n_ctx or 2048
         self._llm, self._formatter = load_llama(
             self.model_path, n_ctx=self.n_ctx, threads=threads, n_gpu_layers=n_gpu_layers,
@@ -56,7 +60,8 @@ class SequentialEngine(Engine):
             # Forget the previous prompt: llama-cpp-python would reuse its cached prefix and decode
             # the last prompt token alone, which gives other bits than decoding the prompt whole,
             # and so another text for the same request depending on what ran before it.
-            self._llm.reset()
+            if not self.reuse_prefix:
+                self._llm.reset()
             out = self._llm.create_chat_completion(
                 messages=[{"role": m.role, "content": m.content} for m in request.messages],
                 max_tokens=request.max_tokens,

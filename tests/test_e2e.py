@@ -1,0 +1,78 @@
+"""The real `digest` command on the bundled samples with the real embedded model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import frontmatter
+import pytest
+
+from digest.config import Config
+from digest.feeds import read_feed_file, samples_dir
+from digest.markdown import unescape_inline
+from digest.select import pick
+
+pytestmark = pytest.mark.skipif(not Config().model_path.is_file(), reason="embedded model missing (make install)")
+DIGEST = [sys.executable, "-m", "digest.cli"]
+EPOCH = "1795000000"  # 2026-11-18T...Z
+
+
+def digest(*args: str, epoch: str | None = EPOCH) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.pop("SOURCE_DATE_EPOCH", None)
+    if epoch:
+        env["SOURCE_DATE_EPOCH"] = epoch
+    return subprocess.run([*DIGEST, *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    out = tmp_path_factory.mktemp("site")
+    done = digest("run", "--sample-feeds", "--out", str(out), "--date", "2026-11-23", "--max-tokens", "64")
+    assert done.returncode == 0, done.stderr
+    return out, done
+
+
+def test_run_writes_a_post_that_passes_strict_check(written):
+    out, done = written
+    path = Path(done.stdout.strip().splitlines()[-1])
+    assert path == out / "content" / "posts" / "2026-11-23-ai-auto-summary.md"
+    check = digest("check", "--strict", str(path))
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_post_topics_are_the_sample_feeds_titles_and_tags_name_the_model(written):
+    out, done = written
+    post = frontmatter.load(done.stdout.strip().splitlines()[-1])
+    assert post["tags"][-1] == Config().model_path.stem
+    assert post["date"].isoformat().startswith("2026-11-23T")
+    from digest.check import parse_post
+
+    parsed, problems = parse_post(Path(done.stdout.strip().splitlines()[-1]).read_text(encoding="utf-8"))
+    assert not problems
+    expected = [s.title for s in pick(read_feed_file(samples_dir(), "topics").entries, 6)]
+    assert [unescape_inline(t.title) for t in parsed.topics] == expected
+    for topic in parsed.topics:
+        assert len(topic.benefits.split()) >= 5 and len(topic.ramifications.split()) >= 5
+
+
+def test_same_inputs_same_bytes_at_any_slot_count(written, tmp_path):
+    out, done = written
+    first = Path(done.stdout.strip().splitlines()[-1]).read_bytes()
+    again = digest("run", "--sample-feeds", "--out", str(tmp_path), "--date", "2026-11-23", "--max-tokens", "64",
+                   "--slots", "3", "--quiet")
+    assert again.returncode == 0, again.stderr
+    assert Path(again.stdout.strip()).read_bytes() == first
+
+
+def test_second_run_for_the_same_day_keeps_the_post(written):
+    out, done = written
+    path = Path(done.stdout.strip().splitlines()[-1])
+    before = path.read_bytes()
+    again = digest("run", "--sample-feeds", "--out", str(out), "--date", "2026-11-23", "--seed", "7")
+    assert again.returncode == 0
+    assert "already exists" in again.stderr
+    assert path.read_bytes() == before
