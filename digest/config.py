@@ -20,7 +20,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from .errors import ConfigError
-from .post import DEFAULT_NOTICE, DEFAULT_PREDICTIONS_HEADING
+from .post import DEFAULT_NOTICE, DEFAULT_PREDICTIONS_HEADING, Cover
 
 CONFIG_NAME = "digest.toml"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -29,13 +29,6 @@ DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 def _range(lo: float | None = None, hi: float | None = None) -> dict:
     return {"min": lo, "max": hi}
-
-
-@dataclass
-class Cover:
-    image: str = ""
-    alt: str = ""
-    hidden: bool = True
 
 
 @dataclass

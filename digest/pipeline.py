@@ -13,7 +13,7 @@ from .config import Config
 from .engine.base import Engine, Generation, ProgressCallback, Request, Result, Sampling, Stats, derive_seed
 from .errors import FeedError, GenerationError
 from .markdown import escape_inline
-from .post import PREDICTION_SUBJECTS, Cover, FrontMatter, Post, Prediction, Topic
+from .post import PREDICTION_SUBJECTS, FrontMatter, Post, Prediction, Topic
 from .prompts import SECTIONS, Templates, build_requests, section_key
 from .render import post_filename, render, write_atomic
 from .select import Story, pick
@@ -118,7 +118,7 @@ def assemble(config: Config, when: datetime, model_name: str, topics: Sequence[S
         author=blog.author,
         tags=[*blog.tags, model_name],
         draft=blog.draft,
-        cover=Cover(image=blog.cover.image, alt=blog.cover.alt, hidden=blog.cover.hidden),
+        cover=dataclasses.replace(blog.cover),
     )
     post_topics = []
     for story in topics:

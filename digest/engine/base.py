@@ -72,6 +72,13 @@ class Stats:
         seconds = self.wall_seconds - self.prompt_seconds
         return self.completion_tokens / seconds if seconds > 0 else 0.0
 
+    def add_unbatched(self, result: "Result") -> None:
+        """Count a result generated alone: its whole prompt decoded, one decode step per token."""
+        self.prompt_tokens += result.prompt_tokens
+        self.prompt_tokens_decoded += result.prompt_tokens
+        self.completion_tokens += result.completion_tokens
+        self.decode_steps += result.completion_tokens
+
     @property
     def prompt_tokens_saved(self) -> int:
         return self.prompt_tokens - self.prompt_tokens_decoded

@@ -67,10 +67,7 @@ class FakeEngine(Engine):
             prompt_tokens = sum(len(m.content.split()) for m in request.messages)
             result = Result(request.key, text, prompt_tokens, len(text.split()), finish)
             results.append(result)
-            stats.prompt_tokens += prompt_tokens
-            stats.prompt_tokens_decoded += prompt_tokens
-            stats.completion_tokens += result.completion_tokens
-            stats.decode_steps += result.completion_tokens
+            stats.add_unbatched(result)
             if progress:
                 progress(Progress(len(results), len(requests), stats.completion_tokens,
                                   time.perf_counter() - start, result))

@@ -86,10 +86,7 @@ class SequentialEngine(Engine):
                 seconds=time.perf_counter() - began,
             )
             results.append(result)
-            stats.prompt_tokens += result.prompt_tokens
-            stats.prompt_tokens_decoded += result.prompt_tokens
-            stats.completion_tokens += result.completion_tokens
-            stats.decode_steps += result.completion_tokens
+            stats.add_unbatched(result)
             if progress:
                 progress(Progress(len(results), len(requests), stats.completion_tokens,
                                   time.perf_counter() - start, result))
