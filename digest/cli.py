@@ -206,7 +206,7 @@ def bench(
                       f"{row.median_wall_s:.2f}", str(row.completion_tokens), f"{row.tokens_per_s:.1f}",
                       str(row.prompt_tokens), str(row.prompt_tokens_decoded), str(row.decode_steps),
                       f"{speedup:.2f}x" if speedup else "-")
-    Console(highlight=False).print(table)
+    Console(highlight=False, width=max(120, Console().width)).print(table)
     for d in report.decode:
         typer.echo(f"steady decode, batch {d['batch']}: {d['tokens_per_s']} tok/s "
                    f"({d['generated']} tokens in {d['generation_s']} s of generation steps)")
