@@ -254,7 +254,6 @@ def init(
 ) -> None:
     """Write a commented default config file (digest.toml)."""
     with expected_errors():
-        from .errors import ConfigError
         from .render import write_atomic
 
         if path.exists() and not force:

@@ -85,28 +85,20 @@ def generate(engine: Engine, requests: Sequence[Request], progress: ProgressCall
     """Run `requests`; regenerate any whose text is unusable, with derived seeds, a bounded number of times."""
     generation = engine.generate(requests, progress)
     results = {r.key: r for r in generation.results}
-    for attempt in range(1, MAX_RETRIES + 1):
+    for attempt in range(1, MAX_RETRIES + 2):
         failed = [r for r in requests if not usable(r, results[r.key])]
         if not failed:
             break
-        retries = [dataclasses.replace(r, seed=derive_seed(r.seed, f"retry{attempt}")) for r in failed]
-        again = engine.generate(retries)
-        for result in again.results:
-            results[result.key] = result
-        _add_stats(generation.stats, again.stats)
-    else:
-        failed = [r for r in requests if not usable(r, results[r.key])]
-        if failed:
+        if attempt > MAX_RETRIES:
             raise GenerationError(
                 f"the model wrote no usable text for '{failed[0].key}' after {MAX_RETRIES + 1} tries: "
                 "try another --seed, a larger --max-tokens, or a larger model"
             )
+        retries = [dataclasses.replace(r, seed=derive_seed(r.seed, f"retry{attempt}")) for r in failed]
+        again = engine.generate(retries)
+        results.update((result.key, result) for result in again.results)
+        generation.stats.merge(again.stats)
     return Generation([results[r.key] for r in requests], generation.stats)
-
-
-def _add_stats(total: Stats, more: Stats) -> None:
-    for name in ("prompt_tokens", "prompt_tokens_decoded", "completion_tokens", "decode_steps", "wall_seconds"):
-        setattr(total, name, getattr(total, name) + getattr(more, name))
 
 
 def assemble(config: Config, when: datetime, model_name: str, topics: Sequence[Story],

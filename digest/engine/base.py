@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Callable, Literal, Sequence
 
 Role = Literal["system", "user", "assistant"]
@@ -71,6 +71,11 @@ class Stats:
         """Generated tokens per second of generation steps alone (prompt decoding left out)."""
         seconds = self.wall_seconds - self.prompt_seconds
         return self.completion_tokens / seconds if seconds > 0 else 0.0
+
+    def merge(self, more: "Stats") -> None:
+        """Add another run's counts and times to these (a retry's, say)."""
+        for spec in fields(self):
+            setattr(self, spec.name, getattr(self, spec.name) + getattr(more, spec.name))
 
     def add_unbatched(self, result: "Result") -> None:
         """Count a result generated alone: its whole prompt decoded, one decode step per token."""
