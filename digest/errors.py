@@ -11,6 +11,8 @@ EXIT_FEED = 4
 EXIT_MODEL = 5
 EXIT_OUTPUT = 6
 EXIT_GENERATION = 7
+EXIT_LOCKED = 8  # another run holds the lock for this output
+EXIT_INPUT_CHANGED = 9  # `digest replay`: an input the manifest names is missing or differs
 EXIT_INTERRUPTED = 130
 
 
@@ -44,3 +46,15 @@ class GenerationError(DigestError):
     """The engine could not produce a usable text (a request too long for the context, ...)."""
 
     exit_code = EXIT_GENERATION
+
+
+class LockedError(DigestError):
+    """Another `digest run` holds the lock on the same output directory."""
+
+    exit_code = EXIT_LOCKED
+
+
+class InputChangedError(DigestError):
+    """An input named by a manifest (snapshot file, model, prompt, config) is missing or its hash differs."""
+
+    exit_code = EXIT_INPUT_CHANGED
