@@ -31,8 +31,8 @@ from ..errors import GenerationError
 from .base import Engine, FinishReason, Generation, Progress, ProgressCallback, Request, Result, Stats, check_unique_keys
 from .chat import ChatFormatter, chat_template
 from .llama import default_threads
-from .native import Batch, Context, Model, Sampler, stream_cells
-from .sampling import RowSampler, top_k_rows
+from .native import Batch, Context, Grammar, Model, stream_cells
+from .sampling import RowSampler, top_k_allowed, top_k_rows
 
 # Repetition guard: a sequence ends when its last tokens are one short pattern repeated; a pattern of
 # `period` tokens must repeat max(3, REPEAT_SPAN // period) times.
@@ -67,14 +67,13 @@ class _Sequence:
     index: int
     request: Request
     prompt: list[int]
-    sampler: Sampler | None  # llama.cpp's chain, for a request with a grammar
-    row: RowSampler | None  # numpy sampling, for the others
+    row: RowSampler
+    grammar: Grammar | None
     slot: int = -1
     start: int = 0  # prompt tokens already in this slot's KV stream when it is admitted
     n_past: int = 0
     tokens: list[int] = field(default_factory=list)
     pieces: list[bytes] = field(default_factory=list)
-    logits_at: int = -1
     began: float = 0.0
     first: int = -1  # the token sampled right after the prompt
 
@@ -160,18 +159,15 @@ class BatchedEngine(Engine):
         sequences: list[_Sequence] = []
         try:
             for i, request in enumerate(requests):
-                if request.grammar:
-                    sampler = Sampler(self._model, request.sampling, request.seed, request.grammar, key=request.key)
-                    sequences.append(_Sequence(i, request, prompts[i], sampler, None))
-                else:
-                    sequences.append(_Sequence(i, request, prompts[i], None, RowSampler(request.sampling, request.seed)))
+                grammar = Grammar(self._model, request.grammar, key=request.key) if request.grammar else None
+                sequences.append(_Sequence(i, request, prompts[i], RowSampler(request.sampling, request.seed), grammar))
             if shared:
                 self._prefill(context, batch, holder, prompts[0], 0, shared, stats)
             results = self._run(context, batch, sequences, n_slots, shared, holder, stats, progress, started)
         finally:
             for seq in sequences:
-                if seq.sampler is not None:
-                    seq.sampler.close()
+                if seq.grammar is not None:
+                    seq.grammar.close()
             batch.close()
             context.close()
         stats.wall_seconds = time.perf_counter() - started
@@ -179,18 +175,17 @@ class BatchedEngine(Engine):
 
     @staticmethod
     def _prefill(context: Context, batch: Batch, seq_id: int, prompt: list[int], begin: int, end: int,
-                 stats: Stats, logits: bool = False) -> int:
-        """Decode prompt[begin:end] on one sequence, alone, in one ubatch; returns the last token's index."""
+                 stats: Stats, logits: bool = False) -> None:
+        """Decode prompt[begin:end] on one sequence, alone, in one ubatch (with the last token's logits if asked)."""
         assert end - begin >= MIN_CHUNK
         began = time.perf_counter()
         batch.clear()
         for pos in range(begin, end):
-            index = batch.add(prompt[pos], pos, seq_id, logits and pos == end - 1)
+            batch.add(prompt[pos], pos, seq_id, logits and pos == end - 1)
         context.decode(batch)
         stats.prompt_tokens_decoded += end - begin
         stats.decode_steps += 1
         stats.prompt_seconds += time.perf_counter() - began
-        return index
 
     def _admit(self, context: Context, batch: Batch, new: list[_Sequence], shared: int, holder: int,
                stats: Stats) -> None:
@@ -220,25 +215,26 @@ class BatchedEngine(Engine):
                     context.copy_sequence(leader.slot, member.slot)
                 member.start = len(prefix)
         for seq in new:
-            index = self._prefill(context, batch, seq.slot, seq.prompt, seq.start, len(seq.prompt), stats, logits=True)
+            self._prefill(context, batch, seq.slot, seq.prompt, seq.start, len(seq.prompt), stats, logits=True)
             seq.n_past = len(seq.prompt)
-            seq.first = self._sample(context, [(seq, index, 0)], 1)[seq.index]
+            seq.first = self._sample(context, [(seq, 0)], 1)[seq.index]
 
-    def _sample(self, context: Context, picks: list[tuple[_Sequence, int, int]], rows: int) -> dict[int, int]:
-        """Next token of each (sequence, batch index, logits row) after a decode with `rows` outputs."""
+    def _sample(self, context: Context, picks: list[tuple[_Sequence, int]], rows: int) -> dict[int, int]:
+        """Next token of each (sequence, logits row) after a decode with `rows` outputs."""
         out: dict[int, int] = {}
+        logits = context.logits(rows, self._model.n_vocab)
         by_k: dict[int, list[tuple[_Sequence, int]]] = {}
-        for seq, index, row in picks:
-            if seq.row is None:
-                out[seq.index] = seq.sampler.sample(context, index)
-            else:
+        for seq, row in picks:
+            if seq.grammar is None:
                 by_k.setdefault(seq.request.sampling.top_k, []).append((seq, row))
-        if by_k:
-            logits = context.logits(rows, self._model.n_vocab)
-            for k, items in by_k.items():
-                tokens, values = top_k_rows(logits[[row for _, row in items]], k)
-                for (seq, _), row_tokens, row_values in zip(items, tokens, values):
-                    out[seq.index] = seq.row.choose(row_tokens, row_values)
+                continue
+            tokens, values = top_k_allowed(logits[row], seq.request.sampling.top_k, seq.grammar.allowed)
+            out[seq.index] = seq.row.choose(tokens, values)
+            seq.grammar.accept(out[seq.index])
+        for k, items in by_k.items():
+            tokens, values = top_k_rows(logits[[row for _, row in items]], k)
+            for (seq, _), row_tokens, row_values in zip(items, tokens, values):
+                out[seq.index] = seq.row.choose(row_tokens, row_values)
         return out
 
     def _run(self, context: Context, batch: Batch, sequences: list[_Sequence], n_slots: int, shared: int,
@@ -261,12 +257,11 @@ class BatchedEngine(Engine):
             if stepping:
                 batch.clear()
                 for seq in stepping:
-                    seq.logits_at = batch.add(seq.tokens[-1], seq.n_past, seq.slot, True)
+                    batch.add(seq.tokens[-1], seq.n_past, seq.slot, True)
                     seq.n_past += 1
                 context.decode(batch)
                 stats.decode_steps += 1
-                tokens = self._sample(context, [(seq, seq.logits_at, row) for row, seq in enumerate(stepping)],
-                                      len(stepping))
+                tokens = self._sample(context, list(zip(stepping, range(len(stepping)))), len(stepping))
                 sampled.update((seq.slot, tokens[seq.index]) for seq in stepping)
 
             last = None

@@ -5,18 +5,20 @@ SmolLM2) on every call, which cost more than a fifth of each step at a batch of 
 vectorized top-k over the step's logits matrix narrows every row to `top_k` candidates, and the rest
 of the chain runs per row on those few: repetition penalty, top-p, min-p, temperature, and a draw
 from the sequence's own seeded generator. A row only ever sees its own logits, so a sequence's
-tokens stay independent of the batch.
+tokens stay independent of the batch. A request with a grammar takes its top-k among the tokens its
+grammar allows (`top_k_allowed`), then the same chain.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from typing import Callable
 
 import numpy as np
 
+from ..errors import GenerationError
 from .base import Sampling
 
-FULL_VOCAB_TOP_K = 0
 
 
 class RowSampler:
@@ -32,7 +34,8 @@ class RowSampler:
         s = self.sampling
         logits = logits.astype(np.float64, copy=True)
         if s.repeat_penalty != 1.0 and self.recent:
-            seen = np.isin(tokens, np.fromiter(self.recent, dtype=tokens.dtype))
+            recent = set(self.recent)
+            seen = np.fromiter((t in recent for t in tokens.tolist()), dtype=bool, count=len(tokens))
             logits[seen] = np.where(logits[seen] > 0, logits[seen] / s.repeat_penalty, logits[seen] * s.repeat_penalty)
         # Highest logit first; equal logits by token id, so the order never depends on the batch.
         order = np.lexsort((tokens, -logits))
@@ -53,6 +56,27 @@ class RowSampler:
             token = int(tokens[min(pick, keep - 1)])
         self.recent.append(token)
         return token
+
+
+def top_k_allowed(logits: np.ndarray, k: int, allowed: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """One row's candidates for a request with a grammar: the tokens among the row's `k` best that the
+    grammar (`allowed`) accepts.
+
+    Only when none of them is allowed is the grammar shown more, in widening windows up to the whole
+    vocabulary, until some are. The grammar usually checks a few dozen tokens instead of 49k, which
+    cost ~9 ms a token. (Top-k before the grammar, as llama.cpp's own samplers try first.)
+    """
+    n_vocab = len(logits)
+    window = n_vocab if k <= 0 else k
+    while True:
+        tokens = np.arange(n_vocab) if window >= n_vocab else np.argpartition(logits, n_vocab - window)[n_vocab - window:]
+        mask = allowed(tokens)
+        if mask.any():
+            tokens = tokens[mask]
+            return tokens, logits[tokens]
+        if window >= n_vocab:
+            raise GenerationError("the grammar allows no token here")
+        window *= 8
 
 
 def top_k_rows(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,72 @@
+"""The numpy sampling of the batching engine, without a model."""
+
+import numpy as np
+import pytest
+
+from digest.engine.base import Sampling
+from digest.engine.sampling import RowSampler, top_k_allowed, top_k_rows
+from digest.errors import GenerationError
+
+
+def row(n=1000, seed=0):
+    return np.random.default_rng(seed).normal(size=n).astype(np.float32)
+
+
+def test_top_k_rows_are_each_rows_largest():
+    logits = np.stack([row(seed=1), row(seed=2)])
+    tokens, values = top_k_rows(logits, 5)
+    for r in range(2):
+        assert sorted(tokens[r]) == sorted(np.argsort(-logits[r])[:5])
+        assert np.array_equal(values[r], logits[r][tokens[r]])
+
+
+def test_grammar_candidates_are_the_allowed_among_the_top_k():
+    logits = row()
+    best = np.argsort(-logits)
+    allowed_set = set(best[[1, 3, 50]].tolist())  # two in the top 10, one far below
+    seen = []
+
+    def allowed(tokens):
+        seen.append(len(tokens))
+        return np.array([t in allowed_set for t in tokens.tolist()])
+
+    tokens, values = top_k_allowed(logits, 10, allowed)
+    assert sorted(tokens.tolist()) == sorted(best[[1, 3]].tolist())
+    assert np.array_equal(values, logits[tokens])
+    assert seen == [10]  # the grammar was shown only the top 10, not the vocabulary
+
+
+def test_grammar_candidates_widen_until_something_is_allowed():
+    logits = row()
+    target = int(np.argsort(-logits)[500])
+    shown = []
+
+    def allowed(tokens):
+        shown.append(len(tokens))
+        return tokens == target
+
+    tokens, _ = top_k_allowed(logits, 10, allowed)
+    assert tokens.tolist() == [target]
+    assert shown == [10, 80, 640]
+
+
+def test_grammar_that_allows_nothing_is_an_error():
+    with pytest.raises(GenerationError):
+        top_k_allowed(row(), 10, lambda tokens: np.zeros(len(tokens), dtype=bool))
+
+
+def test_row_sampler_is_seeded_and_greedy_at_zero_temperature():
+    tokens, values = np.arange(5), np.array([0.1, 2.0, 0.5, 1.9, -1.0], dtype=np.float32)
+    greedy = RowSampler(Sampling(temperature=0.0), seed=1)
+    assert greedy.choose(tokens, values) == 1
+    draws = lambda seed: [RowSampler(Sampling(temperature=1.0, top_p=1.0, min_p=0.0), seed).choose(tokens, values)  # noqa: E731
+                          for _ in range(1)]
+    assert [draws(s) for s in range(20)] == [draws(s) for s in range(20)]
+    assert len({tuple(draws(s)) for s in range(40)}) > 1
+
+
+def test_repeat_penalty_lowers_recent_tokens():
+    tokens, values = np.arange(3), np.array([2.0, 1.9, 0.0], dtype=np.float32)
+    sampler = RowSampler(Sampling(temperature=0.0, repeat_penalty=1.5), seed=0)
+    assert sampler.choose(tokens, values) == 0
+    assert sampler.choose(tokens, values) == 1  # 0 was just used: 2.0 / 1.5 < 1.9
