@@ -65,6 +65,7 @@ def run(
     min_p: Annotated[Optional[float], typer.Option("--min-p", help="Min-p sampling.")] = None,
     repeat_penalty: Annotated[Optional[float], typer.Option("--repeat-penalty", help="Penalty for repeating recent tokens (1: off).")] = None,
     slots: Annotated[Optional[int], typer.Option("--slots", help="Sections generated at once by the batched engine (0: all).")] = None,
+    candidates: Annotated[Optional[int], typer.Option("--candidates", help="Tries of each section generated side by side; the one that passes most quality checks is kept (default 1).")] = None,
     ctx: Annotated[Optional[int], typer.Option("--ctx", help="Context size in tokens (0: automatic).")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads (0: one per core).")] = None,
     n_gpu_layers: Annotated[Optional[int], typer.Option("--n-gpu-layers", help="Layers to offload to a GPU (-1: all; needs a GPU build).")] = None,
@@ -92,6 +93,7 @@ def run(
             "generation.min_p": ("--min-p", min_p),
             "generation.repeat_penalty": ("--repeat-penalty", repeat_penalty),
             "generation.slots": ("--slots", slots),
+            "generation.candidates": ("--candidates", candidates),
             "model.n_ctx": ("--ctx", ctx),
             "model.threads": ("--threads", threads),
             "model.n_gpu_layers": ("--n-gpu-layers", n_gpu_layers),
@@ -109,18 +111,24 @@ def run(
         with _progress_display(enabled=not quiet and sys.stderr.isatty()) as progress:
             result = pipeline.run(
                 config,
-                lambda: create_engine(config.generation.engine, config.model_path, n_ctx=config.model.n_ctx,
-                                      threads=config.model.threads, n_gpu_layers=config.model.n_gpu_layers,
-                                      slots=config.generation.slots),
+                lambda: _make_engine(config),
                 day=when, now=now, out=out, feeds_from=feeds_from, force=force, progress=progress, status=say,
             )
         for warning in result.warnings:
             err.print(f"digest: {warning}" if not result.written else f"digest: warning: {warning}", markup=False)
         if result.written and not quiet and result.stats:
             s = result.stats
+            chosen = result.chosen
             err.print(f"wrote {len(result.post.topics)} topics: {s.completion_tokens} tokens in "
-                      f"{s.wall_seconds:.1f} s ({s.tokens_per_second:.0f} tok/s)", markup=False)
+                      f"{s.wall_seconds:.1f} s ({s.tokens_per_second:.0f} tok/s); {chosen.passed} of "
+                      f"{len(chosen.scores)} sections pass every quality check", markup=False)
         typer.echo(str(result.path))
+
+
+def _make_engine(config):
+    return create_engine(config.generation.engine, config.model_path, n_ctx=config.model.n_ctx,
+                         threads=config.model.threads, n_gpu_layers=config.model.n_gpu_layers,
+                         slots=config.generation.slots)
 
 
 def _source_date_epoch() -> datetime | None:
@@ -223,6 +231,65 @@ def _numbers(text: str, flag: str) -> list[int]:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise typer.BadParameter(f"expected numbers separated by commas, got {text!r}", param_hint=flag)
+
+
+@app.command("eval")
+def eval_(
+    inputs: Annotated[Optional[list[Path]], typer.Argument(help="Topic feed files (default: the bundled sample feed and the evaluation set in tests/eval/).", show_default=False)] = None,
+    config_path: ConfigOpt = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="GGUF model file (default: the embedded SmolLM2-135M).")] = None,
+    topics: Annotated[int, typer.Option("--topics", min=0, help="Topics taken from each input (0: as many as a run takes, [feeds.topics] count).")] = 0,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Run seed.")] = None,
+    candidates: Annotated[Optional[int], typer.Option("--candidates", help="Tries of each section generated side by side; the best is kept.")] = None,
+    retries: Annotated[Optional[int], typer.Option("--retries", help="Rounds of new tries for sections that fail a check.")] = None,
+    prompts: Annotated[Optional[Path], typer.Option("--prompts", help="Folder of prompt templates.")] = None,
+    slots: Annotated[Optional[int], typer.Option("--slots", help="Sequences decoded at once (0: all).")] = None,
+    engine: Annotated[Optional[str], typer.Option("--engine", help=f"Generation engine: {', '.join(ENGINES)}.")] = None,
+    worst: Annotated[int, typer.Option("--worst", min=0, help="How many of the worst sections to show.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+) -> None:
+    """Score the writing: generate the sections of fixed inputs and check each one.
+
+    Checks: length, on topic, no loops, complete, clean, Benefits and Ramifications distinct;
+    predictions: a future date and a reasoning sentence. Prints a table per check, the pass rate and
+    the worst sections.
+    """
+    from .evaluate import default_inputs, run_eval
+
+    with expected_errors():
+        config = load_config(config_path)
+        apply_flags(config, {
+            "model.path": ("--model", str(Path(model).expanduser().resolve()) if model else None),
+            "generation.seed": ("--seed", seed),
+            "generation.candidates": ("--candidates", candidates),
+            "generation.retries": ("--retries", retries),
+            "generation.prompts_dir": ("--prompts", str(prompts.resolve()) if prompts else None),
+            "generation.slots": ("--slots", slots),
+            "generation.engine": ("--engine", engine),
+        })
+        with _progress_display(enabled=not as_json and sys.stderr.isatty()) as progress:
+            report = run_eval(config, lambda: _make_engine(config), inputs or default_inputs(), topics=topics,
+                              progress=progress)
+    if as_json:
+        typer.echo(report.to_json())
+        return
+    from rich.table import Table
+
+    table = Table(title=f"digest eval: {len(report.sections)} sections from {len(report.inputs)} inputs, {report.model}")
+    for column in ("check", "sections", "passed", "rate"):
+        table.add_column(column, justify="left" if column == "check" else "right")
+    for name, applied, passed in report.by_check():
+        table.add_row(name, str(applied), str(passed), f"{passed / applied:.0%}")
+    out = Console(highlight=False, width=max(100, Console().width))
+    out.print(table)
+    passed = sum(s.passed for s in report.sections)
+    tries = sum(s.tries for s in report.sections)
+    typer.echo(f"pass every check: {passed} of {len(report.sections)} sections ({report.pass_rate:.1%}); "
+               f"{tries} tries, {report.stats.completion_tokens} tokens in {report.wall_seconds:.1f} s")
+    for s in report.worst(worst):
+        if s.passed:
+            break
+        typer.echo(f"\n{s.key}: fails {', '.join(s.failures)}\n  {s.text or s.raw}")
 
 
 @app.command()

@@ -17,12 +17,10 @@ from .post import PREDICTION_SUBJECTS, FrontMatter, Post, Prediction, Topic
 from .prompts import SECTIONS, Templates, build_requests, section_key
 from .render import post_filename, render, write_atomic
 from .select import Story, pick
+from .quality import Judge, Score, Section
 from .text import clean_paragraph, parse_prediction
 
 FEED_NAMES = ("topics", "trending")
-# A section whose text is unusable after cleaning is generated again with a seed derived from its
-# own, at most this many times.
-MAX_RETRIES = 2
 
 
 @dataclass
@@ -32,6 +30,7 @@ class RunResult:
     post: Post | None = None
     stats: Stats | None = None
     warnings: list[str] = field(default_factory=list)
+    chosen: "Chosen | None" = None
 
 
 def post_path(config: Config, day: date, out: Path | None = None) -> Path:
@@ -75,30 +74,90 @@ def sampling_of(config: Config) -> Sampling:
                     repeat_penalty=g.repeat_penalty)
 
 
-def usable(request: Request, result: Result) -> bool:
-    if request.key.startswith("prediction:"):
-        return parse_prediction(result.text) is not None
-    return bool(clean_paragraph(result.text))
+def sections_of(topics: Sequence[Story], prefix: str = "") -> list[Section]:
+    """What the quality checks need to know of each request that `build_requests` makes."""
+    out = []
+    for story in topics:
+        source = f"{story.title} {story.excerpt} {story.link}"
+        benefits = prefix + section_key("benefits", story.title)
+        out.append(Section(benefits, "benefits", story.title, source))
+        out.append(Section(prefix + section_key("ramifications", story.title), "ramifications", story.title,
+                           source, pair=benefits))
+    out += [Section(prefix + section_key("prediction", s), "prediction", s) for s in PREDICTION_SUBJECTS]
+    return out
 
 
-def generate(engine: Engine, requests: Sequence[Request], progress: ProgressCallback | None = None) -> Generation:
-    """Run `requests`; regenerate any whose text is unusable, with derived seeds, a bounded number of times."""
-    generation = engine.generate(requests, progress)
-    results = {r.key: r for r in generation.results}
-    for attempt in range(1, MAX_RETRIES + 2):
-        failed = [r for r in requests if not usable(r, results[r.key])]
-        if not failed:
+def judge_of(config: Config, topics: Sequence[Story], day: date, templates: Templates, prefix: str = "") -> Judge:
+    g = config.generation
+    return Judge(sections_of(topics, prefix), day, templates.texts.values(), min_words=g.min_words,
+                 max_words=g.max_words)
+
+
+@dataclass
+class Chosen:
+    """The generation of a run: the try kept for each section, its score, and how many tries it took."""
+
+    generation: Generation
+    scores: dict[str, Score]
+    tries: dict[str, int]
+
+    @property
+    def passed(self) -> int:
+        return sum(score.passed for score in self.scores.values())
+
+
+def _try_seed(seed: int, n: int) -> int:
+    return seed if n == 0 else derive_seed(seed, f"try{n}")
+
+
+def choose(judge: Judge, requests: Sequence[Request], tries: dict[str, list[Result]]) -> tuple[dict[str, Result], dict[str, Score]]:
+    """The best usable try of each section, in request order (a Ramifications try is scored against
+    the Benefits already chosen for its topic); first among equals, so the choice is deterministic."""
+    chosen: dict[str, Result] = {}
+    scores: dict[str, Score] = {}
+    for request in requests:
+        key = request.key
+        pair = judge.sections[key].pair
+        other = judge.text(pair, chosen[pair].text) if pair in chosen else None
+        usable = [(judge.score(key, r.text, other), n, r) for n, r in enumerate(tries[key]) if judge.usable(key, r.text)]
+        if usable:
+            score, _, result = max(usable, key=lambda item: (item[0].value(), -item[1]))
+            chosen[key], scores[key] = result, score
+    return chosen, scores
+
+
+def generate(engine: Engine, requests: Sequence[Request], judge: Judge, *, candidates: int = 1,
+             retries: int = 2, progress: ProgressCallback | None = None) -> Chosen:
+    """Generate `candidates` tries of each section side by side; while a section's best try fails a
+    quality check, generate new tries of it (seeds derived from its own), at most `retries` rounds.
+    Fails only when a section has no usable try at all."""
+    tries: dict[str, list[Result]] = {r.key: [] for r in requests}
+    stats = Stats()
+    todo = list(requests)
+    for round_ in range(retries + 1):
+        batch, origin = [], {}
+        for request in todo:
+            for n in range(len(tries[request.key]), len(tries[request.key]) + candidates):
+                key = request.key if n == 0 else f"{request.key} #{n}"
+                origin[key] = request.key
+                batch.append(dataclasses.replace(request, key=key, seed=_try_seed(request.seed, n)))
+        generation = engine.generate(batch, progress if round_ == 0 else None)
+        stats.merge(generation.stats)
+        for result in generation.results:
+            tries[origin[result.key]].append(dataclasses.replace(result, key=origin[result.key]))
+        chosen, scores = choose(judge, requests, tries)
+        todo = [r for r in requests if r.key not in scores or not scores[r.key].passed]
+        if not todo:
             break
-        if attempt > MAX_RETRIES:
-            raise GenerationError(
-                f"the model wrote no usable text for '{failed[0].key}' after {MAX_RETRIES + 1} tries: "
-                "try another --seed, a larger --max-tokens, or a larger model"
-            )
-        retries = [dataclasses.replace(r, seed=derive_seed(r.seed, f"retry{attempt}")) for r in failed]
-        again = engine.generate(retries)
-        results.update((result.key, result) for result in again.results)
-        generation.stats.merge(again.stats)
-    return Generation([results[r.key] for r in requests], generation.stats)
+    missing = [r.key for r in requests if r.key not in chosen]
+    if missing:
+        raise GenerationError(
+            f"the model wrote no usable text for '{missing[0]}' in {len(tries[missing[0]])} tries: "
+            "try another --seed, a larger --max-tokens, or a larger model"
+        )
+    stats.requests = len(requests)
+    return Chosen(Generation([chosen[r.key] for r in requests], stats), scores,
+                  {key: len(results) for key, results in tries.items()})
 
 
 def assemble(config: Config, when: datetime, model_name: str, topics: Sequence[Story],
@@ -114,7 +173,8 @@ def assemble(config: Config, when: datetime, model_name: str, topics: Sequence[S
     )
     post_topics = []
     for story in topics:
-        texts = {kind: clean_paragraph(results[section_key(kind, story.title)].text) for kind in SECTIONS}
+        texts = {kind: clean_paragraph(results[section_key(kind, story.title)].text, config.generation.min_words,
+                                       config.generation.max_words) for kind in SECTIONS}
         post_topics.append(Topic(escape_inline(story.title), escape_inline(texts["benefits"]),
                                  escape_inline(texts["ramifications"])))
     predictions = []
@@ -161,10 +221,12 @@ def run(
     requests = build_requests(topics, day, templates, run_seed=config.generation.seed,
                               max_tokens=config.generation.max_tokens, sampling=sampling_of(config))
     status("loading model")
+    judge = judge_of(config, topics, day, templates)
     with make_engine() as engine:
         status(f"generating {len(requests)} sections with {engine.model_name} ({engine.name} engine)")
-        generation = generate(engine, requests, progress)
+        chosen = generate(engine, requests, judge, candidates=config.generation.candidates,
+                          retries=config.generation.retries, progress=progress)
         model_name = engine.model_name
-    post = assemble(config, now, model_name, topics, trending, generation.by_key())
+    post = assemble(config, now, model_name, topics, trending, chosen.generation.by_key())
     write_atomic(path, render(post))
-    return RunResult(path, written=True, post=post, stats=generation.stats, warnings=warnings)
+    return RunResult(path, written=True, post=post, stats=chosen.generation.stats, warnings=warnings, chosen=chosen)
