@@ -20,10 +20,11 @@ from typing import Callable, Sequence
 
 from .config import Config
 from .engine import create_engine
-from .engine.base import Request
+from .engine.base import Generation, Request
 from .engine.llama import default_threads
 from .feeds import samples_dir
-from .pipeline import load_feeds, sampling_of, select_stories
+from .pipeline import generate, judge_of, load_feeds, sampling_of, select_stories
+from .quality import Judge
 from .prompts import Templates, build_requests
 
 BENCH_DAY = date(2026, 1, 1)
@@ -79,17 +80,24 @@ class Report:
         return json.dumps(out, indent=2)
 
 
-def bench_requests(config: Config) -> list[Request]:
-    """The requests of the digest that `make run` writes (bundled samples, default prompts)."""
+def bench_inputs(config: Config) -> tuple[list[Request], Judge]:
+    """The requests of the digest that `make run` writes (bundled samples, default prompts), and the
+    judge of their quality checks."""
     feeds = load_feeds(config, samples_dir())
     topics, _ = select_stories(config, feeds, [])
-    return build_requests(topics, BENCH_DAY, Templates.load(config.prompts_path), run_seed=config.generation.seed,
-                          max_tokens=config.generation.max_tokens, sampling=sampling_of(config))
+    templates = Templates.load(config.prompts_path)
+    requests = build_requests(topics, BENCH_DAY, templates, run_seed=config.generation.seed,
+                              max_tokens=config.generation.max_tokens, sampling=sampling_of(config))
+    return requests, judge_of(config, topics, BENCH_DAY, templates)
 
 
-def _measure(engine, requests: Sequence[Request], row: Row, runs: int, say: Callable[[str], None]) -> None:
+def bench_requests(config: Config) -> list[Request]:
+    return bench_inputs(config)[0]
+
+
+def _measure(run_once: Callable[[], Generation], row: Row, runs: int, say: Callable[[str], None]) -> None:
     for run in range(runs):
-        generation = engine.generate(requests)
+        generation = run_once()
         s = generation.stats
         row.wall_s.append(s.wall_seconds)
         row.completion_tokens, row.prompt_tokens = s.completion_tokens, s.prompt_tokens
@@ -121,12 +129,13 @@ def decode_throughput(config: Config, batch_sizes: Sequence[int], *, tokens: int
 
 
 def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), sequential: bool = True,
-              memory: bool = True, decode: Sequence[int] = (), say: Callable[[str], None] = lambda m: None) -> Report:
-    requests = bench_requests(config)
+              checks: bool = True, memory: bool = True, decode: Sequence[int] = (), say: Callable[[str], None] = lambda m: None) -> Report:
+    requests, judge = bench_inputs(config)
+    g = config.generation
     threads = config.model.threads or default_threads()
     model = config.model_path
     rows: list[Row] = []
-    engines = (["sequential"] if sequential else []) + ["batched"]
+    engines = (["sequential"] if sequential else []) + ["batched"] + (["batched+checks"] if checks else [])
     for name in engines:
         for n in (slots if name == "batched" else (0,)):
             row = Row(name, n)
@@ -138,11 +147,17 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
                 engine = SequentialEngine(model, n_ctx=config.model.n_ctx, threads=threads,
                                           n_gpu_layers=config.model.n_gpu_layers, reuse_prefix=True)
             else:
-                engine = create_engine(name, model, n_ctx=config.model.n_ctx, threads=threads,
+                engine = create_engine("batched", model, n_ctx=config.model.n_ctx, threads=threads,
                                        n_gpu_layers=config.model.n_gpu_layers, slots=n)
+            if name == "batched+checks":
+                # What `digest run` does: the same requests, plus the quality checks' extra tries.
+                run_once = lambda: generate(engine, requests, judge, candidates=g.candidates,  # noqa: E731
+                                            retries=g.retries).generation
+            else:
+                run_once = lambda: engine.generate(requests)  # noqa: E731
             with engine:
                 engine.generate(requests[:1])  # warm-up: page the weights in, start the thread pool
-                _measure(engine, requests, row, runs, say)
+                _measure(run_once, row, runs, say)
             rows.append(row)
     report = Report(model.name, threads, runs, config.generation.max_tokens, len(requests), rows)
     if decode:

@@ -180,6 +180,8 @@ def bench(
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Token limit of each section.")] = None,
     n_gpu_layers: Annotated[Optional[int], typer.Option("--n-gpu-layers", help="Layers to offload to a GPU (-1: all).")] = None,
     sequential: Annotated[bool, typer.Option("--sequential/--no-sequential", help="Also run the sequential baseline.")] = True,
+    checks: Annotated[bool, typer.Option("--checks/--no-checks", help="Also time what `digest run` does: the batched engine plus the quality checks' extra tries (--candidates, [generation] retries).")] = True,
+    candidates: Annotated[Optional[int], typer.Option("--candidates", help="Tries of each section side by side, for the row with checks.")] = None,
     memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Measure the peak memory of a whole run.")] = True,
     decode: Annotated[str, typer.Option("--decode", help="Batch sizes for the steady decode measurement (128 tokens per sequence, end-of-generation ignored, like llama-batched-bench's S_TG); empty: skip.")] = "1,16",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
@@ -194,10 +196,11 @@ def bench(
             "model.threads": ("--threads", threads),
             "generation.max_tokens": ("--max-tokens", max_tokens),
             "model.n_gpu_layers": ("--n-gpu-layers", n_gpu_layers),
+            "generation.candidates": ("--candidates", candidates),
         })
         slot_list, decode_list = _numbers(slots, "--slots"), _numbers(decode, "--decode")
         say = (lambda m: None) if as_json else (lambda m: err.print(f"[dim]{m}[/dim]", markup=True))
-        report = run_bench(config, runs=runs, slots=slot_list or [0], sequential=sequential, memory=memory,
+        report = run_bench(config, runs=runs, slots=slot_list or [0], sequential=sequential, checks=checks, memory=memory,
                            decode=decode_list, say=say)
     if as_json:
         typer.echo(report.to_json())

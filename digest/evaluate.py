@@ -65,7 +65,7 @@ class EvalReport:
             for name, ok in s.checks.items():
                 applied[name] += 1
                 passed[name] += ok
-        names = list(dict.fromkeys([*PARAGRAPH_CHECKS, *PREDICTION_CHECKS]))
+        names = list(dict.fromkeys(["usable", *PARAGRAPH_CHECKS, *PREDICTION_CHECKS]))
         return [(n, applied[n], passed[n]) for n in names if applied[n]]
 
     def worst(self, n: int) -> list[Scored]:
@@ -108,7 +108,8 @@ def run_eval(config: Config, make_engine: Callable[[], Engine], inputs: Sequence
         sections += judge.sections.values()
     judge = Judge(sections, day, templates.texts.values(), min_words=g.min_words, max_words=g.max_words)
     with make_engine() as engine:
-        chosen = generate(engine, requests, judge, candidates=g.candidates, retries=g.retries, progress=progress)
+        chosen = generate(engine, requests, judge, candidates=g.candidates, retries=g.retries, progress=progress,
+                          require_all=False)
         model = engine.model_name
     results = chosen.generation.by_key()
     scored = []

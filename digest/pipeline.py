@@ -17,7 +17,7 @@ from .post import PREDICTION_SUBJECTS, FrontMatter, Post, Prediction, Topic
 from .prompts import SECTIONS, Templates, build_requests, section_key
 from .render import post_filename, render, write_atomic
 from .select import Story, pick
-from .quality import Judge, Score, Section
+from .quality import Check, Judge, Score, Section
 from .text import clean_paragraph, parse_prediction
 
 FEED_NAMES = ("topics", "trending")
@@ -127,10 +127,11 @@ def choose(judge: Judge, requests: Sequence[Request], tries: dict[str, list[Resu
 
 
 def generate(engine: Engine, requests: Sequence[Request], judge: Judge, *, candidates: int = 1,
-             retries: int = 2, progress: ProgressCallback | None = None) -> Chosen:
+             retries: int = 2, progress: ProgressCallback | None = None, require_all: bool = True) -> Chosen:
     """Generate `candidates` tries of each section side by side; while a section's best try fails a
     quality check, generate new tries of it (seeds derived from its own), at most `retries` rounds.
-    Fails only when a section has no usable try at all."""
+    Fails when a section has no usable try at all, unless not `require_all` (then its last try is
+    kept, scored as unusable)."""
     tries: dict[str, list[Result]] = {r.key: [] for r in requests}
     stats = Stats()
     todo = list(requests)
@@ -150,7 +151,10 @@ def generate(engine: Engine, requests: Sequence[Request], judge: Judge, *, candi
         if not todo:
             break
     missing = [r.key for r in requests if r.key not in chosen]
-    if missing:
+    if missing and not require_all:
+        for key in missing:
+            chosen[key], scores[key] = tries[key][-1], Score([Check("usable", False, "nothing usable after cleaning")])
+    elif missing:
         raise GenerationError(
             f"the model wrote no usable text for '{missing[0]}' in {len(tries[missing[0]])} tries: "
             "try another --seed, a larger --max-tokens, or a larger model"

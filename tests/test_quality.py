@@ -173,3 +173,6 @@ def test_generate_fails_clearly_when_no_try_is_usable():
     j = Judge([Section("benefits:T", "benefits", TITLE)], date(2026, 11, 23), [])
     with FakeEngine(lambda request: "## Heading only") as engine, pytest.raises(GenerationError, match="3 tries"):
         generate(engine, [Request("benefits:T", (), seed=1, max_tokens=50)], j, candidates=1, retries=2)
+    with FakeEngine(lambda request: "## Heading only") as engine:  # digest eval scores it instead of failing
+        kept = generate(engine, [Request("benefits:T", (), seed=1, max_tokens=50)], j, retries=1, require_all=False)
+    assert [c.name for c in kept.scores["benefits:T"].failures] == ["usable"] and kept.tries["benefits:T"] == 2
