@@ -209,14 +209,15 @@ def bench(
 
     table = Table(title=f"digest bench: {report.requests} sections of the sample digest, {report.model}, "
                         f"{report.threads} threads, max {report.max_tokens} tokens, median of {report.runs}")
-    for column in ("engine", "slots", "wall s", "gen tokens", "tok/s", "prompt tok", "prompt decoded", "steps", "speedup"):
+    for column in ("engine", "slots", "wall s", "gen tokens", "tok/s", "prompt tok", "prompt decoded", "steps",
+                   "speedup", "vs re-read"):
         table.add_column(column, justify="left" if column == "engine" else "right")
+    ratio = lambda value: f"{value:.2f}x" if value else "-"  # noqa: E731
     for row in report.rows:
-        speedup = report.speedup(row)
-        table.add_row(row.engine, "-" if row.engine == "sequential" else str(row.slots or "all"),
+        table.add_row(row.engine, "-" if row.engine.startswith("sequential") else str(row.slots or "all"),
                       f"{row.median_wall_s:.2f}", str(row.completion_tokens), f"{row.tokens_per_s:.1f}",
                       str(row.prompt_tokens), str(row.prompt_tokens_decoded), str(row.decode_steps),
-                      f"{speedup:.2f}x" if speedup else "-")
+                      ratio(report.speedup(row)), ratio(report.speedup(row, "sequential-reread")))
     Console(highlight=False, width=max(120, Console().width)).print(table)
     for d in report.decode:
         typer.echo(f"steady decode, batch {d['batch']}: {d['tokens_per_s']} tok/s "
