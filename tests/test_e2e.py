@@ -79,18 +79,18 @@ def test_second_run_for_the_same_day_keeps_the_post(written):
 
 
 def test_bench_times_both_engines_and_the_checks_on_the_same_requests():
-    done = digest("bench", "--runs", "1", "--slots", "4", "--decode", "", "--no-memory", "--max-tokens", "40", "--json")
+    done = digest("bench", "--runs", "1", "--slots", "4", "--decode", "", "--no-memory", "--max-tokens", "24", "--json")
     assert done.returncode == 0, done.stderr
     import json
 
     report = json.loads(done.stdout)
     rows = {row["engine"]: row for row in report["rows"]}
     assert set(rows) == {"sequential", "sequential-reread", "batched", "batched+checks"}
-    assert report["requests"] == 14 and report["max_tokens"] == 40
+    assert report["requests"] == 14 and report["max_tokens"] == 24
     for row in rows.values():
         assert row["completion_tokens"] > 0 and row["median_wall_s"] > 0 and row["speedup"] > 0
         assert row["prompt_tokens"] == rows["sequential"]["prompt_tokens"]  # the very same prompts
     assert rows["batched"]["prompt_tokens_decoded"] < rows["batched"]["prompt_tokens"]  # the shared prefix, once
     assert rows["sequential-reread"]["prompt_tokens_decoded"] == rows["sequential"]["prompt_tokens"]
-    # 40 tokens are too few for a 40-word paragraph: the checks ask for more tries than the plain run
+    # 24 tokens are too few for a 40-word paragraph: the checks ask for more tries than the plain run
     assert rows["batched+checks"]["completion_tokens"] > rows["batched"]["completion_tokens"]
