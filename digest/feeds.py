@@ -12,8 +12,10 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from xml.parsers import expat
 
 import feedparser
+import ftfy
 
 from .errors import FeedError
 
@@ -23,7 +25,7 @@ MAX_FEED_BYTES = 32 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Entry:
-    """One feed item, as the feed gives it (title with entities decoded, summary as plain text)."""
+    """One feed item, as the feed gives it: title and summary as plain text (entities decoded once)."""
 
     title: str
     link: str = ""
@@ -36,46 +38,135 @@ class Feed:
     name: str
     source: str
     entries: tuple[Entry, ...]
+    # What was wrong with the document but could be worked around (one line each).
+    warnings: tuple[str, ...] = ()
 
+
+# Entries read from one feed: a post needs a few dozen at most, and feedparser spends about a
+# millisecond on each, so a feed of 10,000 entries is cut after this many before it is parsed.
+MAX_ENTRIES = 200
+# Characters of an entry's plain-text summary kept (the prompt uses its first 60 words).
+MAX_SUMMARY_CHARS = 4000
 
 _TAG = re.compile(r"<[^>]+>")
 _REDDIT_TRAILER = re.compile(r"\s*submitted by\s+/?u/\S+.*$", re.S | re.I)
+_ITEM_NAMES = ("item", "entry")
+
+
+def _plain(fragment: str) -> str:
+    """Plain text of an HTML fragment: tags dropped, entities decoded once, whitespace collapsed."""
+    return " ".join(html.unescape(_TAG.sub(" ", fragment or "")).split())
 
 
 def html_to_text(fragment: str) -> str:
-    """Plain text of an HTML fragment: tags dropped, entities decoded, whitespace collapsed."""
-    text = _TAG.sub(" ", fragment or "")
-    text = html.unescape(text)
-    text = _REDDIT_TRAILER.sub("", text)
-    return " ".join(text.split())
+    """Plain text of an HTML summary, without Reddit's "submitted by /u/..." trailer."""
+    return " ".join(_REDDIT_TRAILER.sub("", _plain(fragment)).split())
+
+
+def _text(item, key: str) -> str:
+    """An entry's text field as plain text: HTML (by feedparser's reading of the element's type)
+    loses its tags and has its entities decoded, plain text is kept as the XML gave it; either way
+    mojibake (UTF-8 read as Windows-1252, "AIâ€™s") is repaired."""
+    value = item.get(key) or ""
+    detail = item.get(f"{key}_detail") or {}
+    if "html" in (detail.get("type") or ""):
+        value = _plain(value)
+    return ftfy.fix_encoding(value)
+
+
+class _Cut(Exception):
+    def __init__(self, at: int, open_elements: list[str]):
+        self.at, self.open_elements = at, open_elements
+
+
+def _first_entries(data: bytes, limit: int) -> bytes | None:
+    """`data` cut before its (limit+1)-th item or entry, with the elements still open closed again,
+    so that it stays well-formed; None when there is no such entry, or the bytes are not XML that
+    expat reads (feedparser's own recovery then gets the whole document).
+
+    Read as ISO-8859-1, which maps every byte to a character, so any ASCII-compatible encoding
+    (UTF-8, Windows-1252, ...) is walked correctly: element names are ASCII.
+    """
+    parser = expat.ParserCreate(encoding="ISO-8859-1")
+    stack: list[str] = []
+    seen = 0
+
+    def start(tag: str, attrs) -> None:
+        nonlocal seen
+        if tag.rpartition(":")[2] in _ITEM_NAMES:
+            seen += 1
+            if seen > limit:
+                raise _Cut(parser.CurrentByteIndex, list(stack))
+        stack.append(tag)
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = lambda tag: stack.pop()
+    try:
+        parser.Parse(data, True)
+    except _Cut as cut:
+        closing = "".join(f"</{tag}>" for tag in reversed(cut.open_elements))
+        return data[: cut.at] + closing.encode("latin-1")
+    except expat.ExpatError:
+        pass
+    return None
 
 
 def parse_feed(data: bytes, *, name: str, source: str) -> Feed:
     """Parse the raw bytes of an RSS or Atom document.
 
-    Raises FeedError when the bytes are not a feed at all (HTML, garbage, an empty body).
+    Raises FeedError when the bytes are not a feed at all (HTML, garbage, an empty body) or are
+    malformed beyond recovery. What can be worked around becomes a warning on the `Feed`: XML that
+    is not well-formed but still yields entries, a wrong declared encoding, entries without a title,
+    the same entry twice, more than MAX_ENTRIES entries.
     """
+    label = f"feed '{name}' ({source})"
     if not data.strip():
-        raise FeedError(f"feed '{name}' ({source}) is empty")
+        raise FeedError(f"{label} is empty")
+    warnings = []
+    cut = _first_entries(data, MAX_ENTRIES)
+    if cut is not None:
+        data = cut
+        warnings.append(f"{label} has more than {MAX_ENTRIES} entries; only the first {MAX_ENTRIES} are read")
     parsed = feedparser.parse(data)
-    if not parsed.get("version") and not parsed.entries:
-        reason = parsed.get("bozo_exception")
-        detail = f": {reason}" if reason else ""
-        raise FeedError(f"feed '{name}' ({source}) is not an RSS or Atom feed{detail}")
-    entries = []
+    problem = parsed.get("bozo_exception") if parsed.get("bozo") else None
+    if not parsed.entries:
+        if not parsed.get("version"):
+            detail = f" ({problem})" if problem else ""
+            raise FeedError(f"{label} is not an RSS or Atom feed{detail}: check the URL or the file")
+        if problem and not isinstance(problem, feedparser.CharacterEncodingOverride):
+            raise FeedError(f"{label} is not well-formed XML and no entry could be read from it ({problem})")
+    elif isinstance(problem, feedparser.CharacterEncodingOverride):
+        warnings.append(f"{label}: {problem}")
+    elif problem:
+        count = len(parsed.entries)
+        warnings.append(f"{label} is not well-formed XML ({problem}); using the {count} {_entries(count)} "
+                        "read from it")
+    entries, untitled, repeated, ids = [], 0, 0, set()
     for item in parsed.entries:
+        title = _text(item, "title")
         summary = item.get("summary") or ""
         if not summary and item.get("content"):
             summary = item.content[0].get("value", "")
-        entries.append(
-            Entry(
-                title=item.get("title", "") or "",
-                link=item.get("link", "") or "",
-                id=item.get("id", "") or item.get("link", "") or "",
-                summary=html_to_text(summary),
-            )
-        )
-    return Feed(name=name, source=source, entries=tuple(entries))
+        link = item.get("link", "") or ""
+        entry_id = item.get("id", "") or link
+        if not title.strip():
+            untitled += 1
+            continue
+        if entry_id and entry_id in ids:
+            repeated += 1
+            continue
+        ids.add(entry_id)
+        entries.append(Entry(title=title, link=link, id=entry_id,
+                             summary=ftfy.fix_encoding(html_to_text(summary)[:MAX_SUMMARY_CHARS])))
+    if untitled:
+        warnings.append(f"{label}: skipped {untitled} {_entries(untitled)} without a title")
+    if repeated:
+        warnings.append(f"{label}: skipped {repeated} {_entries(repeated)} that repeat an earlier entry's id")
+    return Feed(name=name, source=source, entries=tuple(entries), warnings=tuple(warnings))
+
+
+def _entries(count: int) -> str:
+    return "entry" if count == 1 else "entries"
 
 
 def read_feed_file(directory: Path, name: str) -> Feed:

@@ -221,6 +221,7 @@ def run(
     templates = Templates.load(config.prompts_path)
     status("reading feeds")
     loaded = load_feeds(config, feeds_from)
+    warnings.extend(warning for feed in loaded.values() for warning in feed.warnings)
     topics, trending = select_stories(config, loaded, warnings)
     requests = build_requests(topics, day, templates, run_seed=config.generation.seed,
                               max_tokens=config.generation.max_tokens, sampling=sampling_of(config))

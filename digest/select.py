@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -23,6 +22,8 @@ _STOPWORDS = frozenset(
 MIN_SHARED_WORDS = 3
 MIN_OVERLAP = 0.6
 EXCERPT_WORDS = 60
+# A title longer than this is cut at a word boundary and ends with "…".
+MAX_TITLE_CHARS = 180
 
 
 @dataclass(frozen=True)
@@ -36,14 +37,27 @@ class Story:
 
 
 def clean_title(raw: str) -> str:
-    """Decode entities, drop `[R]`-style tags at either end, collapse whitespace."""
-    title = one_line(html.unescape(raw))
+    """Drop `[R]`-style tags at either end, collapse whitespace, shorten a very long title.
+
+    `raw` is plain text (the feed's entities were decoded once, in `feeds.parse_feed`)."""
+    title = one_line(raw)
     previous = None
     while previous != title:
         previous = title
         title = _LEADING_TAGS.sub("", title)
         title = _TRAILING_TAGS.sub("", title).strip()
-    return title
+    return shorten(title, MAX_TITLE_CHARS)
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` when it has at most `limit` characters, else cut at the last word boundary that
+    leaves room for "…" (or mid-word when its first word alone is too long) and "…" added."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if " " in cut:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:.-–—") + "…"
 
 
 def _stem(word: str) -> str:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from conftest import TOPIC_TITLES, TRENDING_TITLES
 from digest import select
 from digest.feeds import Entry, read_feed_file, samples_dir
-from digest.select import Story, clean_title, near_duplicate, pick
+from digest.select import MAX_TITLE_CHARS, Story, clean_title, near_duplicate, pick
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 TAG_AT_START = re.compile(r"^\s*\[[A-Za-z]+\]")
@@ -45,9 +45,22 @@ def test_clean_title_drops_separator_after_tag():
     assert clean_title(f"[R] - {BODY}") == BODY
 
 
-def test_clean_title_decodes_entities():
-    assert clean_title("Q&amp;A with the authors of &#39;Attention&#39;") == "Q&A with the authors of 'Attention'"
-    assert clean_title("[R] 3 &lt; 4 &gt; 2") == "3 < 4 > 2"
+def test_clean_title_does_not_decode_entities_a_second_time():
+    # Titles arrive as plain text (feeds.parse_feed decoded the feed's entities once): a title
+    # that talks about "&amp;" keeps it.
+    assert clean_title("[R] Q&amp;A about &#39;Attention&#39;") == "Q&amp;A about &#39;Attention&#39;"
+    assert clean_title("[R] 3 < 4 > 2") == "3 < 4 > 2"
+
+
+def test_clean_title_shortens_a_very_long_title_at_a_word_boundary():
+    words = [f"word{n}" for n in range(100)]
+    title = clean_title("[R] " + " ".join(words))
+    assert len(title) <= MAX_TITLE_CHARS and title.endswith("…")
+    assert title[:-1].split() == words[: len(title[:-1].split())]  # whole words only
+    assert len(title) > MAX_TITLE_CHARS - 12  # as many words as fit
+    assert clean_title("x" * 500) == "x" * (MAX_TITLE_CHARS - 1) + "…"  # no boundary: cut mid-word
+    exact = "a" * MAX_TITLE_CHARS
+    assert clean_title(exact) == exact
 
 
 def test_clean_title_collapses_whitespace_and_newlines():
