@@ -10,20 +10,34 @@ from __future__ import annotations
 import re
 import unicodedata
 
-# Backslash-escapable ASCII punctuation that could start inline markup in CommonMark/Goldmark.
-_MD_SPECIAL = set("\\`*_[]<>!|~#")
+# Backslash-escapable ASCII punctuation that could start inline markup in CommonMark/Goldmark, or a
+# Hugo shortcode (`{{<`, `{{%`) or a Goldmark attribute list (`{.class}`), or an e-mail autolink.
+_MD_SPECIAL = set("\\`*_[]<>!|~#{}@")
 _ESCAPED_ENTITY = re.compile(r"&amp;(?=#[0-9]+;|#[xX][0-9a-fA-F]+;|[A-Za-z][A-Za-z0-9]*;)")
-_SHORTCODE = re.compile(r"\{\{|\}\}")
-_SHORTCODE_ESCAPES = {"{{": "{&#123;", "}}": "&#125;}"}
 _UNESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
-# Control characters (C0, C1, DEL) and the invisible formatting characters that can reorder or
-# hide text: zero-width, bidi overrides and isolates, BOM.
+# Invisible characters that can reorder or hide text: C0 and C1 controls, lone surrogates, and the
+# format characters (Unicode category Cf: bidi overrides, embeddings, isolates and marks, zero-width
+# spaces, word joiners, BOM, soft hyphen, interlinear annotations, tag characters). The zero-width
+# non-joiner and joiner (U+200C, U+200D) are kept between two visible characters, where scripts
+# (Persian, Indic) and emoji sequences need them.
 _INVISIBLE = re.compile(
-    "[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+    "[\u0000-\u001f\u007f-\u009f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e"
+    "\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff"
+    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0001\U000e0020-\U000e007f]"
 )
+_JOINERS = re.compile("[\u200c\u200d]+")
 _SPACES = re.compile(r"\s+")
 _CONTROL_SPACE = re.compile(r"[\t\n\v\f\r\x1c-\x1f\x85]")
 _ENTITY = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
+_ASCII_DIGITS = "0123456789"
+
+
+def _joiner(match: re.Match) -> str:
+    """One joiner between two visible characters; none at an end or beside a space."""
+    text, start, end = match.string, match.start(), match.end()
+    inside = 0 < start and end < len(text) and not text[start - 1].isspace() and not text[end].isspace()
+    return match.group(0)[0] if inside else ""
 
 
 def one_line(text: str) -> str:
@@ -31,33 +45,43 @@ def one_line(text: str) -> str:
     text = unicodedata.normalize("NFC", text)
     text = _CONTROL_SPACE.sub(" ", text)
     text = _INVISIBLE.sub("", text)
+    text = _JOINERS.sub(_joiner, text)
     return _SPACES.sub(" ", text).strip()
 
 
 def escape_inline(text: str) -> str:
-    """Escape `text` so that it renders as the same plain text inside a Markdown line."""
+    """Escape `text` so that it renders as the same plain text inside a Markdown line.
+
+    Besides the inline markup characters, escapes what would start a block at the start of a line
+    (`-`, `+`, `=`, `:` for a definition, `1.` and `1)` for a list) and what Goldmark's linkify
+    would turn into a link (`https://`, `www.`, e-mail addresses)."""
     text = one_line(text)
+    digits = len(text) - len(text.lstrip(_ASCII_DIGITS))
     out = []
     for index, char in enumerate(text):
         if char in _MD_SPECIAL:
             out.append("\\" + char)
-        elif char in "-+=" and index == 0:
-            # A line starting with these could read as a list item or a setext underline.
+        elif char in "-+=:" and index == 0:
+            # A line starting with these could read as a list item, a setext underline or a definition.
             out.append("\\" + char)
-        elif char == "." and index > 0 and text[:index].isdigit():
-            # "1." at the start would start an ordered list.
+        elif char in ".)" and index == digits > 0 and text[index + 1:index + 2] in ("", " "):
+            # "1." or "1)" at the start would start an ordered list.
+            out.append("\\" + char)
+        elif char == ":" and text.startswith("//", index + 1):
+            # "https://..." would be linkified.
+            out.append("\\:")
+        elif char == "." and text[max(0, index - 3):index].lower() == "www":
+            # So would "www.example.com".
             out.append("\\.")
         elif char == "&" and _ENTITY.match(text, index):
             # Only an "&" that would start an entity needs escaping ("AT&T" stays as it is).
             out.append("&amp;")
         else:
             out.append(char)
-    escaped = "".join(out)
-    return _SHORTCODE.sub(lambda m: _SHORTCODE_ESCAPES[m.group(0)], escaped)
+    return "".join(out)
 
 
 def unescape_inline(text: str) -> str:
     """The inverse of `escape_inline` on its output."""
-    text = text.replace("{&#123;", "{{").replace("&#125;}", "}}")
     text = _UNESCAPE.sub(r"\1", text)
     return _ESCAPED_ENTITY.sub("&", text)

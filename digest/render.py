@@ -8,23 +8,23 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
 from .errors import OutputError
 from .post import Post, format_date
 
-# Characters that a YAML double-quoted scalar would read as line breaks or drop, but that
-# json.dumps(ensure_ascii=False) leaves as they are.
-_YAML_UNSAFE = {"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029", "\ufeff": "\\ufeff"}
+# Characters that json.dumps(ensure_ascii=False) leaves as they are but that a YAML double-quoted
+# scalar cannot hold as they are: YAML's non-printable characters (DEL, C1 controls, lone
+# surrogates, U+FFFE/U+FFFF) and those it reads as line breaks or drops (U+0085, U+2028, U+2029,
+# the BOM). Everything else JSON writes is also YAML.
+_YAML_UNSAFE = re.compile("[\u007f-\u009f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")
 
 
 def yaml_str(value: str) -> str:
     """A YAML double-quoted scalar that reads back as exactly `value`."""
-    out = json.dumps(value, ensure_ascii=False)
-    for char, escaped in _YAML_UNSAFE.items():
-        out = out.replace(char, escaped)
-    return out
+    return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", json.dumps(value, ensure_ascii=False))
 
 
 def yaml_bool(value: bool) -> str:
