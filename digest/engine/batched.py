@@ -90,7 +90,7 @@ class BatchedEngine(Engine):
         self.threads = threads or default_threads()
         self.slots = slots
         self._model = Model(self.model_path, n_gpu_layers=n_gpu_layers)
-        self._format = ChatFormatter(chat_template(self._model.metadata, self.model_path.name),
+        self._format = ChatFormatter(chat_template(self._model.metadata, str(self.model_path)),
                                      bos_token=self._model.bos_text, eos_token=self._model.eos_text)
 
     @property

@@ -59,7 +59,7 @@ def load_llama(path: Path, *, n_ctx: int, threads: int = 0, n_gpu_layers: int = 
         )
     except (ValueError, RuntimeError, OSError) as exc:
         raise ModelError(f"cannot load model {path}: {exc} (the file may be truncated or corrupt)") from exc
-    template = chat_template(llm.metadata, path.name)
+    template = chat_template(llm.metadata, str(path))
     # The same special-token texts that llama-cpp-python gives its own Jinja2 chat handler.
     bos = llm._model.token_get_text(llm.token_bos()) if llm.token_bos() != -1 else ""
     eos = llm._model.token_get_text(llm.token_eos()) if llm.token_eos() != -1 else ""
