@@ -6,7 +6,9 @@ Expected failures (`DigestError`) become one line on stderr and a documented exi
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -18,7 +20,7 @@ from rich.console import Console
 from . import pipeline
 from .config import CONFIG_NAME, apply_flags, default_toml, load_config
 from .engine import ENGINES, create_engine
-from .errors import EXIT_INTERRUPTED, EXIT_INVALID, ConfigError, DigestError
+from .errors import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_TERMINATED, ConfigError, DigestError, Terminated
 from .feeds import samples_dir
 
 app = typer.Typer(
@@ -37,9 +39,28 @@ def expected_errors() -> Iterator[None]:
     except DigestError as exc:
         err.print(f"digest: error: {exc}", markup=False)
         raise typer.Exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err.print("digest: interrupted", markup=False)
-        raise typer.Exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        err.print(f"digest: interrupted{' by SIGTERM' if terminated else ''}", markup=False)
+        raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM raises `Terminated` (a KeyboardInterrupt), so a `kill` stops a run with
+    the same cleanup as Ctrl-C: no partial post, the engine and the lock released."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help=f"Config file (default: ./{CONFIG_NAME} if present, else built-in defaults).")]
@@ -78,7 +99,7 @@ def run(
 
     The post's path is the last line on stdout.
     """
-    with expected_errors():
+    with expected_errors(), sigterm_as_interrupt():
         config = load_config(config_path)
         apply_flags(config, {
             "model.path": ("--model", str(Path(model).expanduser().resolve()) if model else None),

@@ -13,7 +13,8 @@ EXIT_OUTPUT = 6
 EXIT_GENERATION = 7
 EXIT_LOCKED = 8  # another run holds the lock for this output
 EXIT_INPUT_CHANGED = 9  # `digest replay`: an input the manifest names is missing or differs
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C): 128 + 2, as shells report it
+EXIT_TERMINATED = 143  # SIGTERM: 128 + 15
 
 
 class DigestError(Exception):
@@ -58,3 +59,7 @@ class InputChangedError(DigestError):
     """An input named by a manifest (snapshot file, model, prompt, config) is missing or its hash differs."""
 
     exit_code = EXIT_INPUT_CHANGED
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as an interrupt so that the same cleanup runs as for Ctrl-C."""

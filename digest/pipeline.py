@@ -15,7 +15,7 @@ from .errors import FeedError, GenerationError
 from .markdown import escape_inline
 from .post import PREDICTION_SUBJECTS, FrontMatter, Post, Prediction, Topic
 from .prompts import SECTIONS, Templates, build_requests, section_key
-from .render import post_filename, render, write_atomic
+from .render import ensure_writable, post_filename, render, write_atomic
 from .select import Story, pick
 from .quality import Check, Judge, Score, Section
 from .text import clean_paragraph, parse_prediction
@@ -217,6 +217,7 @@ def run(
     if path.exists() and not force:
         return RunResult(path, written=False, warnings=[f"a post for {day} already exists: {path} (use --force to replace it)"])
 
+    ensure_writable(path.parent)
     warnings: list[str] = []
     templates = Templates.load(config.prompts_path)
     status("reading feeds")

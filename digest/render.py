@@ -78,30 +78,53 @@ def post_filename(day) -> str:
     return f"{day.isoformat()}-ai-auto-summary.md"
 
 
+_WHAT_TO_DO = "nothing was written; choose another --out, or fix the folder's permissions or free space"
+
+
+def _output_error(action: str, where: Path, exc: OSError) -> OutputError:
+    return OutputError(f"cannot {action} {where}: {exc.strerror or exc} ({_WHAT_TO_DO})")
+
+
+def ensure_writable(directory: Path) -> None:
+    """Create `directory` if needed and check that a file can be created in it, so that a run fails
+    before it spends minutes on the model rather than after."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".digest-probe.", dir=directory)
+    except OSError as exc:
+        raise _output_error("write to", directory, exc) from exc
+    os.close(fd)
+    os.unlink(probe)
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write `text` to `path` so that a reader sees either no file or the whole file.
 
     The bytes go to a temporary file in the same directory, are flushed to disk, and the file is
-    renamed over `path` in one step.
+    renamed over `path` in one step. On any failure (a full disk, an interrupt) the temporary file
+    is removed and whatever was at `path` before stays as it was.
     """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     except OSError as exc:
-        raise OutputError(f"cannot write to {path.parent}: {exc.strerror or exc}") from exc
+        raise _output_error("write to", path.parent, exc) from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        if isinstance(exc, OSError):
+            raise _output_error("write", path, exc) from exc
+        raise
     try:
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:

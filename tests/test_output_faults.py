@@ -1,0 +1,184 @@
+"""Output faults: a missing output folder is created; an unwritable one, a full disk or an
+interrupt (Ctrl-C, SIGTERM) stops the run with one line and leaves no partial or changed post."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import PROJECT_ROOT, describe
+from digest import render
+from digest.config import Config
+from digest.errors import EXIT_FEED, EXIT_INTERRUPTED, EXIT_OUTPUT, EXIT_TERMINATED
+from test_cli import DAY, assert_one_error, fake_run, no_post_written, post_file
+
+
+def leftovers(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.name.startswith(".")] if folder.exists() else []
+
+
+# ---------------------------------------------------------------------------------------------
+# Missing and unwritable output folders
+
+
+def test_missing_output_folder_is_created(run_cli, tmp_path):
+    out = tmp_path / "not" / "there" / "yet"
+    result = fake_run(run_cli, out)
+    assert result.exit_code == 0, describe(result)
+    assert post_file(out).is_file()
+    assert leftovers(out) == [], "the writability probe is removed"
+
+
+@pytest.mark.parametrize("blocked", ["out", "content", "posts"])
+def test_output_path_blocked_by_a_file_is_exit_6(run_cli, tmp_path, blocked):
+    out = tmp_path / "site"
+    target = {"out": out, "content": out / "content", "posts": out / "content" / "posts"}[blocked]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("a file where a folder should be\n", encoding="utf-8")
+    result = fake_run(run_cli, out)
+    assert_one_error(result, EXIT_OUTPUT, "cannot write to", str(target), "--out")
+    assert target.read_text(encoding="utf-8") == "a file where a folder should be\n"
+
+
+def test_unwritable_output_folder_is_exit_6(run_cli, tmp_path, monkeypatch):
+    # Permission bits do not stop root (the tests may run as root): refuse the file creation itself.
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    out = tmp_path / "site"
+    result = fake_run(run_cli, out)
+    assert_one_error(result, EXIT_OUTPUT, "Permission denied", str(out / "content" / "posts"))
+    assert no_post_written(out)
+
+
+def test_unwritable_output_fails_before_feeds_and_model(run_cli, tmp_path):
+    # Nothing is read or loaded when the post could not be written anyway: the output error comes
+    # first, even though the feeds folder and the model are missing too.
+    out = tmp_path / "site"
+    out.write_text("file\n", encoding="utf-8")
+    result = run_cli("run", "--feeds-from", tmp_path / "no-feeds", "--model", tmp_path / "none.gguf",
+                     "--out", out, "--date", DAY)
+    assert_one_error(result, EXIT_OUTPUT)
+    out.unlink()
+    result = run_cli("run", "--feeds-from", tmp_path / "no-feeds", "--model", tmp_path / "none.gguf",
+                     "--out", out, "--date", DAY)
+    assert_one_error(result, EXIT_FEED)  # with the output fixed, the next fault is reported
+
+
+# ---------------------------------------------------------------------------------------------
+# A full disk: the old post stays, no temporary file remains
+
+
+def no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+class HalfWriter:
+    """A text file whose write puts half the bytes on disk and then fails as a full disk does."""
+
+    def __init__(self, handle):
+        self._handle = handle
+
+    def write(self, text):
+        self._handle.write(text[: len(text) // 2])
+        self._handle.flush()
+        no_space()
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._handle.close()
+
+
+@pytest.mark.parametrize("where", ["fsync", "write"])
+def test_full_disk_keeps_the_old_post(run_cli, tmp_path, monkeypatch, where):
+    assert fake_run(run_cli, tmp_path).exit_code == 0
+    path = post_file(tmp_path)
+    before = path.read_bytes()
+    if where == "fsync":
+        monkeypatch.setattr(render.os, "fsync", no_space)
+    else:
+        real_fdopen = os.fdopen
+        monkeypatch.setattr(render.os, "fdopen", lambda *a, **k: HalfWriter(real_fdopen(*a, **k)))
+    result = fake_run(run_cli, tmp_path, "--force", "--seed", 5)
+    assert_one_error(result, EXIT_OUTPUT, str(path), "No space left on device", "nothing was written")
+    assert path.read_bytes() == before
+    assert leftovers(tmp_path) == []
+
+
+def test_interrupt_while_writing_leaves_no_temporary_file(run_cli, tmp_path, monkeypatch):
+    assert fake_run(run_cli, tmp_path).exit_code == 0
+    path = post_file(tmp_path)
+    before = path.read_bytes()
+
+    def interrupted(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(render.os, "fsync", interrupted)
+    result = fake_run(run_cli, tmp_path, "--force", "--seed", 5)
+    assert result.exit_code == EXIT_INTERRUPTED, describe(result)
+    assert result.stderr.strip().splitlines()[-1] == "digest: interrupted"
+    assert path.read_bytes() == before
+    assert leftovers(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# SIGINT and SIGTERM in the middle of generation, with the real model
+
+
+def start_run(out: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "digest.cli", "run", "--sample-feeds", "--out", str(out),
+                             "--date", DAY, "--max-tokens", "160"],
+                            cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("sig, code, said", [(signal.SIGINT, EXIT_INTERRUPTED, "digest: interrupted"),
+                                             (signal.SIGTERM, EXIT_TERMINATED, "digest: interrupted by SIGTERM")],
+                         ids=["SIGINT", "SIGTERM"])
+def test_signal_mid_generation_stops_cleanly(run_cli, tmp_path, sig, code, said):
+    assert Config().model_path.is_file(), "the embedded model is needed (make install)"
+    out = tmp_path / "site"
+    proc = start_run(out)
+    try:
+        seen = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            seen.append(line)
+            if line.startswith("generating"):
+                break
+        assert seen and seen[-1].startswith("generating"), seen
+        time.sleep(1.5)  # the model is loaded and decoding
+        assert proc.poll() is None, "the run ended before the signal"
+        proc.send_signal(sig)
+        stdout, rest = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stderr = "".join(seen) + rest
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1] == said
+    assert stdout == ""
+    assert no_post_written(out) and leftovers(out) == []
+    # The next run on the same output goes through.
+    again = run_cli("run", "--engine", "fake", "--sample-feeds", "--out", out, "--date", DAY)
+    assert again.exit_code == 0, describe(again)
+    assert post_file(out).is_file()
