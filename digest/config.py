@@ -225,12 +225,18 @@ def apply_flags(config: Config, flags: dict[str, tuple[str, Any]]) -> None:
         setattr(target, name, checked)
 
 
+def _toml_error(name: str, exc: Exception) -> str:
+    """"FILE:LINE: invalid TOML: ..." with the line that tomllib names in its message."""
+    match = re.search(r"\(at line (\d+), column \d+\)$", str(exc))
+    return f"{name}{':' + match.group(1) if match else ''}: invalid TOML: {exc}"
+
+
 def parse_config(text: str, source: Path | None = None) -> Config:
     name = str(source) if source else "config"
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{name}: invalid TOML: {exc}") from exc
+        raise ConfigError(_toml_error(name, exc)) from exc
     config = _build(Config, data, (), source, _Lines(text))
     config.source = source
     return config
@@ -248,6 +254,9 @@ def load_config(path: Path | None = None, *, cwd: Path | None = None) -> Config:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path} (run 'digest init' to write one)")
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read config file {path}: it is not UTF-8 text ({exc.reason} at byte "
+                          f"{exc.start}); save it as UTF-8") from exc
+    except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
     return parse_config(text, path.resolve())

@@ -279,3 +279,45 @@ def test_apply_flags_rejects_bad_values_naming_the_flag(dotted, flag, value):
     # The flag, not the config key, is what the user typed.
     assert dotted not in message
     assert dataclasses.asdict(config) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# More bad values, each with its line
+
+
+@pytest.mark.parametrize(
+    "text, line, needle",
+    [
+        ("[blog]\ntitle = 'a'\ntitle = 'b'\n", 3, "invalid TOML"),  # a key given twice
+        ("# top\n[generation\nseed = 1\n", 2, "invalid TOML"),
+        ("[generation]\nseed = 1\n\nbad line here\n", 4, "invalid TOML"),
+    ],
+)
+def test_invalid_toml_names_its_line(text, line, needle):
+    message = config_error(text, SOURCE)
+    assert message.startswith(f"{SOURCE}:{line}: {needle}")
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("[[feeds]]\nurl = 'x'\n", "feeds"),  # an array of tables where a table belongs
+        ("[blog]\ncover = 3\n", "blog.cover"),  # a value where a sub-table belongs
+        ("[generation]\ntemperature = true\n", "generation.temperature"),  # a bool is not a number
+        ("[model]\nn_ctx = 99999999999999999999\n", "model.n_ctx"),  # beyond any range
+        ("[blog.cover]\nhidden = 'yes'\n", "blog.cover.hidden"),
+        ("[output]\ndir = 5\n", "output.dir"),
+    ],
+)
+def test_more_bad_values_name_key_and_line(text, key):
+    message = config_error(text, SOURCE)
+    assert f"'{key}'" in message
+    assert message.startswith(f"{SOURCE}:{1 if text.startswith('[[') else 2}:")
+
+
+def test_config_file_that_is_not_utf8(tmp_path):
+    path = tmp_path / "digest.toml"
+    path.write_bytes("[blog]\nauthor = 'Jos\xe9'\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value) and "UTF-8" in str(info.value)
