@@ -161,7 +161,8 @@ def parse_feed(data: bytes, *, name: str, source: str) -> Feed:
     if untitled:
         warnings.append(f"{label}: skipped {untitled} {_entries(untitled)} without a title")
     if repeated:
-        warnings.append(f"{label}: skipped {repeated} {_entries(repeated)} that repeat an earlier entry's id")
+        warnings.append(f"{label}: skipped {repeated} {_entries(repeated)} that "
+                        f"{'repeats' if repeated == 1 else 'repeat'} an earlier entry's id")
     return Feed(name=name, source=source, entries=tuple(entries), warnings=tuple(warnings))
 
 

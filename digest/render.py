@@ -59,12 +59,15 @@ def render(post: Post) -> str:
     parts.append(f"> *Notice:* {post.notice}\n\n")
     parts.append(f"## {post.topics_heading}\n\n\n")
     for number, topic in enumerate(post.topics, start=1):
+        # The labels sit at the item's content column (3 spaces after "1. ", 4 after "10. "), or
+        # Markdown ends the numbered list there.
+        indent = " " * len(f"{number}. ")
         parts.append(
             f"{number}. **{topic.title}**\n\n"
-            f"   - *Benefits:*\n\n"
-            f"     {topic.benefits}\n\n"
-            f"   - *Ramifications:*\n\n"
-            f"     {topic.ramifications}\n\n"
+            f"{indent}- *Benefits:*\n\n"
+            f"{indent}  {topic.benefits}\n\n"
+            f"{indent}- *Ramifications:*\n\n"
+            f"{indent}  {topic.ramifications}\n\n"
         )
     parts.append(f"## {post.trending_heading}\n\n\n\n")
     parts.extend(f"- {item}\n" for item in post.trending)

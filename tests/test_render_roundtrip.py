@@ -81,3 +81,15 @@ def test_built_post_parses_back_to_equal_fields():
     assert problems == []
     assert parsed == post
     assert parsed.front.date.tzinfo is not None
+
+
+def test_ten_or_more_topics_keep_their_labels_inside_the_item():
+    # "10. " is four characters wide: the labels move to column 4, or Markdown would end the list.
+    post = built_post()
+    post.topics = [Topic(escape_inline(f"Topic {n}"), "Some benefits.", "Some ramifications.") for n in range(1, 13)]
+    text = render(post)
+    assert "9. **Topic 9**\n\n   - *Benefits:*\n\n     Some benefits.\n" in text
+    assert "10. **Topic 10**\n\n    - *Benefits:*\n\n      Some benefits.\n" in text
+    assert check_text(text, strict=True) == []
+    parsed, problems = parse_post(text)
+    assert problems == [] and parsed == post
