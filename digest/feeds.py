@@ -128,19 +128,7 @@ def parse_feed(data: bytes, *, name: str, source: str) -> Feed:
         data = cut
         warnings.append(f"{label} has more than {MAX_ENTRIES} entries; only the first {MAX_ENTRIES} are read")
     parsed = feedparser.parse(data)
-    problem = parsed.get("bozo_exception") if parsed.get("bozo") else None
-    if not parsed.entries:
-        if not parsed.get("version"):
-            detail = f" ({problem})" if problem else ""
-            raise FeedError(f"{label} is not an RSS or Atom feed{detail}: check the URL or the file")
-        if problem and not isinstance(problem, feedparser.CharacterEncodingOverride):
-            raise FeedError(f"{label} is not well-formed XML and no entry could be read from it ({problem})")
-    elif isinstance(problem, feedparser.CharacterEncodingOverride):
-        warnings.append(f"{label}: {problem}")
-    elif problem:
-        count = len(parsed.entries)
-        warnings.append(f"{label} is not well-formed XML ({problem}); using the {count} {_entries(count)} "
-                        "read from it")
+    warnings.extend(_parser_problems(parsed, label))
     entries, untitled, repeated, ids = [], 0, 0, set()
     for item in parsed.entries:
         title = _text(item, "title")
@@ -164,6 +152,24 @@ def parse_feed(data: bytes, *, name: str, source: str) -> Feed:
         warnings.append(f"{label}: skipped {repeated} {_entries(repeated)} that "
                         f"{'repeats' if repeated == 1 else 'repeat'} an earlier entry's id")
     return Feed(name=name, source=source, entries=tuple(entries), warnings=tuple(warnings))
+
+
+def _parser_problems(parsed, label: str) -> list[str]:
+    """What feedparser had to work around, as warnings; a FeedError when it read no feed at all."""
+    problem = parsed.get("bozo_exception") if parsed.get("bozo") else None
+    if not parsed.entries:
+        if not parsed.get("version"):
+            detail = f" ({problem})" if problem else ""
+            raise FeedError(f"{label} is not an RSS or Atom feed{detail}: check the URL or the file")
+        if problem and not isinstance(problem, feedparser.CharacterEncodingOverride):
+            raise FeedError(f"{label} is not well-formed XML and no entry could be read from it ({problem})")
+        return []
+    if isinstance(problem, feedparser.CharacterEncodingOverride):
+        return [f"{label}: {problem}"]
+    if problem:
+        count = len(parsed.entries)
+        return [f"{label} is not well-formed XML ({problem}); using the {count} {_entries(count)} read from it"]
+    return []
 
 
 def _entries(count: int) -> str:
