@@ -59,16 +59,17 @@ def new_snapshot_dir(root: Path) -> Path:
     return path
 
 
-def load_feeds(config: Config, feeds_from: Path | None, snapshot: Path | None, root: Path,
-               warnings: list[str]) -> tuple[dict[str, feedlib.Feed], dict]:
+def load_feeds(config: Config, feeds_from: Path | None, snapshot: Path | None = None, root: Path | None = None,
+               warnings: list[str] | None = None) -> tuple[dict[str, feedlib.Feed], dict]:
     """Each configured feed, and where the bytes came from (for the manifest).
 
     From `feeds_from/<name>.xml`; or from a snapshot, each file checked against its index; or, with
     neither, fetched from the feeds' URLs into a new snapshot under ROOT/.digest/snapshots/ first,
     so that the run can be replayed. A feed the snapshot records as failed is filled from the other.
     """
+    warnings = [] if warnings is None else warnings
     if feeds_from is None and snapshot is None:
-        snapshot = new_snapshot_dir(root)
+        snapshot = new_snapshot_dir(site_root(config, root))
         fetch_snapshot(snapshot, feed_urls(config), strict=config.feeds.strict,
                        options=config.feeds.fetch_options(), warn=warnings.append)
     if snapshot is not None:
