@@ -84,7 +84,7 @@ class Report:
 def bench_inputs(config: Config) -> tuple[list[Request], Judge]:
     """The requests of the digest that `make run` writes (bundled samples, default prompts), and the
     judge of their quality checks."""
-    feeds = load_feeds(config, samples_dir())
+    feeds, _ = load_feeds(config, samples_dir())
     topics, _ = select_stories(config, feeds, [])
     templates = Templates.load(config.prompts_path)
     requests = build_requests(topics, BENCH_DAY, templates, run_seed=config.generation.seed,

@@ -71,6 +71,8 @@ def run(
     config_path: ConfigOpt = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Hugo site root; the post goes to OUT/content/posts/ (default: [output] dir).")] = None,
     feeds_from: Annotated[Optional[Path], typer.Option("--feeds-from", help="Read feeds from DIR/topics.xml and DIR/trending.xml instead of the network.")] = None,
+    snapshot: Annotated[Optional[Path], typer.Option("--snapshot", help="Run from a snapshot that 'digest fetch --to DIR' wrote, each file checked against its index; no network.")] = None,
+    strict_feeds: Annotated[Optional[bool], typer.Option("--strict-feeds", help="Fail when any feed fails, instead of filling its section from the other feed.")] = None,
     sample_feeds: Annotated[bool, typer.Option("--sample-feeds", help="Use the sample feeds bundled with digest (offline).")] = False,
     day: Annotated[Optional[str], typer.Option("--date", help="Write the post for this day, YYYY-MM-DD (default: today, UTC).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing post for the same day.")] = False,
@@ -121,19 +123,16 @@ def run(
             "generation.prompts_dir": ("--prompts", str(prompts.resolve()) if prompts else None),
             "blog.title": ("--title", title),
             "blog.author": ("--author", author),
+            "feeds.strict": ("--strict-feeds", strict_feeds),
         })
-        if sample_feeds:
-            if feeds_from is not None:
-                raise typer.BadParameter("give either --sample-feeds or --feeds-from, not both", param_hint="--sample-feeds")
-            feeds_from = samples_dir()
+        feeds_from = _feeds_source(feeds_from, snapshot, sample_feeds)
         when = _parse_day(day)
         now = _source_date_epoch()
         say = (lambda message: None) if quiet else (lambda message: err.print(f"[dim]{message}…[/dim]"))
         with _progress_display(enabled=not quiet and sys.stderr.isatty()) as progress:
             result = pipeline.run(
-                config,
-                lambda: _make_engine(config),
-                day=when, now=now, out=out, feeds_from=feeds_from, force=force, progress=progress, status=say,
+                config, lambda: _make_engine(config), day=when, now=now, out=out, feeds_from=feeds_from,
+                snapshot=snapshot.resolve() if snapshot else None, force=force, progress=progress, status=say,
             )
         for warning in result.warnings:
             err.print(f"digest: {warning}" if not result.written else f"digest: warning: {warning}", markup=False)
@@ -142,7 +141,8 @@ def run(
             chosen = result.chosen
             err.print(f"wrote {len(result.post.topics)} topics: {s.completion_tokens} tokens in "
                       f"{s.wall_seconds:.1f} s ({s.tokens_per_second:.0f} tok/s); {chosen.passed} of "
-                      f"{len(chosen.scores)} sections pass every quality check", markup=False)
+                      f"{len(chosen.scores)} sections pass every quality check; manifest: {result.manifest}",
+                      markup=False)
         typer.echo(str(result.path))
 
 
@@ -150,6 +150,15 @@ def _make_engine(config):
     return create_engine(config.generation.engine, config.model_path, n_ctx=config.model.n_ctx,
                          threads=config.model.threads, n_gpu_layers=config.model.n_gpu_layers,
                          slots=config.generation.slots)
+
+
+def _feeds_source(feeds_from: Path | None, snapshot: Path | None, sample_feeds: bool) -> Path | None:
+    """The --feeds-from folder (the bundled samples for --sample-feeds); at most one source of feeds."""
+    given = [flag for flag, value in (("--feeds-from", feeds_from), ("--snapshot", snapshot),
+                                      ("--sample-feeds", sample_feeds)) if value]
+    if len(given) > 1:
+        raise typer.BadParameter(f"give only one of {', '.join(given)}", param_hint=given[0])
+    return samples_dir() if sample_feeds else feeds_from
 
 
 def _source_date_epoch() -> datetime | None:
@@ -315,6 +324,59 @@ def eval_(
         if s.passed:
             break
         typer.echo(f"\n{s.key}: fails {', '.join(s.failures)}\n  {s.text or s.raw}")
+
+
+@app.command()
+def fetch(
+    to: Annotated[Path, typer.Option("--to", help="Snapshot folder: DIR/topics.xml, DIR/trending.xml and DIR/index.json.")],
+    config_path: ConfigOpt = None,
+    strict_feeds: Annotated[Optional[bool], typer.Option("--strict-feeds", help="Fail when any feed fails (default: record the failure and go on).")] = None,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", help="Seconds one request may take in all.")] = None,
+    retries: Annotated[Optional[int], typer.Option("--retries", help="Tries after the first on 429, 5xx, timeouts, dropped connections.")] = None,
+) -> None:
+    """Download the configured feeds into a snapshot folder for 'digest run --snapshot DIR'.
+
+    A later fetch into the same folder asks only for what changed (ETag / Last-Modified).
+    The folder is printed on stdout.
+    """
+    from .snapshot import fetch_snapshot
+
+    with expected_errors():
+        config = load_config(config_path)
+        apply_flags(config, {"feeds.strict": ("--strict-feeds", strict_feeds), "feeds.timeout": ("--timeout", timeout),
+                             "feeds.retries": ("--retries", retries)})
+        warn = lambda message: err.print(f"digest: warning: {message}", markup=False)  # noqa: E731
+        index = fetch_snapshot(to, pipeline.feed_urls(config), strict=config.feeds.strict,
+                               options={**config.feeds.fetch_options(), "on_retry": warn}, warn=warn)
+        for name, entry in index["feeds"].items():
+            if "error" in entry:
+                warn(f"{entry['error']} (recorded in {to / 'index.json'})")
+            else:
+                state = "not modified" if entry["status"] == 304 else f"HTTP {entry['status']}"
+                err.print(f"{name}: {state}, {entry['size']} bytes from {entry['final_url']}", markup=False)
+        typer.echo(str(to))
+
+
+@app.command()
+def replay(
+    manifest: Annotated[Path, typer.Argument(help="A manifest: SITE/.digest/manifests/YYYY-MM-DD.json.", show_default=False)],
+    slots: Annotated[Optional[int], typer.Option("--slots", help="Sections at once (the post must not depend on it).")] = None,
+) -> None:
+    """Regenerate a post from what its manifest names and compare it with the post on disk.
+
+    Exit 0 and "identical" when the bytes match; a unified diff and exit 1 when they differ;
+    exit 9 when an input the manifest names is missing or has changed.
+    """
+    from .replay import replay as replay_post
+
+    with expected_errors():
+        outcome = replay_post(manifest, _make_engine, slots=slots)
+    if outcome.identical:
+        typer.echo(f"identical: {outcome.post}")
+        return
+    typer.echo(outcome.diff, nl=False)
+    err.print(f"digest: {outcome.post} differs from its regeneration", markup=False)
+    raise typer.Exit(EXIT_INVALID)
 
 
 @app.command()

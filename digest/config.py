@@ -46,6 +46,12 @@ class Blog:
 class FeedConfig:
     url: str = ""
     count: int = field(default=3, metadata=_range(1, 50))
+    # Other URLs of the same feed, tried in order when `url` fails.
+    mirrors: list[str] = field(default_factory=list)
+
+    @property
+    def urls(self) -> list[str]:
+        return [u for u in (self.url, *self.mirrors) if u]
 
 
 @dataclass
@@ -58,6 +64,15 @@ class Feeds:
     )
     timeout: float = field(default=30.0, metadata=_range(0.1, 600))
     user_agent: str = "digest/0.1 (offline daily digest generator)"
+    retries: int = field(default=2, metadata=_range(0, 10))
+    backoff: float = field(default=1.0, metadata=_range(0.0, 60))
+    max_wait: float = field(default=30.0, metadata=_range(0.0, 600))
+    strict: bool = False
+
+    def fetch_options(self) -> dict:
+        """The keyword arguments of `feeds.fetch` that these settings give."""
+        return {"timeout": self.timeout, "user_agent": self.user_agent, "retries": self.retries,
+                "backoff": self.backoff, "max_wait": self.max_wait}
 
 
 @dataclass
@@ -183,7 +198,10 @@ def _check_value(hint: Any, value: Any, meta: dict, subject: str) -> Any:
     return value
 
 
-def _build(cls: type, data: dict, path: tuple[str, ...], source: Path | None, lines: _Lines) -> Any:
+def _build(cls: type, data: dict, path: tuple[str, ...], source: Path | None, lines: _Lines,
+           base: Any = None) -> Any:
+    """`data` over `base` (default: `cls()`): a table that sets some keys keeps its parent's defaults
+    for the others (`[feeds.topics]` with only a url still wants 6 topics)."""
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
     unknown = [key for key in data if key not in fields]
@@ -192,7 +210,7 @@ def _build(cls: type, data: dict, path: tuple[str, ...], source: Path | None, li
         dotted = ".".join((*path, key))
         known = ", ".join(fields)
         raise ConfigError(f"{_where(source, lines, (*path, key))}: unknown key '{dotted}' (known here: {known})")
-    instance = cls()
+    instance = base if base is not None else cls()
     for name, value in data.items():
         hint, meta = hints[name], fields[name].metadata
         here = (*path, name)
@@ -200,7 +218,7 @@ def _build(cls: type, data: dict, path: tuple[str, ...], source: Path | None, li
         if dataclasses.is_dataclass(hint):
             if not isinstance(value, dict):
                 raise ConfigError(f"{_where(source, lines, here)}: '{dotted}' must be a table")
-            value = _build(hint, value, here, source, lines)
+            value = _build(hint, value, here, source, lines, getattr(instance, name))
         else:
             value = _check_value(hint, value, meta, f"{_where(source, lines, here)}: '{dotted}'")
         setattr(instance, name, value)
@@ -229,6 +247,18 @@ def _toml_error(name: str, exc: Exception) -> str:
     """"FILE:LINE: invalid TOML: ..." with the line that tomllib names in its message."""
     match = re.search(r"\(at line (\d+), column \d+\)$", str(exc))
     return f"{name}{':' + match.group(1) if match else ''}: invalid TOML: {exc}"
+
+
+def config_to_dict(config: Config) -> dict:
+    """Every setting as plain data (what a manifest records), without the file it was read from."""
+    data = dataclasses.asdict(config)
+    data.pop("source", None)
+    return data
+
+
+def config_from_dict(data: dict) -> Config:
+    """The inverse of `config_to_dict`, checked like a config file."""
+    return _build(Config, data, (), None, _Lines(""))
 
 
 def parse_config(text: str, source: Path | None = None) -> Config:

@@ -9,15 +9,17 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import feeds as feedlib
+from . import manifest as manifestlib
 from .config import Config
 from .engine.base import Engine, Generation, ProgressCallback, Request, Result, Sampling, Stats, derive_seed
 from .errors import FeedError, GenerationError
 from .markdown import escape_inline
 from .post import PREDICTION_SUBJECTS, FrontMatter, Post, Prediction, Topic
-from .prompts import SECTIONS, Templates, build_requests, section_key
+from .prompts import FIELDS, SECTIONS, Templates, build_requests, section_key
 from .render import ensure_writable, post_filename, render, write_atomic
 from .select import Story, pick
 from .quality import Check, Judge, Score, Section
+from .snapshot import STRICT, fetch_snapshot, read_snapshot, sha256_bytes
 from .text import clean_paragraph, parse_prediction
 
 FEED_NAMES = ("topics", "trending")
@@ -31,26 +33,71 @@ class RunResult:
     stats: Stats | None = None
     warnings: list[str] = field(default_factory=list)
     chosen: "Chosen | None" = None
+    manifest: Path | None = None
+
+
+def site_root(config: Config, out: Path | None = None) -> Path:
+    return Path(out) if out is not None else config.resolve(config.output.dir)
 
 
 def post_path(config: Config, day: date, out: Path | None = None) -> Path:
-    root = Path(out) if out is not None else config.resolve(config.output.dir)
-    return root / "content" / "posts" / post_filename(day)
+    return site_root(config, out) / "content" / "posts" / post_filename(day)
 
 
-def load_feeds(config: Config, feeds_from: Path | None) -> dict[str, feedlib.Feed]:
-    """Each configured feed, from `feeds_from/<name>.xml` when given, else from its URL."""
-    loaded = {}
-    for name in FEED_NAMES:
-        settings = getattr(config.feeds, name)
-        if feeds_from is not None:
-            loaded[name] = feedlib.read_feed_file(feeds_from, name)
-        else:
-            if not settings.url:
-                raise FeedError(f"feed '{name}' has no url in the config ([feeds.{name}] url)")
-            loaded[name] = feedlib.fetch_feed(settings.url, name=name, timeout=config.feeds.timeout,
-                                              user_agent=config.feeds.user_agent)
-    return loaded
+def feed_urls(config: Config) -> dict[str, list[str]]:
+    return {name: getattr(config.feeds, name).urls for name in FEED_NAMES}
+
+
+def new_snapshot_dir(root: Path) -> Path:
+    """A fresh folder ROOT/.digest/snapshots/<UTC time>/ for the feeds a live run fetches."""
+    base = manifestlib.state_dir(root) / "snapshots"
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path, n = base / stamp, 1
+    while path.exists():
+        n += 1
+        path = base / f"{stamp}-{n}"
+    return path
+
+
+def load_feeds(config: Config, feeds_from: Path | None, snapshot: Path | None = None, root: Path | None = None,
+               warnings: list[str] | None = None) -> tuple[dict[str, feedlib.Feed], dict]:
+    """Each configured feed, and where the bytes came from (for the manifest).
+
+    From `feeds_from/<name>.xml`; or from a snapshot, each file checked against its index; or, with
+    neither, fetched from the feeds' URLs into a new snapshot under ROOT/.digest/snapshots/ first,
+    so that the run can be replayed. A feed the snapshot records as failed is filled from the other.
+    """
+    warnings = [] if warnings is None else warnings
+    if feeds_from is None and snapshot is None:
+        snapshot = new_snapshot_dir(site_root(config, root))
+        fetch_snapshot(snapshot, feed_urls(config), strict=config.feeds.strict,
+                       options=config.feeds.fetch_options(), warn=warnings.append)
+    if snapshot is not None:
+        index, bodies = read_snapshot(snapshot, FEED_NAMES)
+        failed = {name: index["feeds"][name]["error"] for name, data in bodies.items() if data is None}
+    else:
+        bodies = {name: feedlib.read_feed_bytes(feeds_from, name)[1] for name in FEED_NAMES}
+        failed = {}
+    directory = Path(snapshot if snapshot is not None else feeds_from)
+    loaded = {name: feedlib.parse_feed(data, name=name, source=str(directory / f"{name}.xml"))
+              for name, data in bodies.items() if data is not None}
+    fill_failed_feeds(loaded, failed, strict=config.feeds.strict, warnings=warnings)
+    files = {name: {"file": f"{name}.xml", "sha256": sha256_bytes(data), "size": len(data)} if data is not None
+             else {"error": failed[name]} for name, data in bodies.items()}
+    return loaded, {"snapshot": snapshot is not None, "directory": directory, "files": files}
+
+
+def fill_failed_feeds(loaded: dict[str, feedlib.Feed], failed: dict[str, str], *, strict: bool,
+                      warnings: list[str]) -> None:
+    """A failed feed's section is filled from a feed that worked (its entries not already used)."""
+    if failed and strict:
+        raise FeedError(f"{next(iter(failed.values()))} ({STRICT})")
+    if failed and not loaded:
+        raise FeedError("every feed failed: " + "; ".join(failed.values()))
+    for name, error in failed.items():
+        other = next(n for n in FEED_NAMES if n in loaded and n not in failed)
+        loaded[name] = loaded[other]
+        warnings.append(f"{error}; the {name} section is filled from feed '{other}' instead")
 
 
 def select_stories(config: Config, loaded: dict[str, feedlib.Feed], warnings: list[str]) -> tuple[list[Story], list[Story]]:
@@ -204,11 +251,16 @@ def run(
     now: datetime | None = None,
     out: Path | None = None,
     feeds_from: Path | None = None,
+    snapshot: Path | None = None,
     force: bool = False,
+    record: bool = True,
     progress: ProgressCallback | None = None,
     status: Callable[[str], None] = lambda message: None,
 ) -> RunResult:
-    """Write the post for `day` (default: today, UTC). Nothing is written unless all of it succeeded."""
+    """Write the post for `day` (default: today, UTC), then its manifest (unless not `record`).
+
+    Nothing is written unless all of it succeeded.
+    """
     now = now or datetime.now(timezone.utc).replace(microsecond=0)
     if day is not None and day != now.date():
         now = datetime(day.year, day.month, day.day, now.hour, now.minute, now.second, tzinfo=timezone.utc)
@@ -221,8 +273,9 @@ def run(
     warnings: list[str] = []
     templates = Templates.load(config.prompts_path)
     status("reading feeds")
-    loaded = load_feeds(config, feeds_from)
-    warnings.extend(warning for feed in loaded.values() for warning in feed.warnings)
+    root = site_root(config, out)
+    loaded, feed_source = load_feeds(config, feeds_from, snapshot, root, warnings)
+    warnings.extend(dict.fromkeys(warning for feed in loaded.values() for warning in feed.warnings))
     topics, trending = select_stories(config, loaded, warnings)
     requests = build_requests(topics, day, templates, run_seed=config.generation.seed,
                               max_tokens=config.generation.max_tokens, sampling=sampling_of(config))
@@ -233,6 +286,23 @@ def run(
         chosen = generate(engine, requests, judge, candidates=config.generation.candidates,
                           retries=config.generation.retries, progress=progress)
         model_name = engine.model_name
+        engine_settings = engine_record(config, engine)
     post = assemble(config, now, model_name, topics, trending, chosen.generation.by_key())
-    write_atomic(path, render(post))
-    return RunResult(path, written=True, post=post, stats=chosen.generation.stats, warnings=warnings, chosen=chosen)
+    text = render(post)
+    write_atomic(path, text)
+    result = RunResult(path, written=True, post=post, stats=chosen.generation.stats, warnings=warnings, chosen=chosen)
+    if record:
+        manifest = manifestlib.build(
+            config, root=root, post=path, post_text=text, when=now, feeds=feed_source, prompt_names=list(FIELDS),
+            sampling=sampling_of(config), engine=engine_settings, requests=requests, chosen=chosen,
+            topics=topics, trending=trending, warnings=warnings)
+        result.manifest = manifestlib.write(root, day, manifest)
+    return result
+
+
+def engine_record(config: Config, engine: Engine) -> dict:
+    """The engine settings a manifest records: the configured ones and what the engine made of them."""
+    m, g = config.model, config.generation
+    return {"name": engine.name, "slots": g.slots, "n_ctx": m.n_ctx, "threads": m.threads,
+            "n_gpu_layers": m.n_gpu_layers, "threads_used": getattr(engine, "threads", None),
+            "candidates": g.candidates, "retries": g.retries}

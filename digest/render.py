@@ -101,8 +101,8 @@ def ensure_writable(directory: Path) -> None:
     os.unlink(probe)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` so that a reader sees either no file or the whole file.
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Write `text` (UTF-8) or raw bytes to `path` so that a reader sees either no file or the whole file.
 
     The bytes go to a temporary file in the same directory, are flushed to disk, and the file is
     renamed over `path` in one step. On any failure (a full disk, an interrupt) the temporary file
@@ -115,8 +115,8 @@ def write_atomic(path: Path, text: str) -> None:
     except OSError as exc:
         raise _output_error("write to", path.parent, exc) from exc
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("utf-8") if isinstance(text, str) else text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

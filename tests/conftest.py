@@ -185,28 +185,43 @@ class Server:
     base: str
     routes: dict[str, tuple[int, bytes, float]] = field(default_factory=dict)
     seen: list[dict[str, str]] = field(default_factory=list)
+    handlers: dict[str, Callable] = field(default_factory=dict)
 
     def add(self, path: str, body: bytes = b"", status: int = 200, delay: float = 0.0) -> str:
         self.routes[path] = (status, body, delay)
+        return self.base + path
+
+    def handle(self, path: str, handler: Callable) -> str:
+        """Answer `path` with `handler(request)`, which calls `request.reply(...)` or writes its own answer."""
+        self.handlers[path] = handler
         return self.base + path
 
 
 @pytest.fixture
 def http_server():
     """A threaded HTTP server on 127.0.0.1 (port 0). `server.add(path, body, status, delay)`
-    registers a route and returns its URL; `server.seen` records each request's headers."""
+    registers a route and returns its URL, `server.handle(path, handler)` a scripted one;
+    `server.seen` records each request's headers."""
     state = Server(base="")
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - http.server's naming
             state.seen.append({"path": self.path, **{k: v for k, v in self.headers.items()}})
+            if self.path in state.handlers:
+                state.handlers[self.path](self)
+                return
             status, body, delay = state.routes.get(self.path, (404, b"not found", 0.0))
             if delay:
                 time.sleep(delay)
+            self.reply(status, body)
+
+        def reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/atom+xml")
                 self.send_header("Content-Length", str(len(body)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
                 self.end_headers()
                 self.wfile.write(body)
             except OSError:

@@ -88,6 +88,14 @@ def test_values_are_read():
     assert config.blog.tags == ["a", "b"]
 
 
+def test_a_table_keeps_its_parents_defaults_for_keys_it_does_not_set():
+    config = parse_config('[feeds.topics]\nurl = "http://127.0.0.1:9/feed"\n[feeds.trending]\nmirrors = ["http://m/"]\n')
+    assert config.feeds.topics.url == "http://127.0.0.1:9/feed"
+    assert config.feeds.topics.count == Config().feeds.topics.count == 6
+    assert config.feeds.trending.url == Config().feeds.trending.url
+    assert config.feeds.trending.urls == [Config().feeds.trending.url, "http://m/"]
+
+
 # ---------------------------------------------------------------------------------------------
 # Errors name the file and the line
 

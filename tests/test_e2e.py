@@ -94,3 +94,12 @@ def test_bench_times_both_engines_and_the_checks_on_the_same_requests():
     assert rows["sequential-reread"]["prompt_tokens_decoded"] == rows["sequential"]["prompt_tokens"]
     # 24 tokens are too few for a 40-word paragraph: the checks ask for more tries than the plain run
     assert rows["batched+checks"]["completion_tokens"] > rows["batched"]["completion_tokens"]
+
+
+def test_replay_in_another_process_at_another_slot_count_is_identical(written):
+    """The post was written with all 14 sections at once; replay it 4 at a time, in a new process."""
+    out, done = written
+    manifest = out / ".digest" / "manifests" / "2026-11-23.json"
+    again = digest("replay", str(manifest), "--slots", "4", epoch=None)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.startswith("identical")

@@ -1,0 +1,198 @@
+"""A manifest for every post: what it was made from (versions, model, prompts, config, feeds, seed,
+time) and how the run went (topics, per-section tokens and timings).
+
+Manifests live in `ROOT/.digest/manifests/YYYY-MM-DD.json`, ROOT being the Hugo site root that the
+post's `content/` folder is in. Hugo never reads a folder outside its own (content/, static/, data/,
+layouts/, ...), and it skips names that start with a dot, so nothing there is published.
+Paths inside ROOT are written relative to it, so the whole site folder can move.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import hashlib
+import importlib.metadata
+import json
+import platform
+from datetime import datetime
+from pathlib import Path
+from typing import Sequence
+
+from .config import Config, config_to_dict
+from .engine.base import Generation, Request, Sampling
+from .errors import OutputError
+from .render import write_atomic
+from .select import Story
+from .snapshot import canonical_json, pretty_json, sha256_bytes
+
+FORMAT = 1
+STATE_DIR = ".digest"
+
+
+def state_dir(root: Path) -> Path:
+    return Path(root) / STATE_DIR
+
+
+def manifest_path(root: Path, day) -> Path:
+    return state_dir(root) / "manifests" / f"{day.isoformat()}.json"
+
+
+def root_of(manifest: Path) -> Path:
+    """The site root of a manifest at ROOT/.digest/manifests/NAME.json."""
+    return Path(manifest).resolve().parents[2]
+
+
+def portable(path: Path, root: Path) -> str:
+    """`path` relative to `root` when it lies inside it, else absolute."""
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def file_sha256(path: Path, cache: Path | None = None) -> str:
+    """sha256 of a (large) file; remembered in `cache` by path, size, mtime and inode."""
+    path = Path(path).resolve()
+    st = path.stat()
+    stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+    known = {}
+    if cache is not None and cache.is_file():
+        try:
+            known = json.loads(cache.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            known = {}
+    hit = known.get(str(path))
+    if isinstance(hit, dict) and hit.get("stamp") == stamp:
+        return hit["sha256"]
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    known[str(path)] = {"stamp": stamp, "sha256": digest.hexdigest()}
+    if cache is not None:
+        try:
+            write_atomic(cache, pretty_json(known))
+        except OutputError:
+            pass  # a cache we cannot write only costs time
+    return digest.hexdigest()
+
+
+def _dist_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _c_string(library: Path, symbol: str) -> str | None:
+    function = getattr(ctypes.CDLL(str(library)), symbol)
+    function.restype = ctypes.c_char_p
+    return function().decode("utf-8", "replace")
+
+
+def llama_cpp_build() -> dict:
+    """The llama.cpp build inside llama-cpp-python (ggml commit and versions), where it says so."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return {}
+    found = {}
+    lib = Path(llama_cpp.__file__).resolve().parent / "lib"
+    for key, pattern, symbol in (("ggml_commit", "*ggml-base.*", "ggml_commit"),
+                                 ("ggml_version", "*ggml-base.*", "ggml_version"),
+                                 ("llama_version", "*llama.*", "llama_version")):
+        for library in sorted(lib.glob(pattern)):
+            try:
+                found[key] = _c_string(library, symbol)
+                break
+            except (OSError, AttributeError):
+                continue
+    return found
+
+
+def versions() -> dict:
+    return {
+        "digest": _dist_version("digest"),
+        "python": platform.python_version(),
+        "llama_cpp_python": _dist_version("llama-cpp-python"),
+        "llama_cpp": llama_cpp_build(),
+        "feedparser": _dist_version("feedparser"),
+    }
+
+
+def model_record(path: Path, cache: Path) -> dict:
+    path = Path(path).resolve()
+    if not path.is_file():
+        return {"path": str(path), "file": path.name, "size": None, "sha256": None}
+    return {"path": str(path), "file": path.name, "size": path.stat().st_size, "sha256": file_sha256(path, cache)}
+
+
+def prompts_record(directory: Path, names: Sequence[str]) -> dict:
+    directory = Path(directory).resolve()
+    return {"dir": str(directory),
+            "sha256": {name: sha256_bytes((directory / f"{name}.txt").read_bytes()) for name in names}}
+
+
+def config_record(config: Config) -> dict:
+    effective = config_to_dict(config)
+    return {"sha256": sha256_bytes(canonical_json(effective).encode("utf-8")), "effective": effective}
+
+
+def _story(story: Story) -> dict:
+    return {"title": story.title, "link": story.link, "id": story.id}
+
+
+def build(
+    config: Config,
+    *,
+    root: Path,
+    post: Path,
+    post_text: str,
+    when: datetime,
+    feeds: dict,
+    prompt_names: Sequence[str],
+    sampling: Sampling,
+    engine: dict,
+    requests: Sequence[Request],
+    chosen,
+    topics: Sequence[Story],
+    trending: Sequence[Story],
+    warnings: Sequence[str],
+) -> dict:
+    generation: Generation = chosen.generation
+    seeds = {r.key: r.seed for r in requests}
+    sections = [{"key": r.key, "seed": seeds.get(r.key), "tries": chosen.tries.get(r.key),
+                 "failed_checks": [c.name for c in chosen.scores[r.key].failures] if r.key in chosen.scores else None,
+                 "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+                 "finish_reason": r.finish_reason, "seconds": round(r.seconds, 4)} for r in generation.results]
+    stats = dataclasses.asdict(generation.stats)
+    return {
+        "format": FORMAT,
+        "post": {"path": portable(post, root), "sha256": sha256_bytes(post_text.encode("utf-8"))},
+        "date": when.date().isoformat(),
+        "front_matter_time": when.isoformat(),
+        "versions": versions(),
+        "model": model_record(config.model_path, state_dir(root) / "cache" / "sha256.json"),
+        "prompts": prompts_record(config.prompts_path, prompt_names),
+        "config": config_record(config),
+        "feeds": {**feeds, "directory": portable(feeds["directory"], root)},
+        "seed": config.generation.seed,
+        "sampling": dataclasses.asdict(sampling),
+        "generation": {"max_tokens": config.generation.max_tokens, "slots": config.generation.slots,
+                       "candidates": config.generation.candidates, "retries": config.generation.retries,
+                       "min_words": config.generation.min_words, "max_words": config.generation.max_words},
+        "engine": engine,
+        "topics": [_story(s) for s in topics],
+        "trending": [_story(s) for s in trending],
+        "sections": sections,
+        "stats": {**stats, "tokens_per_second": round(generation.stats.tokens_per_second, 2)},
+        "warnings": list(warnings),
+    }
+
+
+def write(root: Path, day, manifest: dict) -> Path:
+    path = manifest_path(root, day)
+    write_atomic(path, pretty_json(manifest))
+    return path

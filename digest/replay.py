@@ -1,0 +1,106 @@
+"""`digest replay MANIFEST`: regenerate a post from what its manifest names, and compare.
+
+Every input is checked against the manifest before anything is generated: the config recorded in
+it, the prompt templates, the model file and the feed files (a snapshot's, or a feeds folder's).
+A missing or changed input is an InputChangedError (exit 9) that names it, expected vs found.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+from . import pipeline
+from .config import Config, config_from_dict
+from .engine.base import Engine
+from .errors import InputChangedError
+from .manifest import config_record, file_sha256, root_of, state_dir
+from .snapshot import SnapshotError, sha256_bytes
+
+
+@dataclass
+class Replay:
+    post: Path
+    identical: bool
+    diff: str = ""
+
+
+def _load(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputChangedError(f"manifest not found: {path}")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputChangedError(f"cannot read manifest {path}: {exc}") from exc
+
+
+def _check_hash(what: str, path: Path, expected: str, found: str | None = None) -> None:
+    """Raise InputChangedError unless `path` exists and its sha256 (or `found`) is `expected`."""
+    if found is None:
+        if not path.is_file():
+            raise InputChangedError(f"{what} {path} is missing (the manifest names it with sha256 {expected})")
+        found = sha256_bytes(path.read_bytes())
+    if found != expected:
+        raise InputChangedError(f"{what} {path} has changed: sha256 expected {expected}, found {found}")
+
+
+def check_inputs(manifest: dict, root: Path) -> Config:
+    """The run's config, with the model and prompts the manifest names, once every input checks out."""
+    recorded = manifest["config"]
+    config = config_from_dict(recorded["effective"])
+    found = config_record(config)["sha256"]
+    if found != recorded["sha256"]:
+        raise InputChangedError(f"the config recorded in the manifest has been edited: sha256 expected "
+                                f"{recorded['sha256']}, found {found}")
+    prompts = Path(manifest["prompts"]["dir"])
+    for name, expected in manifest["prompts"]["sha256"].items():
+        _check_hash("prompt template", prompts / f"{name}.txt", expected)
+    model = manifest["model"]
+    path = Path(model["path"])
+    if model["sha256"]:
+        if not path.is_file():
+            raise InputChangedError(f"model {path} is missing (the manifest names it with sha256 {model['sha256']})")
+        _check_hash("model", path, model["sha256"], file_sha256(path, state_dir(root) / "cache" / "sha256.json"))
+    feeds = root / manifest["feeds"]["directory"]
+    for name, entry in manifest["feeds"]["files"].items():
+        if "sha256" in entry:
+            _check_hash(f"feed '{name}' file", feeds / entry["file"], entry["sha256"])
+    config.model.path = str(path)
+    config.generation.prompts_dir = str(prompts)
+    return config
+
+
+def replay(manifest_path: Path, make_engine: Callable[[Config], Engine], *, slots: int | None = None) -> Replay:
+    manifest = _load(manifest_path)
+    root = root_of(manifest_path)
+    try:
+        config = check_inputs(manifest, root)
+        post = root / manifest["post"]["path"]
+        feeds = root / manifest["feeds"]["directory"]
+        snapshot = feeds if manifest["feeds"]["snapshot"] else None
+        when = datetime.fromisoformat(manifest["front_matter_time"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputChangedError(f"{manifest_path} is not a digest manifest ({exc.__class__.__name__}: {exc})") from exc
+    if not post.is_file():
+        raise InputChangedError(f"post {post} is missing (the manifest was written for it)")
+    if slots is not None:
+        config.generation.slots = slots
+    with tempfile.TemporaryDirectory(prefix="digest-replay-") as tmp:
+        try:
+            result = pipeline.run(config, lambda: make_engine(config), now=when, out=Path(tmp),
+                                  feeds_from=None if snapshot else feeds, snapshot=snapshot, force=True, record=False)
+        except SnapshotError as exc:
+            raise InputChangedError(str(exc)) from exc
+        again = result.path.read_bytes()
+    before = post.read_bytes()
+    if again == before:
+        return Replay(post, identical=True)
+    diff = difflib.unified_diff(before.decode("utf-8", "replace").splitlines(keepends=True),
+                                again.decode("utf-8", "replace").splitlines(keepends=True),
+                                fromfile=str(post), tofile="regenerated from the manifest")
+    return Replay(post, identical=False, diff="".join(line if line.endswith("\n") else line + "\n" for line in diff))
