@@ -20,6 +20,7 @@ from .config import CONFIG_NAME, apply_flags, default_toml, load_config
 from .engine import ENGINES, create_engine
 from .errors import EXIT_INTERRUPTED, EXIT_INVALID, ConfigError, DigestError
 from .feeds import samples_dir
+from .models_cli import app as models_app
 
 app = typer.Typer(
     add_completion=False,
@@ -28,6 +29,7 @@ app = typer.Typer(
     help="Write the daily AI digest post from feeds with a local language model, offline.",
 )
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+app.add_typer(models_app, name="models")
 
 
 @contextmanager
@@ -53,7 +55,7 @@ def run(
     sample_feeds: Annotated[bool, typer.Option("--sample-feeds", help="Use the sample feeds bundled with digest (offline).")] = False,
     day: Annotated[Optional[str], typer.Option("--date", help="Write the post for this day, YYYY-MM-DD (default: today, UTC).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing post for the same day.")] = False,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="GGUF model file (default: the embedded SmolLM2-135M).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="A model name from 'digest models list', or a GGUF file (default: the embedded SmolLM2-135M).")] = None,
     engine: Annotated[Optional[str], typer.Option("--engine", help=f"Generation engine: {', '.join(ENGINES)}.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Run seed; the same inputs and seed give the same post.")] = None,
     topics: Annotated[Optional[int], typer.Option("--topics", help="Number of topics (default 6).")] = None,
@@ -81,7 +83,7 @@ def run(
     with expected_errors():
         config = load_config(config_path)
         apply_flags(config, {
-            "model.path": ("--model", str(Path(model).expanduser().resolve()) if model else None),
+            "model.path": ("--model", _model_flag(model)),
             "generation.engine": ("--engine", engine),
             "generation.seed": ("--seed", seed),
             "feeds.topics.count": ("--topics", topics),
@@ -131,6 +133,13 @@ def _make_engine(config):
                          slots=config.generation.slots)
 
 
+def _model_flag(value: str | None) -> str | None:
+    """`--model`: a registry name or a GGUF path, as the absolute path of the file."""
+    from .registry import resolve_model
+
+    return str(resolve_model(value)) if value else None
+
+
 def _source_date_epoch() -> datetime | None:
     """The post's time from SOURCE_DATE_EPOCH (the reproducible-builds convention), if set."""
     value = os.environ.get("SOURCE_DATE_EPOCH")
@@ -173,7 +182,7 @@ def _progress_display(enabled: bool):
 @app.command()
 def bench(
     config_path: ConfigOpt = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="GGUF model file (default: the embedded SmolLM2-135M).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="A model name from 'digest models list', or a GGUF file (default: the embedded SmolLM2-135M).")] = None,
     runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs of each engine (the median is reported).")] = 3,
     slots: Annotated[str, typer.Option("--slots", help="Comma-separated slot counts for the batched engine (0: all sections), e.g. 1,4,8,16.")] = "0",
     threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads for both engines (0: one per core).")] = None,
@@ -190,7 +199,7 @@ def bench(
     with expected_errors():
         config = load_config(config_path)
         apply_flags(config, {
-            "model.path": ("--model", str(Path(model).expanduser().resolve()) if model else None),
+            "model.path": ("--model", _model_flag(model)),
             "model.threads": ("--threads", threads),
             "generation.max_tokens": ("--max-tokens", max_tokens),
             "model.n_gpu_layers": ("--n-gpu-layers", n_gpu_layers),
