@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Annotated, Iterator, Optional
@@ -21,6 +21,7 @@ from .engine import ENGINES, create_engine
 from .errors import EXIT_INTERRUPTED, EXIT_INVALID, ConfigError, DigestError
 from .feeds import samples_dir
 from .models_cli import app as models_app
+from .runlog import RunLog, run_log
 
 app = typer.Typer(
     add_completion=False,
@@ -75,15 +76,18 @@ def run(
     title: Annotated[Optional[str], typer.Option("--title", help="Post title in the front matter.")] = None,
     author: Annotated[Optional[str], typer.Option("--author", help="Post author in the front matter.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the post's path (and errors).")] = False,
+    lock_wait: Annotated[Optional[float], typer.Option("--lock-wait", help="Seconds to wait for another run on the same output to finish, then exit 8 (default 5).")] = None,
+    log_file: Annotated[Optional[Path], typer.Option("--log-file", help="Append one line per stage, with timings and the exit code, to this file.")] = None,
 ) -> None:
     """Write today's post: fetch feeds, pick topics, generate the sections, write the Markdown file.
 
     The post's path is the last line on stdout.
     """
-    with expected_errors():
+    with expected_errors(), run_log(log_file) as log:
         config = load_config(config_path)
         apply_flags(config, {
             "model.path": ("--model", _model_flag(model)),
+            "output.lock_wait": ("--lock-wait", lock_wait),
             "generation.engine": ("--engine", engine),
             "generation.seed": ("--seed", seed),
             "feeds.topics.count": ("--topics", topics),
@@ -110,12 +114,17 @@ def run(
         when = _parse_day(day)
         now = _source_date_epoch()
         say = (lambda message: None) if quiet else (lambda message: err.print(f"[dim]{message}…[/dim]"))
-        with _progress_display(enabled=not quiet and sys.stderr.isatty()) as progress:
+        root = pipeline.output_root(config, out)
+        log.line(f"start out={root} engine={config.generation.engine} model={config.model_path}")
+        with _progress_display(enabled=not quiet and sys.stderr.isatty()) as progress, \
+                _output_locked(root, config.output.lock_wait, log):
             result = pipeline.run(
                 config,
                 lambda: _make_engine(config),
                 day=when, now=now, out=out, feeds_from=feeds_from, force=force, progress=progress, status=say,
+                stage=log.stage,
             )
+        log.outcome = f"wrote {result.path}" if result.written else "nothing to do: " + "; ".join(result.warnings)
         for warning in result.warnings:
             err.print(f"digest: {warning}" if not result.written else f"digest: warning: {warning}", markup=False)
         if result.written and not quiet and result.stats:
@@ -138,6 +147,20 @@ def _model_flag(value: str | None) -> str | None:
     from .registry import resolve_model
 
     return str(resolve_model(value)) if value else None
+
+
+@contextmanager
+def _output_locked(root: Path, wait: float, log: RunLog) -> Iterator[None]:
+    """Hold the output directory's lock for the run; clear temp files a killed run left behind."""
+    from .lock import output_lock
+    from .render import remove_stale_temp
+
+    with ExitStack() as stack:
+        with log.stage("lock") as info:
+            info["path"] = stack.enter_context(output_lock(root, wait))
+        for leftover in remove_stale_temp(root / "content" / "posts"):
+            log.line(f"removed {leftover} (left by a killed run)")
+        yield
 
 
 def _source_date_epoch() -> datetime | None:

@@ -63,6 +63,7 @@ class Feeds:
 @dataclass
 class Output:
     dir: str = "."
+    lock_wait: float = field(default=5.0, metadata=_range(0.0, 86400.0))
 
 
 @dataclass

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
+from contextlib import AbstractContextManager, nullcontext
 from typing import Callable, Sequence
 
 from . import feeds as feedlib
@@ -33,9 +34,13 @@ class RunResult:
     chosen: "Chosen | None" = None
 
 
+def output_root(config: Config, out: Path | None = None) -> Path:
+    """The Hugo site root a run writes to: `out`, else the config's [output] dir."""
+    return Path(out) if out is not None else config.resolve(config.output.dir)
+
+
 def post_path(config: Config, day: date, out: Path | None = None) -> Path:
-    root = Path(out) if out is not None else config.resolve(config.output.dir)
-    return root / "content" / "posts" / post_filename(day)
+    return output_root(config, out) / "content" / "posts" / post_filename(day)
 
 
 def load_feeds(config: Config, feeds_from: Path | None) -> dict[str, feedlib.Feed]:
@@ -203,6 +208,7 @@ def run(
     force: bool = False,
     progress: ProgressCallback | None = None,
     status: Callable[[str], None] = lambda message: None,
+    stage: Callable[[str], AbstractContextManager[dict]] = lambda name: nullcontext({}),
 ) -> RunResult:
     """Write the post for `day` (default: today, UTC). Nothing is written unless all of it succeeded."""
     now = now or datetime.now(timezone.utc).replace(microsecond=0)
@@ -216,17 +222,28 @@ def run(
     warnings: list[str] = []
     templates = Templates.load(config.prompts_path)
     status("reading feeds")
-    loaded = load_feeds(config, feeds_from)
-    topics, trending = select_stories(config, loaded, warnings)
+    with stage("feeds") as info:
+        loaded = load_feeds(config, feeds_from)
+        topics, trending = select_stories(config, loaded, warnings)
+        info.update(topics=len(topics), trending=len(trending))
     requests = build_requests(topics, day, templates, run_seed=config.generation.seed,
                               max_tokens=config.generation.max_tokens, sampling=sampling_of(config))
     status("loading model")
     judge = judge_of(config, topics, day, templates)
-    with make_engine() as engine:
+    with stage("model") as info:
+        engine = make_engine()
+        info.update(name=engine.model_name, engine=engine.name)
+    with engine:
         status(f"generating {len(requests)} sections with {engine.model_name} ({engine.name} engine)")
-        chosen = generate(engine, requests, judge, candidates=config.generation.candidates,
-                          retries=config.generation.retries, progress=progress)
+        with stage("generation") as info:
+            chosen = generate(engine, requests, judge, candidates=config.generation.candidates,
+                              retries=config.generation.retries, progress=progress)
+            s = chosen.generation.stats
+            info.update(sections=len(requests), tokens=s.completion_tokens, **{"tok/s": f"{s.tokens_per_second:.1f}"},
+                        passed=chosen.passed)
         model_name = engine.model_name
     post = assemble(config, now, model_name, topics, trending, chosen.generation.by_key())
-    write_atomic(path, render(post))
+    with stage("write") as info:
+        write_atomic(path, render(post))
+        info.update(path=path)
     return RunResult(path, written=True, post=post, stats=chosen.generation.stats, warnings=warnings, chosen=chosen)

@@ -78,6 +78,24 @@ def post_filename(day) -> str:
     return f"{day.isoformat()}-ai-auto-summary.md"
 
 
+TEMP_SUFFIX = ".part"
+
+
+def remove_stale_temp(folder: Path) -> list[Path]:
+    """Delete the temporary files `write_atomic` left in `folder` when its process was killed.
+
+    Only call this while no other writer can be at work there (under the output lock).
+    """
+    removed = []
+    for leftover in Path(folder).glob(f".*{TEMP_SUFFIX}"):
+        try:
+            leftover.unlink()
+            removed.append(leftover)
+        except OSError:
+            pass
+    return removed
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write `text` to `path` so that a reader sees either no file or the whole file.
 
@@ -87,7 +105,7 @@ def write_atomic(path: Path, text: str) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     except OSError as exc:
         raise OutputError(f"cannot write to {path.parent}: {exc.strerror or exc}") from exc
     try:
