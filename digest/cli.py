@@ -20,6 +20,7 @@ from .config import CONFIG_NAME, apply_flags, default_toml, load_config
 from .engine import ENGINES, create_engine
 from .errors import EXIT_INTERRUPTED, EXIT_INVALID, ConfigError, DigestError
 from .feeds import samples_dir
+from .history import History, history_path
 from .models_cli import app as models_app
 from .runlog import RunLog, run_log
 
@@ -77,6 +78,7 @@ def run(
     author: Annotated[Optional[str], typer.Option("--author", help="Post author in the front matter.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the post's path (and errors).")] = False,
     lock_wait: Annotated[Optional[float], typer.Option("--lock-wait", help="Seconds to wait for another run on the same output to finish, then exit 8 (default 5).")] = None,
+    no_history: Annotated[bool, typer.Option("--no-history", help="Pick topics even if covered on other days (see [history] days).")] = False,
     log_file: Annotated[Optional[Path], typer.Option("--log-file", help="Append one line per stage, with timings and the exit code, to this file.")] = None,
 ) -> None:
     """Write today's post: fetch feeds, pick topics, generate the sections, write the Markdown file.
@@ -122,7 +124,7 @@ def run(
                 config,
                 lambda: _make_engine(config),
                 day=when, now=now, out=out, feeds_from=feeds_from, force=force, progress=progress, status=say,
-                stage=log.stage,
+                history=History(history_path(root), 0 if no_history else config.history.days), stage=log.stage,
             )
         log.outcome = f"wrote {result.path}" if result.written else "nothing to do: " + "; ".join(result.warnings)
         for warning in result.warnings:

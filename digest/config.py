@@ -67,6 +67,11 @@ class Output:
 
 
 @dataclass
+class History:
+    days: int = field(default=7, metadata=_range(0, 3650))
+
+
+@dataclass
 class Model:
     path: str = ""
     n_ctx: int = field(default=0, metadata=_range(0, 1 << 20))
@@ -99,6 +104,7 @@ class Config:
     output: Output = field(default_factory=Output)
     model: Model = field(default_factory=Model)
     generation: Generation = field(default_factory=Generation)
+    history: History = field(default_factory=History)
     source: Path | None = field(default=None, compare=False, metadata={"internal": True})
 
     def resolve(self, value: str) -> Path:

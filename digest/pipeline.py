@@ -12,12 +12,13 @@ from typing import Callable, Sequence
 from . import feeds as feedlib
 from .config import Config
 from .engine.base import Engine, Generation, ProgressCallback, Request, Result, Sampling, Stats, derive_seed
-from .errors import FeedError, GenerationError
+from .errors import FeedError, GenerationError, OutputError
 from .markdown import escape_inline
 from .post import PREDICTION_SUBJECTS, FrontMatter, Post, Prediction, Topic
 from .prompts import SECTIONS, Templates, build_requests, section_key
 from .render import post_filename, render, write_atomic
-from .select import Story, pick
+from .history import History
+from .select import Covered, Story, pick
 from .quality import Judge, Score, Section
 from .text import clean_paragraph, parse_prediction
 
@@ -58,11 +59,13 @@ def load_feeds(config: Config, feeds_from: Path | None) -> dict[str, feedlib.Fee
     return loaded
 
 
-def select_stories(config: Config, loaded: dict[str, feedlib.Feed], warnings: list[str]) -> tuple[list[Story], list[Story]]:
+def select_stories(config: Config, loaded: dict[str, feedlib.Feed], warnings: list[str],
+                   covered: Covered = Covered()) -> tuple[list[Story], list[Story]]:
     wanted_topics, wanted_trending = config.feeds.topics.count, config.feeds.trending.count
-    topics = pick(loaded["topics"].entries, wanted_topics)
+    topics = pick(loaded["topics"].entries, wanted_topics, covered=covered)
     if not topics:
-        raise FeedError(f"feed 'topics' ({loaded['topics'].source}) has no usable entries")
+        hint = " not already covered in the last days (--no-history to ignore the history)" if covered else ""
+        raise FeedError(f"feed 'topics' ({loaded['topics'].source}) has no usable entries{hint}")
     if len(topics) < wanted_topics:
         warnings.append(f"feed 'topics' gave {len(topics)} usable topics, fewer than the {wanted_topics} wanted")
     trending = pick(loaded["trending"].entries, wanted_trending, avoid=topics)
@@ -208,6 +211,7 @@ def run(
     force: bool = False,
     progress: ProgressCallback | None = None,
     status: Callable[[str], None] = lambda message: None,
+    history: History | None = None,
     stage: Callable[[str], AbstractContextManager[dict]] = lambda name: nullcontext({}),
 ) -> RunResult:
     """Write the post for `day` (default: today, UTC). Nothing is written unless all of it succeeded."""
@@ -224,8 +228,9 @@ def run(
     status("reading feeds")
     with stage("feeds") as info:
         loaded = load_feeds(config, feeds_from)
-        topics, trending = select_stories(config, loaded, warnings)
-        info.update(topics=len(topics), trending=len(trending))
+        covered = history.covered(day) if history else Covered()
+        topics, trending = select_stories(config, loaded, warnings, covered)
+        info.update(topics=len(topics), trending=len(trending), covered=len(covered))
     requests = build_requests(topics, day, templates, run_seed=config.generation.seed,
                               max_tokens=config.generation.max_tokens, sampling=sampling_of(config))
     status("loading model")
@@ -246,4 +251,9 @@ def run(
     with stage("write") as info:
         write_atomic(path, render(post))
         info.update(path=path)
+    if history:
+        try:
+            history.record(day, topics)
+        except OutputError as exc:  # the post is written; a lost record must not fail the run
+            warnings.append(f"the topics were not recorded: {exc}")
     return RunResult(path, written=True, post=post, stats=chosen.generation.stats, warnings=warnings, chosen=chosen)
