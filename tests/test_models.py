@@ -6,16 +6,15 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import frontmatter
 import pytest
 
-from conftest import describe
+from conftest import describe, serve
 from digest import embedded
 from digest.config import DEFAULT_MODEL_FILE, Config
 from digest.errors import ConfigError, EXIT_MODEL, ModelError
@@ -75,22 +74,9 @@ def files():
         def log_message(self, *args):
             pass
 
-    class Quiet(ThreadingHTTPServer):
-        daemon_threads = True
-
-        def handle_error(self, request, client_address):
-            pass
-
-    server = Quiet(("127.0.0.1", 0), Handler)
-    state.base = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serve(Handler) as base:
+        state.base = base
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def write_registry(folder: Path, url: str = "", *, sha256: str = SHA, size: int = len(PAYLOAD), extra: str = "") -> Path:
