@@ -10,7 +10,7 @@ import sys
 from contextlib import ExitStack, contextmanager
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -119,7 +119,7 @@ def run(
         root = pipeline.output_root(config, out)
         log.line(f"start out={root} engine={config.generation.engine} model={config.model_path}")
         with _progress_display(enabled=not quiet and sys.stderr.isatty()) as progress, \
-                _output_locked(root, config.output.lock_wait, log):
+                _output_locked(root, config.output.lock_wait, log, say):
             result = pipeline.run(
                 config,
                 lambda: _make_engine(config),
@@ -152,14 +152,14 @@ def _model_flag(value: str | None) -> str | None:
 
 
 @contextmanager
-def _output_locked(root: Path, wait: float, log: RunLog) -> Iterator[None]:
+def _output_locked(root: Path, wait: float, log: RunLog, say: Callable[[str], None]) -> Iterator[None]:
     """Hold the output directory's lock for the run; clear temp files a killed run left behind."""
     from .lock import output_lock
     from .render import remove_stale_temp
 
     with ExitStack() as stack:
         with log.stage("lock") as info:
-            info["path"] = stack.enter_context(output_lock(root, wait))
+            info["path"] = stack.enter_context(output_lock(root, wait, on_wait=say))
         for leftover in remove_stale_temp(root / "content" / "posts"):
             log.line(f"removed {leftover} (left by a killed run)")
         yield

@@ -12,7 +12,7 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .errors import LockedError, OutputError
 
@@ -34,15 +34,17 @@ def _holder(path: Path) -> str:
 
 
 @contextmanager
-def output_lock(root: Path, wait: float = 0.0) -> Iterator[Path]:
-    """Hold the lock of output directory `root`; wait up to `wait` seconds for it, else LockedError."""
+def output_lock(root: Path, wait: float = 0.0, on_wait: Callable[[str], None] = lambda message: None) -> Iterator[Path]:
+    """Hold the lock of output directory `root`; wait up to `wait` seconds for it, else LockedError.
+
+    `on_wait` hears once that the lock is busy, when there is time to wait."""
     path = lock_path(root)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise OutputError(f"cannot create the lock file {path}: {exc.strerror or exc}") from exc
-    held = False
+    held = waiting = False
     try:
         deadline = time.monotonic() + wait
         while True:
@@ -51,6 +53,9 @@ def output_lock(root: Path, wait: float = 0.0) -> Iterator[Path]:
                 held = True
                 break
             except BlockingIOError:
+                if not waiting and wait > 0:
+                    on_wait(f"waiting up to {wait:g} s for another digest run ({_holder(path)}) to finish")
+                    waiting = True
                 if time.monotonic() >= deadline:
                     raise LockedError(
                         f"another digest run ({_holder(path)}) is writing to {root}: it holds {path}; "

@@ -64,7 +64,8 @@ def select_stories(config: Config, loaded: dict[str, feedlib.Feed], warnings: li
     wanted_topics, wanted_trending = config.feeds.topics.count, config.feeds.trending.count
     topics = pick(loaded["topics"].entries, wanted_topics, covered=covered)
     if not topics:
-        hint = " not already covered in the last days (--no-history to ignore the history)" if covered else ""
+        hint = (f" that was not covered within {config.history.days} days (--no-history to pick them anyway)"
+                if covered else "")
         raise FeedError(f"feed 'topics' ({loaded['topics'].source}) has no usable entries{hint}")
     if len(topics) < wanted_topics:
         warnings.append(f"feed 'topics' gave {len(topics)} usable topics, fewer than the {wanted_topics} wanted")

@@ -146,7 +146,7 @@ def load_registry(path: Path | None = None) -> Registry:
             raise ConfigError(f"{path}:{_key_line(text, start, 'name')}: model '{entry.name}' is listed twice")
         models[entry.name] = entry
     default = data.get("default", "")
-    if default and default not in models:
+    if not isinstance(default, str) or default and default not in models:
         line = next(n for n, l in enumerate(text.splitlines(), 1) if l.strip().startswith("default"))
         raise ConfigError(f"{path}:{line}: default model '{default}' is not among the models ({', '.join(models)})")
     return Registry(path=path, default=default, models=models)

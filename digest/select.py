@@ -46,7 +46,8 @@ class Covered:
         return bool(story.id) and story.id in self.ids or normalise_title(story.title) in self.titles
 
     def __len__(self) -> int:
-        return len(self.ids | self.titles)
+        """About the number of stories (each has an id, a title or both)."""
+        return max(len(self.ids), len(self.titles))
 
 
 def normalise_title(title: str) -> str:
