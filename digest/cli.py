@@ -271,7 +271,7 @@ def _numbers(text: str, flag: str) -> list[int]:
 def eval_(
     inputs: Annotated[Optional[list[Path]], typer.Argument(help="Topic feed files (default: the bundled sample feed and the evaluation set in tests/eval/).", show_default=False)] = None,
     config_path: ConfigOpt = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="GGUF model file (default: the embedded SmolLM2-135M).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="A model name from 'digest models list', or a GGUF file (default: the embedded SmolLM2-135M).")] = None,
     topics: Annotated[int, typer.Option("--topics", min=0, help="Topics taken from each input (0: as many as a run takes, [feeds.topics] count).")] = 0,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Run seed.")] = None,
     candidates: Annotated[Optional[int], typer.Option("--candidates", help="Tries of each section generated side by side; the best is kept.")] = None,
@@ -293,7 +293,7 @@ def eval_(
     with expected_errors():
         config = load_config(config_path)
         apply_flags(config, {
-            "model.path": ("--model", str(Path(model).expanduser().resolve()) if model else None),
+            "model.path": ("--model", _model_flag(model)),
             "generation.seed": ("--seed", seed),
             "generation.candidates": ("--candidates", candidates),
             "generation.retries": ("--retries", retries),
