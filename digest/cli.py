@@ -9,10 +9,10 @@ import os
 import signal
 import sys
 import threading
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -22,6 +22,9 @@ from .config import CONFIG_NAME, apply_flags, default_toml, load_config
 from .engine import ENGINES, create_engine
 from .errors import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_TERMINATED, ConfigError, DigestError, Terminated
 from .feeds import samples_dir
+from .history import History, history_path
+from .models_cli import app as models_app
+from .runlog import RunLog, run_log
 
 app = typer.Typer(
     add_completion=False,
@@ -30,6 +33,7 @@ app = typer.Typer(
     help="Write the daily AI digest post from feeds with a local language model, offline.",
 )
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+app.add_typer(models_app, name="models")
 
 
 @contextmanager
@@ -76,7 +80,7 @@ def run(
     sample_feeds: Annotated[bool, typer.Option("--sample-feeds", help="Use the sample feeds bundled with digest (offline).")] = False,
     day: Annotated[Optional[str], typer.Option("--date", help="Write the post for this day, YYYY-MM-DD (default: today, UTC).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing post for the same day.")] = False,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="GGUF model file (default: the embedded SmolLM2-135M).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="A model name from 'digest models list', or a GGUF file (default: the embedded SmolLM2-135M).")] = None,
     engine: Annotated[Optional[str], typer.Option("--engine", help=f"Generation engine: {', '.join(ENGINES)}.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Run seed; the same inputs and seed give the same post.")] = None,
     topics: Annotated[Optional[int], typer.Option("--topics", help="Number of topics (default 6).")] = None,
@@ -96,15 +100,19 @@ def run(
     title: Annotated[Optional[str], typer.Option("--title", help="Post title in the front matter.")] = None,
     author: Annotated[Optional[str], typer.Option("--author", help="Post author in the front matter.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the post's path (and errors).")] = False,
+    lock_wait: Annotated[Optional[float], typer.Option("--lock-wait", help="Seconds to wait for another run on the same output to finish, then exit 8 (default 5).")] = None,
+    no_history: Annotated[bool, typer.Option("--no-history", help="Pick topics even if covered on other days (see [history] days).")] = False,
+    log_file: Annotated[Optional[Path], typer.Option("--log-file", help="Append one line per stage, with timings and the exit code, to this file.")] = None,
 ) -> None:
     """Write today's post: fetch feeds, pick topics, generate the sections, write the Markdown file.
 
     The post's path is the last line on stdout.
     """
-    with expected_errors(), sigterm_as_interrupt():
+    with expected_errors(), sigterm_as_interrupt(), run_log(log_file) as log:
         config = load_config(config_path)
         apply_flags(config, {
-            "model.path": ("--model", str(Path(model).expanduser().resolve()) if model else None),
+            "model.path": ("--model", _model_flag(model)),
+            "output.lock_wait": ("--lock-wait", lock_wait),
             "generation.engine": ("--engine", engine),
             "generation.seed": ("--seed", seed),
             "feeds.topics.count": ("--topics", topics),
@@ -129,11 +137,16 @@ def run(
         when = _parse_day(day)
         now = _source_date_epoch()
         say = (lambda message: None) if quiet else (lambda message: err.print(f"[dim]{message}…[/dim]"))
-        with _progress_display(enabled=not quiet and sys.stderr.isatty()) as progress:
+        root = pipeline.output_root(config, out)
+        log.line(f"start out={root} engine={config.generation.engine} model={config.model_path}")
+        with _progress_display(enabled=not quiet and sys.stderr.isatty()) as progress, \
+                _output_locked(root, config.output.lock_wait, log, say):
             result = pipeline.run(
                 config, lambda: _make_engine(config), day=when, now=now, out=out, feeds_from=feeds_from,
                 snapshot=snapshot.resolve() if snapshot else None, force=force, progress=progress, status=say,
+                history=History(history_path(root), 0 if no_history else config.history.days), stage=log.stage,
             )
+        log.outcome = f"wrote {result.path}" if result.written else "nothing to do: " + "; ".join(result.warnings)
         for warning in result.warnings:
             err.print(f"digest: {warning}" if not result.written else f"digest: warning: {warning}", markup=False)
         if result.written and not quiet and result.stats:
@@ -159,6 +172,27 @@ def _feeds_source(feeds_from: Path | None, snapshot: Path | None, sample_feeds: 
     if len(given) > 1:
         raise typer.BadParameter(f"give only one of {', '.join(given)}", param_hint=given[0])
     return samples_dir() if sample_feeds else feeds_from
+
+
+def _model_flag(value: str | None) -> str | None:
+    """`--model`: a registry name or a GGUF path, as the absolute path of the file."""
+    from .registry import resolve_model
+
+    return str(resolve_model(value)) if value else None
+
+
+@contextmanager
+def _output_locked(root: Path, wait: float, log: RunLog, say: Callable[[str], None]) -> Iterator[None]:
+    """Hold the output directory's lock for the run; clear temp files a killed run left behind."""
+    from .lock import output_lock
+    from .render import remove_stale_temp
+
+    with ExitStack() as stack:
+        with log.stage("lock") as info:
+            info["path"] = stack.enter_context(output_lock(root, wait, on_wait=say))
+        for leftover in remove_stale_temp(root / "content" / "posts"):
+            log.line(f"removed {leftover} (left by a killed run)")
+        yield
 
 
 def _source_date_epoch() -> datetime | None:
@@ -203,7 +237,7 @@ def _progress_display(enabled: bool):
 @app.command()
 def bench(
     config_path: ConfigOpt = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="GGUF model file (default: the embedded SmolLM2-135M).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="A model name from 'digest models list', or a GGUF file (default: the embedded SmolLM2-135M).")] = None,
     runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs of each engine (the median is reported).")] = 3,
     slots: Annotated[str, typer.Option("--slots", help="Comma-separated slot counts for the batched engine (0: all sections), e.g. 1,4,8,16.")] = "0",
     threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads for both engines (0: one per core).")] = None,
@@ -222,7 +256,7 @@ def bench(
     with expected_errors():
         config = load_config(config_path)
         apply_flags(config, {
-            "model.path": ("--model", str(Path(model).expanduser().resolve()) if model else None),
+            "model.path": ("--model", _model_flag(model)),
             "model.threads": ("--threads", threads),
             "generation.max_tokens": ("--max-tokens", max_tokens),
             "model.n_gpu_layers": ("--n-gpu-layers", n_gpu_layers),
@@ -271,7 +305,7 @@ def _numbers(text: str, flag: str) -> list[int]:
 def eval_(
     inputs: Annotated[Optional[list[Path]], typer.Argument(help="Topic feed files (default: the bundled sample feed and the evaluation set in tests/eval/).", show_default=False)] = None,
     config_path: ConfigOpt = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="GGUF model file (default: the embedded SmolLM2-135M).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="A model name from 'digest models list', or a GGUF file (default: the embedded SmolLM2-135M).")] = None,
     topics: Annotated[int, typer.Option("--topics", min=0, help="Topics taken from each input (0: as many as a run takes, [feeds.topics] count).")] = 0,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Run seed.")] = None,
     candidates: Annotated[Optional[int], typer.Option("--candidates", help="Tries of each section generated side by side; the best is kept.")] = None,
@@ -293,7 +327,7 @@ def eval_(
     with expected_errors():
         config = load_config(config_path)
         apply_flags(config, {
-            "model.path": ("--model", str(Path(model).expanduser().resolve()) if model else None),
+            "model.path": ("--model", _model_flag(model)),
             "generation.seed": ("--seed", seed),
             "generation.candidates": ("--candidates", candidates),
             "generation.retries": ("--retries", retries),

@@ -78,6 +78,12 @@ class Feeds:
 @dataclass
 class Output:
     dir: str = "."
+    lock_wait: float = field(default=5.0, metadata=_range(0.0, 86400.0))
+
+
+@dataclass
+class History:
+    days: int = field(default=7, metadata=_range(0, 3650))
 
 
 @dataclass
@@ -113,6 +119,7 @@ class Config:
     output: Output = field(default_factory=Output)
     model: Model = field(default_factory=Model)
     generation: Generation = field(default_factory=Generation)
+    history: History = field(default_factory=History)
     source: Path | None = field(default=None, compare=False, metadata={"internal": True})
 
     def resolve(self, value: str) -> Path:

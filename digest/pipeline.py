@@ -6,18 +6,20 @@ import dataclasses
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
+from contextlib import AbstractContextManager, nullcontext
 from typing import Callable, Sequence
 
 from . import feeds as feedlib
 from . import manifest as manifestlib
 from .config import Config
 from .engine.base import Engine, Generation, ProgressCallback, Request, Result, Sampling, Stats, derive_seed
-from .errors import FeedError, GenerationError
+from .errors import FeedError, GenerationError, OutputError
 from .markdown import escape_inline
 from .post import PREDICTION_SUBJECTS, FrontMatter, Post, Prediction, Topic
 from .prompts import FIELDS, SECTIONS, Templates, build_requests, section_key
 from .render import ensure_writable, post_filename, render, write_atomic
-from .select import Story, pick
+from .history import History
+from .select import Covered, Story, pick
 from .quality import Check, Judge, Score, Section
 from .snapshot import STRICT, fetch_snapshot, read_snapshot, sha256_bytes
 from .text import clean_paragraph, parse_prediction
@@ -37,7 +39,11 @@ class RunResult:
 
 
 def site_root(config: Config, out: Path | None = None) -> Path:
+    """The Hugo site root a run writes to: `out`, else the config's [output] dir."""
     return Path(out) if out is not None else config.resolve(config.output.dir)
+
+
+output_root = site_root
 
 
 def post_path(config: Config, day: date, out: Path | None = None) -> Path:
@@ -100,11 +106,14 @@ def fill_failed_feeds(loaded: dict[str, feedlib.Feed], failed: dict[str, str], *
         warnings.append(f"{error}; the {name} section is filled from feed '{other}' instead")
 
 
-def select_stories(config: Config, loaded: dict[str, feedlib.Feed], warnings: list[str]) -> tuple[list[Story], list[Story]]:
+def select_stories(config: Config, loaded: dict[str, feedlib.Feed], warnings: list[str],
+                   covered: Covered = Covered()) -> tuple[list[Story], list[Story]]:
     wanted_topics, wanted_trending = config.feeds.topics.count, config.feeds.trending.count
-    topics = pick(loaded["topics"].entries, wanted_topics)
+    topics = pick(loaded["topics"].entries, wanted_topics, covered=covered)
     if not topics:
-        raise FeedError(f"feed 'topics' ({loaded['topics'].source}) has no usable entries")
+        hint = (f" that was not covered within {config.history.days} days (--no-history to pick them anyway)"
+                if covered else "")
+        raise FeedError(f"feed 'topics' ({loaded['topics'].source}) has no usable entries{hint}")
     if len(topics) < wanted_topics:
         warnings.append(f"feed 'topics' gave {len(topics)} usable topics, fewer than the {wanted_topics} wanted")
     trending = pick(loaded["trending"].entries, wanted_trending, avoid=topics)
@@ -256,6 +265,8 @@ def run(
     record: bool = True,
     progress: ProgressCallback | None = None,
     status: Callable[[str], None] = lambda message: None,
+    history: History | None = None,
+    stage: Callable[[str], AbstractContextManager[dict]] = lambda name: nullcontext({}),
 ) -> RunResult:
     """Write the post for `day` (default: today, UTC), then its manifest (unless not `record`).
 
@@ -274,22 +285,39 @@ def run(
     templates = Templates.load(config.prompts_path)
     status("reading feeds")
     root = site_root(config, out)
-    loaded, feed_source = load_feeds(config, feeds_from, snapshot, root, warnings)
-    warnings.extend(dict.fromkeys(warning for feed in loaded.values() for warning in feed.warnings))
-    topics, trending = select_stories(config, loaded, warnings)
+    with stage("feeds") as info:
+        loaded, feed_source = load_feeds(config, feeds_from, snapshot, root, warnings)
+        warnings.extend(dict.fromkeys(warning for feed in loaded.values() for warning in feed.warnings))
+        covered = history.covered(day) if history else Covered()
+        topics, trending = select_stories(config, loaded, warnings, covered)
+        info.update(topics=len(topics), trending=len(trending), covered=len(covered))
     requests = build_requests(topics, day, templates, run_seed=config.generation.seed,
                               max_tokens=config.generation.max_tokens, sampling=sampling_of(config))
     status("loading model")
     judge = judge_of(config, topics, day, templates)
-    with make_engine() as engine:
+    with stage("model") as info:
+        engine = make_engine()
+        info.update(name=engine.model_name, engine=engine.name)
+    with engine:
         status(f"generating {len(requests)} sections with {engine.model_name} ({engine.name} engine)")
-        chosen = generate(engine, requests, judge, candidates=config.generation.candidates,
-                          retries=config.generation.retries, progress=progress)
+        with stage("generation") as info:
+            chosen = generate(engine, requests, judge, candidates=config.generation.candidates,
+                              retries=config.generation.retries, progress=progress)
+            s = chosen.generation.stats
+            info.update(sections=len(requests), tokens=s.completion_tokens, **{"tok/s": f"{s.tokens_per_second:.1f}"},
+                        passed=chosen.passed)
         model_name = engine.model_name
         engine_settings = engine_record(config, engine)
     post = assemble(config, now, model_name, topics, trending, chosen.generation.by_key())
     text = render(post)
-    write_atomic(path, text)
+    with stage("write") as info:
+        write_atomic(path, text)
+        info.update(path=path)
+    if history:
+        try:
+            history.record(day, topics)
+        except OutputError as exc:  # the post is written; a lost record must not fail the run
+            warnings.append(f"the topics were not recorded: {exc}")
     result = RunResult(path, written=True, post=post, stats=chosen.generation.stats, warnings=warnings, chosen=chosen)
     if record:
         manifest = manifestlib.build(

@@ -84,7 +84,7 @@ def post_filename(day) -> str:
 _WHAT_TO_DO = "nothing was written; choose another --out, or fix the folder's permissions or free space"
 
 
-def _output_error(action: str, where: Path, exc: OSError) -> OutputError:
+def output_error(action: str, where: Path, exc: OSError) -> OutputError:
     return OutputError(f"cannot {action} {where}: {exc.strerror or exc} ({_WHAT_TO_DO})")
 
 
@@ -96,9 +96,27 @@ def ensure_writable(directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".digest-probe.", dir=directory)
     except OSError as exc:
-        raise _output_error("write to", directory, exc) from exc
+        raise output_error("write to", directory, exc) from exc
     os.close(fd)
     os.unlink(probe)
+
+
+TEMP_SUFFIX = ".part"
+
+
+def remove_stale_temp(folder: Path) -> list[Path]:
+    """Delete the temporary files `write_atomic` left in `folder` when its process was killed.
+
+    Only call this while no other writer can be at work there (under the output lock).
+    """
+    removed = []
+    for leftover in Path(folder).glob(f".*{TEMP_SUFFIX}"):
+        try:
+            leftover.unlink()
+            removed.append(leftover)
+        except OSError:
+            pass
+    return removed
 
 
 def write_atomic(path: Path, text: str | bytes) -> None:
@@ -111,9 +129,9 @@ def write_atomic(path: Path, text: str | bytes) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     except OSError as exc:
-        raise _output_error("write to", path.parent, exc) from exc
+        raise output_error("write to", path.parent, exc) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(text.encode("utf-8") if isinstance(text, str) else text)
@@ -126,7 +144,7 @@ def write_atomic(path: Path, text: str | bytes) -> None:
         except OSError:
             pass
         if isinstance(exc, OSError):
-            raise _output_error("write", path, exc) from exc
+            raise output_error("write", path, exc) from exc
         raise
     try:
         dir_fd = os.open(path.parent, os.O_RDONLY)

@@ -36,6 +36,26 @@ class Story:
     excerpt: str = ""
 
 
+@dataclass(frozen=True)
+class Covered:
+    """Stories already written up (on other days): their feed item ids and normalised titles."""
+
+    ids: frozenset[str] = frozenset()
+    titles: frozenset[str] = frozenset()
+
+    def __contains__(self, story: Story) -> bool:
+        return bool(story.id) and story.id in self.ids or normalise_title(story.title) in self.titles
+
+    def __len__(self) -> int:
+        """About the number of stories (each has an id, a title or both)."""
+        return max(len(self.ids), len(self.titles))
+
+
+def normalise_title(title: str) -> str:
+    """A title as compared with history: tags dropped, lower case, only its words and numbers."""
+    return " ".join(_WORD.findall(clean_title(title).lower()))
+
+
 def clean_title(raw: str) -> str:
     """Drop `[R]`-style tags at either end, collapse whitespace, shorten a very long title.
 
@@ -97,14 +117,15 @@ def _stories(entries: Iterable[Entry]) -> Iterable[Story]:
             yield Story(title=title, link=entry.link, id=entry.id, excerpt=excerpt(entry.summary))
 
 
-def pick(entries: Iterable[Entry], count: int, *, avoid: Sequence[Story] = ()) -> list[Story]:
+def pick(entries: Iterable[Entry], count: int, *, avoid: Sequence[Story] = (),
+         covered: Covered = Covered()) -> list[Story]:
     """The first `count` stories in feed order, skipping untitled items, near-duplicates of an
-    earlier pick, and near-duplicates of anything in `avoid`."""
+    earlier pick, near-duplicates of anything in `avoid`, and stories in `covered`."""
     chosen: list[Story] = []
     for story in _stories(entries):
         if len(chosen) >= count:
             break
-        if any(near_duplicate(story.title, other.title) for other in (*avoid, *chosen)):
+        if story in covered or any(near_duplicate(story.title, other.title) for other in (*avoid, *chosen)):
             continue
         chosen.append(story)
     return chosen

@@ -6,10 +6,11 @@ from __future__ import annotations
 import inspect
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 from xml.sax.saxutils import escape
 
 import pytest
@@ -230,18 +231,26 @@ def http_server():
         def log_message(self, *args):
             pass
 
-    class Quiet(ThreadingHTTPServer):
-        daemon_threads = True
+    with serve(Handler) as base:
+        state.base = base
+        yield state
 
-        def handle_error(self, request, client_address):
-            pass
 
-    server = Quiet(("127.0.0.1", 0), Handler)
-    state.base = f"http://127.0.0.1:{server.server_address[1]}"
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # a client that hung up is what some tests do on purpose
+
+
+@contextmanager
+def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve `handler` on 127.0.0.1 (a free port) in a thread; yields the base URL."""
+    server = _QuietServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
-        yield state
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

