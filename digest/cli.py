@@ -16,6 +16,7 @@ from typing import Annotated, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from . import pipeline
 from .config import CONFIG_NAME, apply_flags, default_toml, load_config
@@ -136,7 +137,7 @@ def run(
         feeds_from = _feeds_source(feeds_from, snapshot, sample_feeds)
         when = _parse_day(day)
         now = _source_date_epoch()
-        say = (lambda message: None) if quiet else (lambda message: err.print(f"[dim]{message}…[/dim]"))
+        say = (lambda message: None) if quiet else (lambda message: err.print(f"[dim]{escape(message)}…[/dim]"))
         root = pipeline.output_root(config, out)
         log.line(f"start out={root} engine={config.generation.engine} model={config.model_path}")
         with _progress_display(enabled=not quiet and sys.stderr.isatty()) as progress, \
@@ -263,7 +264,7 @@ def bench(
             "generation.candidates": ("--candidates", candidates),
         })
         slot_list, decode_list = _numbers(slots, "--slots"), _numbers(decode, "--decode")
-        say = (lambda m: None) if as_json else (lambda m: err.print(f"[dim]{m}[/dim]", markup=True))
+        say = (lambda m: None) if as_json else (lambda m: err.print(f"[dim]{escape(m)}[/dim]", markup=True))
         report = run_bench(config, runs=runs, slots=slot_list or [0], sequential=sequential, checks=checks, memory=memory,
                            decode=decode_list, say=say)
     if as_json:

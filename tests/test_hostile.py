@@ -176,7 +176,7 @@ def hostile_engine(monkeypatch):
 
 HOSTILE_TITLE = '---\ntitle: "pwned" # not a comment\ndraft: true\n---'
 HOSTILE_AUTHOR = "Mallory: <script>alert(1)</script> {{< pwned >}}"
-HOSTILE_MODEL = 'ev"il: #{{< pwned >}}, [x]'
+HOSTILE_MODEL = 'ev"il: #{{< pwned >}}, [x] [bold]'  # a file name: no slash
 
 
 def run_hostile(run_cli, out: Path, *extra):
@@ -210,7 +210,9 @@ def test_hostile_run_passes_strict_check_and_titles_read_back(run_cli, tmp_path,
     expected_trending = [s.title for s in pick(read_feed_file(HOSTILE_FEEDS, "trending").entries, 4, avoid=topics)]
     assert trending_items(text) == expected_trending
     # The warnings name what was skipped in the hostile feeds.
-    assert "without a title" in result.stderr and "repeat an earlier entry" in result.stderr
+    assert "without a title" in result.stderr and "an earlier entry's id" in result.stderr
+    # Status lines name the model as it is: its brackets are not rich markup.
+    assert f"with {HOSTILE_MODEL} (fake engine)" in result.stderr
 
 
 def test_hostile_run_body_has_no_raw_markup(run_cli, tmp_path, hostile_engine):
