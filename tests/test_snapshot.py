@@ -156,7 +156,7 @@ def test_a_tampered_snapshot_is_refused(run_cli, feeds_server, tmp_path, damage)
     assert str(target) in message and sha(TRENDING) in message
     if damage == "edit":
         assert sha(target.read_bytes()) in message
-    assert not (out / "content").exists()
+    assert not list(out.rglob("*.md"))
 
 
 def test_missing_index_is_refused(run_cli, tmp_path, write_feeds):
@@ -184,7 +184,7 @@ def test_a_failed_feed_is_filled_from_the_other_unless_strict(run_cli, feeds_ser
     strict = run_cli("run", "--config", config, "--strict-feeds", "--out", strict_out, "--date", DAY)
     assert strict.exit_code == EXIT_FEED, describe(strict)
     assert gone in strict.stderr and "strict" in strict.stderr
-    assert not (strict_out / "content").exists()
+    assert not list(strict_out.rglob("*.md"))
 
 
 def test_a_failed_feed_recorded_in_a_snapshot_fails_the_same_way(run_cli, feeds_server, tmp_path):
