@@ -196,3 +196,13 @@ def test_real_model_post_is_on_the_page(built):
     article = article_of(page_of(built, "real-model"))
     paragraphs = texts(r"<p><em>(?:Benefits|Ramifications):</em></p>\s*<p>(.*?)</p>", article)
     assert len(paragraphs) == 6 and all(len(p.split()) >= 5 for p in paragraphs)
+
+
+def test_manifests_beside_the_site_are_not_published(built):
+    """digest wrote a manifest for each run into SITE/.digest/; Hugo must neither render nor copy them."""
+    manifests = sorted((built.root / ".digest" / "manifests").glob("*.json"))
+    assert [m.stem for m in manifests] == ["2026-01-02", "2026-01-03", "2026-01-04"]
+    published = [p.relative_to(built.root / "public").as_posix() for p in (built.root / "public").rglob("*")]
+    assert not [p for p in published if ".digest" in p or p.endswith(".json") or "manifest" in p], published
+    site_text = "".join(p.read_text(encoding="utf-8", errors="replace") for p in (built.root / "public").rglob("*.html"))
+    assert manifests[0].read_text(encoding="utf-8").split('"sha256": "')[1][:64] not in site_text

@@ -22,10 +22,8 @@ from test_cli import DAY, assert_one_error, fake_run, no_post_written, post_file
 
 
 def leftovers(folder: Path) -> list[Path]:
-    """Hidden temporary files (probes, `.NAME.part`); digest's own `.digest/` folder (snapshots, manifests) is not one."""
-    if not folder.exists():
-        return []
-    return [p for p in folder.rglob("*") if p.name.startswith(".") and ".digest" not in p.relative_to(folder).parts]
+    # `.digest/` is where the manifest goes; a temporary file inside it still counts.
+    return [p for p in folder.rglob("*") if p.name.startswith(".") and p.name != ".digest"] if folder.exists() else []
 
 
 # ---------------------------------------------------------------------------------------------
