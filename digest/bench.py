@@ -154,8 +154,9 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
                                        n_gpu_layers=config.model.n_gpu_layers, slots=n)
             if name == "batched+checks":
                 # What `digest run` does: the same requests, plus the quality checks' extra tries.
+                # (Timing only: a section with no usable try is not an error here.)
                 run_once = lambda: generate(engine, requests, judge, candidates=g.candidates,  # noqa: E731
-                                            retries=g.retries).generation
+                                            retries=g.retries, require_all=False).generation
             else:
                 run_once = lambda: engine.generate(requests)  # noqa: E731
             with engine:
