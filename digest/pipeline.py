@@ -111,7 +111,7 @@ def select_stories(config: Config, loaded: dict[str, feedlib.Feed], warnings: li
     wanted_topics, wanted_trending = config.feeds.topics.count, config.feeds.trending.count
     topics = pick(loaded["topics"].entries, wanted_topics, covered=covered)
     if not topics:
-        hint = (f" that was not covered within {config.history.days} days (--no-history to pick them anyway)"
+        hint = (f" left: every one was covered in the last {config.history.days} days (--no-history to pick them anyway)"
                 if covered else "")
         raise FeedError(f"feed 'topics' ({loaded['topics'].source}) has no usable entries{hint}")
     if len(topics) < wanted_topics:

@@ -89,7 +89,10 @@ def test_bench_times_both_engines_and_the_checks_on_the_same_requests():
     assert report["requests"] == 14 and report["max_tokens"] == 24
     for row in rows.values():
         assert row["completion_tokens"] > 0 and row["median_wall_s"] > 0 and row["speedup"] > 0
-        assert row["prompt_tokens"] == rows["sequential"]["prompt_tokens"]  # the very same prompts
+    for name in ("sequential-reread", "batched"):
+        assert rows[name]["prompt_tokens"] == rows["sequential"]["prompt_tokens"]  # the very same prompts
+    # the checks' extra tries send their prompts again, on top of the first try's
+    assert rows["batched+checks"]["prompt_tokens"] > rows["batched"]["prompt_tokens"]
     assert rows["batched"]["prompt_tokens_decoded"] < rows["batched"]["prompt_tokens"]  # the shared prefix, once
     assert rows["sequential-reread"]["prompt_tokens_decoded"] == rows["sequential"]["prompt_tokens"]
     # 24 tokens are too few for a 40-word paragraph: the checks ask for more tries than the plain run

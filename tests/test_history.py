@@ -122,7 +122,7 @@ def test_all_topics_covered_is_a_feed_error_that_says_why(run_cli, tmp_path, wri
     run_day(run_cli, out, feeds, "2026-01-01")
     result = run_cli("run", "--engine", "fake", "--feeds-from", feeds, "--out", out, "--date", "2026-01-02")
     assert result.exit_code == 4, describe(result)
-    assert "not covered within 7 days" in result.stderr and "--no-history" in result.stderr
+    assert "covered in the last 7 days" in result.stderr and "--no-history" in result.stderr
 
 
 def test_a_failed_run_records_nothing(run_cli, tmp_path, feeds):

@@ -87,7 +87,7 @@ def built(tmp_path_factory) -> Built:
                    "--model", root / f"{HOSTILE_MODEL}.gguf", "--quiet")
     real = subprocess.run([sys.executable, "-m", "digest.cli", "run", "--feeds-from", str(HOSTILE_FEEDS),
                            "--out", str(root), "--date", "2026-01-04", "--topics", "3", "--trending", "4",
-                           "--max-tokens", "64", "--threads", "1", "--quiet"],
+                           "--max-tokens", "64", "--threads", "1", "--no-history", "--quiet"],
                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
     assert real.returncode == 0, real.stderr
     write_atomic(posts_dir / "2026-01-05-ai-auto-summary.md",
