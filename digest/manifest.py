@@ -23,7 +23,7 @@ from .config import Config, config_to_dict
 from .engine.base import Generation, Request, Sampling
 from .errors import OutputError
 from .render import write_atomic
-from .select import Story
+from .select import Covered, Story
 from .snapshot import canonical_json, pretty_json, sha256_bytes
 
 FORMAT = 1
@@ -159,6 +159,7 @@ def build(
     chosen,
     topics: Sequence[Story],
     trending: Sequence[Story],
+    covered: Covered,
     warnings: Sequence[str],
 ) -> dict:
     generation: Generation = chosen.generation
@@ -186,6 +187,8 @@ def build(
         "engine": engine,
         "topics": [_story(s) for s in topics],
         "trending": [_story(s) for s in trending],
+        # The stories history said were covered on other days, and so were skipped.
+        "covered": {"ids": sorted(covered.ids), "titles": sorted(covered.titles)},
         "sections": sections,
         "stats": {**stats, "tokens_per_second": round(generation.stats.tokens_per_second, 2)},
         "warnings": list(warnings),

@@ -266,9 +266,13 @@ def run(
     progress: ProgressCallback | None = None,
     status: Callable[[str], None] = lambda message: None,
     history: History | None = None,
+    covered: Covered | None = None,
     stage: Callable[[str], AbstractContextManager[dict]] = lambda name: nullcontext({}),
 ) -> RunResult:
     """Write the post for `day` (default: today, UTC), then its manifest (unless not `record`).
+
+    The stories to skip come from `history`, or are given as `covered` (a replay gives those its
+    manifest recorded).
 
     Nothing is written unless all of it succeeded.
     """
@@ -288,7 +292,8 @@ def run(
     with stage("feeds") as info:
         loaded, feed_source = load_feeds(config, feeds_from, snapshot, root, warnings)
         warnings.extend(dict.fromkeys(warning for feed in loaded.values() for warning in feed.warnings))
-        covered = history.covered(day) if history else Covered()
+        if covered is None:
+            covered = history.covered(day) if history else Covered()
         topics, trending = select_stories(config, loaded, warnings, covered)
         info.update(topics=len(topics), trending=len(trending), covered=len(covered))
     requests = build_requests(topics, day, templates, run_seed=config.generation.seed,
@@ -323,7 +328,7 @@ def run(
         manifest = manifestlib.build(
             config, root=root, post=path, post_text=text, when=now, feeds=feed_source, prompt_names=list(FIELDS),
             sampling=sampling_of(config), engine=engine_settings, requests=requests, chosen=chosen,
-            topics=topics, trending=trending, warnings=warnings)
+            topics=topics, trending=trending, covered=covered, warnings=warnings)
         result.manifest = manifestlib.write(root, day, manifest)
     return result
 

@@ -20,6 +20,7 @@ from .config import Config, config_from_dict
 from .engine.base import Engine
 from .errors import InputChangedError
 from .manifest import config_record, file_sha256, root_of, state_dir
+from .select import Covered
 from .snapshot import SnapshotError, sha256_bytes
 
 
@@ -84,6 +85,7 @@ def replay(manifest_path: Path, make_engine: Callable[[Config], Engine], *, slot
         feeds = root / manifest["feeds"]["directory"]
         snapshot = feeds if manifest["feeds"]["snapshot"] else None
         when = datetime.fromisoformat(manifest["front_matter_time"])
+        covered = Covered(frozenset(manifest["covered"]["ids"]), frozenset(manifest["covered"]["titles"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise InputChangedError(f"{manifest_path} is not a digest manifest ({exc.__class__.__name__}: {exc})") from exc
     if not post.is_file():
@@ -93,7 +95,8 @@ def replay(manifest_path: Path, make_engine: Callable[[Config], Engine], *, slot
     with tempfile.TemporaryDirectory(prefix="digest-replay-") as tmp:
         try:
             result = pipeline.run(config, lambda: make_engine(config), now=when, out=Path(tmp),
-                                  feeds_from=None if snapshot else feeds, snapshot=snapshot, force=True, record=False)
+                                  feeds_from=None if snapshot else feeds, snapshot=snapshot, force=True, record=False,
+                                  covered=covered)
         except SnapshotError as exc:
             raise InputChangedError(str(exc)) from exc
         again = result.path.read_bytes()

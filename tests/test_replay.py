@@ -174,3 +174,17 @@ def test_run_from_an_outside_snapshot_replays_from_it(run_cli, site, tmp_path):
     assert load(manifest)["feeds"]["directory"] == str(outside.resolve())
     assert not (out / ".digest" / "snapshots").exists()
     assert run_cli("replay", manifest).exit_code == 0
+
+
+def test_replay_skips_what_history_skipped(run_cli, site):
+    """Day two skips day one's topics (history); its replay, in a folder with no history, must too."""
+    args = ["--config", site["config"], "--prompts", site["prompts"], "--model", site["model"], "--out", site["out"],
+            "--topics", 3]
+    assert run_cli("run", *args, "--date", "2026-03-01").exit_code == 0
+    second = run_cli("run", *args, "--date", "2026-03-02")
+    assert second.exit_code == 0, describe(second)
+    m = load(site["out"] / ".digest" / "manifests" / "2026-03-02.json")
+    assert [t["title"] for t in m["topics"]] == TOPIC_TITLES[3:6]
+    assert len(m["covered"]["ids"]) >= 3
+    result = run_cli("replay", site["out"] / ".digest" / "manifests" / "2026-03-02.json")
+    assert result.exit_code == 0, describe(result)
