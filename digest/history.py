@@ -56,7 +56,10 @@ class History:
         """Stories recorded for other days within `days` of `day` (none when `days` is 0)."""
         if self.days <= 0:
             return Covered()
-        low, high = (day - timedelta(days=self.days)).isoformat(), (day + timedelta(days=self.days)).isoformat()
+        # The window is clamped to the calendar (a --date near year 1 or 9999 must not overflow).
+        low = day - timedelta(days=min(self.days, (day - date.min).days))
+        high = day + timedelta(days=min(self.days, (date.max - day).days))
+        low, high = low.isoformat(), high.isoformat()
         try:
             with closing(self._connect()) as db:
                 rows = db.execute("SELECT item_id, title_key FROM topics WHERE day BETWEEN ? AND ? AND day != ?",

@@ -17,7 +17,7 @@ import json
 import platform
 from datetime import datetime
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .config import Config, config_to_dict
 from .engine.base import Generation, Request, Sampling
@@ -195,7 +195,22 @@ def build(
     }
 
 
-def write(root: Path, day, manifest: dict) -> Path:
+def write(root: Path, day, manifest: dict) -> tuple[Path, Callable[[], None]]:
+    """Write the day's manifest; return its path and a function that puts back what was there before."""
     path = manifest_path(root, day)
+    try:
+        before: bytes | None = path.read_bytes()
+    except OSError:
+        before = None
     write_atomic(path, pretty_json(manifest))
-    return path
+
+    def undo() -> None:
+        try:
+            if before is None:
+                path.unlink(missing_ok=True)
+            else:
+                write_atomic(path, before)
+        except (OSError, OutputError):
+            pass
+
+    return path, undo

@@ -315,21 +315,29 @@ def run(
         engine_settings = engine_record(config, engine)
     post = assemble(config, now, model_name, topics, trending, chosen.generation.by_key())
     text = render(post)
+    result = RunResult(path, written=True, post=post, stats=chosen.generation.stats, warnings=warnings, chosen=chosen)
     with stage("write") as info:
-        write_atomic(path, text)
+        # The manifest goes first: a post on disk always has the manifest that proves where it came
+        # from. If the post then cannot be written, the manifest is put back as it was.
+        undo = None
+        if record:
+            manifest = manifestlib.build(
+                config, root=root, post=path, post_text=text, when=now, feeds=feed_source, prompt_names=list(FIELDS),
+                sampling=sampling_of(config), engine=engine_settings, requests=requests, chosen=chosen,
+                topics=topics, trending=trending, covered=covered, warnings=warnings)
+            result.manifest, undo = manifestlib.write(root, day, manifest)
+        try:
+            write_atomic(path, text)
+        except BaseException:
+            if undo:
+                undo()
+            raise
         info.update(path=path)
     if history:
         try:
             history.record(day, topics)
         except OutputError as exc:  # the post is written; a lost record must not fail the run
             warnings.append(f"the topics were not recorded: {exc}")
-    result = RunResult(path, written=True, post=post, stats=chosen.generation.stats, warnings=warnings, chosen=chosen)
-    if record:
-        manifest = manifestlib.build(
-            config, root=root, post=path, post_text=text, when=now, feeds=feed_source, prompt_names=list(FIELDS),
-            sampling=sampling_of(config), engine=engine_settings, requests=requests, chosen=chosen,
-            topics=topics, trending=trending, covered=covered, warnings=warnings)
-        result.manifest = manifestlib.write(root, day, manifest)
     return result
 
 

@@ -85,7 +85,9 @@ def replay(manifest_path: Path, make_engine: Callable[[Config], Engine], *, slot
         feeds = root / manifest["feeds"]["directory"]
         snapshot = feeds if manifest["feeds"]["snapshot"] else None
         when = datetime.fromisoformat(manifest["front_matter_time"])
-        covered = Covered(frozenset(manifest["covered"]["ids"]), frozenset(manifest["covered"]["titles"]))
+        # (Manifests written before history existed have no "covered": nothing was skipped.)
+        skipped = manifest.get("covered", {"ids": [], "titles": []})
+        covered = Covered(frozenset(skipped["ids"]), frozenset(skipped["titles"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise InputChangedError(f"{manifest_path} is not a digest manifest ({exc.__class__.__name__}: {exc})") from exc
     if not post.is_file():

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import EXIT_INTERRUPTED, DigestError, OutputError
+from .errors import EXIT_INTERRUPTED, EXIT_TERMINATED, DigestError, OutputError, Terminated
 
 _FORMAT = "%(asctime)s digest[%(process)d] %(message)s"
 
@@ -73,8 +73,11 @@ def run_log(path: Path | None) -> Iterator[RunLog]:
         log.line(f"error: {exc}")
         log.line(f"exit {exc.exit_code}")
         raise
-    except KeyboardInterrupt:
-        log.line(f"exit {EXIT_INTERRUPTED} interrupted")
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated):
+            log.line(f"exit {EXIT_TERMINATED} terminated")
+        else:
+            log.line(f"exit {EXIT_INTERRUPTED} interrupted")
         raise
     except SystemExit as exc:
         log.line(f"exit {exc.code}")

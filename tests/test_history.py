@@ -38,6 +38,14 @@ def test_covered_is_other_days_within_the_window(tmp_path):
     assert not History(history.path, days=0).covered(date(2026, 1, 11))
 
 
+@pytest.mark.parametrize("edge", [date.min, date.max])
+def test_the_window_stops_at_the_ends_of_the_calendar(tmp_path, edge):
+    history = History(tmp_path / "h.sqlite3", days=7)
+    near = date.fromordinal(edge.toordinal() + (3 if edge == date.min else -3))
+    history.record(near, [story(0)])
+    assert history.covered(edge).ids == {"t3_0"}
+
+
 def test_recording_a_day_again_replaces_its_topics(tmp_path):
     history = History(tmp_path / "h.sqlite3", days=7)
     history.record(date(2026, 1, 10), [story(0), story(1)])

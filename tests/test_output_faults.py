@@ -114,9 +114,55 @@ def test_full_disk_keeps_the_old_post(run_cli, tmp_path, monkeypatch, where):
     else:
         real_fdopen = os.fdopen
         monkeypatch.setattr(render.os, "fdopen", lambda *a, **k: HalfWriter(real_fdopen(*a, **k)))
+    manifest = manifest_file(tmp_path)
+    manifest_before = manifest.read_bytes()
     result = fake_run(run_cli, tmp_path, "--force", "--seed", 5)
-    assert_one_error(result, EXIT_OUTPUT, str(path), "No space left on device", "nothing was written")
+    # The manifest is written first, so the full disk is met there.
+    assert_one_error(result, EXIT_OUTPUT, str(manifest), "No space left on device", "nothing was written")
     assert path.read_bytes() == before
+    assert manifest.read_bytes() == manifest_before
+    assert leftovers(tmp_path) == []
+
+
+def manifest_file(out: Path) -> Path:
+    return out / ".digest" / "manifests" / f"{DAY}.json"
+
+
+def test_a_post_is_never_on_disk_without_its_manifest(run_cli, tmp_path):
+    """The manifest's folder is blocked: the run fails with one line and writes no post, so a rerun
+    does not meet an unprovable post that it would leave alone."""
+    (tmp_path / ".digest").mkdir()
+    (tmp_path / ".digest" / "manifests").write_text("a file where a folder should be\n", encoding="utf-8")
+    result = fake_run(run_cli, tmp_path)
+    assert_one_error(result, EXIT_OUTPUT, str(tmp_path / ".digest" / "manifests"), "nothing was written")
+    assert no_post_written(tmp_path)
+    (tmp_path / ".digest" / "manifests").unlink()
+    again = fake_run(run_cli, tmp_path)
+    assert again.exit_code == 0, describe(again)
+    assert post_file(tmp_path).is_file() and manifest_file(tmp_path).is_file()
+
+
+@pytest.mark.parametrize("had_post", [False, True])
+def test_a_post_that_cannot_be_written_puts_the_manifest_back(run_cli, tmp_path, monkeypatch, had_post):
+    if had_post:
+        assert fake_run(run_cli, tmp_path).exit_code == 0
+    path, manifest = post_file(tmp_path), manifest_file(tmp_path)
+    post_before = path.read_bytes() if had_post else None
+    manifest_before = manifest.read_bytes() if had_post else None
+    real = render.write_atomic
+
+    def refuse_posts(target, text):
+        if Path(target).suffix == ".md":
+            raise render.output_error("write", Path(target), OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+        real(target, text)
+
+    monkeypatch.setattr("digest.pipeline.write_atomic", refuse_posts)
+    result = fake_run(run_cli, tmp_path, "--force", "--seed", 5)
+    assert_one_error(result, EXIT_OUTPUT, "No space left on device")
+    if had_post:
+        assert path.read_bytes() == post_before and manifest.read_bytes() == manifest_before
+    else:
+        assert not path.exists() and not manifest.exists()
     assert leftovers(tmp_path) == []
 
 

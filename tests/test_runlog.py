@@ -75,3 +75,21 @@ def test_an_unwritable_log_file_is_an_output_error(run_cli, tmp_path):
     assert result.exit_code == 6, describe(result)
     assert result.stderr.startswith(f"digest: error: cannot open the log file {tmp_path}")
     assert not (tmp_path / "content").exists()
+
+
+import pytest
+
+from digest.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated
+
+
+@pytest.mark.parametrize("signal_error, code, word", [(KeyboardInterrupt, EXIT_INTERRUPTED, "interrupted"),
+                                                       (Terminated, EXIT_TERMINATED, "terminated")])
+def test_an_interrupted_run_logs_the_code_it_exits_with(run_cli, tmp_path, monkeypatch, signal_error, code, word):
+    def stopped(*args, **kwargs):
+        raise signal_error()
+
+    monkeypatch.setattr("digest.pipeline.generate", stopped)
+    log = tmp_path / "digest.log"
+    result = run_cli("run", "--engine", "fake", "--sample-feeds", "--out", tmp_path / "site", "--log-file", log)
+    assert result.exit_code == code, describe(result)
+    assert [m for _, m in entries(log)][-1] == f"exit {code} {word}"
