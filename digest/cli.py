@@ -323,8 +323,13 @@ def eval_(
     predictions: a future date and a reasoning sentence. Prints a table per check, the pass rate and
     the worst sections.
     """
-    from .evaluate import default_inputs, run_eval
+    from .evaluate import EVAL_SET, default_inputs, run_eval
 
+    if not inputs:
+        inputs = default_inputs()
+        if len(inputs) == 1:
+            err.print(f"digest: warning: the evaluation set {EVAL_SET} is not here (it comes with a source "
+                      "checkout): scoring the bundled sample feed only", markup=False)
     with expected_errors():
         config = load_config(config_path)
         apply_flags(config, {
@@ -337,7 +342,7 @@ def eval_(
             "generation.engine": ("--engine", engine),
         })
         with _progress_display(enabled=not as_json and sys.stderr.isatty()) as progress:
-            report = run_eval(config, lambda: _make_engine(config), inputs or default_inputs(), topics=topics,
+            report = run_eval(config, lambda: _make_engine(config), inputs, topics=topics,
                               progress=progress)
     if as_json:
         typer.echo(report.to_json())
