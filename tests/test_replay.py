@@ -160,8 +160,10 @@ def test_replay_of_a_missing_or_foreign_manifest(run_cli, tmp_path):
     assert "not a digest manifest" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_run_from_an_outside_snapshot_replays_from_it(run_cli, site, tmp_path):
-    """A --snapshot run's manifest names the snapshot where it lies, and replay reads it there."""
+def test_run_from_an_outside_snapshot_replays_from_it(run_cli, site, tmp_path, http_server):
+    """A --snapshot run's manifest names the snapshot where it lies, and replay reads it there,
+    neither of them asking the feeds' server for anything."""
+    fetched = len(http_server.seen)
     m = load(site["manifest"])
     outside = tmp_path / "carried"
     shutil.copytree(site["out"] / m["feeds"]["directory"], outside)
@@ -174,6 +176,7 @@ def test_run_from_an_outside_snapshot_replays_from_it(run_cli, site, tmp_path):
     assert load(manifest)["feeds"]["directory"] == str(outside.resolve())
     assert not (out / ".digest" / "snapshots").exists()
     assert run_cli("replay", manifest).exit_code == 0
+    assert len(http_server.seen) == fetched
 
 
 def test_replay_skips_what_history_skipped(run_cli, site):
