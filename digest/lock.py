@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .render import output_error
-from .errors import LockedError, OutputError
+from .errors import LockedError
 
 STATE_DIR = ".digest"
 LOCK_NAME = "lock"

@@ -5,7 +5,6 @@ chat template key renamed. The fake engine, told to write junk, checks the bound
 
 from __future__ import annotations
 
-import shutil
 import struct
 from pathlib import Path
 

@@ -6,6 +6,7 @@ An engine knows nothing of feeds, Markdown or Hugo. It never prints: progress go
 from __future__ import annotations
 
 import hashlib
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields
 from typing import Callable, Literal, Sequence
@@ -153,3 +154,20 @@ def check_unique_keys(requests: Sequence[Request]) -> None:
         if request.key in seen:
             raise ValueError(f"duplicate request key: {request.key!r}")
         seen.add(request.key)
+
+
+def one_by_one(requests: Sequence["Request"], generate_one: Callable[["Request"], "Result"],
+               progress: "ProgressCallback | None" = None) -> "Generation":
+    """Generate `requests` one after another with `generate_one`, counting each as unbatched and
+    reporting progress after each: the loop of every engine that does not batch."""
+    start = time.perf_counter()
+    stats = Stats(requests=len(requests))
+    results: list[Result] = []
+    for request in requests:
+        result = generate_one(request)
+        results.append(result)
+        stats.add_unbatched(result)
+        if progress:
+            progress(Progress(len(results), len(requests), stats.completion_tokens, time.perf_counter() - start, result))
+    stats.wall_seconds = time.perf_counter() - start
+    return Generation(results, stats)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import random
 import re
-import time
 from typing import Callable, Sequence
 
-from .base import Engine, Generation, Progress, ProgressCallback, Request, Result, Stats, check_unique_keys
+from .base import Engine, Generation, ProgressCallback, Request, Result, check_unique_keys, one_by_one
 
 _FILLER = (
     "could help researchers move faster",
@@ -55,21 +54,12 @@ class FakeEngine(Engine):
 
     def generate(self, requests: Sequence[Request], progress: ProgressCallback | None = None) -> Generation:
         check_unique_keys(requests)
-        start = time.perf_counter()
         self.calls.append(list(requests))
-        results: list[Result] = []
-        stats = Stats(requests=len(requests))
-        for request in requests:
-            text = self._respond(request)
-            words = text.split()
-            finish = "length" if len(words) > request.max_tokens else "stop"
-            text = " ".join(words[: request.max_tokens])
-            prompt_tokens = sum(len(m.content.split()) for m in request.messages)
-            result = Result(request.key, text, prompt_tokens, len(text.split()), finish)
-            results.append(result)
-            stats.add_unbatched(result)
-            if progress:
-                progress(Progress(len(results), len(requests), stats.completion_tokens,
-                                  time.perf_counter() - start, result))
-        stats.wall_seconds = time.perf_counter() - start
-        return Generation(results, stats)
+        return one_by_one(requests, self._one, progress)
+
+    def _one(self, request: Request) -> Result:
+        words = self._respond(request).split()
+        finish = "length" if len(words) > request.max_tokens else "stop"
+        text = " ".join(words[: request.max_tokens])
+        prompt_tokens = sum(len(m.content.split()) for m in request.messages)
+        return Result(request.key, text, prompt_tokens, len(text.split()), finish)

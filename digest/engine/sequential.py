@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import GenerationError
-from .base import Engine, Generation, Progress, ProgressCallback, Request, Result, Stats, check_unique_keys
+from .base import Engine, Generation, ProgressCallback, Request, Result, check_unique_keys, one_by_one
 from .llama import load_llama
 
 
@@ -39,8 +39,6 @@ class SequentialEngine(Engine):
         return self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
 
     def generate(self, requests: Sequence[Request], progress: ProgressCallback | None = None) -> Generation:
-        from llama_cpp import LlamaGrammar
-
         check_unique_keys(requests)
         # Every request must fit before anything is decoded.
         lengths = [len(self.prompt_tokens(r)) for r in requests]
@@ -50,48 +48,41 @@ class SequentialEngine(Engine):
                     f"request '{request.key}' needs {length} prompt + {request.max_tokens} new tokens, "
                     f"more than the context of {self.n_ctx}: raise --ctx or lower --max-tokens"
                 )
-        start = time.perf_counter()
-        stats = Stats(requests=len(requests))
-        results: list[Result] = []
-        for request in requests:
-            began = time.perf_counter()
-            s = request.sampling
-            grammar = LlamaGrammar.from_string(request.grammar, verbose=False) if request.grammar else None
-            # Forget the previous prompt: llama-cpp-python would reuse its cached prefix and decode
-            # the last prompt token alone, which gives other bits than decoding the prompt whole,
-            # and so another text for the same request depending on what ran before it.
-            if not self.reuse_prefix:
-                self._llm.reset()
-            out = self._llm.create_chat_completion(
-                messages=[{"role": m.role, "content": m.content} for m in request.messages],
-                max_tokens=request.max_tokens,
-                temperature=s.temperature,
-                top_k=s.top_k,
-                top_p=s.top_p,
-                min_p=s.min_p,
-                repeat_penalty=s.repeat_penalty,
-                seed=request.seed,
-                stop=list(request.stop) or None,
-                grammar=grammar,
-            )
-            usage = out["usage"]
-            choice = out["choices"][0]
-            finish = "length" if choice.get("finish_reason") == "length" else "stop"
-            result = Result(
-                key=request.key,
-                text=choice["message"]["content"] or "",
-                prompt_tokens=usage["prompt_tokens"],
-                completion_tokens=usage["completion_tokens"],
-                finish_reason=finish,
-                seconds=time.perf_counter() - began,
-            )
-            results.append(result)
-            stats.add_unbatched(result)
-            if progress:
-                progress(Progress(len(results), len(requests), stats.completion_tokens,
-                                  time.perf_counter() - start, result))
-        stats.wall_seconds = time.perf_counter() - start
-        return Generation(results, stats)
+        return one_by_one(requests, self._one, progress)
+
+    def _one(self, request: Request) -> Result:
+        from llama_cpp import LlamaGrammar
+
+        began = time.perf_counter()
+        s = request.sampling
+        grammar = LlamaGrammar.from_string(request.grammar, verbose=False) if request.grammar else None
+        # Forget the previous prompt: llama-cpp-python would reuse its cached prefix and decode
+        # the last prompt token alone, which gives other bits than decoding the prompt whole,
+        # and so another text for the same request depending on what ran before it.
+        if not self.reuse_prefix:
+            self._llm.reset()
+        out = self._llm.create_chat_completion(
+            messages=[{"role": m.role, "content": m.content} for m in request.messages],
+            max_tokens=request.max_tokens,
+            temperature=s.temperature,
+            top_k=s.top_k,
+            top_p=s.top_p,
+            min_p=s.min_p,
+            repeat_penalty=s.repeat_penalty,
+            seed=request.seed,
+            stop=list(request.stop) or None,
+            grammar=grammar,
+        )
+        usage = out["usage"]
+        choice = out["choices"][0]
+        return Result(
+            key=request.key,
+            text=choice["message"]["content"] or "",
+            prompt_tokens=usage["prompt_tokens"],
+            completion_tokens=usage["completion_tokens"],
+            finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+            seconds=time.perf_counter() - began,
+        )
 
     def close(self) -> None:
         llm, self._llm = getattr(self, "_llm", None), None
