@@ -106,3 +106,29 @@ def test_replay_in_another_process_at_another_slot_count_is_identical(written):
     again = digest("replay", str(manifest), "--slots", "4", epoch=None)
     assert again.returncode == 0, again.stdout + again.stderr
     assert again.stdout.startswith("identical")
+
+
+def test_live_fetch_snapshot_and_replay_with_the_real_model(tmp_path, http_server):
+    """The air-gapped chain end to end: feeds fetched from a real HTTP server on 127.0.0.1, the post
+    written by the real model, the fetched feeds kept as a snapshot; then, with the server answering
+    nothing, replay regenerates the post from the snapshot alone, at another slot count."""
+    topics = http_server.add("/topics.rss", (samples_dir() / "topics.xml").read_bytes())
+    trending = http_server.add("/trending.rss", (samples_dir() / "trending.xml").read_bytes())
+    config = tmp_path / "digest.toml"
+    config.write_text(f'[feeds.topics]\nurl = "{topics}"\ncount = 2\n[feeds.trending]\nurl = "{trending}"\n'
+                      '[generation]\nmax_tokens = 48\n', encoding="utf-8")
+    out = tmp_path / "site"
+    done = digest("run", "--config", str(config), "--out", str(out), "--date", "2026-11-24")
+    assert done.returncode == 0, done.stderr
+    assert {seen["path"] for seen in http_server.seen} == {"/topics.rss", "/trending.rss"}
+    manifest = out / ".digest" / "manifests" / "2026-11-24.json"
+    import json
+
+    recorded = json.loads(manifest.read_text(encoding="utf-8"))
+    assert recorded["feeds"]["snapshot"] and (out / recorded["feeds"]["directory"] / "topics.xml").is_file()
+    http_server.routes.clear()  # from here on, a fetch would get a 404
+    fetched = len(http_server.seen)
+    again = digest("replay", str(manifest), "--slots", "3", epoch=None)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.startswith("identical")
+    assert len(http_server.seen) == fetched
