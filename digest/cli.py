@@ -138,7 +138,7 @@ def run(
         when = _parse_day(day)
         now = _source_date_epoch()
         say = (lambda message: None) if quiet else (lambda message: err.print(f"[dim]{escape(message)}…[/dim]"))
-        root = pipeline.output_root(config, out)
+        root = pipeline.site_root(config, out)
         log.line(f"start out={root} engine={config.generation.engine} model={config.model_path}")
         with _progress_display(enabled=not quiet and sys.stderr.isatty()) as progress, \
                 _output_locked(root, config.output.lock_wait, log, say):

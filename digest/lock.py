@@ -14,9 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .render import output_error
 from .errors import LockedError
+from .render import output_error
 
+# The folder in a site root that holds digest's own state: lock, history, manifests, snapshots, caches.
 STATE_DIR = ".digest"
 LOCK_NAME = "lock"
 POLL_SECONDS = 0.1

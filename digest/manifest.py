@@ -22,16 +22,21 @@ from typing import Callable, Sequence
 from .config import Config, config_to_dict
 from .engine.base import Generation, Request, Sampling
 from .errors import OutputError
+from .lock import STATE_DIR
 from .render import write_atomic
 from .select import Covered, Story
 from .snapshot import canonical_json, pretty_json, sha256_bytes
 
 FORMAT = 1
-STATE_DIR = ".digest"
 
 
 def state_dir(root: Path) -> Path:
     return Path(root) / STATE_DIR
+
+
+def hash_cache(root: Path) -> Path:
+    """Where `file_sha256` remembers the hashes of large files (the model) for a site."""
+    return state_dir(root) / "cache" / "sha256.json"
 
 
 def manifest_path(root: Path, day) -> Path:
@@ -175,7 +180,7 @@ def build(
         "date": when.date().isoformat(),
         "front_matter_time": when.isoformat(),
         "versions": versions(),
-        "model": model_record(config.model_path, state_dir(root) / "cache" / "sha256.json"),
+        "model": model_record(config.model_path, hash_cache(root)),
         "prompts": prompts_record(config.prompts_path, prompt_names),
         "config": config_record(config),
         "feeds": {**feeds, "directory": portable(feeds["directory"], root)},

@@ -43,9 +43,6 @@ def site_root(config: Config, out: Path | None = None) -> Path:
     return Path(out) if out is not None else config.resolve(config.output.dir)
 
 
-output_root = site_root
-
-
 def post_path(config: Config, day: date, out: Path | None = None) -> Path:
     return site_root(config, out) / "content" / "posts" / post_filename(day)
 

@@ -19,7 +19,7 @@ from . import pipeline
 from .config import Config, config_from_dict
 from .engine.base import Engine
 from .errors import InputChangedError
-from .manifest import config_record, file_sha256, root_of, state_dir
+from .manifest import config_record, file_sha256, hash_cache, root_of
 from .select import Covered
 from .snapshot import SnapshotError, sha256_bytes
 
@@ -40,12 +40,12 @@ def _load(path: Path) -> dict:
         raise InputChangedError(f"cannot read manifest {path}: {exc}") from exc
 
 
-def _check_hash(what: str, path: Path, expected: str, found: str | None = None) -> None:
-    """Raise InputChangedError unless `path` exists and its sha256 (or `found`) is `expected`."""
-    if found is None:
-        if not path.is_file():
-            raise InputChangedError(f"{what} {path} is missing (the manifest names it with sha256 {expected})")
-        found = sha256_bytes(path.read_bytes())
+def _check_hash(what: str, path: Path, expected: str,
+                hash_file: Callable[[Path], str] = lambda path: sha256_bytes(path.read_bytes())) -> None:
+    """Raise InputChangedError unless `path` exists and its sha256 (by `hash_file`) is `expected`."""
+    if not path.is_file():
+        raise InputChangedError(f"{what} {path} is missing (the manifest names it with sha256 {expected})")
+    found = hash_file(path)
     if found != expected:
         raise InputChangedError(f"{what} {path} has changed: sha256 expected {expected}, found {found}")
 
@@ -64,9 +64,7 @@ def check_inputs(manifest: dict, root: Path) -> Config:
     model = manifest["model"]
     path = Path(model["path"])
     if model["sha256"]:
-        if not path.is_file():
-            raise InputChangedError(f"model {path} is missing (the manifest names it with sha256 {model['sha256']})")
-        _check_hash("model", path, model["sha256"], file_sha256(path, state_dir(root) / "cache" / "sha256.json"))
+        _check_hash("model", path, model["sha256"], lambda path: file_sha256(path, hash_cache(root)))
     feeds = root / manifest["feeds"]["directory"]
     for name, entry in manifest["feeds"]["files"].items():
         if "sha256" in entry:

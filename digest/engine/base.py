@@ -156,8 +156,8 @@ def check_unique_keys(requests: Sequence[Request]) -> None:
         seen.add(request.key)
 
 
-def one_by_one(requests: Sequence["Request"], generate_one: Callable[["Request"], "Result"],
-               progress: "ProgressCallback | None" = None) -> "Generation":
+def one_by_one(requests: Sequence[Request], generate_one: Callable[[Request], Result],
+               progress: ProgressCallback | None = None) -> Generation:
     """Generate `requests` one after another with `generate_one`, counting each as unbatched and
     reporting progress after each: the loop of every engine that does not batch."""
     start = time.perf_counter()
