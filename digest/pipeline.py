@@ -266,7 +266,8 @@ def run(
     covered: Covered | None = None,
     stage: Callable[[str], AbstractContextManager[dict]] = lambda name: nullcontext({}),
 ) -> RunResult:
-    """Write the post for `day` (default: today, UTC), then its manifest (unless not `record`).
+    """Write the post for `day` (default: today, UTC), with its manifest (unless not `record`)
+    written just before it.
 
     The stories to skip come from `history`, or are given as `covered` (a replay gives those its
     manifest recorded).
