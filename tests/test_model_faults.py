@@ -131,3 +131,32 @@ def test_junk_then_usable_text_succeeds_on_a_retry(run_cli, tmp_path, monkeypatc
     (engine,) = made
     assert 2 <= len(engine.calls) <= 1 + Config().generation.retries
     assert len(engine.calls[1]) == len(engine.calls[0])  # every section was tried again
+
+
+@pytest.mark.model
+def test_load_failure_quotes_llama_cpp_error_not_its_last_warning(broken_models):
+    """ggml's ERROR level is 4 (3 is WARN): the message carries llama.cpp's error line."""
+    from digest.engine.native import Model
+    from digest.errors import ModelError
+
+    with pytest.raises(ModelError) as caught:
+        Model(broken_models["truncated-half"])
+    message = str(caught.value)
+    assert "(llama.cpp: " in message, message
+    quoted = message.split("(llama.cpp: ", 1)[1]
+    assert "error" in quoted.lower() or "fail" in quoted.lower(), message
+
+
+def test_log_levels_are_ggml_own():
+    """The callback keeps ERROR lines (4) only, joined across CONT pieces (5); WARN (3) is dropped."""
+    from digest.engine import native
+
+    native.clear_errors()
+    native._log_callback(native.GGML_LOG_LEVEL_WARN, b"a warning\n", None)
+    assert native.last_error() == ""
+    native._log_callback(native.GGML_LOG_LEVEL_ERROR, b"llama_model_load: error loading model: ", None)
+    native._log_callback(native.GGML_LOG_LEVEL_CONT, b"tensor data is not within the file bounds\n", None)
+    native._log_callback(native.GGML_LOG_LEVEL_WARN, b"a later warning\n", None)
+    assert native.last_error() == (" (llama.cpp: llama_model_load: error loading model: "
+                                   "tensor data is not within the file bounds)")
+    native.clear_errors()

@@ -19,14 +19,20 @@ from .llama import check_gguf
 
 STREAM_ALIGN = 256  # llama.cpp pads each sequence's KV stream to a multiple of this
 FLASH_ATTN = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-GGML_LOG_LEVEL_ERROR = 3
+# llama.cpp caps one context at this many sequences (LLAMA_MAX_SEQ).
+MAX_SEQUENCES = 256
+# ggml's log levels (enum ggml_log_level): NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5.
+GGML_LOG_LEVEL_WARN = 3
+GGML_LOG_LEVEL_ERROR = 4
 GGML_LOG_LEVEL_CONT = 5
 
-# llama.cpp logs through one process-wide callback. Ours keeps its recent errors (for our own error
-# messages) and prints nothing. The ctypes callback object must stay referenced as long as llama.cpp
-# may call it, so it lives at module level.
+# llama.cpp logs through one process-wide callback. Ours keeps its recent error lines (for our own
+# error messages) and prints nothing. A message may come in pieces (CONT continues the previous
+# level), so pieces are joined until a newline. The ctypes callback object must stay referenced as
+# long as llama.cpp may call it, so it lives at module level.
 recent_errors: deque[str] = deque(maxlen=8)
 _last_level = 0
+_pending: list[str] = []
 
 
 @llama_cpp.llama_log_callback
@@ -34,8 +40,14 @@ def _log_callback(level: int, text: bytes, user_data) -> None:
     global _last_level
     level = _last_level if level == GGML_LOG_LEVEL_CONT else level
     _last_level = level
-    if level == GGML_LOG_LEVEL_ERROR and text:
-        recent_errors.append(text.decode("utf-8", errors="replace").strip())
+    if level != GGML_LOG_LEVEL_ERROR or not text:
+        return
+    _pending.append(text.decode("utf-8", errors="replace"))
+    if _pending[-1].endswith("\n"):
+        line = "".join(_pending).strip()
+        _pending.clear()
+        if line:
+            recent_errors.append(line)
 
 
 def quiet_logs() -> None:
@@ -43,7 +55,16 @@ def quiet_logs() -> None:
 
 
 def last_error() -> str:
+    """llama.cpp's last error line, as a suffix for our own messages (empty when it logged none)."""
+    if _pending:
+        recent_errors.append("".join(_pending).strip())
+        _pending.clear()
     return f" (llama.cpp: {recent_errors[-1]})" if recent_errors else ""
+
+
+def clear_errors() -> None:
+    recent_errors.clear()
+    _pending.clear()
 
 
 class Model:
@@ -52,6 +73,7 @@ class Model:
     def __init__(self, path: Path, *, n_gpu_layers: int = 0):
         check_gguf(path)
         quiet_logs()
+        clear_errors()
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers if n_gpu_layers >= 0 else 0x7FFFFFFF
         try:
@@ -117,11 +139,12 @@ class Context:
         params.n_threads_batch = threads
         params.kv_unified = False
         params.no_perf = True
+        clear_errors()
         self.ptr = llama_cpp.llama_init_from_model(model.ptr, params)
         if not self.ptr:
             raise ModelError(
-                f"llama.cpp could not create a context of {params.n_ctx} tokens for {n_seq_max} sequences "
-                "(out of memory?): lower --slots, --ctx or --max-tokens"
+                f"llama.cpp could not create a context of {params.n_ctx} tokens for {n_seq_max} sequences"
+                f"{last_error()}: lower --slots, --ctx or --max-tokens"
             )
         self.memory = llama_cpp.llama_get_memory(self.ptr)
         self.n_ctx_seq = llama_cpp.llama_n_ctx(self.ptr) // n_seq_max
@@ -129,7 +152,8 @@ class Context:
     def decode(self, batch: "Batch") -> None:
         status = llama_cpp.llama_decode(self.ptr, batch.raw)
         if status != 0:
-            raise GenerationError(f"llama_decode failed with status {status} on a batch of {batch.n_tokens} tokens")
+            raise GenerationError(
+                f"llama_decode failed with status {status} on a batch of {batch.n_tokens} tokens{last_error()}")
 
     def logits(self, rows: int, n_vocab: int) -> np.ndarray:
         """The last decode's logits, one row per token that asked for them (a view, valid until the next decode)."""
