@@ -11,7 +11,7 @@ import pytest
 from digest.config import Config
 from digest.engine import create_engine
 from digest.engine.base import Message, Request, Sampling, derive_seed
-from digest.engine.batched import repetition_start
+from digest.engine.batched import common_prefix, repetition_start
 from digest.errors import GenerationError
 from digest.feeds import read_feed_file, samples_dir
 from digest.prompts import Templates, build_requests
@@ -191,3 +191,148 @@ def test_grammar_constrains_the_text(batched):
         assert month in {"January", "February", "March", "April", "May", "June", "July", "August",
                          "September", "October", "November", "December"}, result.text
         assert int(rest[:4]) > 2026, result.text
+
+
+# -- the batching engine against llama.cpp itself, and its invariance in harder batches -------------
+
+GREEDY = Sampling(temperature=0.0, repeat_penalty=1.0)
+TIE = 0.01  # top-two logits closer than this: a numerical tie, where either token is right
+
+
+def _llama_cpp_python_greedy(llm, prompt: list[int], max_tokens: int, grammar: str | None) -> list[int]:
+    """llama-cpp-python's own greedy generation of a token prompt (its sampler chain, its decode loop)."""
+    import llama_cpp
+    from llama_cpp import LlamaGrammar
+
+    out: list[int] = []
+    g = LlamaGrammar.from_string(grammar, verbose=False) if grammar else None
+    llm.reset()  # no reuse of the previous prompt's cached prefix: this prompt, decoded whole
+    for token in llm.generate(prompt, top_k=1, temp=0.0, repeat_penalty=1.0, reset=True, grammar=g):
+        if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
+            break
+        out.append(token)
+        if len(out) >= max_tokens:
+            break
+    return out
+
+
+def _top_two_gap(llm, tokens: list[int]) -> float:
+    """The gap between the two largest logits that follow `tokens`, as llama-cpp-python computes them."""
+    import numpy as np
+
+    llm.reset()
+    llm.eval(tokens)
+    logits = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float64)
+    first, second = np.sort(logits)[-2:][::-1]
+    return float(first - second)
+
+
+@pytest.mark.model
+@needs_model
+def test_greedy_tokens_equal_llama_cpp_python_for_every_sample_prompt(batched):
+    """At temperature 0 the batching engine at one slot gives llama-cpp-python's own greedy tokens for
+    all 14 sample prompts at full length; where they part, the first difference is a numerical tie."""
+    import llama_cpp
+
+    requests = [dataclasses.replace(r, sampling=GREEDY) for r in sample_requests(max_tokens=160)]
+    batched.slots = 1
+    try:
+        ours = batched.generate(requests).results
+    finally:
+        batched.slots = 0
+    prompts = [batched.tokenize(r) for r in requests]
+    n_ctx = max(len(p) for p in prompts) + 160 + 8
+    llm = llama_cpp.Llama(model_path=str(MODEL), n_ctx=n_ctx, n_batch=512, n_threads=batched.threads,
+                          n_threads_batch=batched.threads, flash_attn=False, verbose=False)
+    same = ties = 0
+    try:
+        for request, prompt, result in zip(requests, prompts, ours):
+            theirs = _llama_cpp_python_greedy(llm, prompt, request.max_tokens, request.grammar)
+            mine = list(result.tokens)
+            if result.finish_reason == "repeat":
+                theirs = theirs[: len(mine)]  # our repetition guard ended a loop that theirs runs on
+            if mine == theirs:
+                same += 1
+                continue
+            at = common_prefix(mine, theirs)
+            gap = _top_two_gap(llm, prompt + mine[:at])
+            assert gap < TIE, (f"{request.key}: tokens part at {at} of {len(mine)}/{len(theirs)} "
+                               f"with top-two logits {gap:.4f} apart (not a tie)")
+            ties += 1
+    finally:
+        llm.close()
+    print(f"\ngreedy fidelity: {same} of {len(requests)} identical, {ties} parted at a tie")
+    assert same + ties == len(requests)
+
+
+@pytest.mark.model
+@needs_model
+def test_batch_invariance_with_identical_prompts(batched):
+    """Tries of one section (what --candidates makes): the same prompt with other seeds, in one batch."""
+    base = sample_requests(max_tokens=40)[0]
+    tries = [dataclasses.replace(base, key=f"try{n}", seed=derive_seed(base.seed, f"try{n}")) for n in range(4)]
+    together = batched.generate(tries).results
+    for request, result in zip(tries, together):
+        assert batched.generate([request]).results[0].tokens == result.tokens, request.key
+    assert len({r.tokens for r in together}) > 1, "other seeds, other texts"
+
+
+@pytest.mark.model
+@needs_model
+def test_batch_invariance_when_sequences_end_at_very_different_steps(batched):
+    """Short and long requests in one batch on few slots: finished slots are compacted and refilled
+    while others run, and no text changes."""
+    base = sample_requests(max_tokens=160)
+    limits = [3, 160, 7, 90, 2, 160, 30, 5]
+    requests = [dataclasses.replace(r, max_tokens=n) for r, n in zip(base, limits)]
+    batched.slots = 4
+    try:
+        mixed = batched.generate(requests).results
+    finally:
+        batched.slots = 0
+    assert max(r.completion_tokens for r in mixed) > 5 * min(r.completion_tokens for r in mixed)
+    for request, result in zip(requests, mixed):
+        assert batched.generate([request]).results[0].tokens == result.tokens, request.key
+
+
+@pytest.mark.model
+@needs_model
+def test_full_160_token_outputs_are_batch_invariant(batched):
+    base = sample_requests(max_tokens=160)[:4]
+    requests = [dataclasses.replace(r, ignore_eos=True) for r in base]
+    together = batched.generate(requests).results
+    assert all(r.completion_tokens == 160 for r in together)
+    for request, result in zip(requests, together):
+        assert batched.generate([request]).results[0].tokens == result.tokens, request.key
+
+
+@pytest.mark.model
+@needs_model
+def test_more_sequences_than_llama_cpp_allows_run_in_waves(batched):
+    """llama.cpp caps a context at 256 sequences; 300 requests run in waves instead of failing."""
+    from digest.engine.native import MAX_SEQUENCES
+
+    requests = [Request(key=f"r{n}", messages=(Message("user", f"Say the number {n}."),), seed=n, max_tokens=2,
+                        sampling=GREEDY) for n in range(300)]
+    assert len(requests) > MAX_SEQUENCES
+    results = batched.generate(requests).results
+    assert [r.key for r in results] == [r.key for r in requests]
+    assert all(r.completion_tokens >= 1 for r in results)
+    for n in (0, 255, 299):
+        assert batched.generate([requests[n]]).results[0].tokens == results[n].tokens
+
+
+def test_repeat_guard_agrees_with_repetition_start_token_by_token():
+    import random
+
+    from digest.engine.batched import RepeatGuard
+
+    rng = random.Random(0)
+    for _ in range(400):
+        alphabet = rng.choice([2, 3, 7, 50])
+        pattern = [rng.randrange(alphabet) for _ in range(rng.randint(1, 50))]
+        guard, tokens = RepeatGuard(), []
+        for i in range(rng.randint(1, 160)):
+            token = pattern[i % len(pattern)] if rng.random() < 0.85 else rng.randrange(alphabet)
+            tokens.append(token)
+            assert guard.push(token) == (repetition_start(tokens) is not None)

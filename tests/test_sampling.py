@@ -70,3 +70,40 @@ def test_repeat_penalty_lowers_recent_tokens():
     sampler = RowSampler(Sampling(temperature=0.0, repeat_penalty=1.5), seed=0)
     assert sampler.choose(tokens, values) == 0
     assert sampler.choose(tokens, values) == 1  # 0 was just used: 2.0 / 1.5 < 1.9
+
+
+@pytest.mark.parametrize("n_vocab", [49152, 50257, 300])
+@pytest.mark.parametrize("k", [1, 40, 100])
+def test_top_k_rows_by_groups_finds_each_rows_largest(n_vocab, k):
+    """The grouped search (only the k groups with the highest maxima) gives the same sets as a sort."""
+    rng = np.random.default_rng(n_vocab + k)
+    logits = (rng.normal(size=(16, n_vocab)) * 3).astype(np.float32)
+    logits[3, 100:160] = 50.0  # one row whose best tokens all sit close together
+    tokens, values = top_k_rows(logits, k)
+    for r in range(16):
+        assert sorted(values[r].tolist()) == sorted(np.sort(logits[r])[-k:].tolist())
+        assert np.array_equal(logits[r][tokens[r]], values[r])
+        assert len(set(tokens[r].tolist())) == k
+
+
+@pytest.mark.parametrize("settings", [Sampling(), Sampling(temperature=0.0), Sampling(top_p=0.5, min_p=0.2),
+                                      Sampling(temperature=1.3, top_p=1.0, min_p=0.0, repeat_penalty=1.0)])
+def test_choosing_for_many_rows_at_once_equals_each_row_alone(settings):
+    """choose_rows over a batch gives each row the token (and the generator state) it gets alone."""
+    from digest.engine.sampling import choose_rows
+
+    rng = np.random.default_rng(7)
+    logits = (rng.normal(size=(12, 2000)) * 3).astype(np.float32)
+    tokens, values = top_k_rows(logits, settings.top_k)
+    together = [RowSampler(settings, seed) for seed in range(12)]
+    alone = [RowSampler(settings, seed) for seed in range(12)]
+    for step in range(6):
+        history = rng.integers(0, 2000, size=40).tolist()
+        for a, b in zip(together, alone):
+            a.recent.extend(history[: step * 5])
+            b.recent.extend(history[: step * 5])
+        batch = choose_rows(together, tokens, values)
+        singles = [alone[r].choose(tokens[r], values[r]) for r in range(12)]
+        assert batch == singles
+    if settings.temperature > 0:
+        assert len(set(batch)) > 1

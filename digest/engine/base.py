@@ -55,6 +55,9 @@ class Result:
     completion_tokens: int
     finish_reason: FinishReason
     seconds: float = 0.0
+    # The generated token ids as sampled, before any stop-string or repetition cut (engines that see
+    # tokens fill it; a server's or the fake's may leave it empty).
+    tokens: tuple[int, ...] = ()
 
 
 @dataclass

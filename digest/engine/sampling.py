@@ -12,7 +12,7 @@ grammar allows (`top_k_allowed`), then the same chain.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -31,31 +31,50 @@ class RowSampler:
 
     def choose(self, tokens: np.ndarray, logits: np.ndarray) -> int:
         """Pick one of `tokens` (the row's top-k candidates) given their `logits`; remember it."""
-        s = self.sampling
-        logits = logits.astype(np.float64, copy=True)
-        if s.repeat_penalty != 1.0 and self.recent:
-            recent = set(self.recent)
-            seen = np.fromiter((t in recent for t in tokens.tolist()), dtype=bool, count=len(tokens))
-            logits[seen] = np.where(logits[seen] > 0, logits[seen] / s.repeat_penalty, logits[seen] * s.repeat_penalty)
-        # Highest logit first; equal logits by token id, so the order never depends on the batch.
-        order = np.lexsort((tokens, -logits))
-        tokens, logits = tokens[order], logits[order]
-        if s.temperature <= 0:
-            token = int(tokens[0])
-        else:
-            probs = np.exp(logits - logits[0])
-            probs /= probs.sum()
-            keep = len(probs)
-            if s.top_p < 1.0:
-                keep = min(keep, int(np.searchsorted(np.cumsum(probs), s.top_p)) + 1)
-            if s.min_p > 0.0:
-                keep = min(keep, max(1, int(np.count_nonzero(probs >= s.min_p * probs[0]))))
-            scaled = np.exp((logits[:keep] - logits[0]) / s.temperature)
-            cumulative = np.cumsum(scaled)
-            pick = int(np.searchsorted(cumulative, self.rng.random() * cumulative[-1], side="right"))
-            token = int(tokens[min(pick, keep - 1)])
-        self.recent.append(token)
-        return token
+        return choose_rows([self], tokens[None, :], logits[None, :])[0]
+
+
+def choose_rows(samplers: Sequence[RowSampler], tokens: np.ndarray, logits: np.ndarray) -> list[int]:
+    """One token for each row of candidates (`tokens`, `logits`: rows x k), every row with its own
+    sampler, all rows sharing one `Sampling`: the chain of `RowSampler` as array operations over the
+    rows. Each row's arithmetic is the same as alone (the same operations, in the same order, on
+    that row's values only), so its token does not depend on the other rows."""
+    s = samplers[0].sampling
+    logits = logits.astype(np.float64, copy=True)
+    if s.repeat_penalty != 1.0:
+        width = max((len(r.recent) for r in samplers), default=0)
+        if width:
+            recent = np.full((len(samplers), width), -1, dtype=np.int64)
+            for i, r in enumerate(samplers):
+                recent[i, : len(r.recent)] = r.recent
+            seen = (tokens[:, :, None] == recent[:, None, :]).any(axis=2)
+            logits = np.where(seen, np.where(logits > 0, logits / s.repeat_penalty, logits * s.repeat_penalty), logits)
+    # Highest logit first; equal logits by token id, so the order never depends on the batch.
+    order = np.lexsort((tokens, -logits), axis=1)
+    tokens, logits = np.take_along_axis(tokens, order, axis=1), np.take_along_axis(logits, order, axis=1)
+    if s.temperature <= 0:
+        chosen = tokens[:, 0].tolist()
+    else:
+        k = logits.shape[1]
+        probs = np.exp(logits - logits[:, :1])
+        probs /= probs.sum(axis=1, keepdims=True)
+        keep = np.full(len(samplers), k)
+        if s.top_p < 1.0:
+            # searchsorted(cumsum, top_p) on each row: the count of cumulative values below top_p.
+            keep = np.minimum(keep, (np.cumsum(probs, axis=1) < s.top_p).sum(axis=1) + 1)
+        if s.min_p > 0.0:
+            keep = np.minimum(keep, np.maximum(1, (probs >= s.min_p * probs[:, :1]).sum(axis=1)))
+        scaled = np.exp((logits - logits[:, :1]) / s.temperature)
+        scaled[np.arange(k)[None, :] >= keep[:, None]] = 0.0
+        cumulative = np.cumsum(scaled, axis=1)
+        total = cumulative[np.arange(len(samplers)), keep - 1]
+        draws = np.array([r.rng.random() for r in samplers]) * total
+        # searchsorted(..., side="right") on each row's kept part: the count of values <= the draw.
+        picks = np.minimum((cumulative <= draws[:, None]).sum(axis=1), keep - 1)
+        chosen = tokens[np.arange(len(samplers)), picks].tolist()
+    for r, token in zip(samplers, chosen):
+        r.recent.append(token)
+    return [int(t) for t in chosen]
 
 
 def top_k_allowed(logits: np.ndarray, k: int, allowed: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -79,11 +98,35 @@ def top_k_allowed(logits: np.ndarray, k: int, allowed: Callable[[np.ndarray], np
         window *= 8
 
 
+GROUPS_OF = 64  # top-k by groups: the k best tokens lie in the k groups with the highest maxima
+
+
 def top_k_rows(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The `k` largest logits of each row and their token ids (unordered within a row)."""
-    n_vocab = logits.shape[1]
+    """The `k` largest logits of each row and their token ids (unordered within a row).
+
+    A partition over the whole vocabulary (49k) of every row cost ~0.5 ms a row. Instead each row's
+    tokens are dealt into groups of 64 (token t into group t mod G), and only the k groups with the
+    highest maxima are searched: each of the row's k best tokens is at most its group's maximum, so
+    it lies in one of those groups. The group maxima are one elementwise maximum over 64 slices of
+    the row. Each row is narrowed on its own: its candidates never depend on the other rows."""
+    rows, n_vocab = logits.shape
     if k <= 0 or k >= n_vocab:
         tokens = np.broadcast_to(np.arange(n_vocab), logits.shape)
         return tokens, logits
-    tokens = np.argpartition(logits, n_vocab - k, axis=1)[:, n_vocab - k:]
-    return tokens, np.take_along_axis(logits, tokens, axis=1)
+    groups = -(-n_vocab // GROUPS_OF)
+    if groups <= k or rows == 0:
+        tokens = np.argpartition(logits, n_vocab - k, axis=1)[:, n_vocab - k:]
+        return tokens, np.take_along_axis(logits, tokens, axis=1)
+    if n_vocab % GROUPS_OF:
+        padded = np.full((rows, groups * GROUPS_OF), -np.inf, dtype=logits.dtype)
+        padded[:, :n_vocab] = logits
+    else:
+        padded = logits
+    # dealt[r, i, g] is token i * groups + g; the maximum over i is one pass of elementwise maxima.
+    maxima = np.maximum.reduce(padded.reshape(rows, GROUPS_OF, groups), axis=1)
+    best = np.argpartition(maxima, groups - k, axis=1)[:, groups - k:]
+    ids = (np.arange(GROUPS_OF)[None, :, None] * groups + best[:, None, :]).reshape(rows, GROUPS_OF * k)
+    # (a gather row by row: several times faster than numpy's fancy indexing over the whole matrix)
+    within = np.stack([padded[r].take(ids[r]) for r in range(rows)])
+    pick = np.argpartition(within, GROUPS_OF * k - k, axis=1)[:, GROUPS_OF * k - k:]
+    return np.take_along_axis(ids, pick, axis=1), np.take_along_axis(within, pick, axis=1)
