@@ -1,8 +1,11 @@
-"""`digest bench`: the same digest's requests through the sequential and the batching engine.
+"""`digest bench`: the same digest's requests through the one-by-one loops, the batching engine and
+any peer (llama-server), on the same model and thread count, in one process.
 
-Both engines get the same requests (the bundled sample feeds, the default prompts and limits), the
-same model and the same thread count, in one process, one after the other, several times. The peak
-memory of a whole `digest run` is measured in a child process.
+Runs are interleaved (run 1 of every row, then run 2 of every row, ...) and every ratio is the median
+of the per-run ratios, so that a noisy machine's drift hits both sides of a ratio alike. Optionally the
+steady decode rate is compared with llama.cpp's own llama-batched-bench, and the batched rows get a
+simulated ceiling from those native rates. The peak memory of a whole `digest run` is measured in a
+child process.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from .config import Config
 from .engine import create_engine
 from .engine.base import Generation, Request
 from .engine.llama import default_threads
+from .errors import ModelError
 from .feeds import samples_dir
 from .pipeline import generate, judge_of, load_feeds, sampling_of, select_stories
 from .quality import Judge
@@ -35,19 +39,31 @@ MEMORY_MARGIN = 300 * 1024 * 1024
 class Row:
     engine: str
     slots: int
+    model: str = ""  # the model file's name
     wall_s: list[float] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)  # completion tokens of each run
     completion_tokens: int = 0
     prompt_tokens: int = 0
     prompt_tokens_decoded: int = 0
     decode_steps: int = 0
+    section_tokens: list[int] = field(default_factory=list)  # completion tokens of each section, last run
+
+    @property
+    def label(self) -> str:
+        return self.engine if not self.model else f"{self.engine} [{self.model}]"
 
     @property
     def median_wall_s(self) -> float:
-        return statistics.median(self.wall_s)
+        return statistics.median(self.wall_s) if self.wall_s else 0.0
 
     @property
     def tokens_per_s(self) -> float:
-        return self.completion_tokens / self.median_wall_s if self.wall_s else 0.0
+        """Median over runs of generated tokens per second of wall time."""
+        rates = self.rates()
+        return statistics.median(rates) if rates else 0.0
+
+    def rates(self) -> list[float]:
+        return [t / w for t, w in zip(self.tokens, self.wall_s) if w > 0]
 
 
 @dataclass
@@ -58,23 +74,35 @@ class Report:
     max_tokens: int
     requests: int
     rows: list[Row]
+    system: dict = field(default_factory=dict)
     memory: dict = field(default_factory=dict)
     decode: list[dict] = field(default_factory=list)
+    native: dict = field(default_factory=dict)
 
-    def baseline(self, engine: str = "sequential") -> Row | None:
-        return next((r for r in self.rows if r.engine == engine), None)
+    def find(self, label: str) -> Row | None:
+        return next((r for r in self.rows if r.label == label), None)
 
-    def speedup(self, row: Row, baseline: str = "sequential") -> float | None:
-        base = self.baseline(baseline)
-        return base.median_wall_s / row.median_wall_s if base and row.wall_s else None
+    @property
+    def baselines(self) -> list[Row]:
+        """The one-by-one loops: every ratio is against each of them."""
+        return [r for r in self.rows if r.engine.startswith("sequential")]
+
+    def speedup(self, row: Row, baseline: Row | str | None = None) -> float | None:
+        """Median over interleaved runs of (row's tokens per second / baseline's, in the same run)."""
+        base = self.find(baseline) if isinstance(baseline, str) else baseline
+        base = base or self.find("sequential")
+        if base is None or not row.wall_s:
+            return None
+        ratios = [a / b for a, b in zip(row.rates(), base.rates()) if b > 0]
+        return statistics.median(ratios) if ratios else None
 
     def to_json(self) -> str:
         rows = []
         for row in self.rows:
             data = asdict(row)
-            data.update(median_wall_s=round(row.median_wall_s, 3), tokens_per_s=round(row.tokens_per_s, 1),
+            data.update(label=row.label, median_wall_s=round(row.median_wall_s, 3), tokens_per_s=round(row.tokens_per_s, 1),
                         speedup=round(self.speedup(row) or 0, 3),
-                        speedup_vs_reread=round(self.speedup(row, "sequential-reread") or 0, 3))
+                        speedup_vs=({b.label: round(self.speedup(row, b) or 0, 3) for b in self.baselines}))
             rows.append(data)
         out = {k: v for k, v in asdict(self).items() if k != "rows"}
         out["rows"] = rows
@@ -96,80 +124,272 @@ def bench_requests(config: Config) -> list[Request]:
     return bench_inputs(config)[0]
 
 
-def _measure(run_once: Callable[[], Generation], row: Row, runs: int, say: Callable[[str], None]) -> None:
-    for run in range(runs):
-        generation = run_once()
-        s = generation.stats
-        row.wall_s.append(s.wall_seconds)
-        row.completion_tokens, row.prompt_tokens = s.completion_tokens, s.prompt_tokens
-        row.prompt_tokens_decoded, row.decode_steps = s.prompt_tokens_decoded, s.decode_steps
-        say(f"{row.engine} slots={row.slots or 'all'} run {run + 1}/{runs}: {s.wall_seconds:.2f} s, "
-            f"{s.completion_tokens} tokens, {s.tokens_per_second:.0f} tok/s")
+def system_info(n_gpu_layers: int, model: Path) -> dict:
+    """The backend llama.cpp runs on (from its system info) and how many layers go to a GPU."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace").strip()
+    backends = []
+    for part in info.split("|"):
+        name = part.split(":", 1)[0].strip() if ":" in part else ""
+        if name and name not in backends and "=" not in name:
+            backends.append(name)
+    gpu = bool(llama_cpp.llama_supports_gpu_offload())
+    n_layer = _layer_count(model)
+    wanted = n_layer + 1 if n_gpu_layers < 0 else n_gpu_layers
+    return {"backends": backends, "gpu_offload_supported": gpu, "n_gpu_layers": n_gpu_layers,
+            "layers": n_layer, "layers_offloaded": min(wanted, n_layer + 1) if gpu else 0,
+            "llama_cpp_python": llama_cpp.__version__, "system_info": info}
 
 
-def decode_throughput(config: Config, batch_sizes: Sequence[int], *, tokens: int = 128,
+def _layer_count(model: Path) -> int:
+    from .engine.native import Model
+
+    loaded = Model(model, n_gpu_layers=0)
+    try:
+        meta = loaded.metadata
+        return int(meta.get(f"{meta.get('general.architecture', 'llama')}.block_count", 0))
+    finally:
+        loaded.close()
+
+
+Runner = Callable[[], Generation]
+
+
+def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), sequential: bool = True,
+              checks: bool = True, memory: bool = True, decode: Sequence[int] = (),
+              loop_models: Sequence[Path] = (), peers: Sequence[tuple[str, Callable]] = (),
+              native: Path | None = None, say: Callable[[str], None] = lambda m: None) -> Report:
+    """Time every engine on the same requests, interleaved: run 1 of each, then run 2 of each, ...
+    so that a ratio compares runs made at the same minute of a noisy machine.
+
+    `loop_models`: more models for the prefix-reusing loop (the published Q4_1, say), each a row.
+    `peers`: (label, factory) pairs; a factory returns a context manager whose value is a callable
+    that runs all requests once and returns a Generation (llama-server, say).
+    `native`: a llama-batched-bench binary; the steady decode is then measured against it, interleaved,
+    and the batched rows get the simulated ceiling from its rates."""
+    from contextlib import ExitStack
+
+    from .engine.batched import BatchedEngine
+    from .engine.sequential import SequentialEngine
+
+    requests, judge = bench_inputs(config)
+    g = config.generation
+    threads = config.model.threads or default_threads()
+    model = config.model_path
+    gpu = config.model.n_gpu_layers
+    plan: list[tuple[Row, Runner]] = []
+    warm: list[Callable[[], object]] = []  # page the weights in, start the thread pools
+    with ExitStack() as stack:
+        def loop(name: str, path: Path, reuse: bool, tag: str = "") -> None:
+            # The obvious user code: one create_chat_completion after another. "sequential" keeps
+            # llama-cpp-python's default, which reuses the previous prompt's matching prefix (the
+            # fastest baseline); "sequential-reread" resets before each call and reads every prompt
+            # whole, the loop that the batching engine's target was first stated against.
+            engine = stack.enter_context(SequentialEngine(path, n_ctx=config.model.n_ctx, threads=threads,
+                                                          n_gpu_layers=gpu, reuse_prefix=reuse))
+            plan.append((Row(name, 0, tag), lambda: engine.generate(requests)))
+            warm.append(lambda: engine.generate(requests[:1]))
+
+        if sequential:
+            loop("sequential", model, True)
+            for other in loop_models:
+                loop("sequential", Path(other), True, Path(other).name)
+            loop("sequential-reread", model, False)
+        batched = stack.enter_context(BatchedEngine(model, n_ctx=config.model.n_ctx, threads=threads, n_gpu_layers=gpu))
+        warm.append(lambda: batched.generate(requests[:1]))
+
+        def with_slots(n: int, run: Runner) -> Runner:
+            def go() -> Generation:
+                batched.slots = n
+                try:
+                    return run()
+                finally:
+                    batched.slots = 0
+            return go
+
+        for n in slots:
+            plan.append((Row("batched", n), with_slots(n, lambda: batched.generate(requests))))
+        if checks:
+            # What `digest run` does: the same requests, plus the quality checks' extra tries.
+            # (Timing only: a section with no usable try is not an error here.)
+            plan.append((Row("batched+checks", 0), with_slots(0, lambda: generate(
+                batched, requests, judge, candidates=g.candidates, retries=g.retries, require_all=False).generation)))
+        for label, factory in peers:
+            peer = stack.enter_context(factory(requests))
+            plan.append((Row(label, 0), peer))
+            warm.append(peer)
+        say("warming up")
+        for step in warm:
+            step()
+        for n in range(runs):
+            for row, run in plan:
+                generation = run()
+                s = generation.stats
+                row.wall_s.append(s.wall_seconds)
+                row.tokens.append(s.completion_tokens)
+                row.completion_tokens, row.prompt_tokens = s.completion_tokens, s.prompt_tokens
+                row.prompt_tokens_decoded, row.decode_steps = s.prompt_tokens_decoded, s.decode_steps
+                row.section_tokens = [r.completion_tokens for r in generation.results]
+                say(f"{row.label} slots={row.slots or 'all'} run {n + 1}/{runs}: {s.wall_seconds:.2f} s, "
+                    f"{s.completion_tokens} tokens, {s.tokens_per_second:.0f} tok/s")
+    report = Report(model.name, threads, runs, config.generation.max_tokens, len(requests), [row for row, _ in plan],
+                    system=system_info(gpu, model))
+    if native and decode:
+        report.native = compare_native(config, Path(native), decode, runs, say=say)
+        report.decode = [{"batch": b, "tokens_per_s": v["ours"]} for b, v in report.native["batches"].items()]
+        for row in report.rows:
+            if row.engine == "batched" and row.section_tokens:
+                row_ceiling = simulated_ceiling(row.section_tokens, row.prompt_tokens_decoded,
+                                                report.native["tg_rates"], report.native["pp_rate"], row.slots)
+                report.native.setdefault("ceiling_s", {})[str(row.slots or "all")] = round(row_ceiling, 2)
+    elif decode:
+        report.decode = decode_throughput(config, decode, say=say)
+    if memory:
+        say("measuring the peak memory of a whole `digest run` in a child process")
+        report.memory = measure_run_memory(config, model)
+    return report
+
+
+def exact_prompt(engine, request: Request, n_tokens: int) -> Request:
+    """`request` with its last message cut or padded so that its prompt is exactly `n_tokens` tokens,
+    as llama-batched-bench's -npp makes them (padding: ' the', one token each)."""
+    import dataclasses
+
+    *head, last = request.messages
+    words = last.content.split()
+
+    def build(k: int, pad: int) -> Request:
+        content = " ".join(words[:k]) + " the" * pad
+        return dataclasses.replace(request, messages=(*head, dataclasses.replace(last, content=content)))
+
+    lo, hi = 0, len(words)
+    while lo < hi:  # the most words whose prompt still fits
+        mid = (lo + hi + 1) // 2
+        if len(engine.tokenize(build(mid, 0))) <= n_tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    fitted = build(lo, 0)
+    short = n_tokens - len(engine.tokenize(fitted))
+    for pad in range(short, short + 8):
+        padded = build(lo, pad)
+        if len(engine.tokenize(padded)) == n_tokens:
+            return padded
+    return fitted
+
+
+def decode_throughput(config: Config, batch_sizes: Sequence[int], *, tokens: int = 128, prompt: int = 128,
                       say: Callable[[str], None] = lambda m: None) -> list[dict]:
-    """Steady decoding: B sequences of the sample digest's prompts, each generating exactly `tokens`
-    tokens (end-of-generation ignored), as llama-batched-bench measures text generation (S_TG)."""
+    """Steady decoding as llama-batched-bench measures text generation (S_TG at -npp 128 -ntg 128):
+    B sequences, each a sample prompt cut to exactly `prompt` tokens, each generating exactly `tokens`
+    tokens (end-of-generation ignored), with our sampling. Only the generation steps are timed."""
     import dataclasses
 
     base = [r for r in bench_requests(config) if not r.grammar]  # free text, as llama-batched-bench
     out = []
     with create_engine("batched", config.model_path, threads=config.model.threads or default_threads(),
                        n_gpu_layers=config.model.n_gpu_layers) as engine:
+        fitted = [exact_prompt(engine, r, prompt) for r in base]
         for size in batch_sizes:
-            requests = [dataclasses.replace(base[i % len(base)], key=f"decode{i}", max_tokens=tokens, ignore_eos=True,
-                                            seed=i) for i in range(size)]
+            requests = [dataclasses.replace(fitted[i % len(fitted)], key=f"decode{i}", max_tokens=tokens,
+                                            ignore_eos=True, seed=i) for i in range(size)]
             engine.generate(requests[:1])
             s = engine.generate(requests).stats
-            out.append({"batch": size, "generated": s.completion_tokens,
+            out.append({"batch": size, "generated": s.completion_tokens, "prompt_tokens": prompt,
                         "generation_s": round(s.wall_seconds - s.prompt_seconds, 3),
                         "tokens_per_s": round(s.generation_tokens_per_second, 1)})
             say(f"decode B={size}: {s.generation_tokens_per_second:.1f} tok/s")
     return out
 
 
-def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), sequential: bool = True,
-              checks: bool = True, memory: bool = True, decode: Sequence[int] = (), say: Callable[[str], None] = lambda m: None) -> Report:
-    requests, judge = bench_inputs(config)
-    g = config.generation
-    threads = config.model.threads or default_threads()
-    model = config.model_path
-    rows: list[Row] = []
-    engines = (["sequential", "sequential-reread"] if sequential else []) + ["batched"] + (["batched+checks"] if checks else [])
-    for name in engines:
-        for n in (slots if name == "batched" else (0,)):
-            row = Row(name, n)
-            if name.startswith("sequential"):
-                # The obvious user code: one create_chat_completion after another. "sequential" keeps
-                # llama-cpp-python's default, which reuses the previous prompt's matching prefix (the
-                # fastest baseline); "sequential-reread" resets before each call and reads every prompt
-                # whole, the loop that the batching engine's target was first stated against.
-                from .engine.sequential import SequentialEngine
+NATIVE_BATCHES = (1, 2, 3, 4, 6, 8, 12, 16)
 
-                engine = SequentialEngine(model, n_ctx=config.model.n_ctx, threads=threads,
-                                          n_gpu_layers=config.model.n_gpu_layers, reuse_prefix=name == "sequential")
-            else:
-                engine = create_engine("batched", model, n_ctx=config.model.n_ctx, threads=threads,
-                                       n_gpu_layers=config.model.n_gpu_layers, slots=n)
-            if name == "batched+checks":
-                # What `digest run` does: the same requests, plus the quality checks' extra tries.
-                # (Timing only: a section with no usable try is not an error here.)
-                run_once = lambda: generate(engine, requests, judge, candidates=g.candidates,  # noqa: E731
-                                            retries=g.retries, require_all=False).generation
-            else:
-                run_once = lambda: engine.generate(requests)  # noqa: E731
-            with engine:
-                engine.generate(requests[:1])  # warm-up: page the weights in, start the thread pool
-                _measure(run_once, row, runs, say)
-            rows.append(row)
-    report = Report(model.name, threads, runs, config.generation.max_tokens, len(requests), rows)
-    if decode:
-        report.decode = decode_throughput(config, decode, say=say)
-    if memory:
-        say("measuring the peak memory of a whole `digest run` in a child process")
-        report.memory = measure_run_memory(config, model)
-    return report
+
+def native_batched_bench(binary: Path, model: Path, threads: int, batches: Sequence[int] = NATIVE_BATCHES, *,
+                         prompt: int = 128, tokens: int = 128, n_gpu_layers: int = 0) -> dict[int, dict]:
+    """llama.cpp's own llama-batched-bench on `model` (-npp 128 -ntg 128 -fa off, the non-unified KV
+    cache as digest uses it): {batch: {"speed_tg", "speed_pp"}} from its JSON lines."""
+    cells = max(batches) * (prompt + tokens)
+    command = [str(binary), "-m", str(model), "-npp", str(prompt), "-ntg", str(tokens),
+               "-npl", ",".join(map(str, batches)), "-t", str(threads), "-fa", "off", "-c", str(cells),
+               "-ngl", str(n_gpu_layers if n_gpu_layers >= 0 else 999), "--output-format", "jsonl"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    except OSError as exc:
+        raise BenchError(f"cannot run {binary}: {exc.strerror or exc} (build it with 'make peers')") from exc
+    rates = {}
+    for line in done.stdout.splitlines() + done.stderr.splitlines():
+        if line.startswith("{") and '"speed_tg"' in line:
+            row = json.loads(line)
+            rates[int(row["pl"])] = {"speed_tg": row["speed_tg"], "speed_pp": row["speed_pp"]}
+    if done.returncode != 0 or not rates:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise BenchError(f"{binary} failed (exit {done.returncode}): {tail}")
+    return rates
+
+
+def _rate_at(rates: dict[int, float], batch: int) -> float:
+    """Tokens per second at `batch`, linear between the measured batch sizes."""
+    sizes = sorted(rates)
+    if batch <= sizes[0]:
+        return rates[sizes[0]] * batch / sizes[0]
+    if batch >= sizes[-1]:
+        return rates[sizes[-1]]
+    lo = max(b for b in sizes if b <= batch)
+    hi = min(b for b in sizes if b >= batch)
+    if lo == hi:
+        return rates[lo]
+    return rates[lo] + (rates[hi] - rates[lo]) * (batch - lo) / (hi - lo)
+
+
+def simulated_ceiling(section_tokens: Sequence[int], prompt_tokens_decoded: int, tg_rates: dict[int, float],
+                      pp_rate: float, slots: int = 0) -> float:
+    """Seconds an ideal batched digest would take at llama.cpp's own rates: every prompt token at the
+    native prompt rate, and at each generation step B live sequences at the native rate of a batch of
+    B (sections on `slots` slots, refilled at once; 0: all at once). No sampling, no bookkeeping."""
+    seconds = prompt_tokens_decoded / pp_rate if pp_rate > 0 else 0.0
+    slots = slots or len(section_tokens)
+    ends: list[int] = []  # the step at which each slot's current section ends
+    queue = list(section_tokens)
+    step = 0
+    while queue or ends:
+        while queue and len(ends) < slots:
+            ends.append(step + queue.pop(0))
+        live = len(ends)
+        seconds += live / _rate_at(tg_rates, live)
+        step += 1
+        ends = [e for e in ends if e > step]
+    return seconds
+
+
+def compare_native(config: Config, binary: Path, batch_sizes: Sequence[int], runs: int,
+                   say: Callable[[str], None] = lambda m: None) -> dict:
+    """Our steady decode against llama-batched-bench's, interleaved (native, ours, native, ours, ...);
+    each ratio is the median of the per-round ratios."""
+    threads = config.model.threads or default_threads()
+    batches = sorted(set(NATIVE_BATCHES) | set(batch_sizes))
+    rounds = []
+    for n in range(runs):
+        native = native_batched_bench(binary, config.model_path, threads, batches, n_gpu_layers=config.model.n_gpu_layers)
+        ours = {d["batch"]: d["tokens_per_s"] for d in decode_throughput(config, batch_sizes)}
+        rounds.append((native, ours))
+        say(f"native round {n + 1}/{runs}: " + ", ".join(
+            f"B={b} ours {ours[b]:.0f} native {native[b]['speed_tg']:.0f}" for b in batch_sizes))
+    out = {"binary": str(binary), "runs": runs, "batches": {}}
+    for b in batch_sizes:
+        ratios = [ours[b] / native[b]["speed_tg"] for native, ours in rounds]
+        out["batches"][b] = {"ours": round(statistics.median(o[b] for _, o in rounds), 1),
+                             "native": round(statistics.median(n[b]["speed_tg"] for n, _ in rounds), 1),
+                             "ratio": round(statistics.median(ratios), 3),
+                             "ratios": [round(r, 3) for r in ratios]}
+    out["tg_rates"] = {b: statistics.median(n[b]["speed_tg"] for n, _ in rounds) for b in batches}
+    out["pp_rate"] = statistics.median(n[1]["speed_pp"] for n, _ in rounds)
+    return out
+
+
+class BenchError(ModelError):
+    """A native tool that the bench was asked to run (llama-batched-bench) is missing or failed (exit 5)."""
 
 
 def measure_run_memory(config: Config, model: Path) -> dict:

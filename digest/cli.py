@@ -249,9 +249,11 @@ def bench(
     candidates: Annotated[Optional[int], typer.Option("--candidates", help="Tries of each section side by side, for the row with checks.")] = None,
     memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Measure the peak memory of a whole run.")] = True,
     decode: Annotated[str, typer.Option("--decode", help="Batch sizes for the steady decode measurement (128 tokens per sequence, end-of-generation ignored, like llama-batched-bench's S_TG); empty: skip.")] = "1,16",
+    loop_model: Annotated[Optional[list[str]], typer.Option("--loop-model", help="Also time the prefix-reusing loop on this model (a registry name or a GGUF file; repeatable), e.g. the published Q4_1.")] = None,
+    native: Annotated[Optional[Path], typer.Option("--native", help="A llama-batched-bench binary (make peers): compare the steady decode with llama.cpp's own, interleaved, and give the batched rows a simulated ceiling.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
 ) -> None:
-    """Time the batching engine against the sequential baseline on the bundled sample digest."""
+    """Time the batching engine against the one-by-one loops (and peers) on the bundled sample digest."""
     from .bench import run_bench
 
     with expected_errors():
@@ -265,28 +267,43 @@ def bench(
         })
         slot_list, decode_list = _numbers(slots, "--slots"), _numbers(decode, "--decode")
         say = (lambda m: None) if as_json else (lambda m: err.print(f"[dim]{escape(m)}[/dim]", markup=True))
+        loops = [Path(_model_flag(m)) for m in loop_model or []]
         report = run_bench(config, runs=runs, slots=slot_list or [0], sequential=sequential, checks=checks, memory=memory,
-                           decode=decode_list, say=say)
+                           decode=decode_list, loop_models=loops, native=native, say=say)
     if as_json:
         typer.echo(report.to_json())
         return
     from rich.table import Table
 
     table = Table(title=f"digest bench: {report.requests} sections of the sample digest, {report.model}, "
-                        f"{report.threads} threads, max {report.max_tokens} tokens, median of {report.runs}")
+                        f"{report.threads} threads, max {report.max_tokens} tokens, {report.runs} interleaved runs "
+                        "(medians; ratios: median of per-run tok/s ratios)")
+    baselines = report.baselines
     for column in ("engine", "slots", "wall s", "gen tokens", "tok/s", "prompt tok", "prompt decoded", "steps",
-                   "speedup", "vs re-read"):
+                   *(f"x {b.label}" for b in baselines)):
         table.add_column(column, justify="left" if column == "engine" else "right")
     ratio = lambda value: f"{value:.2f}x" if value else "-"  # noqa: E731
     for row in report.rows:
-        table.add_row(row.engine, "-" if row.engine.startswith("sequential") else str(row.slots or "all"),
+        table.add_row(row.label, str(row.slots or "all") if row.engine.startswith("batched") else "-",
                       f"{row.median_wall_s:.2f}", str(row.completion_tokens), f"{row.tokens_per_s:.1f}",
                       str(row.prompt_tokens), str(row.prompt_tokens_decoded), str(row.decode_steps),
-                      ratio(report.speedup(row)), ratio(report.speedup(row, "sequential-reread")))
+                      *(ratio(report.speedup(row, b)) for b in baselines))
     Console(highlight=False, width=max(120, Console().width)).print(table)
+    system = report.system
+    typer.echo(f"backend: {', '.join(system.get('backends', [])) or '?'}; layers offloaded to a GPU: "
+               f"{system.get('layers_offloaded', 0)} of {system.get('layers', 0) + 1}"
+               f"{'' if system.get('gpu_offload_supported') else ' (this llama-cpp-python build has no GPU backend)'}")
+    native = report.native
     for d in report.decode:
-        typer.echo(f"steady decode, batch {d['batch']}: {d['tokens_per_s']} tok/s "
-                   f"({d['generated']} tokens in {d['generation_s']} s of generation steps)")
+        line = (f"steady decode, batch {d['batch']}, 128 prompt + 128 new tokens: {d['tokens_per_s']} tok/s")
+        if native:
+            n = native["batches"][d["batch"]]
+            line += f"; llama-batched-bench {n['native']} tok/s: {n['ratio'] * 100:.0f}% of native (per round: {n['ratios']})"
+        typer.echo(line)
+    for slots_label, seconds in native.get("ceiling_s", {}).items():
+        measured = next((r.median_wall_s for r in report.rows if r.engine == "batched" and str(r.slots or "all") == slots_label), 0)
+        typer.echo(f"simulated ceiling, batched slots={slots_label}: {seconds:.2f} s at llama.cpp's native rates; "
+                   f"measured {measured:.2f} s ({seconds / measured * 100 if measured else 0:.0f}% of ideal)")
     if report.memory:
         m = report.memory
         mib = lambda b: f"{(b or 0) / 2**20:.0f} MiB"  # noqa: E731
