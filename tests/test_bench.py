@@ -1,0 +1,57 @@
+"""The bench's own arithmetic: the simulated ceiling, prompts cut to an exact length, the ratios."""
+
+from __future__ import annotations
+
+import pytest
+
+from digest.bench import Report, Row, exact_prompt, simulated_ceiling
+from digest.config import Config
+
+MODEL = Config().model_path
+
+
+def test_ceiling_when_every_batch_size_decodes_at_the_same_per_sequence_rate():
+    # 10 tok/s per live sequence at every batch size: each step costs 0.1 s whatever the batch.
+    rates = {1: 10.0, 4: 40.0, 16: 160.0}
+    lengths = [5, 20, 12, 3]
+    assert simulated_ceiling(lengths, 0, rates, 100.0) == pytest.approx(20 * 0.1)
+    # one slot: the sections one after another
+    assert simulated_ceiling(lengths, 0, rates, 100.0, slots=1) == pytest.approx(sum(lengths) * 0.1)
+    # prompt tokens at the prompt rate
+    assert simulated_ceiling(lengths, 250, rates, 100.0) == pytest.approx(2.0 + 2.5)
+
+
+def test_ceiling_rewards_batching_when_bigger_batches_are_faster():
+    rates = {1: 100.0, 16: 800.0}
+    lengths = [100] * 16
+    together = simulated_ceiling(lengths, 0, rates, 1000.0)
+    alone = simulated_ceiling(lengths, 0, rates, 1000.0, slots=1)
+    assert together == pytest.approx(100 * 16 / 800.0)
+    assert alone == pytest.approx(16 * 100 / 100.0)
+    assert alone / together == pytest.approx(8.0)
+
+
+def test_ratios_are_medians_of_per_run_ratios():
+    loop = Row("sequential", 0, wall_s=[10.0, 20.0, 10.0], tokens=[100, 100, 100])
+    fast = Row("batched", 0, wall_s=[5.0, 10.0, 2.0], tokens=[100, 100, 100])
+    report = Report("m", 2, 3, 160, 14, [loop, fast])
+    # per run: 2x, 2x, 5x: the median is 2x (a ratio of medians would say 10/5 = 2x too, but
+    # the slow second run must not pair with a fast one)
+    assert report.speedup(fast) == pytest.approx(2.0)
+    other = Row("sequential", 0, "other.gguf", wall_s=[20.0, 20.0, 20.0], tokens=[100, 100, 100])
+    report.rows.append(other)
+    assert report.speedup(fast, other) == pytest.approx(4.0)
+    assert [b.label for b in report.baselines] == ["sequential", "sequential [other.gguf]"]
+
+
+@pytest.mark.model
+@pytest.mark.skipif(not MODEL.is_file(), reason="embedded model missing")
+def test_prompts_cut_or_padded_to_exactly_128_tokens():
+    from digest.bench import bench_requests
+    from digest.engine.batched import BatchedEngine
+
+    with BatchedEngine(MODEL) as engine:
+        for request in bench_requests(Config())[:4]:
+            for n in (128, 200):
+                fitted = exact_prompt(engine, request, n)
+                assert len(engine.tokenize(fitted)) == n
