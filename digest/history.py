@@ -1,4 +1,4 @@
-"""Topics already written up, in a small SQLite database (OUT/.digest/history.sqlite3).
+"""Topics already written up, in a small SQLite database (site.Site.history: OUT/.digest/history.sqlite3).
 
 A story that stays on the top list for days is written up once: a run skips the stories covered
 on *other* days within `history.days` of its own (matched by feed item id or normalised title),
@@ -15,10 +15,8 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import OutputError
-from .lock import STATE_DIR
 from .select import Covered, Story, normalise_title
 
-DB_NAME = "history.sqlite3"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (
     day TEXT NOT NULL,          -- the post's date, YYYY-MM-DD
@@ -29,10 +27,6 @@ CREATE TABLE IF NOT EXISTS topics (
 );
 CREATE INDEX IF NOT EXISTS topics_day ON topics (day);
 """
-
-
-def history_path(root: Path) -> Path:
-    return Path(root) / STATE_DIR / DB_NAME
 
 
 class History:
