@@ -6,15 +6,21 @@ Every command runs its work inside `expected_errors()`: a `DigestError` becomes
 
 from __future__ import annotations
 
+import errno
 from contextlib import contextmanager
 from typing import Iterator
 
 import typer
 from rich.console import Console
 
-from .errors import EXIT_INTERRUPTED, EXIT_TERMINATED, DigestError, Terminated
+from .errors import EXIT_INTERRUPTED, EXIT_OUTPUT, EXIT_TERMINATED, DigestError, Terminated
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+# Failures that only writing can meet: a write that slipped past its own handling is still an
+# output error (exit 6), not a traceback.
+_WRITE_ERRNOS = frozenset(code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EROFS, errno.EFBIG)
+                          if code is not None)
 
 
 def error(message: str) -> None:
@@ -34,6 +40,12 @@ def expected_errors() -> Iterator[None]:
     except DigestError as exc:
         error(str(exc))
         raise typer.Exit(exc.exit_code)
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRNOS:
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        error(f"cannot write{where}: {exc.strerror or exc} (free some space, or choose another --out)")
+        raise typer.Exit(EXIT_OUTPUT)
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, Terminated)
         err.print(f"digest: interrupted{' by SIGTERM' if terminated else ''}", markup=False)

@@ -8,6 +8,7 @@ topics only once its post is written.
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 from contextlib import closing
 from datetime import date, timedelta
@@ -44,7 +45,10 @@ class History:
             raise self._error(exc) from exc
 
     def _error(self, exc: Exception) -> OutputError:
-        return OutputError(f"history database {self.path}: {exc} (move the file away, or run with --no-history)")
+        full = getattr(exc, "sqlite_errorcode", None) == getattr(sqlite3, "SQLITE_FULL", 13) or \
+            getattr(exc, "errno", None) == errno.ENOSPC
+        hint = "free some space, or choose another --out" if full else "move the file away, or run with --no-history"
+        return OutputError(f"history database {self.path}: {exc} ({hint})")
 
     def covered(self, day: date) -> Covered:
         """Stories recorded for other days within `days` of `day` (none when `days` is 0)."""

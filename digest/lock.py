@@ -58,10 +58,16 @@ def output_lock(root: Path, wait: float = 0.0, on_wait: Callable[[str], None] = 
                         f"waited {wait:g} s (use --lock-wait SECONDS to wait longer)"
                     ) from None
                 time.sleep(POLL_SECONDS)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        except OSError as exc:  # a full disk has no room even for the pid
+            raise output_error("write", path, exc) from exc
         yield path
     finally:
-        if held:
-            os.ftruncate(fd, 0)  # no stale pid for the next reader
+        try:
+            if held:
+                os.ftruncate(fd, 0)  # no stale pid for the next reader
+        except OSError:
+            pass  # the lock goes with the descriptor all the same
         os.close(fd)  # closing the descriptor releases the flock
