@@ -70,12 +70,13 @@ def load_feeds(config: Config, feeds_from: Path | None, snapshot: Path | None = 
     From `feeds_from/<name>.xml`; or from a snapshot, each file checked against its index; or, with
     neither, fetched from the feeds' URLs into a new snapshot in the site's snapshots folder first,
     so that the run can be replayed. A feed the snapshot records as failed is filled from the other.
+    Each retry and each mirror given up on is a warning.
     """
     warnings = [] if warnings is None else warnings
     if feeds_from is None and snapshot is None:
         snapshot = (site or site_of(config)).new_snapshot()
         fetch_snapshot(snapshot, feed_urls(config), strict=config.feeds.strict,
-                       options=config.feeds.fetch_options(), warn=warnings.append)
+                       options={**config.feeds.fetch_options(), "on_retry": warnings.append}, warn=warnings.append)
     if snapshot is not None:
         index, bodies = read_snapshot(snapshot, FEED_NAMES)
         failed = {name: index["feeds"][name]["error"] for name, data in bodies.items() if data is None}

@@ -10,7 +10,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from conftest import TOPIC_TITLES, news_rss, reddit_atom, titled
+from conftest import TOPIC_TITLES, describe, news_rss, reddit_atom, titled
 from digest.errors import FeedError
 from digest.feeds import fetch, fetch_first, parse_feed, retry_after_seconds
 
@@ -216,3 +216,23 @@ def test_all_mirrors_failing_names_every_url(http_server):
     with pytest.raises(FeedError) as info:
         fetch_first([a, b], name="topics", **FAST)
     assert a in str(info.value) and b in str(info.value) and "410" in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# A live `digest run`: the retries it makes are warnings the user sees
+
+
+def test_live_run_warns_of_each_retry(run_cli, http_server, tmp_path):
+    topics = scripted((503, b"busy", {}), (200, BODY, {}))
+    topics_url = http_server.handle("/topics.rss", topics)
+    trending_url = http_server.add("/trending.rss", news_rss(titled(["One story", "Another story", "Third"])))
+    config = tmp_path / "digest.toml"
+    config.write_text(f'[feeds]\nbackoff = 0.01\nretries = 2\n[feeds.topics]\nurl = "{topics_url}"\n'
+                      f'[feeds.trending]\nurl = "{trending_url}"\n', encoding="utf-8")
+    out = tmp_path / "site"
+    result = run_cli("run", "--config", config, "--engine", "fake", "--out", out, "--date", "2026-01-02")
+    assert result.exit_code == 0, describe(result)
+    assert len(topics.calls) == 2
+    warning = f"digest: warning: feed 'topics': {topics_url}: HTTP 503"
+    lines = [line for line in result.stderr.splitlines() if line.startswith(warning)]
+    assert len(lines) == 1 and lines[0].endswith("; trying again in 0.01 s"), describe(result)
