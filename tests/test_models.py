@@ -344,7 +344,7 @@ def test_project_registry_default_is_the_embedded_model():
             assert entry.url.endswith("/" + entry.file)
 
 
-@pytest.mark.skipif(not Config().model_path.is_file(), reason="embedded model missing (make install)")
+@pytest.mark.model
 def test_embedded_model_verifies(run_cli):
     result = run_cli("models", "verify", "smollm2-135m")
     assert result.exit_code == 0, describe(result)
