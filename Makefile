@@ -28,7 +28,7 @@ run: install
 	$(VENV)/bin/digest run --sample-feeds --out site $(RUN_ARGS)
 
 test: install
-	$(PY) -m pytest -q
+	DIGEST_REQUIRE_MODEL=1 $(PY) -m pytest -q
 
 bench: install
 	$(VENV)/bin/digest bench

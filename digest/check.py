@@ -333,11 +333,16 @@ def _section_kind(heading: str) -> str | None:
 
 
 def _split_sections(body: list[Line], report: _Report) -> tuple[list[Line], dict[str, _Section]]:
-    """The lines before the first heading, and each known section with its lines."""
+    """The lines before the first heading, and each known section with its lines.
+
+    The predictions' heading is `[blog] predictions_heading`, free text: when no heading ends in
+    "predicts future events", the first heading after the trending topics that is not a new known
+    section is the predictions section, whatever it says."""
     preamble: list[Line] = []
     sections: dict[str, _Section] = {}
     sink = preamble
     furthest: _Section | None = None
+    named = any(_section_kind(m.group(1)) == PREDICTIONS for m in (_HEADING.match(line) for _, line in body) if m)
     for number, line in body:
         match = _HEADING.match(line)
         if match is None:
@@ -345,6 +350,8 @@ def _split_sections(body: list[Line], report: _Report) -> tuple[list[Line], dict
             continue
         heading = match.group(1)
         kind = _section_kind(heading)
+        if not named and TRENDING in sections and PREDICTIONS not in sections and (kind is None or kind in sections):
+            kind = PREDICTIONS
         sink = []  # the lines of an unknown or repeated section are dropped
         if kind is None:
             report.add(number, f"unexpected heading {_quote(heading)}")

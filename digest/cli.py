@@ -1,6 +1,6 @@
-"""The `digest` command: a thin typer app over the pipeline.
+"""The `digest` command: a thin typer app over the pipeline (flags in, printing out).
 
-Expected failures (`DigestError`) become one line on stderr and a documented exit code.
+Expected failures (`DigestError`) become one line on stderr and a documented exit code (console.py).
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import os
 import signal
 import sys
 import threading
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Annotated, Callable, Iterator, Optional
+from typing import Annotated, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -20,12 +20,12 @@ from rich.markup import escape
 
 from . import pipeline
 from .config import CONFIG_NAME, apply_flags, default_toml, load_config
+from .console import err, expected_errors, warning
 from .engine import ENGINES, create_engine
-from .errors import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_TERMINATED, ConfigError, DigestError, Terminated
+from .errors import EXIT_INVALID, ConfigError, Terminated
 from .feeds import samples_dir
-from .history import History, history_path
 from .models_cli import app as models_app
-from .runlog import RunLog, run_log
+from .runlog import run_log
 
 app = typer.Typer(
     add_completion=False,
@@ -33,21 +33,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="Write the daily AI digest post from feeds with a local language model, offline.",
 )
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 app.add_typer(models_app, name="models")
-
-
-@contextmanager
-def expected_errors() -> Iterator[None]:
-    try:
-        yield
-    except DigestError as exc:
-        err.print(f"digest: error: {exc}", markup=False)
-        raise typer.Exit(exc.exit_code)
-    except KeyboardInterrupt as exc:
-        terminated = isinstance(exc, Terminated)
-        err.print(f"digest: interrupted{' by SIGTERM' if terminated else ''}", markup=False)
-        raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
 
 
 @contextmanager
@@ -138,18 +124,20 @@ def run(
         when = _parse_day(day)
         now = _source_date_epoch()
         say = (lambda message: None) if quiet else (lambda message: err.print(f"[dim]{escape(message)}…[/dim]"))
-        root = pipeline.site_root(config, out)
-        log.line(f"start out={root} engine={config.generation.engine} model={config.model_path}")
-        with _progress_display(enabled=not quiet and sys.stderr.isatty()) as progress, \
-                _output_locked(root, config.output.lock_wait, log, say):
+        log.line(f"start out={pipeline.site_of(config, out).root} engine={config.generation.engine} "
+                 f"model={config.model_path}")
+        with _progress_display(enabled=not quiet and sys.stderr.isatty()) as progress:
             result = pipeline.run(
                 config, lambda: _make_engine(config), day=when, now=now, out=out, feeds_from=feeds_from,
                 snapshot=snapshot.resolve() if snapshot else None, force=force, progress=progress, status=say,
-                history=History(history_path(root), 0 if no_history else config.history.days), stage=log.stage,
+                no_history=no_history, stage=log.stage,
             )
         log.outcome = f"wrote {result.path}" if result.written else "nothing to do: " + "; ".join(result.warnings)
-        for warning in result.warnings:
-            err.print(f"digest: {warning}" if not result.written else f"digest: warning: {warning}", markup=False)
+        for message in result.warnings:
+            if result.written:
+                warning(message)
+            else:
+                err.print(f"digest: {message}", markup=False)
         if result.written and not quiet and result.stats:
             s = result.stats
             chosen = result.chosen
@@ -180,20 +168,6 @@ def _model_flag(value: str | None) -> str | None:
     from .registry import resolve_model
 
     return str(resolve_model(value)) if value else None
-
-
-@contextmanager
-def _output_locked(root: Path, wait: float, log: RunLog, say: Callable[[str], None]) -> Iterator[None]:
-    """Hold the output directory's lock for the run; clear temp files a killed run left behind."""
-    from .lock import output_lock
-    from .render import remove_stale_temp
-
-    with ExitStack() as stack:
-        with log.stage("lock") as info:
-            info["path"] = stack.enter_context(output_lock(root, wait, on_wait=say))
-        for leftover in remove_stale_temp(root / "content" / "posts"):
-            log.line(f"removed {leftover} (left by a killed run)")
-        yield
 
 
 def _source_date_epoch() -> datetime | None:
@@ -345,8 +319,8 @@ def eval_(
     if not inputs:
         inputs = default_inputs()
         if len(inputs) == 1:
-            err.print(f"digest: warning: the evaluation set {EVAL_SET} is not here (it comes with a source "
-                      "checkout): scoring the bundled sample feed only", markup=False)
+            warning(f"the evaluation set {EVAL_SET} is not here (it comes with a source checkout): "
+                    "scoring the bundled sample feed only")
     with expected_errors():
         config = load_config(config_path)
         apply_flags(config, {
@@ -402,12 +376,11 @@ def fetch(
         config = load_config(config_path)
         apply_flags(config, {"feeds.strict": ("--strict-feeds", strict_feeds), "feeds.timeout": ("--timeout", timeout),
                              "feeds.retries": ("--retries", retries)})
-        warn = lambda message: err.print(f"digest: warning: {message}", markup=False)  # noqa: E731
         index = fetch_snapshot(to, pipeline.feed_urls(config), strict=config.feeds.strict,
-                               options={**config.feeds.fetch_options(), "on_retry": warn}, warn=warn)
+                               options={**config.feeds.fetch_options(), "on_retry": warning}, warn=warning)
         for name, entry in index["feeds"].items():
             if "error" in entry:
-                warn(f"{entry['error']} (recorded in {to / 'index.json'})")
+                warning(f"{entry['error']} (recorded in {to / 'index.json'})")
             else:
                 state = "not modified" if entry["status"] == 304 else f"HTTP {entry['status']}"
                 err.print(f"{name}: {state}, {entry['size']} bytes from {entry['final_url']}", markup=False)

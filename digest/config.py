@@ -20,6 +20,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from .errors import ConfigError
+from .markdown import one_line
 from .post import DEFAULT_NOTICE, DEFAULT_PREDICTIONS_HEADING, Cover
 
 CONFIG_NAME = "digest.toml"
@@ -36,7 +37,7 @@ class Blog:
     title: str = "[Daily Automated AI Summary]"
     author: str = "Blog Agent"
     tags: list[str] = field(default_factory=lambda: ["daily ai summary", "automated content"])
-    notice: str = DEFAULT_NOTICE
+    notice: str = field(default=DEFAULT_NOTICE, metadata={"visible": True})  # the post must have one
     predictions_heading: str = DEFAULT_PREDICTIONS_HEADING
     draft: bool = False
     cover: Cover = field(default_factory=Cover)
@@ -202,6 +203,8 @@ def _check_value(hint: Any, value: Any, meta: dict, subject: str) -> Any:
     choices = meta.get("choices")
     if choices and value not in choices:
         raise ConfigError(f"{subject} must be one of {', '.join(choices)}, not {value!r}")
+    if meta.get("visible") and not one_line(value):
+        raise ConfigError(f"{subject} must have visible text, not {value!r}")
     return value
 
 

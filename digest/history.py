@@ -1,4 +1,4 @@
-"""Topics already written up, in a small SQLite database (OUT/.digest/history.sqlite3).
+"""Topics already written up, in a small SQLite database (site.Site.history: OUT/.digest/history.sqlite3).
 
 A story that stays on the top list for days is written up once: a run skips the stories covered
 on *other* days within `history.days` of its own (matched by feed item id or normalised title),
@@ -8,6 +8,7 @@ topics only once its post is written.
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 from contextlib import closing
 from datetime import date, timedelta
@@ -15,10 +16,8 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import OutputError
-from .lock import STATE_DIR
 from .select import Covered, Story, normalise_title
 
-DB_NAME = "history.sqlite3"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (
     day TEXT NOT NULL,          -- the post's date, YYYY-MM-DD
@@ -29,10 +28,6 @@ CREATE TABLE IF NOT EXISTS topics (
 );
 CREATE INDEX IF NOT EXISTS topics_day ON topics (day);
 """
-
-
-def history_path(root: Path) -> Path:
-    return Path(root) / STATE_DIR / DB_NAME
 
 
 class History:
@@ -50,7 +45,10 @@ class History:
             raise self._error(exc) from exc
 
     def _error(self, exc: Exception) -> OutputError:
-        return OutputError(f"history database {self.path}: {exc} (move the file away, or run with --no-history)")
+        full = getattr(exc, "sqlite_errorcode", None) == getattr(sqlite3, "SQLITE_FULL", 13) or \
+            getattr(exc, "errno", None) == errno.ENOSPC
+        hint = "free some space, or choose another --out" if full else "move the file away, or run with --no-history"
+        return OutputError(f"history database {self.path}: {exc} ({hint})")
 
     def covered(self, day: date) -> Covered:
         """Stories recorded for other days within `days` of `day` (none when `days` is 0)."""

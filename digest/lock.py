@@ -1,4 +1,4 @@
-"""One writer per output directory: an exclusive `flock` on OUT/.digest/lock for the whole run.
+"""One writer per output directory: an exclusive `flock` on its lock file (site.Site.lock) for the whole run.
 
 The operating system releases the lock when the process ends, however it ends (even SIGKILL), so a
 crashed run never blocks the next one. The holder writes its pid into the file for the message a
@@ -16,15 +16,9 @@ from typing import Callable, Iterator
 
 from .errors import LockedError
 from .render import output_error
+from .site import Site
 
-# The folder in a site root that holds digest's own state: lock, history, manifests, snapshots, caches.
-STATE_DIR = ".digest"
-LOCK_NAME = "lock"
 POLL_SECONDS = 0.1
-
-
-def lock_path(root: Path) -> Path:
-    return Path(root) / STATE_DIR / LOCK_NAME
 
 
 def _holder(path: Path) -> str:
@@ -40,7 +34,7 @@ def output_lock(root: Path, wait: float = 0.0, on_wait: Callable[[str], None] = 
     """Hold the lock of output directory `root`; wait up to `wait` seconds for it, else LockedError.
 
     `on_wait` hears once that the lock is busy, when there is time to wait."""
-    path = lock_path(root)
+    path = Site(root).lock
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -64,10 +58,16 @@ def output_lock(root: Path, wait: float = 0.0, on_wait: Callable[[str], None] = 
                         f"waited {wait:g} s (use --lock-wait SECONDS to wait longer)"
                     ) from None
                 time.sleep(POLL_SECONDS)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        except OSError as exc:  # a full disk has no room even for the pid
+            raise output_error("write", path, exc) from exc
         yield path
     finally:
-        if held:
-            os.ftruncate(fd, 0)  # no stale pid for the next reader
+        try:
+            if held:
+                os.ftruncate(fd, 0)  # no stale pid for the next reader
+        except OSError:
+            pass  # the lock goes with the descriptor all the same
         os.close(fd)  # closing the descriptor releases the flock

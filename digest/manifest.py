@@ -1,10 +1,8 @@
 """A manifest for every post: what it was made from (versions, model, prompts, config, feeds, seed,
 time) and how the run went (topics, per-section tokens and timings).
 
-Manifests live in `ROOT/.digest/manifests/YYYY-MM-DD.json`, ROOT being the Hugo site root that the
-post's `content/` folder is in. Hugo never reads a folder outside its own (content/, static/, data/,
-layouts/, ...), and it skips names that start with a dot, so nothing there is published.
-Paths inside ROOT are written relative to it, so the whole site folder can move.
+A manifest lives in the site's state folder (`site.Site.manifest`: ROOT/.digest/manifests/YYYY-MM-DD.json),
+which Hugo does not publish. Paths inside ROOT are written relative to it, so the whole site folder can move.
 """
 
 from __future__ import annotations
@@ -22,39 +20,12 @@ from typing import Callable, Sequence
 from .config import Config, config_to_dict
 from .engine.base import Generation, Request, Sampling
 from .errors import OutputError
-from .lock import STATE_DIR
 from .render import write_atomic
 from .select import Covered, Story
+from .site import Site
 from .snapshot import canonical_json, pretty_json, sha256_bytes
 
 FORMAT = 1
-
-
-def state_dir(root: Path) -> Path:
-    return Path(root) / STATE_DIR
-
-
-def hash_cache(root: Path) -> Path:
-    """Where `file_sha256` remembers the hashes of large files (the model) for a site."""
-    return state_dir(root) / "cache" / "sha256.json"
-
-
-def manifest_path(root: Path, day) -> Path:
-    return state_dir(root) / "manifests" / f"{day.isoformat()}.json"
-
-
-def root_of(manifest: Path) -> Path:
-    """The site root of a manifest at ROOT/.digest/manifests/NAME.json."""
-    return Path(manifest).resolve().parents[2]
-
-
-def portable(path: Path, root: Path) -> str:
-    """`path` relative to `root` when it lies inside it, else absolute."""
-    path = Path(path).resolve()
-    try:
-        return path.relative_to(Path(root).resolve()).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def file_sha256(path: Path, cache: Path | None = None) -> str:
@@ -152,7 +123,7 @@ def _story(story: Story) -> dict:
 def build(
     config: Config,
     *,
-    root: Path,
+    site: Site,
     post: Path,
     post_text: str,
     when: datetime,
@@ -176,14 +147,14 @@ def build(
     stats = dataclasses.asdict(generation.stats)
     return {
         "format": FORMAT,
-        "post": {"path": portable(post, root), "sha256": sha256_bytes(post_text.encode("utf-8"))},
+        "post": {"path": site.portable(post), "sha256": sha256_bytes(post_text.encode("utf-8"))},
         "date": when.date().isoformat(),
         "front_matter_time": when.isoformat(),
         "versions": versions(),
-        "model": model_record(config.model_path, hash_cache(root)),
+        "model": model_record(config.model_path, site.hash_cache),
         "prompts": prompts_record(config.prompts_path, prompt_names),
         "config": config_record(config),
-        "feeds": {**feeds, "directory": portable(feeds["directory"], root)},
+        "feeds": {**feeds, "directory": site.portable(feeds["directory"])},
         "seed": config.generation.seed,
         "sampling": dataclasses.asdict(sampling),
         "generation": {"max_tokens": config.generation.max_tokens, "slots": config.generation.slots,
@@ -200,9 +171,9 @@ def build(
     }
 
 
-def write(root: Path, day, manifest: dict) -> tuple[Path, Callable[[], None]]:
+def write(site: Site, day, manifest: dict) -> tuple[Path, Callable[[], None]]:
     """Write the day's manifest; return its path and a function that puts back what was there before."""
-    path = manifest_path(root, day)
+    path = site.manifest(day)
     try:
         before: bytes | None = path.read_bytes()
     except OSError:

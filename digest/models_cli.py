@@ -10,6 +10,7 @@ from typing import Annotated, Iterator, Optional
 import typer
 
 from . import registry as reg
+from .console import err, error, expected_errors
 from .errors import EXIT_MODEL, ModelError
 
 app = typer.Typer(
@@ -49,8 +50,6 @@ def _presence(registry: reg.Registry, entry: reg.ModelEntry) -> str:
 @app.command("list")
 def list_models() -> None:
     """Known models: name, file, size, whether the file is here; * marks the default."""
-    from .cli import expected_errors
-
     with expected_errors():
         registry = _load()
     rows = [("", "NAME", "FILE", "SIZE", "PRESENT")]
@@ -66,8 +65,6 @@ def list_models() -> None:
 @app.command("path")
 def path(name: Annotated[str, typer.Argument(help="A model name from 'digest models list'.")]) -> None:
     """Print where the model's file is (or belongs). Exit 5 if it is not there."""
-    from .cli import expected_errors
-
     with expected_errors():
         registry = _load()
         entry = registry.get(name)
@@ -85,8 +82,6 @@ def verify(
 
     Exit 0 when every checked file is right, 5 when any is missing, truncated, corrupt or cannot be verified.
     """
-    from .cli import err, expected_errors
-
     with expected_errors():
         registry = _load()
         entries = [registry.get(name)] if name else [
@@ -101,7 +96,7 @@ def verify(
         typer.echo(f"{entry.name}: {check.state} ({check.detail})")
         bad += not check.ok
     if bad:
-        err.print(f"digest: error: {bad} model file(s) failed verification", markup=False)
+        error(f"{bad} model file(s) failed verification")
         raise typer.Exit(EXIT_MODEL)
 
 
@@ -112,8 +107,6 @@ def pull(
     retries: Annotated[int, typer.Option("--retries", min=0, help="Further tries, each resuming where the last stopped.")] = 3,
 ) -> None:
     """Download a model into the registry's folder, resuming an interrupted download, then verify it."""
-    from .cli import err, expected_errors
-
     with expected_errors():
         registry = _load()
         entry = registry.get(name)
@@ -136,8 +129,6 @@ def _bar(entry: reg.ModelEntry, enabled: bool) -> Iterator[Optional[reg.Progress
         yield None
         return
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-
-    from .cli import err
 
     with Progress(TextColumn(entry.name), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                   TimeRemainingColumn(), console=err, transient=True) as bar:

@@ -6,8 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from contextlib import AbstractContextManager, nullcontext
-from typing import Callable, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from typing import Callable, Iterator, Sequence
 
 from . import feeds as feedlib
 from . import manifest as manifestlib
@@ -17,8 +17,10 @@ from .errors import FeedError, GenerationError, OutputError
 from .markdown import escape_inline
 from .post import PREDICTION_SUBJECTS, FrontMatter, Post, Prediction, Topic
 from .prompts import FIELDS, SECTIONS, Templates, build_requests, section_key
-from .render import ensure_writable, post_filename, render, write_atomic
+from .render import ensure_writable, remove_stale_temp, render, write_atomic
 from .history import History
+from .lock import output_lock
+from .site import Site
 from .select import Covered, Story, pick
 from .quality import Check, Judge, Score, Section
 from .snapshot import STRICT, fetch_snapshot, read_snapshot, sha256_bytes
@@ -38,43 +40,43 @@ class RunResult:
     manifest: Path | None = None
 
 
-def site_root(config: Config, out: Path | None = None) -> Path:
-    """The Hugo site root a run writes to: `out`, else the config's [output] dir."""
-    return Path(out) if out is not None else config.resolve(config.output.dir)
+def site_of(config: Config, out: Path | None = None) -> Site:
+    """The Hugo site a run writes to: `out`, else the config's [output] dir."""
+    return Site(Path(out) if out is not None else config.resolve(config.output.dir))
 
 
-def post_path(config: Config, day: date, out: Path | None = None) -> Path:
-    return site_root(config, out) / "content" / "posts" / post_filename(day)
+@contextmanager
+def hold_site(site: Site, *, wait: float, status: Callable[[str], None] = lambda message: None,
+              stage: Callable[[str], AbstractContextManager[dict]] = lambda name: nullcontext({})) -> Iterator[Path]:
+    """Hold the site's lock (waiting up to `wait` seconds for another run), and clear the temporary
+    files a killed run left behind: only then may anything under the site be written."""
+    with ExitStack() as stack:
+        with stage("lock") as info:
+            info["path"] = lock = stack.enter_context(output_lock(site.root, wait, on_wait=status))
+            removed = [str(p) for folder in site.written_folders for p in remove_stale_temp(folder)]
+            if removed:
+                info["removed_stale_temp"] = ",".join(removed)
+        yield lock
 
 
 def feed_urls(config: Config) -> dict[str, list[str]]:
     return {name: getattr(config.feeds, name).urls for name in FEED_NAMES}
 
 
-def new_snapshot_dir(root: Path) -> Path:
-    """A fresh folder ROOT/.digest/snapshots/<UTC time>/ for the feeds a live run fetches."""
-    base = manifestlib.state_dir(root) / "snapshots"
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path, n = base / stamp, 1
-    while path.exists():
-        n += 1
-        path = base / f"{stamp}-{n}"
-    return path
-
-
-def load_feeds(config: Config, feeds_from: Path | None, snapshot: Path | None = None, root: Path | None = None,
+def load_feeds(config: Config, feeds_from: Path | None, snapshot: Path | None = None, site: Site | None = None,
                warnings: list[str] | None = None) -> tuple[dict[str, feedlib.Feed], dict]:
     """Each configured feed, and where the bytes came from (for the manifest).
 
     From `feeds_from/<name>.xml`; or from a snapshot, each file checked against its index; or, with
-    neither, fetched from the feeds' URLs into a new snapshot under ROOT/.digest/snapshots/ first,
+    neither, fetched from the feeds' URLs into a new snapshot in the site's snapshots folder first,
     so that the run can be replayed. A feed the snapshot records as failed is filled from the other.
+    Each retry and each mirror given up on is a warning.
     """
     warnings = [] if warnings is None else warnings
     if feeds_from is None and snapshot is None:
-        snapshot = new_snapshot_dir(site_root(config, root))
+        snapshot = (site or site_of(config)).new_snapshot()
         fetch_snapshot(snapshot, feed_urls(config), strict=config.feeds.strict,
-                       options=config.feeds.fetch_options(), warn=warnings.append)
+                       options={**config.feeds.fetch_options(), "on_retry": warnings.append}, warn=warnings.append)
     if snapshot is not None:
         index, bodies = read_snapshot(snapshot, FEED_NAMES)
         failed = {name: index["feeds"][name]["error"] for name, data in bodies.items() if data is None}
@@ -262,23 +264,49 @@ def run(
     record: bool = True,
     progress: ProgressCallback | None = None,
     status: Callable[[str], None] = lambda message: None,
-    history: History | None = None,
+    no_history: bool = False,
     covered: Covered | None = None,
     stage: Callable[[str], AbstractContextManager[dict]] = lambda name: nullcontext({}),
 ) -> RunResult:
-    """Write the post for `day` (default: today, UTC), with its manifest (unless not `record`)
-    written just before it.
+    """Write the post for `day` (default: today, UTC) into the site at `out` (default: [output] dir),
+    with its manifest (unless not `record`) written just before it.
 
-    The stories to skip come from `history`, or are given as `covered` (a replay gives those its
-    manifest recorded).
+    The run holds the site's lock throughout (`hold_site`). The stories to skip come from the site's
+    history (none with `no_history`), or are given as `covered` (a replay gives those its manifest
+    recorded); the topics are recorded in the history when `record`.
 
     Nothing is written unless all of it succeeded.
     """
+    site = site_of(config, out)
+    with hold_site(site, wait=config.output.lock_wait, status=status, stage=stage):
+        history = History(site.history, 0 if no_history else config.history.days) if record else None
+        return _write_post(config, make_engine, site, history, day=day, now=now, feeds_from=feeds_from,
+                           snapshot=snapshot, force=force, record=record, progress=progress, status=status,
+                           covered=covered, stage=stage)
+
+
+def _write_post(
+    config: Config,
+    make_engine: Callable[[], Engine],
+    site: Site,
+    history: History | None,
+    *,
+    day: date | None,
+    now: datetime | None,
+    feeds_from: Path | None,
+    snapshot: Path | None,
+    force: bool,
+    record: bool,
+    progress: ProgressCallback | None,
+    status: Callable[[str], None],
+    covered: Covered | None,
+    stage: Callable[[str], AbstractContextManager[dict]],
+) -> RunResult:
     now = now or datetime.now(timezone.utc).replace(microsecond=0)
     if day is not None and day != now.date():
         now = datetime(day.year, day.month, day.day, now.hour, now.minute, now.second, tzinfo=timezone.utc)
     day = now.date()
-    path = post_path(config, day, out)
+    path = site.post(day)
     if path.exists() and not force:
         return RunResult(path, written=False, warnings=[f"a post for {day} already exists: {path} (use --force to replace it)"])
 
@@ -286,9 +314,8 @@ def run(
     warnings: list[str] = []
     templates = Templates.load(config.prompts_path)
     status("reading feeds")
-    root = site_root(config, out)
     with stage("feeds") as info:
-        loaded, feed_source = load_feeds(config, feeds_from, snapshot, root, warnings)
+        loaded, feed_source = load_feeds(config, feeds_from, snapshot, site, warnings)
         warnings.extend(dict.fromkeys(warning for feed in loaded.values() for warning in feed.warnings))
         if covered is None:
             covered = history.covered(day) if history else Covered()
@@ -320,10 +347,10 @@ def run(
         undo = None
         if record:
             manifest = manifestlib.build(
-                config, root=root, post=path, post_text=text, when=now, feeds=feed_source, prompt_names=list(FIELDS),
+                config, site=site, post=path, post_text=text, when=now, feeds=feed_source, prompt_names=list(FIELDS),
                 sampling=sampling_of(config), engine=engine_settings, requests=requests, chosen=chosen,
                 topics=topics, trending=trending, covered=covered, warnings=warnings)
-            result.manifest, undo = manifestlib.write(root, day, manifest)
+            result.manifest, undo = manifestlib.write(site, day, manifest)
         try:
             write_atomic(path, text)
         except BaseException:

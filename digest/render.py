@@ -76,11 +76,6 @@ def render(post: Post) -> str:
     return "".join(parts)
 
 
-def post_filename(day) -> str:
-    """`YYYY-MM-DD-ai-auto-summary.md`, as the published series names its posts."""
-    return f"{day.isoformat()}-ai-auto-summary.md"
-
-
 _WHAT_TO_DO = "nothing was written; choose another --out, or fix the folder's permissions or free space"
 
 

@@ -19,8 +19,9 @@ from . import pipeline
 from .config import Config, config_from_dict
 from .engine.base import Engine
 from .errors import InputChangedError
-from .manifest import config_record, file_sha256, hash_cache, root_of
+from .manifest import config_record, file_sha256
 from .select import Covered
+from .site import Site
 from .snapshot import SnapshotError, sha256_bytes
 
 
@@ -50,7 +51,7 @@ def _check_hash(what: str, path: Path, expected: str,
         raise InputChangedError(f"{what} {path} has changed: sha256 expected {expected}, found {found}")
 
 
-def check_inputs(manifest: dict, root: Path) -> Config:
+def check_inputs(manifest: dict, site: Site) -> Config:
     """The run's config, with the model and prompts the manifest names, once every input checks out."""
     recorded = manifest["config"]
     config = config_from_dict(recorded["effective"])
@@ -64,8 +65,8 @@ def check_inputs(manifest: dict, root: Path) -> Config:
     model = manifest["model"]
     path = Path(model["path"])
     if model["sha256"]:
-        _check_hash("model", path, model["sha256"], lambda path: file_sha256(path, hash_cache(root)))
-    feeds = root / manifest["feeds"]["directory"]
+        _check_hash("model", path, model["sha256"], lambda path: file_sha256(path, site.hash_cache))
+    feeds = site.root / manifest["feeds"]["directory"]
     for name, entry in manifest["feeds"]["files"].items():
         if "sha256" in entry:
             _check_hash(f"feed '{name}' file", feeds / entry["file"], entry["sha256"])
@@ -76,11 +77,11 @@ def check_inputs(manifest: dict, root: Path) -> Config:
 
 def replay(manifest_path: Path, make_engine: Callable[[Config], Engine], *, slots: int | None = None) -> Replay:
     manifest = _load(manifest_path)
-    root = root_of(manifest_path)
+    site = Site.of_manifest(manifest_path)
     try:
-        config = check_inputs(manifest, root)
-        post = root / manifest["post"]["path"]
-        feeds = root / manifest["feeds"]["directory"]
+        config = check_inputs(manifest, site)
+        post = site.root / manifest["post"]["path"]
+        feeds = site.root / manifest["feeds"]["directory"]
         snapshot = feeds if manifest["feeds"]["snapshot"] else None
         when = datetime.fromisoformat(manifest["front_matter_time"])
         # (Manifests written before history existed have no "covered": nothing was skipped.)

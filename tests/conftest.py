@@ -1,9 +1,10 @@
 """Shared helpers: feed documents written by the tests themselves, a feeds folder, the CLI runner,
-and a tiny HTTP server on 127.0.0.1 for `digest.feeds.fetch`."""
+and a tiny HTTP server on 127.0.0.1 for `digest.feeds.fetch`; and the `model` marker's rule."""
 
 from __future__ import annotations
 
 import inspect
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -16,6 +17,33 @@ from xml.sax.saxutils import escape
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# Set by `make test`: the embedded model is part of the setup, so a test that needs it fails when it
+# is missing instead of being skipped.
+REQUIRE_MODEL = "DIGEST_REQUIRE_MODEL"
+
+
+# ---------------------------------------------------------------------------------------------
+# Tests that use the real embedded model carry `@pytest.mark.model`
+
+
+def model_missing() -> str | None:
+    """Why the real-model tests cannot run (the embedded model's file is not there), else None."""
+    from digest.config import Config
+
+    path = Config().model_path
+    return None if path.is_file() else f"embedded model missing: {path} (run make install)"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("model") is None:
+        return
+    reason = model_missing()
+    if reason is None:
+        return
+    if os.environ.get(REQUIRE_MODEL) == "1":
+        pytest.fail(f"{reason}; {REQUIRE_MODEL}=1 (make test) requires it", pytrace=False)
+    pytest.skip(reason)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,8 +6,11 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from digest.check import Problem, check_file, check_text, parse_post
+from digest.errors import EXIT_CONFIG
 
 SEEDS = Path(__file__).resolve().parents[1].parent / "shared" / "seeds"
 
@@ -312,3 +315,97 @@ def test_crlf_line_ends_are_tolerated_but_not_strict():
     text = seed("000").replace("\n", "\r\n")
     assert check_text(text) == []
     assert check_text(text, strict=True)[0].line == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Every post that `digest run` writes passes, whatever the config says ([blog] predictions_heading
+# is free text: the section after the trending topics is the predictions, whatever its heading).
+
+CUSTOM_HEADINGS = ["Forecasts", "What the model expects next", "", "Currently trending topics",
+                   "Possible consequences of current developments", "AI predicts future events:", "2031: ahead",
+                   "# not a title #", "**bold** [link](x) <b>", "Prédictions — à venir"]
+
+
+@pytest.mark.parametrize("heading", CUSTOM_HEADINGS)
+def test_seed_with_another_predictions_heading_passes(heading):
+    from digest.markdown import escape_inline
+
+    text = seed("000").replace("## GPT predicts future events\n", f"## {escape_inline(heading)}\n")
+    assert check_text(text) == [] and check_text(text, strict=True) == []
+    post, _ = parse_post(text)
+    assert post.predictions_heading == escape_inline(heading) and len(post.predictions) == 2
+
+
+def test_an_unknown_heading_is_still_reported_beside_the_named_predictions():
+    text = seed("000").replace("## GPT predicts future events\n", "## Extra\n\n- an aside\n\n## GPT predicts future events\n")
+    problems = check_text(text)
+    assert any(p.line == line_of(text, "## Extra") and "unexpected heading 'Extra'" in p.message for p in problems)
+
+
+def test_a_missing_predictions_section_is_still_reported():
+    text = seed("000").split("\n## GPT predicts future events\n")[0] + "\n"
+    assert any("missing section" in p.message and "predicts future events" in p.message for p in check_text(text))
+
+
+@pytest.mark.parametrize("blog", [
+    'predictions_heading = "Forecasts"',
+    'predictions_heading = "Currently trending topics"',
+    'predictions_heading = "  "',
+    'predictions_heading = "1. **What** #next"\ntitle = "---"\nauthor = ""\ntags = []\nnotice = "*"',
+    'notice = "Line one\\nline two: > not a quote"\ndraft = true\n[blog.cover]\nimage = "a b.png"\nalt = "\\""',
+], ids=["forecasts", "a-known-name", "blank", "markdown-everywhere", "notice-and-cover"])
+def test_digest_run_with_any_blog_config_writes_a_post_that_check_accepts(run_cli, tmp_path, blog):
+    config = tmp_path / "digest.toml"
+    config.write_text(f"[blog]\n{blog}\n", encoding="utf-8")
+    result = run_cli("run", "--config", config, "--engine", "fake", "--sample-feeds", "--out", tmp_path / "site",
+                     "--date", "2026-01-02")
+    assert result.exit_code == 0, result.stderr
+    post = Path(result.stdout.strip().splitlines()[-1])
+    checked = run_cli("check", "--strict", post)
+    assert checked.exit_code == 0, checked.stdout + checked.stderr
+
+
+@pytest.mark.parametrize("notice", ['""', '" \u200b "'])
+def test_a_config_without_a_visible_notice_is_refused(run_cli, tmp_path, notice):
+    """A post without its notice is broken (FORMAT.md), so a config that would write one is wrong."""
+    config = tmp_path / "digest.toml"
+    config.write_text(f"[blog]\nnotice = {notice}\n", encoding="utf-8")
+    result = run_cli("run", "--config", config, "--engine", "fake", "--sample-feeds", "--out", tmp_path / "site")
+    assert result.exit_code == EXIT_CONFIG, result.stderr
+    assert f"{config.resolve()}:2: 'blog.notice' must have visible text" in result.stderr
+
+
+_ANY = st.text(max_size=40) | st.lists(st.sampled_from(list("#*_[]<>!|-+=.:()&@/\\`'\"\n\t ") + [
+    "predicts future events", "Currently trending topics", "1. ", "---", "{{<", "\u202e", "\u200b"]), max_size=12).map("".join)
+
+
+@settings(deadline=None, max_examples=80, suppress_health_check=[HealthCheck.too_slow])
+@given(heading=_ANY, title=_ANY, author=_ANY, notice=_ANY, tags=st.lists(_ANY, max_size=3), alt=_ANY,
+       draft=st.booleans(), model=_ANY.filter(lambda m: "/" not in m and m.strip()))
+def test_a_post_assembled_from_any_blog_config_passes_strict_check(heading, title, author, notice, tags, alt, draft,
+                                                                   model):
+    from datetime import datetime, timezone
+
+    from digest.config import Config
+    from digest.engine.base import Result
+    from digest.markdown import one_line
+    from digest.pipeline import assemble
+    from digest.post import PREDICTION_SUBJECTS
+    from digest.prompts import SECTIONS, section_key
+    from digest.render import render
+    from digest.select import Story
+
+    assume(one_line(notice))  # else the config is refused (see above)
+    config = Config()
+    blog = config.blog
+    blog.predictions_heading, blog.title, blog.author, blog.notice, blog.tags = heading, title, author, notice, tags
+    blog.draft, blog.cover.alt = draft, alt
+    stories = [Story(title="Sparse experts halve pretraining compute"), Story(title="Robots fold laundry")]
+    paragraph = "A plain sentence opens the paragraph. " * 8 + "It ends with a finished sentence."
+    results = {section_key(kind, s.title): Result(section_key(kind, s.title), paragraph, 0, 0, "stop")
+               for s in stories for kind in SECTIONS}
+    for subject in PREDICTION_SUBJECTS:
+        key = section_key("prediction", subject)
+        results[key] = Result(key, f"May 2041: {paragraph}", 0, 0, "stop")
+    post = assemble(config, datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc), model, stories, stories[:1], results)
+    assert check_text(render(post), strict=True) == []

@@ -376,3 +376,26 @@ def test_existing_post_is_checked_before_the_model(run_cli, tmp_path):
     result = run_cli("run", "--sample-feeds", "--model", "/nonexistent.gguf", "--out", tmp_path, "--date", DAY)
     assert result.exit_code == 0, describe(result)
     assert "exists" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Structure: where a run writes, and who imports whom
+
+
+def test_every_file_a_run_writes_is_a_path_of_the_site_layout(run_cli, tmp_path):
+    from digest.site import Site
+
+    out = tmp_path / "site"
+    assert fake_run(run_cli, out).exit_code == 0
+    site, day = Site(out), date.fromisoformat(DAY)
+    written = {p for p in out.rglob("*") if p.is_file()}
+    # (The hash cache is there when the embedded model is: the manifest records the model's sha256.)
+    assert written - {site.hash_cache} == {site.post(day), site.manifest(day), site.lock, site.history}, written
+
+
+def test_models_commands_do_not_import_the_main_cli():
+    """`digest models` reaches the console through digest.console, not through digest.cli (no cycle)."""
+    code = "import sys, digest.models_cli; print('digest.cli' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

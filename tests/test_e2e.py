@@ -15,7 +15,7 @@ from digest.feeds import read_feed_file, samples_dir
 from digest.markdown import unescape_inline
 from digest.select import pick
 
-pytestmark = pytest.mark.skipif(not Config().model_path.is_file(), reason="embedded model missing (make install)")
+pytestmark = pytest.mark.model
 DIGEST = [sys.executable, "-m", "digest.cli"]
 EPOCH = "1795000000"  # 2026-11-18T...Z
 

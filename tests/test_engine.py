@@ -18,7 +18,6 @@ from digest.prompts import Templates, build_requests
 from digest.select import pick
 
 MODEL = Config().model_path
-needs_model = pytest.mark.skipif(not MODEL.is_file(), reason=f"embedded model missing: {MODEL} (run make install)")
 SMALL = 24  # tokens per request: enough to diverge, short enough for a fast suite
 
 
@@ -36,16 +35,13 @@ def sixteen_requests() -> list[Request]:
 
 @pytest.fixture(scope="module")
 def batched():
-    if not MODEL.is_file():
-        pytest.skip("embedded model missing")
     with create_engine("batched", MODEL) as engine:
         yield engine
 
 
-@pytest.fixture(scope="module", params=["fake", "sequential", "batched"])
+@pytest.fixture(scope="module", params=["fake", pytest.param("sequential", marks=pytest.mark.model),
+                                        pytest.param("batched", marks=pytest.mark.model)])
 def engine(request):
-    if request.param != "fake" and not MODEL.is_file():
-        pytest.skip("embedded model missing")
     with create_engine(request.param, MODEL) as engine:
         yield engine
 
@@ -102,7 +98,7 @@ def test_token_limit(engine):
 
 # -- the batching engine ------------------------------------------------------------------------
 
-@needs_model
+@pytest.mark.model
 def test_batch_invariance_alone_in_4_and_in_16(batched):
     """A request's tokens do not depend on what else is in the batch."""
     requests = sixteen_requests()
@@ -114,7 +110,7 @@ def test_batch_invariance_alone_in_4_and_in_16(batched):
         assert alone.completion_tokens == in_16[request.key].completion_tokens
 
 
-@needs_model
+@pytest.mark.model
 def test_more_requests_than_slots_all_complete_each_as_alone(batched):
     requests = sample_requests()  # 14 requests
     assert len(requests) == 14
@@ -131,7 +127,7 @@ def test_more_requests_than_slots_all_complete_each_as_alone(batched):
         assert batched.generate([request]).results[0].text == full[request.key].text
 
 
-@needs_model
+@pytest.mark.model
 def test_shared_prefix_is_decoded_once(batched):
     requests = sample_requests()
     stats = batched.generate(requests).stats
@@ -139,7 +135,7 @@ def test_shared_prefix_is_decoded_once(batched):
     assert stats.prompt_tokens_decoded < stats.prompt_tokens * 0.6
 
 
-@needs_model
+@pytest.mark.model
 def test_stop_string_ends_the_text(batched):
     base = dataclasses.replace(sample_requests()[0], max_tokens=60)
     full = batched.generate([base]).results[0].text
@@ -152,7 +148,7 @@ def test_stop_string_ends_the_text(batched):
     assert full.startswith(stopped.text)
 
 
-@needs_model
+@pytest.mark.model
 def test_repetition_guard_ends_a_loop(batched):
     looping = Request(
         key="loop",
@@ -174,7 +170,7 @@ def test_repetition_start():
     assert repetition_start([1, 2] + loop * 2) is None  # two times is not yet a loop
 
 
-@needs_model
+@pytest.mark.model
 def test_request_too_long_for_the_context_fails_before_decoding():
     with create_engine("batched", MODEL, n_ctx=256) as engine:
         request = sample_requests(max_tokens=200)[3]
@@ -182,7 +178,7 @@ def test_request_too_long_for_the_context_fails_before_decoding():
             engine.generate([request])
 
 
-@needs_model
+@pytest.mark.model
 def test_grammar_constrains_the_text(batched):
     requests = [r for r in sample_requests(max_tokens=40) if r.grammar]
     assert len(requests) == 2

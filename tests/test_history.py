@@ -11,7 +11,8 @@ import pytest
 from conftest import TOPIC_TITLES, describe
 from digest.errors import OutputError
 from digest.feeds import Entry
-from digest.history import History, history_path
+from digest.history import History
+from digest.site import Site
 from digest.select import Covered, Story, normalise_title, pick
 
 from test_cli import topic_titles
@@ -138,6 +139,6 @@ def test_a_failed_run_records_nothing(run_cli, tmp_path, feeds):
     failed = run_cli("run", "--engine", "batched", "--model", tmp_path / "missing.gguf", "--feeds-from", feeds,
                      "--out", out, "--date", "2026-01-01")
     assert failed.exit_code == 5, describe(failed)
-    assert not History(history_path(out), days=7).covered(date(2026, 1, 2))
+    assert not History(Site(out).history, days=7).covered(date(2026, 1, 2))
     second, _ = run_day(run_cli, out, feeds, "2026-01-02")
     assert second == TOPIC_TITLES[:6]

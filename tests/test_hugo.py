@@ -31,6 +31,8 @@ from digest.post import PREDICTION_SUBJECTS, Cover, FrontMatter, Post, Predictio
 from digest.render import render, write_atomic
 from test_hostile import CASES, HOSTILE_AUTHOR, HOSTILE_FEEDS, HOSTILE_MODEL, HOSTILE_TITLE, hostile_respond
 
+# The site holds a post written by the real model.
+pytestmark = pytest.mark.model
 SITE = Path(__file__).parent / "data" / "hugo-site"
 MARKER = "PWNED-SHORTCODE-RAN"  # what the site's `pwned` shortcode writes, were it ever run
 # Elements that only the program's own layout may produce; anything else in the article came

@@ -11,9 +11,8 @@ import time
 
 import pytest
 
-from digest.config import Config
 
-pytestmark = pytest.mark.skipif(not Config().model_path.is_file(), reason="embedded model missing (make install)")
+pytestmark = pytest.mark.model
 DIGEST = [sys.executable, "-m", "digest.cli"]
 DAY = "2026-11-23"
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from digest.errors import EXIT_LOCKED, LockedError
-from digest.lock import lock_path, output_lock
+from digest.lock import output_lock
+from digest.site import Site
 
 DIGEST = [sys.executable, "-m", "digest.cli"]
 DAY = "2026-01-02"
@@ -50,7 +51,7 @@ def test_second_run_exits_8_naming_the_lock_and_its_holder(tmp_path):
         assert done.returncode == EXIT_LOCKED, done.stderr
         error = done.stderr.strip().splitlines()[-1]
         assert error.startswith("digest: error: another digest run") and "Traceback" not in done.stderr
-        assert f"pid {process.pid}" in error and str(lock_path(tmp_path)) in error and "--lock-wait" in error
+        assert f"pid {process.pid}" in error and str(Site(tmp_path).lock) in error and "--lock-wait" in error
         assert waited >= 0.5
         assert not post(tmp_path).exists()
     finally:
@@ -63,16 +64,23 @@ def test_second_run_exits_8_naming_the_lock_and_its_holder(tmp_path):
 
 
 def test_a_waiting_run_writes_once_the_holder_is_done(tmp_path):
-    process = holder(tmp_path, 1.0)
+    process = holder(tmp_path, 600)
+    run = subprocess.Popen([*DIGEST, "run", "--engine", "fake", "--sample-feeds", "--out", str(tmp_path), "--date", DAY,
+                            "--lock-wait", "300"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        start = time.monotonic()
-        done = fake_run(tmp_path, "--lock-wait", "30")
-        assert done.returncode == 0, done.stderr
-        assert time.monotonic() - start >= 0.5  # it did wait
-        assert f"waiting up to 30 s for another digest run (pid {process.pid}) to finish" in done.stderr
-        assert post(tmp_path).is_file()
-    finally:
+        said = run.stderr.readline()  # the run's first words: it is waiting
+        assert f"waiting up to 300 s for another digest run (pid {process.pid}) to finish" in said, said
+        assert run.poll() is None and not post(tmp_path).exists()
+        process.kill()  # the holder ends: the waiting run goes on
         process.wait()
+        stdout, stderr = run.communicate(timeout=120)
+        assert run.returncode == 0, said + stderr
+        assert stdout.strip() == str(post(tmp_path)) and post(tmp_path).is_file()
+    finally:
+        for proc in (process, run):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def test_lock_wait_comes_from_the_config(tmp_path):
@@ -92,20 +100,46 @@ def test_lock_in_one_process_is_exclusive_and_released(tmp_path):
         with pytest.raises(LockedError, match=f"pid {os.getpid()}"):
             with output_lock(tmp_path, wait=0.2):
                 pass
-    assert lock_path(tmp_path).read_text() == ""  # no stale pid
+    assert Site(tmp_path).lock.read_text() == ""  # no stale pid
     with output_lock(tmp_path):
         pass
 
 
 def test_stale_temp_files_of_a_killed_run_are_removed(tmp_path):
-    posts = tmp_path / "content" / "posts"
+    site = Site(tmp_path)
+    posts = site.posts
     posts.mkdir(parents=True)
+    site.manifests.mkdir(parents=True)
     stale = posts / f".{DAY}-ai-auto-summary.md.k2j4h1.part"
     stale.write_text("half a post")
+    stale_manifest = site.manifests / f".{DAY}.json.x8d0q2.part"
+    stale_manifest.write_text("{")
     keep = posts / "2025-12-31-ai-auto-summary.md"
     keep.write_text("an older post")
-    done = fake_run(tmp_path)
+    log = tmp_path / "run.log"
+    done = fake_run(tmp_path, "--log-file", str(log))
     assert done.returncode == 0, done.stderr
-    assert not stale.exists() and keep.read_text() == "an older post"
+    assert not stale.exists() and not stale_manifest.exists() and keep.read_text() == "an older post"
     assert sorted(p.name for p in posts.iterdir()) == [keep.name, post(tmp_path).name]
+    assert "lock ok" in log.read_text() and f"removed_stale_temp={stale},{stale_manifest}" in log.read_text()
+
+
+def test_the_pipeline_takes_the_lock_whoever_calls_it(tmp_path):
+    """Not only `digest run`: any caller of pipeline.run (replay, a script) waits for the lock."""
+    from digest import pipeline
+    from digest.config import Config
+    from digest.engine import create_engine
+    from digest.feeds import samples_dir
+
+    config = Config()
+    config.output.lock_wait = 0.2
+    process = holder(tmp_path, 60)
+    try:
+        with pytest.raises(LockedError, match=f"pid {process.pid}"):
+            pipeline.run(config, lambda: create_engine("fake", config.model_path), out=tmp_path,
+                         feeds_from=samples_dir())
+    finally:
+        process.kill()
+        process.wait()
+    assert not Site(tmp_path).posts.exists()
 

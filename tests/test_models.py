@@ -176,11 +176,9 @@ def test_pull_of_a_file_the_server_does_not_have(run_cli, tmp_path, files):
 
 
 def test_pull_gives_up_on_a_silent_server_after_its_timeout(run_cli, registry, files):
-    files.stall["/tiny.gguf"] = 5
-    start = time.monotonic()
+    files.stall["/tiny.gguf"] = 5  # then the whole file: without the timeout, the pull would succeed
     result = models(run_cli, registry, "pull", "tiny", "--timeout", "0.5", "--retries", "0")
     assert result.exit_code == EXIT_MODEL, describe(result)
-    assert time.monotonic() - start < 4
     assert "broke off" in result.stderr or "timed out" in result.stderr
 
 
@@ -344,7 +342,7 @@ def test_project_registry_default_is_the_embedded_model():
             assert entry.url.endswith("/" + entry.file)
 
 
-@pytest.mark.skipif(not Config().model_path.is_file(), reason="embedded model missing (make install)")
+@pytest.mark.model
 def test_embedded_model_verifies(run_cli):
     result = run_cli("models", "verify", "smollm2-135m")
     assert result.exit_code == 0, describe(result)

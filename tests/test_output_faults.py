@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -122,6 +123,79 @@ def test_full_disk_keeps_the_old_post(run_cli, tmp_path, monkeypatch, where):
     assert path.read_bytes() == before
     assert manifest.read_bytes() == manifest_before
     assert leftovers(tmp_path) == []
+
+
+# A real full filesystem: a 256 KiB tmpfs, filled to the last byte (or all but a few pages).
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path) -> Path:
+    if os.geteuid() != 0:
+        pytest.skip("a real full disk needs a tmpfs of its own, and mounting one needs root")
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], capture_output=True)
+
+
+def fill(folder: Path) -> Path:
+    """Write a file into `folder` until not even one more byte fits; return it."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        for size in (65536, 4096, 1):
+            while True:
+                try:
+                    if os.write(fd, b"x" * size) < size:
+                        break
+                except OSError as exc:
+                    assert exc.errno == errno.ENOSPC, exc
+                    break
+        with pytest.raises(OSError) as full:
+            os.write(fd, b"x")
+        assert full.value.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    return filler
+
+
+def digest_process(*args) -> SimpleNamespace:
+    """`digest ARGS` in its own process, as a user runs it (typer's traceback display included)."""
+    done = subprocess.run([sys.executable, "-m", "digest.cli", *map(str, args)], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=300)
+    return SimpleNamespace(exit_code=done.returncode, stdout=done.stdout, stderr=done.stderr, exception=None)
+
+
+@pytest.mark.parametrize("free", [0, 8192], ids=["full-to-the-last-byte", "8-KiB-free"])
+def test_a_really_full_disk_is_one_line_and_exit_6(small_tmpfs, free):
+    out = small_tmpfs / "site"
+    filler = fill(small_tmpfs)
+    if free:
+        os.truncate(filler, filler.stat().st_size - free)
+    result = digest_process("run", "--engine", "fake", "--sample-feeds", "--out", out, "--date", DAY)
+    error = assert_one_error(result, EXIT_OUTPUT, str(out), "choose another --out")
+    assert "No space left on device" in error or "database or disk is full" in error, error
+    assert no_post_written(out) and leftovers(out) == []
+    # With room again, the same run writes its post.
+    filler.unlink()
+    again = digest_process("run", "--engine", "fake", "--sample-feeds", "--out", out, "--date", DAY)
+    assert again.exit_code == 0, describe(again)
+    assert post_file(out).is_file() and manifest_file(out).is_file()
+
+
+def test_no_room_for_the_lock_holders_pid_is_exit_6(run_cli, tmp_path, monkeypatch):
+    from digest import lock
+
+    monkeypatch.setattr(lock.os, "pwrite", no_space)
+    result = fake_run(run_cli, tmp_path)
+    assert_one_error(result, EXIT_OUTPUT, "No space left on device", str(tmp_path / ".digest" / "lock"))
+    assert no_post_written(tmp_path)
 
 
 def manifest_file(out: Path) -> Path:
