@@ -45,7 +45,6 @@ def test_ratios_are_medians_of_per_run_ratios():
 
 
 @pytest.mark.model
-@pytest.mark.skipif(not MODEL.is_file(), reason="embedded model missing")
 def test_prompts_cut_or_padded_to_exactly_128_tokens():
     from digest.bench import bench_requests
     from digest.engine.batched import BatchedEngine

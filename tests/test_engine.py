@@ -224,7 +224,6 @@ def _top_two_gap(llm, tokens: list[int]) -> float:
 
 
 @pytest.mark.model
-@needs_model
 def test_greedy_tokens_equal_llama_cpp_python_for_every_sample_prompt(batched):
     """At temperature 0 the batching engine at one slot gives llama-cpp-python's own greedy tokens for
     all 14 sample prompts at full length; where they part, the first difference is a numerical tie."""
@@ -262,7 +261,6 @@ def test_greedy_tokens_equal_llama_cpp_python_for_every_sample_prompt(batched):
 
 
 @pytest.mark.model
-@needs_model
 def test_batch_invariance_with_identical_prompts(batched):
     """Tries of one section (what --candidates makes): the same prompt with other seeds, in one batch."""
     base = sample_requests(max_tokens=40)[0]
@@ -274,7 +272,6 @@ def test_batch_invariance_with_identical_prompts(batched):
 
 
 @pytest.mark.model
-@needs_model
 def test_batch_invariance_when_sequences_end_at_very_different_steps(batched):
     """Short and long requests in one batch on few slots: finished slots are compacted and refilled
     while others run, and no text changes."""
@@ -292,7 +289,6 @@ def test_batch_invariance_when_sequences_end_at_very_different_steps(batched):
 
 
 @pytest.mark.model
-@needs_model
 def test_full_160_token_outputs_are_batch_invariant(batched):
     base = sample_requests(max_tokens=160)[:4]
     requests = [dataclasses.replace(r, ignore_eos=True) for r in base]
@@ -303,7 +299,6 @@ def test_full_160_token_outputs_are_batch_invariant(batched):
 
 
 @pytest.mark.model
-@needs_model
 def test_more_sequences_than_llama_cpp_allows_run_in_waves(batched):
     """llama.cpp caps a context at 256 sequences; 300 requests run in waves instead of failing."""
     from digest.engine.native import MAX_SEQUENCES
