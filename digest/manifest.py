@@ -101,10 +101,18 @@ def versions() -> dict:
 
 
 def model_record(path: Path, cache: Path) -> dict:
+    """The model file (path, size, sha256) and, for a file of the model registry, its name there and,
+    for a derived one (the default Q8_0), its source's name, file and sha256 and the recipe."""
+    from .registry import describe
+
     path = Path(path).resolve()
     if not path.is_file():
         return {"path": str(path), "file": path.name, "size": None, "sha256": None}
-    return {"path": str(path), "file": path.name, "size": path.stat().st_size, "sha256": file_sha256(path, cache)}
+    record = {"path": str(path), "file": path.name, "size": path.stat().st_size, "sha256": file_sha256(path, cache)}
+    known = describe(path)
+    if known is not None:
+        record["registry"] = known
+    return record
 
 
 def prompts_record(directory: Path, names: Sequence[str]) -> dict:
