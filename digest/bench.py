@@ -129,9 +129,35 @@ def decode_throughput(config: Config, batch_sizes: Sequence[int], *, tokens: int
     return out
 
 
+def server_row(config: Config, requests: Sequence[Request], binary: Path, runs: int, threads: int,
+               say: Callable[[str], None] = lambda m: None) -> Row:
+    """llama.cpp's own llama-server as a peer: the same requests, all at once over HTTP (digest/peer.py)."""
+    from .peer import requests_json, server_for
+
+    row = Row("llama-server", len(requests))
+    bodies = requests_json(requests)
+    with server_for(binary, config.model_path, requests, threads=threads, n_ctx=config.model.n_ctx,
+                    n_gpu_layers=config.model.n_gpu_layers) as server:
+        say(f"llama-server: {' '.join(server.command)}")
+        server.run_once(bodies[:1])  # warm-up, as for the engines
+        for run in range(runs):
+            wall, tokens = server.run_once(bodies)
+            row.wall_s.append(wall)
+            row.completion_tokens = tokens
+            row.prompt_tokens = row.prompt_tokens_decoded = server.prompt_tokens
+            say(f"llama-server -np {len(requests)} run {run + 1}/{runs}: {wall:.2f} s, {tokens} tokens, "
+                f"{tokens / wall:.0f} tok/s")
+    return row
+
+
 def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), sequential: bool = True,
-              checks: bool = True, memory: bool = True, decode: Sequence[int] = (), say: Callable[[str], None] = lambda m: None) -> Report:
+              checks: bool = True, memory: bool = True, decode: Sequence[int] = (), say: Callable[[str], None] = lambda m: None,
+              llama_server: Path | None = None) -> Report:
     requests, judge = bench_inputs(config)
+    if llama_server is not None:
+        from .peer import check_binary
+
+        check_binary(llama_server)  # before minutes of the other engines
     g = config.generation
     threads = config.model.threads or default_threads()
     model = config.model_path
@@ -163,6 +189,8 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
                 engine.generate(requests[:1])  # warm-up: page the weights in, start the thread pool
                 _measure(run_once, row, runs, say)
             rows.append(row)
+    if llama_server is not None:
+        rows.append(server_row(config, requests, llama_server, runs, threads, say))
     report = Report(model.name, threads, runs, config.generation.max_tokens, len(requests), rows)
     if decode:
         report.decode = decode_throughput(config, decode, say=say)

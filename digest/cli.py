@@ -250,9 +250,11 @@ def bench(
     memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Measure the peak memory of a whole run.")] = True,
     decode: Annotated[str, typer.Option("--decode", help="Batch sizes for the steady decode measurement (128 tokens per sequence, end-of-generation ignored, like llama-batched-bench's S_TG); empty: skip.")] = "1,16",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+    requests_out: Annotated[Optional[Path], typer.Option("--requests-out", help="Also write the bench's requests to this file as JSON (messages, max_tokens, seed, sampling settings, stop, grammar), for other tools.")] = None,
+    llama_server: Annotated[Optional[Path], typer.Option("--llama-server", help="Also time llama.cpp's llama-server (this binary; `make peers` builds build/llama.cpp/bin/llama-server), fed the same requests at once over HTTP on 127.0.0.1.")] = None,
 ) -> None:
     """Time the batching engine against the sequential baseline on the bundled sample digest."""
-    from .bench import run_bench
+    from .bench import bench_requests, run_bench
 
     with expected_errors():
         config = load_config(config_path)
@@ -265,8 +267,13 @@ def bench(
         })
         slot_list, decode_list = _numbers(slots, "--slots"), _numbers(decode, "--decode")
         say = (lambda m: None) if as_json else (lambda m: err.print(f"[dim]{escape(m)}[/dim]", markup=True))
+        if requests_out is not None:
+            from .peer import write_requests
+
+            write_requests(requests_out, bench_requests(config))
+            say(f"wrote the bench's requests to {requests_out}")
         report = run_bench(config, runs=runs, slots=slot_list or [0], sequential=sequential, checks=checks, memory=memory,
-                           decode=decode_list, say=say)
+                           decode=decode_list, say=say, llama_server=llama_server)
     if as_json:
         typer.echo(report.to_json())
         return
@@ -281,7 +288,7 @@ def bench(
     for row in report.rows:
         table.add_row(row.engine, "-" if row.engine.startswith("sequential") else str(row.slots or "all"),
                       f"{row.median_wall_s:.2f}", str(row.completion_tokens), f"{row.tokens_per_s:.1f}",
-                      str(row.prompt_tokens), str(row.prompt_tokens_decoded), str(row.decode_steps),
+                      str(row.prompt_tokens), str(row.prompt_tokens_decoded), str(row.decode_steps or "-"),
                       ratio(report.speedup(row)), ratio(report.speedup(row, "sequential-reread")))
     Console(highlight=False, width=max(120, Console().width)).print(table)
     for d in report.decode:
