@@ -24,7 +24,7 @@ MODEL  := models/SmolLM2-135M-Instruct.Q8_0.gguf
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 RUN_ARGS ?=
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench clean peers
 
 install: $(VENV)/.installed $(MODEL)
 
@@ -58,3 +58,34 @@ bench: install
 
 clean:
 	rm -rf $(VENV) site .pytest_cache .hypothesis
+
+# The native peers of `digest bench`: llama.cpp's own llama-server and llama-batched-bench, built from
+# the llama.cpp sources vendored in the pinned llama-cpp-python (its sdist, verified by pip against
+# PyPI's sha256), with the flags llama-cpp-python builds its library with: Release, shared libraries,
+# -march=native, OpenMP. No web UI and no download at build time. About 15 minutes on 2 cores, niced;
+# nothing is rebuilt when nothing changed. Binaries: build/llama.cpp/bin/.
+LLAMA_CPP_PYTHON := $(shell sed -n 's/.*"llama-cpp-python==\([^"]*\)".*/\1/p' pyproject.toml)
+PEER_SDIST := build/sdist/llama_cpp_python-$(LLAMA_CPP_PYTHON).tar.gz
+PEER_SRC   := build/llama_cpp_python-$(LLAMA_CPP_PYTHON)/vendor/llama.cpp
+PEER_BUILD := build/llama.cpp
+PEER_BINS  := $(PEER_BUILD)/bin/llama-server $(PEER_BUILD)/bin/llama-batched-bench
+PEER_CMAKE_FLAGS := -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=ON -DGGML_OPENMP=ON \
+	-DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
+	-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+
+peers: $(PEER_BINS)
+
+$(PEER_SDIST): | $(PY)
+	$(PY) -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$(LLAMA_CPP_PYTHON)" -d $(@D)
+	touch $@
+
+$(PEER_SRC)/CMakeLists.txt: $(PEER_SDIST)
+	tar xzf $< -C build
+	touch $@
+
+$(PEER_BUILD)/CMakeCache.txt: $(PEER_SRC)/CMakeLists.txt
+	cmake -S $(PEER_SRC) -B $(PEER_BUILD) $(PEER_CMAKE_FLAGS)
+
+$(PEER_BINS) &: $(PEER_BUILD)/CMakeCache.txt
+	nice -n 10 cmake --build $(PEER_BUILD) --target llama-server llama-batched-bench
+	touch $(PEER_BINS)

@@ -19,13 +19,14 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Callable, Sequence
+from contextlib import contextmanager
+from typing import Callable, Iterator, Sequence
 
 from .config import Config
 from .engine import create_engine
-from .engine.base import Generation, Request
+from .engine.base import Generation, Request, Stats
 from .engine.llama import default_threads
-from .errors import ModelError
+from .errors import PeerError
 from .feeds import samples_dir
 from .pipeline import generate, judge_of, load_feeds, sampling_of, select_stories
 from .quality import Judge
@@ -159,7 +160,8 @@ Runner = Callable[[], Generation]
 def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), sequential: bool = True,
               checks: bool = True, memory: bool = True, decode: Sequence[int] = (),
               loop_models: Sequence[Path] = (), peers: Sequence[tuple[str, Callable]] = (),
-              native: Path | None = None, say: Callable[[str], None] = lambda m: None) -> Report:
+              native: Path | None = None, llama_server: Path | None = None,
+              say: Callable[[str], None] = lambda m: None) -> Report:
     """Time every engine on the same requests, interleaved: run 1 of each, then run 2 of each, ...
     so that a ratio compares runs made at the same minute of a noisy machine.
 
@@ -178,6 +180,12 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
     threads = config.model.threads or default_threads()
     model = config.model_path
     gpu = config.model.n_gpu_layers
+    peers = list(peers)
+    if llama_server is not None:
+        from .peer import check_binary
+
+        check_binary(llama_server)  # before minutes of the other engines
+        peers.append(("llama-server", lambda reqs: server_peer(config, reqs, llama_server, threads, say)))
     plan: list[tuple[Row, Runner]] = []
     warm: list[Callable[[], object]] = []  # page the weights in, start the thread pools
     with ExitStack() as stack:
@@ -251,6 +259,27 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
     return report
 
 
+@contextmanager
+def server_peer(config: Config, requests: Sequence[Request], binary: Path, threads: int,
+                say: Callable[[str], None] = lambda m: None) -> Iterator[Runner]:
+    """llama.cpp's own llama-server as a peer (digest/peer.py): started once with -np = the number of
+    requests, then each run sends every request at once over HTTP (cache_prompt off) and waits for all."""
+    from .peer import requests_json, server_for
+
+    bodies = requests_json(requests)
+    with server_for(binary, config.model_path, requests, threads=threads, n_ctx=config.model.n_ctx,
+                    n_gpu_layers=config.model.n_gpu_layers) as server:
+        say(f"llama-server: {' '.join(server.command)}")
+
+        def run() -> Generation:
+            wall, tokens = server.run_once(bodies)
+            stats = Stats(requests=len(requests), prompt_tokens=server.prompt_tokens,
+                          prompt_tokens_decoded=server.prompt_tokens, completion_tokens=tokens, wall_seconds=wall)
+            return Generation([], stats)
+
+        yield run
+
+
 def exact_prompt(engine, request: Request, n_tokens: int) -> Request:
     """`request` with its last message cut or padded so that its prompt is exactly `n_tokens` tokens,
     as llama-batched-bench's -npp makes them (padding: ' the', one token each)."""
@@ -317,7 +346,7 @@ def native_batched_bench(binary: Path, model: Path, threads: int, batches: Seque
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     except OSError as exc:
-        raise BenchError(f"cannot run {binary}: {exc.strerror or exc} (build it with 'make peers')") from exc
+        raise PeerError(f"cannot run {binary}: {exc.strerror or exc} (build it with 'make peers')") from exc
     rates = {}
     for line in done.stdout.splitlines() + done.stderr.splitlines():
         if line.startswith("{") and '"speed_tg"' in line:
@@ -325,7 +354,7 @@ def native_batched_bench(binary: Path, model: Path, threads: int, batches: Seque
             rates[int(row["pl"])] = {"speed_tg": row["speed_tg"], "speed_pp": row["speed_pp"]}
     if done.returncode != 0 or not rates:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise BenchError(f"{binary} failed (exit {done.returncode}): {tail}")
+        raise PeerError(f"{binary} failed (exit {done.returncode}): {tail}")
     return rates
 
 
@@ -386,10 +415,6 @@ def compare_native(config: Config, binary: Path, batch_sizes: Sequence[int], run
     out["tg_rates"] = {b: statistics.median(n[b]["speed_tg"] for n, _ in rounds) for b in batches}
     out["pp_rate"] = statistics.median(n[1]["speed_pp"] for n, _ in rounds)
     return out
-
-
-class BenchError(ModelError):
-    """A native tool that the bench was asked to run (llama-batched-bench) is missing or failed (exit 5)."""
 
 
 def measure_run_memory(config: Config, model: Path) -> dict:

@@ -226,9 +226,11 @@ def bench(
     loop_model: Annotated[Optional[list[str]], typer.Option("--loop-model", help="Also time the prefix-reusing loop on this model (a registry name or a GGUF file; repeatable), e.g. the published Q4_1.")] = None,
     native: Annotated[Optional[Path], typer.Option("--native", help="A llama-batched-bench binary (make peers): compare the steady decode with llama.cpp's own, interleaved, and give the batched rows a simulated ceiling.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+    requests_out: Annotated[Optional[Path], typer.Option("--requests-out", help="Also write the bench's requests to this file as JSON (messages, max_tokens, seed, sampling settings, stop, grammar), for other tools.")] = None,
+    llama_server: Annotated[Optional[Path], typer.Option("--llama-server", help="Also time llama.cpp's llama-server (this binary; `make peers` builds build/llama.cpp/bin/llama-server), fed the same requests at once over HTTP on 127.0.0.1.")] = None,
 ) -> None:
     """Time the batching engine against the one-by-one loops (and peers) on the bundled sample digest."""
-    from .bench import run_bench
+    from .bench import bench_requests, run_bench
 
     with expected_errors():
         config = load_config(config_path)
@@ -241,9 +243,14 @@ def bench(
         })
         slot_list, decode_list = _numbers(slots, "--slots"), _numbers(decode, "--decode")
         say = (lambda m: None) if as_json else (lambda m: err.print(f"[dim]{escape(m)}[/dim]", markup=True))
+        if requests_out is not None:
+            from .peer import write_requests
+
+            write_requests(requests_out, bench_requests(config))
+            say(f"wrote the bench's requests to {requests_out}")
         loops = [Path(_model_flag(m)) for m in loop_model or []]
         report = run_bench(config, runs=runs, slots=slot_list or [0], sequential=sequential, checks=checks, memory=memory,
-                           decode=decode_list, loop_models=loops, native=native, say=say)
+                           decode=decode_list, loop_models=loops, native=native, llama_server=llama_server, say=say)
     if as_json:
         typer.echo(report.to_json())
         return
@@ -260,7 +267,7 @@ def bench(
     for row in report.rows:
         table.add_row(row.label, str(row.slots or "all") if row.engine.startswith("batched") else "-",
                       f"{row.median_wall_s:.2f}", str(row.completion_tokens), f"{row.tokens_per_s:.1f}",
-                      str(row.prompt_tokens), str(row.prompt_tokens_decoded), str(row.decode_steps),
+                      str(row.prompt_tokens), str(row.prompt_tokens_decoded), str(row.decode_steps or "-"),
                       *(ratio(report.speedup(row, b)) for b in baselines))
     Console(highlight=False, width=max(120, Console().width)).print(table)
     system = report.system

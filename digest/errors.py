@@ -63,3 +63,7 @@ class InputChangedError(DigestError):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised as an interrupt so that the same cleanup runs as for Ctrl-C."""
+
+
+class PeerError(GenerationError):
+    """`digest bench --llama-server`: the peer server is missing, cannot start, or answers badly."""
