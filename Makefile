@@ -53,8 +53,14 @@ run: install
 test: install
 	DIGEST_REQUIRE_MODEL=1 $(PY) -m pytest -q
 
+# The loops on the default Q8_0 and on the published Q4_1; llama.cpp's own server and decode rates
+# too when `make peers` has built them. BENCH_ARGS: more flags (e.g. BENCH_ARGS="--runs 5").
+BENCH_ARGS ?=
 bench: install
-	$(VENV)/bin/digest bench
+	$(VENV)/bin/digest bench --loop-model smollm2-135m-q4_1 \
+	  $(if $(wildcard $(PEER_BUILD)/bin/llama-server),--llama-server $(PEER_BUILD)/bin/llama-server) \
+	  $(if $(wildcard $(PEER_BUILD)/bin/llama-batched-bench),--native $(PEER_BUILD)/bin/llama-batched-bench) \
+	  $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) site .pytest_cache .hypothesis
@@ -64,9 +70,9 @@ clean:
 # PyPI's sha256), with the flags llama-cpp-python builds its library with: Release, shared libraries,
 # -march=native, OpenMP. No web UI and no download at build time. About 15 minutes on 2 cores, niced;
 # nothing is rebuilt when nothing changed. Binaries: build/llama.cpp/bin/.
-LLAMA_CPP_PYTHON := $(shell sed -n 's/.*"llama-cpp-python==\([^"]*\)".*/\1/p' pyproject.toml)
-PEER_SDIST := build/sdist/llama_cpp_python-$(LLAMA_CPP_PYTHON).tar.gz
-PEER_SRC   := build/llama_cpp_python-$(LLAMA_CPP_PYTHON)/vendor/llama.cpp
+PEER_VERSION := $(shell sed -n 's/.*"llama-cpp-python==\([^"]*\)".*/\1/p' pyproject.toml)
+PEER_SDIST := build/sdist/llama_cpp_python-$(PEER_VERSION).tar.gz
+PEER_SRC   := build/llama_cpp_python-$(PEER_VERSION)/vendor/llama.cpp
 PEER_BUILD := build/llama.cpp
 PEER_BINS  := $(PEER_BUILD)/bin/llama-server $(PEER_BUILD)/bin/llama-batched-bench
 PEER_CMAKE_FLAGS := -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=ON -DGGML_OPENMP=ON \
@@ -76,7 +82,7 @@ PEER_CMAKE_FLAGS := -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DGGML_NAT
 peers: $(PEER_BINS)
 
 $(PEER_SDIST): | $(PY)
-	$(PY) -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$(LLAMA_CPP_PYTHON)" -d $(@D)
+	$(PY) -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$(PEER_VERSION)" -d $(@D)
 	touch $@
 
 $(PEER_SRC)/CMakeLists.txt: $(PEER_SDIST)
