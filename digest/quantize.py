@@ -163,51 +163,22 @@ def lossy_reason(source: Format | None, target: Format) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # llama.cpp's quantizer
 
-_errors: list[str] = []
-_last_level = 0
-_LOG_ERROR, _LOG_CONT = 4, 5  # ggml_log_level: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5
-
-
-def _make_callback():
-    import llama_cpp
-
-    @llama_cpp.llama_log_callback
-    def callback(level: int, text: bytes, user_data) -> None:
-        global _last_level
-        level = _last_level if level == _LOG_CONT else level
-        _last_level = level
-        if level == _LOG_ERROR and text and text.strip():
-            _errors.append(text.decode("utf-8", "replace").strip())
-
-    return callback
-
-
-_callback = None  # must stay referenced while llama.cpp may call it
-
-
 def _run_quantizer(source: Path, out: Path, target: Format, threads: int) -> None:
     """llama_model_quantize with its default parameters, requantization allowed; its log kept quiet
-    (only its errors are kept, for the message) and the previous logger put back afterwards."""
-    global _callback
+    (its error lines are kept for the message, by the engine's one log callback)."""
     import llama_cpp
 
-    if _callback is None:
-        _callback = _make_callback()
+    from .engine.native import clear_errors, last_error, quiet_logs
+
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = target.ftype
     params.allow_requantize = True
     params.nthread = threads
-    old_callback, old_data = llama_cpp.llama_log_callback(), ctypes.c_void_p()
-    llama_cpp.llama_log_get(ctypes.byref(old_callback), ctypes.byref(old_data))
-    del _errors[:]
-    llama_cpp.llama_log_set(_callback, None)
-    try:
-        status = llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(), ctypes.byref(params))
-    finally:
-        llama_cpp.llama_log_set(old_callback, old_data)
+    quiet_logs()
+    clear_errors()
+    status = llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(), ctypes.byref(params))
     if status != 0:
-        said = f" (llama.cpp: {_errors[-1]})" if _errors else ""
-        raise ModelError(f"llama.cpp could not quantize {source} to {target.name}{said}")
+        raise ModelError(f"llama.cpp could not quantize {source} to {target.name}{last_error()}")
 
 
 def llama_cpp_python_version() -> str:
