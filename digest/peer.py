@@ -128,7 +128,7 @@ def run_batch(host: str, port: int, requests: Sequence[dict], *,
     def send(i: int) -> None:
         try:
             answers[i] = _post(host, port, bodies[i], timeout)
-        except BaseException as exc:  # reported below, in the caller's thread
+        except Exception as exc:  # reported below, in the caller's thread
             answers[i] = exc
 
     threads = [threading.Thread(target=send, args=(i,), daemon=True) for i in range(len(requests))]
