@@ -12,6 +12,7 @@ A failed stage is logged as `STAGE failed`, then the error and the exit code.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,16 +27,42 @@ def _fields(info: dict) -> str:
     return "".join(f" {key}={value}" for key, value in info.items())
 
 
-class RunLog:
-    """Stage timings to a logging.Logger; with no file, a RunLog that writes nothing."""
+class _LogFile(logging.FileHandler):
+    """A log file whose write failures (a full disk) are kept, not printed as logging's traceback."""
 
-    def __init__(self, logger: logging.Logger | None = None):
+    failure: OSError | None = None
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's naming
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            self.failure = self.failure or exc
+        else:  # pragma: no cover - a formatting bug of ours
+            super().handleError(record)
+
+
+class RunLog:
+    """Stage timings to a logging.Logger; with no file, a RunLog that writes nothing.
+
+    A log file that cannot be written any more (a full disk) is reported once, as one warning line,
+    and the run goes on without it: the post matters more than its log."""
+
+    def __init__(self, logger: logging.Logger | None = None, handler: _LogFile | None = None, path: Path | None = None):
         self.logger = logger
+        self.handler = handler
+        self.path = path
         self.outcome = ""
 
     def line(self, message: str) -> None:
-        if self.logger is not None:
-            self.logger.info(message)
+        if self.logger is None:
+            return
+        self.logger.info(message)
+        failure = self.handler.failure if self.handler is not None else None
+        if failure is not None:
+            from .console import warning
+
+            warning(f"cannot write the log file {self.path}: {failure.strerror or failure}; "
+                    "the run goes on without it")
+            self.logger = None
 
     @contextmanager
     def stage(self, name: str) -> Iterator[dict]:
@@ -57,7 +84,7 @@ def run_log(path: Path | None) -> Iterator[RunLog]:
         yield RunLog()
         return
     try:
-        handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+        handler = _LogFile(path, mode="a", encoding="utf-8")
     except OSError as exc:
         raise OutputError(f"cannot open the log file {path}: {exc.strerror or exc}") from exc
     formatter = logging.Formatter(_FORMAT, datefmt="%Y-%m-%dT%H:%M:%SZ")
@@ -65,7 +92,7 @@ def run_log(path: Path | None) -> Iterator[RunLog]:
     handler.setFormatter(formatter)
     logger = logging.Logger("digest.run", logging.INFO)  # not registered: nothing else logs through it
     logger.addHandler(handler)
-    log = RunLog(logger)
+    log = RunLog(logger, handler, path)
     try:
         yield log
         log.line(f"exit 0 {log.outcome}".rstrip())
@@ -89,4 +116,7 @@ def run_log(path: Path | None) -> Iterator[RunLog]:
         raise
     finally:
         logger.removeHandler(handler)
-        handler.close()
+        try:
+            handler.close()  # flushes: on a full disk the last lines are lost, and the warning said so
+        except OSError:
+            pass

@@ -93,3 +93,23 @@ def test_an_interrupted_run_logs_the_code_it_exits_with(run_cli, tmp_path, monke
     result = run_cli("run", "--engine", "fake", "--sample-feeds", "--out", tmp_path / "site", "--log-file", log)
     assert result.exit_code == code, describe(result)
     assert [m for _, m in entries(log)][-1] == f"exit {code} {word}"
+
+
+def test_a_log_file_on_a_full_disk_is_one_warning_and_the_post_is_still_written(tmp_path):
+    """/dev/full takes the file open and fails every write with ENOSPC: logging's own traceback
+    must not reach the user, and the run goes on without its log."""
+    import os
+
+    if not os.path.exists("/dev/full"):
+        import pytest
+
+        pytest.skip("no /dev/full on this system")
+    out = tmp_path / "site"
+    done = subprocess.run([sys.executable, "-m", "digest.cli", "run", "--engine", "fake", "--sample-feeds", "--out",
+                           str(out), "--date", DAY, "--log-file", "/dev/full"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "Logging error" not in done.stderr, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "log file" in line]
+    assert warnings == ["digest: warning: cannot write the log file /dev/full: No space left on device; "
+                        "the run goes on without it"], done.stderr
+    assert (out / "content" / "posts" / f"{DAY}-ai-auto-summary.md").is_file()
