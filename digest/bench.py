@@ -239,7 +239,8 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
                 row.completion_tokens, row.prompt_tokens = s.completion_tokens, s.prompt_tokens
                 row.prompt_tokens_decoded, row.decode_steps = s.prompt_tokens_decoded, s.decode_steps
                 row.section_tokens = [r.completion_tokens for r in generation.results]
-                say(f"{row.label} slots={row.slots or 'all'} run {n + 1}/{runs}: {s.wall_seconds:.2f} s, "
+                slots = f" slots={row.slots or 'all'}" if row.engine.startswith("batched") else ""
+                say(f"{row.label}{slots} run {n + 1}/{runs}: {s.wall_seconds:.2f} s, "
                     f"{s.completion_tokens} tokens, {s.tokens_per_second:.0f} tok/s")
     report = Report(model.name, threads, runs, config.generation.max_tokens, len(requests), [row for row, _ in plan],
                     system=system_info(gpu, model))
