@@ -51,7 +51,11 @@ class Row:
 
     @property
     def label(self) -> str:
-        return self.engine if not self.model else f"{self.engine} [{self.model}]"
+        """The engine, and the model where it is not the bench's own, by its format (SmolLM2-135M-Instruct.Q4_1.gguf: Q4_1)."""
+        if not self.model:
+            return self.engine
+        stem = self.model.removesuffix(".gguf")
+        return f"{self.engine} [{stem.rsplit('.', 1)[-1] if '.' in stem else stem}]"
 
     @property
     def median_wall_s(self) -> float:

@@ -260,16 +260,17 @@ def bench(
                         f"{report.threads} threads, max {report.max_tokens} tokens, {report.runs} interleaved runs "
                         "(medians; ratios: median of per-run tok/s ratios)")
     baselines = report.baselines
+    short = lambda label: label.replace("sequential-reread", "re-read").replace("sequential", "loop")  # noqa: E731
     for column in ("engine", "slots", "wall s", "gen tokens", "tok/s", "prompt tok", "prompt decoded", "steps",
-                   *(f"x {b.label}" for b in baselines)):
-        table.add_column(column, justify="left" if column == "engine" else "right")
+                   *(f"x {short(b.label)}" for b in baselines)):
+        table.add_column(column, justify="left" if column == "engine" else "right", no_wrap=column == "engine")
     ratio = lambda value: f"{value:.2f}x" if value else "-"  # noqa: E731
     for row in report.rows:
         table.add_row(row.label, str(row.slots or "all") if row.engine.startswith("batched") else "-",
                       f"{row.median_wall_s:.2f}", str(row.completion_tokens), f"{row.tokens_per_s:.1f}",
                       str(row.prompt_tokens), str(row.prompt_tokens_decoded), str(row.decode_steps or "-"),
                       *(ratio(report.speedup(row, b)) for b in baselines))
-    Console(highlight=False, width=max(120, Console().width)).print(table)
+    Console(highlight=False, width=max(150, Console().width)).print(table)
     system = report.system
     typer.echo(f"backend: {', '.join(system.get('backends', [])) or '?'}; layers offloaded to a GPU: "
                f"{system.get('layers_offloaded', 0)} of {system.get('layers', 0) + 1}"

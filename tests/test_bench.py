@@ -41,7 +41,8 @@ def test_ratios_are_medians_of_per_run_ratios():
     other = Row("sequential", 0, "other.gguf", wall_s=[20.0, 20.0, 20.0], tokens=[100, 100, 100])
     report.rows.append(other)
     assert report.speedup(fast, other) == pytest.approx(4.0)
-    assert [b.label for b in report.baselines] == ["sequential", "sequential [other.gguf]"]
+    assert [b.label for b in report.baselines] == ["sequential", "sequential [other]"]
+    assert Row("sequential", 0, "SmolLM2-135M-Instruct.Q4_1.gguf").label == "sequential [Q4_1]"
 
 
 @pytest.mark.model
