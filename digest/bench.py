@@ -40,7 +40,8 @@ MEMORY_MARGIN = 300 * 1024 * 1024
 class Row:
     engine: str
     slots: int
-    model: str = ""  # the model file's name
+    model: str = ""  # the model file's name, where it is not the bench's own
+    variant: str = ""  # what else differs (e.g. "no examples")
     wall_s: list[float] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)  # completion tokens of each run
     completion_tokens: int = 0
@@ -53,7 +54,7 @@ class Row:
     def label(self) -> str:
         """The engine, and the model where it is not the bench's own, by its format (SmolLM2-135M-Instruct.Q4_1.gguf: Q4_1)."""
         if not self.model:
-            return self.engine
+            return f"{self.engine} [{self.variant}]" if self.variant else self.engine
         stem = self.model.removesuffix(".gguf")
         return f"{self.engine} [{stem.rsplit('.', 1)[-1] if '.' in stem else stem}]"
 
@@ -114,14 +115,16 @@ class Report:
         return json.dumps(out, indent=2)
 
 
-def bench_inputs(config: Config) -> tuple[list[Request], Judge]:
+def bench_inputs(config: Config, examples: bool | None = None) -> tuple[list[Request], Judge]:
     """The requests of the digest that `make run` writes (bundled samples, default prompts), and the
-    judge of their quality checks."""
+    judge of their quality checks. `examples`: with or without the example exchanges (default: as
+    the config says)."""
     feeds, _ = load_feeds(config, samples_dir())
     topics, _ = select_stories(config, feeds, [])
     templates = Templates.load(config.prompts_path)
+    examples = config.generation.examples if examples is None else examples
     requests = build_requests(topics, BENCH_DAY, templates, run_seed=config.generation.seed,
-                              max_tokens=config.generation.max_tokens, sampling=sampling_of(config))
+                              max_tokens=config.generation.max_tokens, sampling=sampling_of(config), examples=examples)
     return requests, judge_of(config, topics, BENCH_DAY, templates)
 
 
@@ -222,6 +225,10 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
 
         for n in slots:
             plan.append((Row("batched", n), with_slots(n, lambda: batched.generate(requests))))
+        plain = bench_inputs(config, examples=False)[0]
+        if plain != requests:
+            # What the example exchanges in the shared prefix cost: the same digest without them.
+            plan.append((Row("batched", 0, variant="no examples"), with_slots(0, lambda: batched.generate(plain))))
         if checks:
             # What `digest run` does: the same requests, plus the quality checks' extra tries.
             # (Timing only: a section with no usable try is not an error here.)

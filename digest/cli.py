@@ -315,17 +315,22 @@ def eval_(
     engine: Annotated[Optional[str], typer.Option("--engine", help=f"Generation engine: {', '.join(ENGINES)}.")] = None,
     worst: Annotated[int, typer.Option("--worst", min=0, help="How many of the worst sections to show.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+    which: Annotated[str, typer.Option("--set", help="Without INPUTS: the tune set, the held-out set, or all.")] = "all",
+    examples: Annotated[Optional[bool], typer.Option("--examples/--no-examples", help="Put the example exchanges of examples.txt before each request ([generation] examples).", show_default=False)] = None,
 ) -> None:
     """Score the writing: generate the sections of fixed inputs and check each one.
 
-    Checks: length, on topic, no loops, complete, clean, Benefits and Ramifications distinct;
-    predictions: a future date and a reasoning sentence. Prints a table per check, the pass rate and
-    the worst sections.
+    Checks: length, on topic, no loops, complete, clean, faithful (no invented numbers or names), no
+    title echo, on the point, Benefits and Ramifications distinct; predictions: a future date and a
+    reasoning sentence. Prints a table per check with the first-try and final pass rates, per set
+    (tune, holdout), and the worst sections.
     """
     from .evaluate import EVAL_SET, default_inputs, run_eval
 
+    if which not in ("all", "tune", "holdout"):
+        raise typer.BadParameter(f"expected all, tune or holdout, got {which!r}", param_hint="--set")
     if not inputs:
-        inputs = default_inputs()
+        inputs = default_inputs(which)
         if len(inputs) == 1:
             warning(f"the evaluation set {EVAL_SET} is not here (it comes with a source checkout): "
                     "scoring the bundled sample feed only")
@@ -339,6 +344,7 @@ def eval_(
             "generation.prompts_dir": ("--prompts", str(prompts.resolve()) if prompts else None),
             "generation.slots": ("--slots", slots),
             "generation.engine": ("--engine", engine),
+            "generation.examples": ("--examples", examples),
         })
         with _progress_display(enabled=not as_json and sys.stderr.isatty()) as progress:
             report = run_eval(config, lambda: _make_engine(config), inputs, topics=topics,
@@ -348,17 +354,36 @@ def eval_(
         return
     from rich.table import Table
 
-    table = Table(title=f"digest eval: {len(report.sections)} sections from {len(report.inputs)} inputs, {report.model}")
-    for column in ("check", "sections", "passed", "rate"):
-        table.add_column(column, justify="left" if column == "check" else "right")
-    for name, applied, passed in report.by_check():
-        table.add_row(name, str(applied), str(passed), f"{passed / applied:.0%}")
+    sets = report.sets()
+    fake = " (FAKE ENGINE: canned text, not a model)" if report.fake else ""
+    table = Table(title=f"digest eval: {len(report.sections)} sections from {len(report.inputs)} inputs, "
+                        f"{report.model}{fake}; pass rates on the first try / after retries")
+    table.add_column("check", justify="left")
+    table.add_column("sections", justify="right")
+    for name in sets:
+        table.add_column(f"{name}: first", justify="right")
+        table.add_column(f"{name}: final", justify="right")
+    rows = {name: {} for name in sets}
+    for name in sets:
+        for check, applied, first, final in report.by_check(name):
+            rows[name][check] = (applied, first, final)
+    checks = list(dict.fromkeys(check for name in sets for check in rows[name]))
+    for check in checks:
+        cells = []
+        for name in sets:
+            applied, first, final = rows[name].get(check, (0, 0, 0))
+            cells += [f"{first / applied:.0%}" if applied else "-", f"{final / applied:.0%}" if applied else "-"]
+        table.add_row(check, str(sum(rows[name].get(check, (0,))[0] for name in sets)), *cells)
     out = Console(highlight=False, width=max(100, Console().width))
     out.print(table)
-    passed = sum(s.passed for s in report.sections)
-    tries = sum(s.tries for s in report.sections)
-    typer.echo(f"pass every check: {passed} of {len(report.sections)} sections ({report.pass_rate:.1%}); "
-               f"{tries} tries, {report.stats.completion_tokens} tokens in {report.wall_seconds:.1f} s")
+    for name in sets:
+        summary = report.summary(name)
+        n, first, final = summary["sections"], summary["first_try"]["passed"], summary["final"]["passed"]
+        typer.echo(f"{name}: pass every check: first try {first} of {n} ({first / n:.1%}), after retries "
+                   f"{final} of {n} ({final / n:.1%}); {summary['tries']} tries")
+    typer.echo(f"pass every check: {sum(s.passed for s in report.sections)} of {len(report.sections)} sections "
+               f"({report.pass_rate:.1%}; first try {report.first_pass_rate:.1%}); "
+               f"{report.stats.completion_tokens} tokens in {report.wall_seconds:.1f} s{fake}")
     for s in report.worst(worst):
         if s.passed:
             break

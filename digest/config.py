@@ -107,6 +107,7 @@ class Generation:
     repeat_penalty: float = field(default=1.15, metadata=_range(0.5, 5.0))
     slots: int = field(default=0, metadata=_range(0, 256))
     prompts_dir: str = ""
+    examples: bool = True
     min_words: int = field(default=40, metadata=_range(1, 1000))
     max_words: int = field(default=130, metadata=_range(1, 1000))
     candidates: int = field(default=1, metadata=_range(1, 8))

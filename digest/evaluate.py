@@ -1,9 +1,13 @@
 """`digest eval`: generate the sections of fixed inputs and score every one with `digest.quality`.
 
-The inputs are topic feeds: the bundled sample feed and the evaluation set kept under `tests/eval/`
-(each file is one post's worth of topics). All of them go through the same path as `digest run`
-(selection, prompts, the engine, candidates and retries) in one batch, since a section's text does
-not depend on what else is in the batch.
+The inputs are topic feeds (each file is one post's worth of topics): the tune set (the bundled
+sample feed and `tests/eval/tune/`) and the held-out set (`tests/eval/holdout/`, never tuned on). All
+of them go through the same path as `digest run` (selection, prompts, the engine, candidates and
+retries) in one batch, since a section's text does not depend on what else is in the batch.
+
+Every section is reported twice: as its first try came out (the first round, before any retry) and
+as the retries left it. Only the first is independent of the checks, since the retries choose among
+tries with the same checks that then score them.
 """
 
 from __future__ import annotations
@@ -18,31 +22,54 @@ from typing import Callable, Sequence
 
 from . import feeds as feedlib
 from .config import PROJECT_ROOT, Config
+from .manifest import model_record, prompts_record
 from .engine.base import Engine, Stats
 from .errors import FeedError
 from .pipeline import generate, judge_of, sampling_of
 from .prompts import Templates, build_requests
-from .quality import PARAGRAPH_CHECKS, PREDICTION_CHECKS, Judge
+from .quality import PARAGRAPH_CHECKS, PREDICTION_CHECKS, Judge, Score
 from .select import pick
 
 EVAL_DAY = date(2026, 11, 23)
 EVAL_SET = PROJECT_ROOT / "tests" / "eval"
+SETS = ("tune", "holdout")
 
 
-def default_inputs() -> list[Path]:
-    return [feedlib.samples_dir() / "topics.xml", *sorted(EVAL_SET.glob("*.xml"))]
+def default_inputs(which: str = "all") -> list[Path]:
+    """The tune set (the bundled sample feed and tests/eval/tune/), the held-out set, or both."""
+    tune = [feedlib.samples_dir() / "topics.xml", *sorted((EVAL_SET / "tune").glob("*.xml"))]
+    holdout = sorted((EVAL_SET / "holdout").glob("*.xml"))
+    return {"tune": tune, "holdout": holdout, "all": tune + holdout}[which]
+
+
+def set_of(path: Path) -> str:
+    """"tune" or "holdout" for the evaluation set's files, "other" for anything else."""
+    path = Path(path).resolve()
+    if path.parent == (EVAL_SET / "holdout").resolve():
+        return "holdout"
+    if path.parent == (EVAL_SET / "tune").resolve() or path == (feedlib.samples_dir() / "topics.xml").resolve():
+        return "tune"
+    return "other"
 
 
 @dataclass
 class Scored:
     key: str
     kind: str
+    set: str  # "tune", "holdout" or "other"
     passed: bool
     checks: dict[str, bool]
     failures: list[str]
     text: str
     raw: str
     tries: int
+    first_passed: bool = False  # the first round's try, before any retry
+    first_checks: dict[str, bool] = field(default_factory=dict)
+    first_failures: list[str] = field(default_factory=list)
+
+
+def _rate(n: int, of: int) -> float:
+    return round(n / of, 4) if of else 0.0
 
 
 @dataclass
@@ -53,34 +80,69 @@ class EvalReport:
     stats: Stats
     wall_seconds: float
     settings: dict = field(default_factory=dict)
+    engine: dict = field(default_factory=dict)
+    model_file: dict = field(default_factory=dict)
+    prompts: dict = field(default_factory=dict)
+
+    @property
+    def fake(self) -> bool:
+        return self.engine.get("name") == "fake"
 
     @property
     def pass_rate(self) -> float:
         return sum(s.passed for s in self.sections) / len(self.sections) if self.sections else 0.0
 
-    def by_check(self) -> list[tuple[str, int, int]]:
-        """(check, sections it applies to, sections that pass it), paragraph checks first."""
-        applied, passed = Counter(), Counter()
+    @property
+    def first_pass_rate(self) -> float:
+        return sum(s.first_passed for s in self.sections) / len(self.sections) if self.sections else 0.0
+
+    def sets(self) -> list[str]:
+        return list(dict.fromkeys(s.set for s in self.sections))
+
+    def by_check(self, which: str | None = None) -> list[tuple[str, int, int, int]]:
+        """(check, sections it applies to, pass it on the first try, pass it in the end), paragraph
+        checks first; `which`: one set only."""
+        applied, first, final = Counter(), Counter(), Counter()
         for s in self.sections:
+            if which and s.set != which:
+                continue
             for name, ok in s.checks.items():
                 applied[name] += 1
-                passed[name] += ok
+                final[name] += ok
+            for name, ok in s.first_checks.items():
+                first[name] += ok
         names = list(dict.fromkeys(["usable", *PARAGRAPH_CHECKS, *PREDICTION_CHECKS]))
-        return [(n, applied[n], passed[n]) for n in names if applied[n]]
+        return [(n, applied[n], first[n], final[n]) for n in names if applied[n]]
+
+    def summary(self, which: str | None = None) -> dict:
+        sections = [s for s in self.sections if not which or s.set == which]
+        n = len(sections)
+        first, final = sum(s.first_passed for s in sections), sum(s.passed for s in sections)
+        return {"sections": n, "first_try": {"passed": first, "rate": _rate(first, n)},
+                "final": {"passed": final, "rate": _rate(final, n)}, "tries": sum(s.tries for s in sections),
+                "checks": {name: {"applied": a, "first_try": f, "first_rate": _rate(f, a), "passed": p,
+                                  "rate": _rate(p, a)} for name, a, f, p in self.by_check(which)}}
 
     def worst(self, n: int) -> list[Scored]:
         return sorted(self.sections, key=lambda s: (sum(s.checks.values()) - len(s.checks), s.key))[:n]
 
     def to_json(self) -> str:
+        whole = self.summary()
         return json.dumps({
-            "model": self.model, "inputs": self.inputs, "settings": self.settings,
+            "model": self.model, "engine": self.engine, "model_file": self.model_file, "prompts": self.prompts,
+            "inputs": self.inputs, "settings": self.settings,
             "sections": len(self.sections), "passed": sum(s.passed for s in self.sections),
-            "pass_rate": round(self.pass_rate, 4),
-            "checks": {name: {"applied": a, "passed": p, "rate": round(p / a, 4)} for name, a, p in self.by_check()},
+            "pass_rate": round(self.pass_rate, 4), "first_try": whole["first_try"], "final": whole["final"],
+            "checks": whole["checks"], "sets": {name: self.summary(name) for name in self.sets()},
             "tries": sum(s.tries for s in self.sections),
-            "completion_tokens": self.stats.completion_tokens, "wall_seconds": round(self.wall_seconds, 2),
+            "completion_tokens": self.stats.completion_tokens,
+            "prompt_tokens_decoded": self.stats.prompt_tokens_decoded, "wall_seconds": round(self.wall_seconds, 2),
             "results": [s.__dict__ for s in self.sections],
         }, indent=2)
+
+
+def _failures(score: Score) -> list[str]:
+    return [f"{c.name}: {c.why}" if c.why else c.name for c in score.failures]
 
 
 def _topics(path: Path, count: int):
@@ -96,13 +158,14 @@ def run_eval(config: Config, make_engine: Callable[[], Engine], inputs: Sequence
     """Score every section of every input: `topics` topics from each (0: as many as a run takes)."""
     templates = Templates.load(config.prompts_path)
     g = config.generation
-    requests, sections = [], []
+    requests, sections, owner = [], [], {}
     for path in inputs:
         stories = _topics(Path(path), topics or config.feeds.topics.count)
-        prefix = f"{Path(path).stem}/"
+        prefix = f"{Path(path).parent.name}/{Path(path).stem}/"  # tune/news and holdout/news differ
         judge = judge_of(config, stories, day, templates, prefix)
         built = build_requests(stories, day, templates, run_seed=g.seed, max_tokens=g.max_tokens,
-                               sampling=sampling_of(config))
+                               sampling=sampling_of(config), examples=g.examples)
+        owner.update({s.key: Path(path) for s in judge.sections.values()})
         # Keys name the input too, so they are unique across inputs; seeds stay as a run makes them.
         requests += [dataclasses.replace(r, key=prefix + r.key) for r in built]
         sections += judge.sections.values()
@@ -111,15 +174,28 @@ def run_eval(config: Config, make_engine: Callable[[], Engine], inputs: Sequence
         chosen = generate(engine, requests, judge, candidates=g.candidates, retries=g.retries, progress=progress,
                           require_all=False)
         model = engine.model_name
+        engine_info = {"name": engine.name, "slots": g.slots, "threads": getattr(engine, "threads", None)}
+    if engine_info["name"] == "fake":
+        engine_info["note"] = "the fake engine's canned text, not a model: these rates say nothing of the writing"
+        model_file = {}
+    else:
+        model_file = model_record(config.model_path, None)
     results = chosen.generation.by_key()
+    set_by_key = {key: set_of(path) for key, path in owner.items()}
     scored = []
     for section in judge.sections.values():
         result, score = results[section.key], chosen.scores[section.key]
-        scored.append(Scored(section.key, section.kind, score.passed, {c.name: c.passed for c in score.checks},
-                             [f"{c.name}: {c.why}" if c.why else c.name for c in score.failures],
-                             judge.text(section.key, result.text), result.text, chosen.tries[section.key]))
+        first = chosen.first.get(section.key, score)
+        scored.append(Scored(section.key, section.kind, set_by_key[section.key], score.passed,
+                             {c.name: c.passed for c in score.checks}, _failures(score),
+                             judge.text(section.key, result.text), result.text, chosen.tries[section.key],
+                             first.passed, {c.name: c.passed for c in first.checks}, _failures(first)))
     settings = {name: getattr(g, name) for name in ("seed", "max_tokens", "temperature", "top_k", "top_p", "min_p",
                                                     "repeat_penalty", "candidates", "retries", "min_words",
-                                                    "max_words")}
+                                                    "max_words", "examples")}
+    settings["day"] = day.isoformat()
+    settings["topics_per_input"] = topics or config.feeds.topics.count
+    prompts = prompts_record(templates.directory, list(templates.texts))
+    prompts["examples_used"] = bool(g.examples and templates.examples())
     return EvalReport(model, [str(p) for p in inputs], scored, chosen.generation.stats,
-                      chosen.generation.stats.wall_seconds, settings)
+                      chosen.generation.stats.wall_seconds, settings, engine_info, model_file, prompts)

@@ -16,13 +16,13 @@ from .engine.base import Engine, Generation, ProgressCallback, Request, Result, 
 from .errors import FeedError, GenerationError, OutputError
 from .markdown import escape_inline
 from .post import PREDICTION_SUBJECTS, FrontMatter, Post, Prediction, Topic
-from .prompts import FIELDS, SECTIONS, Templates, build_requests, section_key
+from .prompts import SECTIONS, Templates, build_requests, section_key
 from .render import ensure_writable, remove_stale_temp, render, write_atomic
 from .history import History
 from .lock import output_lock
 from .site import Site
 from .select import Covered, Story, pick
-from .quality import Check, Judge, Score, Section
+from .quality import Check, Judge, Score, Section, best
 from .snapshot import STRICT, fetch_snapshot, read_snapshot, sha256_bytes
 from .text import clean_paragraph, parse_prediction
 
@@ -155,10 +155,16 @@ class Chosen:
     generation: Generation
     scores: dict[str, Score]
     tries: dict[str, int]
+    # The score of each section after the first round (its first try, when candidates = 1): the
+    # honest figure, since the retries choose with the same checks that score the final text.
+    first: dict[str, Score] = field(default_factory=dict)
 
     @property
     def passed(self) -> int:
         return sum(score.passed for score in self.scores.values())
+
+
+UNUSABLE = Score([Check("usable", False, "nothing usable after cleaning")])
 
 
 def _try_seed(seed: int, n: int) -> int:
@@ -174,10 +180,11 @@ def choose(judge: Judge, requests: Sequence[Request], tries: dict[str, list[Resu
         key = request.key
         pair = judge.sections[key].pair
         other = judge.text(pair, chosen[pair].text) if pair in chosen else None
-        usable = [(judge.score(key, r.text, other), n, r) for n, r in enumerate(tries[key]) if judge.usable(key, r.text)]
+        usable = [r for r in tries[key] if judge.usable(key, r.text)]
         if usable:
-            score, _, result = max(usable, key=lambda item: (item[0].value(), -item[1]))
-            chosen[key], scores[key] = result, score
+            scored = [judge.score(key, r.text, other) for r in usable]
+            i = best(scored)
+            chosen[key], scores[key] = usable[i], scored[i]
     return chosen, scores
 
 
@@ -202,13 +209,15 @@ def generate(engine: Engine, requests: Sequence[Request], judge: Judge, *, candi
         for result in generation.results:
             tries[origin[result.key]].append(dataclasses.replace(result, key=origin[result.key]))
         chosen, scores = choose(judge, requests, tries)
+        if round_ == 0:
+            first = {r.key: scores.get(r.key, UNUSABLE) for r in requests}
         todo = [r for r in requests if r.key not in scores or not scores[r.key].passed]
         if not todo:
             break
     missing = [r.key for r in requests if r.key not in chosen]
     if missing and not require_all:
         for key in missing:
-            chosen[key], scores[key] = tries[key][-1], Score([Check("usable", False, "nothing usable after cleaning")])
+            chosen[key], scores[key] = tries[key][-1], UNUSABLE
     elif missing:
         raise GenerationError(
             f"the model wrote no usable text for '{missing[0]}' in {len(tries[missing[0]])} tries: "
@@ -216,7 +225,7 @@ def generate(engine: Engine, requests: Sequence[Request], judge: Judge, *, candi
         )
     stats.requests = len(requests)
     return Chosen(Generation([chosen[r.key] for r in requests], stats), scores,
-                  {key: len(results) for key, results in tries.items()})
+                  {key: len(results) for key, results in tries.items()}, first)
 
 
 def assemble(config: Config, when: datetime, model_name: str, topics: Sequence[Story],
@@ -322,7 +331,8 @@ def _write_post(
         topics, trending = select_stories(config, loaded, warnings, covered)
         info.update(topics=len(topics), trending=len(trending), covered=len(covered))
     requests = build_requests(topics, day, templates, run_seed=config.generation.seed,
-                              max_tokens=config.generation.max_tokens, sampling=sampling_of(config))
+                              max_tokens=config.generation.max_tokens, sampling=sampling_of(config),
+                              examples=config.generation.examples)
     status("loading model")
     judge = judge_of(config, topics, day, templates)
     with stage("model") as info:
@@ -347,7 +357,7 @@ def _write_post(
         undo = None
         if record:
             manifest = manifestlib.build(
-                config, site=site, post=path, post_text=text, when=now, feeds=feed_source, prompt_names=list(FIELDS),
+                config, site=site, post=path, post_text=text, when=now, feeds=feed_source, prompt_names=list(templates.texts),
                 sampling=sampling_of(config), engine=engine_settings, requests=requests, chosen=chosen,
                 topics=topics, trending=trending, covered=covered, warnings=warnings)
             result.manifest, undo = manifestlib.write(site, day, manifest)

@@ -1,8 +1,9 @@
 """Scoring the writing of one section, offline, with plain rules a reader would agree with.
 
-Each check looks at the text that lands in the post (after `text.clean_paragraph`) and says pass or
-fail with a short reason. `digest eval` runs them over many sections; the pipeline uses `score` to
-keep the best of several tries of a section.
+Each check looks at the text that lands in the post (after `text.clean_paragraph`), except length and
+completeness, which look at everything the model wrote (`text.written`), so that a paragraph the
+cleaning had to cut fails. Each says pass or fail with a short reason. `digest eval` runs them over
+many sections; the pipeline uses `Judge.score` and `best` to keep the best of several tries.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from datetime import date
 from typing import Iterable, Sequence
 
 from .select import content_words
-from .text import MAX_WORDS, MIN_WORDS, clean_paragraph, parse_prediction
+from .text import MAX_WORDS, MIN_WORDS, clean_paragraph, parse_prediction, written
 
-PARAGRAPH_CHECKS = ("length", "on_topic", "no_loops", "complete", "clean", "distinct")
+PARAGRAPH_CHECKS = ("length", "on_topic", "no_loops", "complete", "clean", "faithful", "no_title_echo",
+                    "on_the_point", "distinct")
 PREDICTION_CHECKS = ("date", "reasoning", "no_loops", "clean")
 
 # A paragraph is on topic when it uses at least this share of the title's content words (or close
@@ -28,7 +30,14 @@ LOOP_MAX_REPEATS = 0.12
 DISTINCT_MAX_OVERLAP = 0.3
 # An instruction echo: this many words in a row taken from a prompt template.
 ECHO_WORDS = 5
-REASONING_MIN_WORDS = 6
+REASONING_MIN_WORDS = 8
+# ... of which at least this many content words are not the subject's own (a reason, not a restatement).
+REASONING_MIN_NEW_WORDS = 3
+# Title echo: the first sentence holds a run of the title's words this long (share of the title, and
+# at least TITLE_RUN_MIN words); the whole title verbatim may appear at most TITLE_MAX_REPEATS times.
+TITLE_RUN_SHARE = 0.5
+TITLE_RUN_MIN = 4
+TITLE_MAX_REPEATS = 1
 
 _WORDS = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
 _SENTENCES = re.compile(r"[^.!?]+[.!?]+")
@@ -77,9 +86,16 @@ def _close(word: str, others: Iterable[str]) -> bool:
     return any(word == o or (len(word) >= CLOSE_PREFIX and o[:CLOSE_PREFIX] == word[:CLOSE_PREFIX]) for o in others)
 
 
-def check_length(text: str, min_words: int = MIN_WORDS, max_words: int = MAX_WORDS) -> Check:
+def check_length(text: str, min_words: int = MIN_WORDS, max_words: int = MAX_WORDS, wrote: str | None = None) -> Check:
+    """`text`: what the post shows; `wrote`: all the model wrote (the upper limit is checked on it,
+    so a paragraph the cleaning cut to fit fails)."""
     n = len(text.split())
-    return Check("length", min_words <= n <= max_words, "" if min_words <= n <= max_words else f"{n} words")
+    if n < min_words:
+        return Check("length", False, f"{n} words")
+    total = len((wrote if wrote is not None else text).split())
+    if total > max_words:
+        return Check("length", False, f"{total} words written, cut to {n}")
+    return Check("length", True)
 
 
 def check_on_topic(text: str, title: str) -> Check:
@@ -106,6 +122,7 @@ def check_no_loops(text: str) -> Check:
 
 
 def check_complete(text: str) -> Check:
+    """`text`: all the model wrote; a last sentence left unfinished fails even though the post drops it."""
     text = text.strip()
     if not text:
         return Check("complete", False, "empty")
@@ -152,16 +169,223 @@ def check_distinct(text: str, other: str) -> Check:
     return Check("distinct", ok, "" if ok else f"{overlap:.0%} of its 3-grams are in the other paragraph")
 
 
+# -- faithful: no invented numbers or names -----------------------------------------------------------
+
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_NUMBER_WORDS = {w: str(10 * (i + 1)) for i, w in enumerate(
+    "ten twenty thirty forty fifty sixty seventy eighty ninety".split())}
+_TOKEN = re.compile(r"\b[A-Za-z][A-Za-z0-9]*(?:['’][A-Za-z]+)?")
+# Capitalised words any paragraph about machine learning may use without the source naming them.
+COMMON_TERMS = frozenset("""
+    i ai ml gpu gpus cpu cpus tpu tpus llm llms nlp api apis faq ok ceo ceos phd phds os url pdf csv json
+    artificial intelligence machine learning deep neural network networks language model models internet web
+    monday tuesday wednesday thursday friday saturday sunday january february march april may june july
+    august september october november december
+    """.split())
+
+
+def _numbers(text: str) -> set[str]:
+    out = set()
+    for match in _NUMBER.findall(text):
+        n = match.replace(",", "").rstrip(".")
+        out.add(n[:-2] if n.endswith(".0") else n)
+    return out
+
+
+def _known(word: str, vocabulary: set[str]) -> bool:
+    """`word` is in `vocabulary`, or differs from a word there only by a short ending (Kenya, Kenyan)."""
+    if word in vocabulary:
+        return True
+    return any(len(v) >= 4 and (word.startswith(v) and len(word) - len(v) <= 3 or
+                                v.startswith(word) and len(word) >= 4 and len(v) - len(word) <= 3)
+               for v in vocabulary)
+
+
+def names(text: str) -> list[str]:
+    """The capitalised names and acronyms of `text`: capitalised words after a sentence's first word,
+    and a first word that has a capital or a digit after its first letter (GPT, WebGPU)."""
+    found = []
+    for sentence in re.split(r"(?<=[.!?:;])[\"'”’)\]]*\s+|\s[-–—]\s|[\"“(]", text):
+        for i, token in enumerate(_TOKEN.findall(sentence)):
+            token = re.sub(r"['’]s$", "", token)
+            inner = token[1:]
+            if token[0].isupper() and (i > 0 or any(c.isupper() or c.isdigit() for c in inner)):
+                found.append(token)
+    return found
+
+
+def check_faithful(text: str, source: str) -> Check:
+    """Every number of the paragraph is in the source (its title and entry text), and so is every
+    capitalised name or acronym, or it is a common term of the field (COMMON_TERMS)."""
+    have = _numbers(source)
+    for number in sorted(_numbers(text), key=text.find):
+        if number not in have:
+            return Check("faithful", False, f"a number the source does not give: {number}")
+    vocabulary = set(words(source))
+    for word in words(text):
+        if word in _NUMBER_WORDS and _NUMBER_WORDS[word] not in have and word not in vocabulary:
+            return Check("faithful", False, f"a number the source does not give: {word}")
+    for name in names(text):
+        for part in re.split(r"[-–]", name.lower()):
+            if part and part not in COMMON_TERMS and not _known(part, vocabulary):
+                return Check("faithful", False, f"a name the source does not give: {name}")
+    return Check("faithful", True)
+
+
+# -- no title echo ------------------------------------------------------------------------------------
+
+def _longest_run(a: Sequence[str], b: Sequence[str]) -> int:
+    best, previous = 0, [0] * (len(b) + 1)
+    for x in a:
+        current = [0] * (len(b) + 1)
+        for j, y in enumerate(b):
+            if x == y:
+                current[j + 1] = previous[j] + 1
+                best = max(best, current[j + 1])
+        previous = current
+    return best
+
+
+def check_no_title_echo(text: str, title: str) -> Check:
+    """The paragraph does not open with the title (its first sentence holds no long run of the title's
+    words) and repeats the whole title at most once."""
+    t = words(title)
+    if len(t) < TITLE_RUN_MIN:
+        return Check("no_title_echo", True)
+    sentences = _SENTENCES.findall(text)
+    first = words(sentences[0] if sentences else text)
+    run = _longest_run(first, t)
+    if run >= max(TITLE_RUN_MIN, TITLE_RUN_SHARE * len(t)):
+        return Check("no_title_echo", False, f"opens with {run} of the title's {len(t)} words")
+    w, n = words(text), len(t)
+    repeats = sum(w[i:i + n] == t for i in range(len(w) - n + 1))
+    if repeats > TITLE_MAX_REPEATS:
+        return Check("no_title_echo", False, f"repeats the title {repeats} times")
+    return Check("no_title_echo", True)
+
+
+# -- on the point: Benefits name a gain and who gets it; Ramifications name a risk, cost or loser ----
+
+def _stems(text: str) -> str:
+    return r"\b(?:" + "|".join(text.split()) + r")"
+
+
+WHO = re.compile(_stems("""
+    researcher scientist developer engineer compan firm business startup start-up lab user people person
+    patient doctor clinician nurse hospital student teacher school reader customer consumer citizen resident
+    government agenc team owner shop farmer worker staff communit famil child public societ organi industr
+    educator practitioner beginner hobbyist newcomer anyone everyone author reviewer journalist lawyer bank
+    insurer regulator operator technician volunteer speaker viewer listener driver cit countr universit
+    institution editor shopper buyer provider maker manufacturer hospital analyst employee employer
+    individual learner creator artist writer caller client member group venue conference publisher
+    community deaf blind smaller small\\s+(?:lab|team|compan|business|shop) \\w+ists\\b \\w+ians\\b
+    """), re.I)
+GAIN = re.compile(_stems("""
+    help benefit save saving cheap faster easier better improv allow let enabl gain access boost protect
+    support speed efficien affordab useful valuable opportunit empower reliab fairer clearer safer simpler
+    quicker more\\s+accurate accura free\\b freed avoid prevent catch spot trust confiden transparen
+    open\\s+(?:up|source|weights|data) share learn understand plan scale reach lower reduc cut\\b cuts\\b
+    fewer\\s+(?:errors|mistakes|failures) less\\s+(?:waste|time|energy|memory|compute) advantage
+    valu win\\b wins\\b gets?\\b chance fix detect sav
+    """), re.I)
+RISK = re.compile(_stems("""
+    risk cost costl expensiv lose\\b loses losing loss\\b losses loser harm danger concern worr bias
+    error mistak misus abus privac surveil job\\s+loss fail unfair threat downside worse limit drawback
+    problem struggl burden exclud left\\s+behind miss\\b misses missed wrong mislead false fraud
+    overconfiden securit attack vulnerab uncertain doubt unreliab hard\\b harder difficult slow waste
+    dependen lock-in displac pressur strain challeng hidden inaccura confus overlook ignor bad\\b
+    complain penalt critic weak fragil danger leak expos flaw restrict unequal inequal scrutin backlash
+    delay downtime outag crash spoof deceiv manipul
+    """), re.I)
+# A cost or time that goes down is a gain, not a risk ("lower costs", "cuts the time").
+_GAIN_PHRASE = re.compile(r"\b(?:lower|lowers|lowering|cut|cuts|cutting|reduc\w*|sav\w*|fewer|less|smaller|"
+                          r"cheaper|avoid\w*|prevent\w*)\s+(?:\w+\s+){0,2}?(?:costs?|bills?|waste|errors?|"
+                          r"mistakes?|risks?|failures?|time|energy|downtime|loss(?:es)?|harm)\b", re.I)
+
+
+def lexicon_counts(text: str) -> tuple[int, int, int]:
+    """(who, gain, risk) hits in `text`."""
+    gains_phrases = len(_GAIN_PHRASE.findall(text))
+    rest = _GAIN_PHRASE.sub(" ", text)
+    return len(WHO.findall(text)), len(GAIN.findall(rest)) + gains_phrases, len(RISK.findall(rest))
+
+
+def check_on_the_point(text: str, kind: str) -> Check:
+    """Benefits: someone who gains, and gains that outweigh risks in its words; Ramifications: a
+    risk, cost or loss, outweighing its gains. (Two words of each were asked at first: on the sample
+    post that failed 10 of 12 paragraphs of a 135M model, most of which do name a weak gain or risk,
+    and every retry then cost time for nothing.)"""
+    who, gain, risk = lexicon_counts(text)
+    if kind == "benefits":
+        if not who:
+            return Check("on_the_point", False, "names no one who gains")
+        if gain < 1 or gain <= risk:
+            return Check("on_the_point", False, f"{gain} words of gain against {risk} of risk")
+    elif kind == "ramifications":
+        if risk < 1 or risk <= gain:
+            return Check("on_the_point", False, f"{risk} words of risk or cost against {gain} of gain")
+    return Check("on_the_point", True)
+
+
+# -- predictions' reasoning ------------------------------------------------------------------------
+
+_VERB = re.compile(_stems("""
+    is\\b are\\b was\\b were\\b be\\b been\\b being\\b will\\b would\\b can\\b could\\b may\\b might\\b must\\b
+    should\\b shall\\b has\\b have\\b had\\b does\\b do\\b did\\b need keep make take grow improv continu
+    become get reach allow let show seem remain require depend come go give mean lead help drive push
+    \\w+ed\\b \\w+s\\b
+    """), re.I)
+_NOT_VERBS_S = frozenset("""its is this has was as us his its thus plus yes less news always perhaps
+    series species means analysis basis process progress access""".split())
+
+
+def has_verb(sentence: str) -> bool:
+    for match in _VERB.finditer(sentence):
+        word = match.group(0).lower()
+        if word.endswith("s") and not word.endswith("ss") and len(word) > 3 and word not in _NOT_VERBS_S:
+            # A plural noun looks the same as a verb: count it only after a noun-like word or a pronoun.
+            before = sentence[:match.start()].split()
+            if before and before[-1].lower() not in ("the", "a", "an", "of", "and", "or", "for", "in", "on",
+                                                      "with", "to", "by", "from", "more", "many", "most", "all"):
+                return True
+            continue
+        return True
+    return False
+
+
+def check_reasoning(reasoning: str, subject: str) -> Check:
+    """One finished sentence with a verb, REASONING_MIN_WORDS words or more, that says more than the
+    subject's own words."""
+    n = len(reasoning.split())
+    if n < REASONING_MIN_WORDS:
+        return Check("reasoning", False, f"reasoning of {n} words")
+    if not check_complete(reasoning).passed or len(_SENTENCES.findall(reasoning)) != 1:
+        return Check("reasoning", False, "not one finished sentence")
+    if not has_verb(reasoning):
+        return Check("reasoning", False, "no verb: not a sentence")
+    new = content_words(reasoning) - content_words(subject)
+    new = {w for w in new if not any(_close(w, [s]) for s in content_words(subject))}
+    if len(new) < REASONING_MIN_NEW_WORDS:
+        return Check("reasoning", False, "restates the subject")
+    return Check("reasoning", True)
+
+
 def score_paragraph(text: str, title: str, *, instructions: set[tuple[str, ...]] = frozenset(), source: str = "",
-                    other: str | None = None, min_words: int = MIN_WORDS, max_words: int = MAX_WORDS) -> Score:
-    checks = [check_length(text, min_words, max_words), check_on_topic(text, title), check_no_loops(text),
-              check_complete(text), check_clean(text, instructions, source)]
+                    other: str | None = None, min_words: int = MIN_WORDS, max_words: int = MAX_WORDS,
+                    kind: str = "", wrote: str | None = None) -> Score:
+    """`text`: what the post shows; `wrote`: all the model wrote (default: `text`); `source`: the
+    story's title and entry text; `kind`: "benefits" or "ramifications"."""
+    wrote = text if wrote is None else wrote
+    checks = [check_length(text, min_words, max_words, wrote), check_on_topic(text, title), check_no_loops(text),
+              check_complete(wrote), check_clean(text, instructions, source),
+              check_faithful(text, f"{title} {_URL.sub(' ', source)}"), check_no_title_echo(text, title),
+              check_on_the_point(text, kind)]
     if other is not None:
         checks.append(check_distinct(text, other))
     return Score(checks)
 
 
-def score_prediction(raw: str, day: date, *, instructions: set[tuple[str, ...]] = frozenset()) -> Score:
+def score_prediction(raw: str, day: date, *, instructions: set[tuple[str, ...]] = frozenset(), subject: str = "") -> Score:
     """A real future month and year after `day`, then a finished reasoning sentence."""
     parsed = parse_prediction(raw)
     if parsed is None:
@@ -169,18 +393,17 @@ def score_prediction(raw: str, day: date, *, instructions: set[tuple[str, ...]] 
                       Check("reasoning", False, "no reasoning"), Check("no_loops", True), Check("clean", True)])
     future = parsed.year > day.year
     reasoning = parsed.reasoning
-    n = len(reasoning.split())
-    reasoned = n >= REASONING_MIN_WORDS and check_complete(reasoning).passed
     return Score([
         Check("date", future, "" if future else f"{parsed.when} is not after {day.isoformat()}"),
-        Check("reasoning", reasoned, "" if reasoned else f"reasoning of {n} words"),
+        check_reasoning(reasoning, subject),
         check_no_loops(reasoning),
         check_clean(reasoning, instructions),
     ])
 
 
 def best(scores: Sequence[Score]) -> int:
-    """Index of the best of several tries (the first among equals, so the choice is deterministic)."""
+    """Index of the best of several tries: the one passing most checks, the first among equals, so
+    the choice depends only on the tries' order (their seeds), never on timing or slots."""
     return max(range(len(scores)), key=lambda i: (scores[i].value(), -i))
 
 
@@ -191,7 +414,7 @@ class Section:
     key: str
     kind: str  # "benefits", "ramifications" or "prediction"
     title: str  # the topic's title, or the prediction's subject
-    source: str = ""  # the feed text the model saw (URLs found there are not invented)
+    source: str = ""  # the feed text the model saw: names, numbers and URLs found there are not invented
     pair: str | None = None  # the topic's other paragraph, which this one must not copy
 
 
@@ -219,7 +442,7 @@ class Judge:
         """`other`: the text chosen for the section's pair, if any."""
         section = self.sections[key]
         if section.kind == "prediction":
-            return score_prediction(raw, self.day, instructions=self.instructions)
+            return score_prediction(raw, self.day, instructions=self.instructions, subject=section.title)
         return score_paragraph(self.text(key, raw), section.title, instructions=self.instructions,
                                source=section.source, other=other, min_words=self.min_words,
-                               max_words=self.max_words)
+                               max_words=self.max_words, kind=section.kind, wrote=written(raw))

@@ -67,21 +67,31 @@ def shape(text: str, min_words: int = MIN_WORDS, max_words: int = MAX_WORDS) -> 
     return " ".join(sentences) if sentences else text
 
 
-def clean_paragraph(raw: str, min_words: int = MIN_WORDS, max_words: int = MAX_WORDS) -> str:
-    """One paragraph of plain sentences from the model's raw text ("" when nothing usable is left)."""
+def _strip(raw: str, shaped: bool, min_words: int, max_words: int) -> str:
     text = raw.replace("\r", "\n")
     text = _FENCE.sub(" ", text)
     text = _HEADING.sub(" ", text)
     text = _LIST_MARKER.sub(" ", text)
-    text = shape(text, min_words, max_words)
+    text = shape(text, min_words, max_words) if shaped else one_line(text)
     previous = None
     while previous != text:
         previous = text
         text = _PREAMBLE.sub("", text)
         text = _LABEL.sub("", text)
     text = _EMPHASIS.sub("", text)
-    text = balance_quotes(one_line(text))
-    return complete_sentences(text)
+    return balance_quotes(one_line(text))
+
+
+def clean_paragraph(raw: str, min_words: int = MIN_WORDS, max_words: int = MAX_WORDS) -> str:
+    """One paragraph of plain sentences from the model's raw text ("" when nothing usable is left)."""
+    return complete_sentences(_strip(raw, True, min_words, max_words))
+
+
+def written(raw: str) -> str:
+    """All the prose the model wrote, its markup and labels removed but nothing cut: what the
+    length and completeness checks look at, so that a cut paragraph or an unfinished last
+    sentence shows even though the post never prints it."""
+    return _strip(raw, False, MIN_WORDS, MAX_WORDS)
 
 
 def balance_quotes(text: str) -> str:
@@ -111,7 +121,13 @@ def parse_prediction(raw: str) -> ParsedPrediction | None:
     if not match:
         return None
     month = match.group(1).capitalize()
-    reasoning = clean_paragraph(match.group(3))
+    # One sentence of reasoning, as the prompt asks: what the model adds after it is dropped.
+    reasoning = first_sentence(clean_paragraph(match.group(3)))
     if not reasoning:
         return None
     return ParsedPrediction(month, int(match.group(2)), reasoning)
+
+
+def first_sentence(text: str) -> str:
+    match = _SENTENCE.match(text)
+    return match.group(0).strip() if match else text

@@ -84,8 +84,12 @@ def test_bench_times_both_engines_and_the_checks_on_the_same_requests():
     import json
 
     report = json.loads(done.stdout)
-    rows = {row["engine"]: row for row in report["rows"]}
-    assert set(rows) == {"sequential", "sequential-reread", "batched", "batched+checks"}
+    rows = {row["label"]: row for row in report["rows"]}
+    assert set(rows) == {"sequential", "sequential-reread", "batched", "batched [no examples]", "batched+checks"}
+    # the example exchanges sit in the prefix all sections share: decoded once, whatever their length
+    plain, full = rows["batched [no examples]"], rows["batched"]
+    assert full["prompt_tokens"] > plain["prompt_tokens"] + 14 * 100
+    assert full["prompt_tokens_decoded"] - plain["prompt_tokens_decoded"] < (full["prompt_tokens"] - plain["prompt_tokens"]) / 10
     assert report["requests"] == 14 and report["max_tokens"] == 24
     for row in rows.values():
         assert row["completion_tokens"] > 0 and row["median_wall_s"] > 0 and row["speedup"] > 0

@@ -50,7 +50,8 @@ def test_requests_json_carries_everything_a_peer_needs(requests):
     for request, item in zip(requests, data):
         assert item["key"] == request.key
         assert item["messages"] == [{"role": m.role, "content": m.content} for m in request.messages]
-        assert [m["role"] for m in item["messages"]] == ["system", "user"]
+        roles = [m["role"] for m in item["messages"]]  # system, the example exchanges, the request
+        assert roles[0] == "system" and roles[-1] == "user" and roles[1:-1] == ["user", "assistant"] * ((len(roles) - 2) // 2)
         assert item["max_tokens"] == g.max_tokens
         assert item["seed"] == request.seed == derive_seed(g.seed, request.key)
         for name in ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n"):

@@ -12,7 +12,7 @@ import pytest
 from digest.engine.base import Sampling
 from digest.errors import ConfigError, PromptError
 from digest.post import PREDICTION_SUBJECTS
-from digest.prompts import FIELDS, Templates, build_requests, prediction_grammar
+from digest.prompts import EXAMPLES, FIELDS, Templates, build_requests, example_turns, prediction_grammar
 from digest.select import Story
 
 PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
@@ -39,8 +39,9 @@ TOPICS = [
 ]
 
 
-def requests_for(topics, templates, *, run_seed=42, day=DAY, max_tokens=160, sampling=Sampling()):
-    return build_requests(topics, day, templates, run_seed=run_seed, max_tokens=max_tokens, sampling=sampling)
+def requests_for(topics, templates, *, run_seed=42, day=DAY, max_tokens=160, sampling=Sampling(), examples=True):
+    return build_requests(topics, day, templates, run_seed=run_seed, max_tokens=max_tokens, sampling=sampling,
+                          examples=examples)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -48,7 +49,7 @@ def requests_for(topics, templates, *, run_seed=42, day=DAY, max_tokens=160, sam
 
 
 def test_load_project_prompts(templates):
-    assert set(templates.texts) == set(FIELDS)
+    assert set(templates.texts) == {*FIELDS, EXAMPLES}
     for name, text in templates.texts.items():
         assert text == text.strip() and text
         assert text == (PROMPTS / f"{name}.txt").read_text(encoding="utf-8").strip()
@@ -135,10 +136,55 @@ def test_two_requests_per_topic_and_two_predictions(templates):
 
 
 def test_messages_are_system_then_user(templates):
-    for request in requests_for(TOPICS, templates):
+    for request in requests_for(TOPICS, templates, examples=False):
         assert [m.role for m in request.messages] == ["system", "user"]
         assert request.messages[0].content == templates.texts["system"]
         assert "${" not in request.messages[1].content
+
+
+def test_examples_are_the_same_user_assistant_turns_before_every_request(templates):
+    examples = templates.examples()
+    assert {e.kind for e in examples} == {"benefits", "ramifications", "predictions"}
+    turns = example_turns(templates, DAY)
+    assert [m.role for m in turns] == ["user", "assistant"] * len(examples)
+    requests = requests_for(TOPICS, templates)
+    for request in requests:
+        # system, the examples, then the request's own user turn: a prefix all requests share
+        assert request.messages[:-1] == (requests[0].messages[0], *turns)
+        assert request.messages[-1].role == "user"
+    # An example's user turn is made from the same template as a real request of its kind.
+    benefits = next(i for i, e in enumerate(examples) if e.kind == "benefits")
+    assert turns[2 * benefits].content == templates.fill("benefits", title=examples[benefits].title,
+                                                         context=f"What it says: {examples[benefits].text}")
+    # A prediction's answer names a year after the post's.
+    predictions = next(i for i, e in enumerate(examples) if e.kind == "predictions")
+    assert re.match(rf"\w+ {DAY.year + 6}: ", turns[2 * predictions + 1].content)
+    # Switched off, the requests are as before; the request's own turn does not change.
+    plain = requests_for(TOPICS, templates, examples=False)
+    assert [r.messages[-1] for r in plain] == [r.messages[-1] for r in requests]
+    assert [(r.key, r.seed) for r in plain] == [(r.key, r.seed) for r in requests]
+
+
+def test_examples_file_is_optional(prompts_copy):
+    (prompts_copy / "examples.txt").unlink()
+    templates = Templates.load(prompts_copy)
+    assert templates.examples() == [] and EXAMPLES not in templates.texts
+    assert [m.role for m in requests_for(TOPICS, templates)[0].messages] == ["system", "user"]
+
+
+@pytest.mark.parametrize("text, why", [
+    ("== benefits\ntitle: T\ntext: X\n", "'--' line"),
+    ("== opinions\ntitle: T\n--\nAnswer.", "not one of"),
+    ("== benefits\nheadline: T\n--\nAnswer.", "expected title: ..."),
+    ("Some stray text\n== benefits\ntitle: T\n--\nAnswer.", "before the first"),
+    ("== predictions\nsubject: S\n--\nMay ${soon}: x.", "unknown placeholder"),
+])
+def test_a_malformed_examples_file_is_one_clear_error(prompts_copy, text, why):
+    path = prompts_copy / "examples.txt"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(PromptError) as info:
+        Templates.load(prompts_copy)
+    assert str(path) in str(info.value) and why in str(info.value)
 
 
 def test_excerpt_reaches_the_prompt(templates):
@@ -146,12 +192,12 @@ def test_excerpt_reaches_the_prompt(templates):
     for story in TOPICS:
         for request in (r for r in requests if story.title in r.key):
             if story.excerpt:
-                assert story.excerpt in request.messages[1].content
+                assert story.excerpt in request.messages[-1].content
 
 
 def test_benefits_and_ramifications_prompts_differ(templates):
     requests = requests_for(TOPICS[:1], templates)
-    assert requests[0].messages[1].content != requests[1].messages[1].content
+    assert requests[0].messages[-1].content != requests[1].messages[-1].content
 
 
 def test_sampling_and_max_tokens_are_passed_on(templates):
@@ -207,7 +253,7 @@ def test_prediction_requests_carry_future_year_grammar(templates, day):
         month_line = next(l for l in request.grammar.splitlines() if l.startswith("month ::="))
         assert re.findall(r'"([A-Za-z]+)"', month_line) == MONTHS
         assert request.grammar.splitlines()[0].startswith("root ::=")
-        user = request.messages[1].content
+        user = request.messages[-1].content
         assert str(day.year) in user
         assert day.strftime("%B") in user
 
@@ -216,7 +262,7 @@ def test_prediction_prompt_names_its_subject(templates):
     requests = requests_for(TOPICS, templates)
     for subject in PREDICTION_SUBJECTS:
         (request,) = [r for r in requests if subject in r.key]
-        assert subject.lower() in request.messages[1].content.lower()
+        assert subject.lower() in request.messages[-1].content.lower()
 
 
 def test_topic_requests_have_no_grammar(templates):

@@ -9,16 +9,25 @@ from digest.engine.fake import FakeEngine
 from digest.pipeline import choose, generate
 from digest.quality import (
     Judge,
+    Score,
+    Check,
     Section,
+    best,
     check_clean,
     check_complete,
     check_distinct,
+    check_faithful,
     check_length,
     check_no_loops,
+    check_no_title_echo,
+    check_on_the_point,
     check_on_topic,
+    check_reasoning,
     instruction_phrases,
+    score_paragraph,
     score_prediction,
 )
+from digest.text import clean_paragraph, written
 
 TITLE = "Sparse mixture-of-experts models match dense 7B quality with a third of the training compute"
 GOOD = (
@@ -36,6 +45,23 @@ def test_length_counts_words_against_the_range():
     assert not check_length("Too short to be a paragraph.").passed
     assert not check_length(" ".join(["word"] * 131) + ".").passed
     assert check_length("one two three.", min_words=3, max_words=3).passed
+
+
+def test_length_is_checked_before_the_cut_so_a_cut_shows():
+    raw = " ".join([GOOD] * 3)  # about 170 words: the cleaning keeps the sentences that fit in 130
+    shown = clean_paragraph(raw)
+    assert len(shown.split()) <= 130 and check_length(shown).passed  # the cut text alone looks fine
+    result = check_length(shown, wrote=written(raw))
+    assert not result.passed and "cut to" in result.why
+    assert check_length(GOOD, wrote=written(GOOD)).passed
+
+
+def test_complete_fails_a_paragraph_that_stopped_mid_sentence():
+    raw = GOOD + " Some teams may also find that the"  # the model ran out of tokens
+    assert check_complete(clean_paragraph(raw)).passed  # the post drops the unfinished sentence...
+    assert not check_complete(written(raw)).passed  # ...but the check sees it
+    score = score_paragraph(clean_paragraph(raw), TITLE, kind="benefits", wrote=written(raw))
+    assert [c.name for c in score.failures] == ["complete"]
 
 
 def test_on_topic_wants_the_titles_words_or_close_forms():
@@ -92,6 +118,106 @@ def test_distinct_flags_near_copies():
     assert not check_distinct(GOOD, GOOD.replace("modest", "small")).passed
 
 
+# -- faithful -----------------------------------------------------------------------------------
+
+CLIPS_TITLE = "Video world model learns robot pushing from only 200 video clips"
+CLIPS_SOURCE = ("The authors pretrain a video prediction model on household footage and fine-tune it on 200 clips "
+                "of a robot arm. The arm moves unseen objects in 61% of trials, against 23% for a policy trained "
+                "from scratch. Failures cluster on transparent objects. The code is released by the Kestrel Institute.")
+
+
+def test_faithful_passes_numbers_and_names_from_the_source():
+    good = ("Robot makers could teach an arm a new skill from 200 clips instead of thousands, and the jump from "
+            "23% to 61% of trials suggests the household footage does most of the work. The Kestrel team "
+            "releasing its code lets smaller AI labs with one GPU try it on their own robots.")
+    assert check_faithful(good, CLIPS_TITLE + " " + CLIPS_SOURCE).passed  # AI, GPU: common terms
+
+
+@pytest.mark.parametrize("text, why", [
+    ("Only 20 videos have been able to achieve this so far.", "number the source does not give: 20"),
+    ("The method will be in every home robot by 2030.", "number the source does not give: 2030"),
+    ("It succeeds in 95% of trials.", "number the source does not give: 95"),
+    ("The project is supported by the RABBIT community.", "name the source does not give: RABBIT"),
+    ("The work was funded by the European Commission.", "name the source does not give: European"),
+    ("Researchers at Stanford built the arm.", "name the source does not give: Stanford"),
+    ("Twenty clips were enough for the arm.", "number the source does not give: twenty"),
+])
+def test_faithful_fails_invented_numbers_and_names(text, why):
+    result = check_faithful(text, CLIPS_TITLE + " " + CLIPS_SOURCE)
+    assert not result.passed and why in result.why
+
+
+def test_faithful_accepts_close_forms_and_sentence_starts():
+    source = "Kenya's agriculture ministry will use a model on 4,000 farms."
+    assert check_faithful("Kenyan farmers gain. The ministry's 4000 farms are a start.", source).passed
+    assert check_faithful("Farmers in Kenya will plan better. Officials can act on 4,000 farms.", source).passed
+
+
+# -- no title echo --------------------------------------------------------------------------------
+
+def test_no_title_echo_fails_a_paragraph_that_opens_with_the_title():
+    echo = (f"The {CLIPS_TITLE.lower()} is a big step. It helps robot makers who lack data, since they can train "
+            "arms on fewer clips.")
+    result = check_no_title_echo(echo, CLIPS_TITLE)
+    assert not result.passed and "opens with" in result.why
+    partial = "Video world model learns robot pushing quickly, which helps robot makers."
+    assert not check_no_title_echo(partial, CLIPS_TITLE).passed  # 6 of the title's 11 words in a row: half of it
+
+
+def test_no_title_echo_fails_a_title_repeated_twice_and_passes_plain_mentions():
+    twice = (f"Robot makers gain a lot. As the story says, {CLIPS_TITLE}. In short, {CLIPS_TITLE}.")
+    result = check_no_title_echo(twice, CLIPS_TITLE)
+    assert not result.passed and "2 times" in result.why
+    good = ("Robot makers could teach an arm a new skill from a few hundred clips. A world model trained on "
+            "household video does most of the work.")
+    assert check_no_title_echo(good, CLIPS_TITLE).passed
+    once = f"Robot makers gain. The headline says it well: {CLIPS_TITLE}."
+    assert check_no_title_echo(once, CLIPS_TITLE).passed
+
+
+# -- on the point ---------------------------------------------------------------------------------
+
+RAMIFICATIONS = ("Sparse expert models could concentrate power in the few labs that can afford the routing research, "
+                 "and the risk is that smaller groups lose access to the best models. Cheaper training may also "
+                 "flood the web with generated text, and routing errors are hard to audit.")
+
+
+def test_on_the_point_wants_gains_for_benefits_and_risks_for_ramifications():
+    assert check_on_the_point(GOOD, "benefits").passed
+    assert check_on_the_point(RAMIFICATIONS, "ramifications").passed
+    # each given as the other fails
+    swapped = check_on_the_point(GOOD, "ramifications")
+    assert not swapped.passed and "risk" in swapped.why
+    assert not check_on_the_point(RAMIFICATIONS, "benefits").passed
+
+
+def test_on_the_point_fails_benefits_that_name_no_benefit_or_no_one():
+    vague = ("Sparse mixture-of-experts models match dense quality. The models use experts and a router. "
+             "The training compute is a third of the dense model's compute.")
+    assert not check_on_the_point(vague, "benefits").passed
+    nobody = "It is faster, cheaper and better, and it saves energy."
+    result = check_on_the_point(nobody, "benefits")
+    assert not result.passed and "no one" in result.why
+    # "lower costs" is a gain, not a risk
+    assert check_on_the_point("Labs get lower costs and cut their energy bills, which helps them.", "benefits").passed
+
+
+# -- predictions ----------------------------------------------------------------------------------
+
+def test_reasoning_is_one_finished_sentence_with_a_verb_that_gives_a_reason():
+    subject = "artificial general intelligence"
+    assert check_reasoning("Models keep getting better at planning, but they still need years of new research.",
+                           subject).passed
+    for text, why in [
+        ("Artificial General Intelligence, AI.", "words"),
+        ("Artificial general intelligence, artificial general intelligence, AGI, AI.", "no verb"),
+        ("Artificial general intelligence will be artificial general intelligence soon.", "restates"),
+        ("Models keep getting better at planning and they still need years of", "finished"),
+    ]:
+        result = check_reasoning(text, subject)
+        assert not result.passed and why in result.why, (text, result)
+
+
 def test_predictions_need_a_future_date_and_a_reasoning_sentence():
     day = date(2026, 11, 23)
     good = score_prediction("March 2031: Compute keeps getting cheaper and models keep improving every year.", day)
@@ -100,6 +226,9 @@ def test_predictions_need_a_future_date_and_a_reasoning_sentence():
     assert [c.name for c in past.failures] == ["date"]
     thin = score_prediction("March 2031: Soon.", day)
     assert [c.name for c in thin.failures] == ["reasoning"]
+    salad = score_prediction("March 2031: Artificial General Intelligence, AI.", day,
+                             subject="artificial general intelligence")
+    assert [c.name for c in salad.failures] == ["reasoning"]
     assert not score_prediction("Sometime soon, probably.", day).passed
 
 
@@ -122,8 +251,41 @@ def test_choose_keeps_the_try_that_passes_most_checks_and_the_first_among_equals
     chosen, scores = choose(judge(), requests, tries)
     assert chosen["benefits:T"] is tries["benefits:T"][1]
     assert scores["benefits:T"].passed
-    # The Ramifications try copies the chosen Benefits: it is kept (the only usable try) but fails "distinct".
-    assert [c.name for c in scores["ramifications:T"].failures] == ["distinct"]
+    # The Ramifications try copies the chosen Benefits: it is kept (the only usable try) but fails
+    # "distinct", and, being a benefits paragraph, "on_the_point".
+    assert [c.name for c in scores["ramifications:T"].failures] == ["on_the_point", "distinct"]
+
+
+def test_best_is_the_one_choice_rule_most_checks_then_the_first():
+    a, b = Score([Check("x", True), Check("y", False)]), Score([Check("x", True), Check("y", True)])
+    assert best([a, b, b]) == 1 and best([a, a]) == 0 and best([b]) == 0
+
+
+def test_choose_does_not_depend_on_the_order_results_arrived_in():
+    bad = "Artificial intelligence changes the world. " * 3 + "It is a good thing for all of us to know."
+    tries = [result("benefits:T", t) for t in (bad, GOOD + " ", GOOD)]
+    requests = [type("R", (), {"key": "benefits:T"})()]
+    j = Judge([Section("benefits:T", "benefits", TITLE)], date(2026, 11, 23), [TEMPLATE])
+    chosen, _ = choose(j, requests, {"benefits:T": tries})
+    assert chosen["benefits:T"] is tries[1]  # equal scores: the earlier try (its seed), every time
+
+
+def test_the_prompt_examples_pass_every_check():
+    """The examples the model imitates must themselves be what the checks want."""
+    from digest.config import Config
+    from digest.prompts import Templates
+
+    templates = Templates.load(Config().prompts_path)
+    day = date(2026, 11, 23)
+    examples = templates.examples()
+    assert examples
+    for ex in examples:
+        if ex.kind == "predictions":
+            score = score_prediction(ex.answer.replace("${later}", str(day.year + 6)), day, subject=ex.title)
+        else:
+            score = score_paragraph(clean_paragraph(ex.answer), ex.title, source=ex.text, kind=ex.kind,
+                                    wrote=written(ex.answer))
+        assert score.passed, (ex.kind, score.failures)
 
 
 def test_generate_retries_failing_sections_with_derived_seeds_and_keeps_the_best():
