@@ -327,7 +327,9 @@ def decode_throughput(config: Config, batch_sizes: Sequence[int], *, tokens: int
     tokens (end-of-generation ignored), with our sampling. Only the generation steps are timed."""
     import dataclasses
 
-    base = [r for r in bench_requests(config) if not r.grammar]  # free text, as llama-batched-bench
+    # free text, as llama-batched-bench; without the example exchanges, whose shared prefix alone is
+    # longer than the 128 prompt tokens to match
+    base = [r for r in bench_inputs(config, examples=False)[0] if not r.grammar]
     out = []
     with create_engine("batched", config.model_path, threads=config.model.threads or default_threads(),
                        n_gpu_layers=config.model.n_gpu_layers) as engine:

@@ -47,11 +47,11 @@ def test_ratios_are_medians_of_per_run_ratios():
 
 @pytest.mark.model
 def test_prompts_cut_or_padded_to_exactly_128_tokens():
-    from digest.bench import bench_requests
+    from digest.bench import bench_inputs
     from digest.engine.batched import BatchedEngine
 
     with BatchedEngine(MODEL) as engine:
-        for request in bench_requests(Config())[:4]:
+        for request in bench_inputs(Config(), examples=False)[0][:4]:
             for n in (128, 200):
                 fitted = exact_prompt(engine, request, n)
                 assert len(engine.tokenize(fitted)) == n
