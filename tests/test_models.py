@@ -264,6 +264,15 @@ def test_registry_comes_from_the_environment(run_cli, registry, monkeypatch):
 # registry errors name the file and line
 
 
+def assert_registry_error(tmp_path, extra: str, line: int, words: str) -> None:
+    """A registry with `extra` appended fails to load with one error naming its file, `line` and `words`."""
+    path = write_registry(tmp_path, "http://x/tiny.gguf", extra=extra)
+    with pytest.raises(ConfigError) as caught:
+        load_registry(path)
+    assert str(caught.value).startswith(f"{path}:{line}: "), caught.value
+    assert words in str(caught.value)
+
+
 @pytest.mark.parametrize("extra, line, words", [
     ('\n[[model]]\nname = "third"\nfile = "c.gguf"\nsizes = 3\n', 20, "unknown key 'sizes'"),
     ('\n[[model]]\nname = "third"\nfile = "c.gguf"\nsha256 = "abc"\n', 20, "64 lowercase hex"),
@@ -273,11 +282,7 @@ def test_registry_comes_from_the_environment(run_cli, registry, monkeypatch):
     ('\n[[model]]\nname = "third"\n', 17, "needs 'file'"),
 ])
 def test_registry_errors_name_file_and_line(tmp_path, extra, line, words):
-    path = write_registry(tmp_path, "http://x/tiny.gguf", extra=extra)
-    with pytest.raises(ConfigError) as caught:
-        load_registry(path)
-    assert str(caught.value).startswith(f"{path}:{line}: "), caught.value
-    assert words in str(caught.value)
+    assert_registry_error(tmp_path, extra, line, words)
 
 
 def test_registry_default_must_be_listed(tmp_path):
@@ -382,11 +387,7 @@ CHAINED = DERIVED + DERIVED.replace('"small"', '"small2"').replace('"tiny"', '"s
     (CHAINED, 30, "must be derived from a model that is downloaded"),
 ])
 def test_a_derived_entry_is_checked_against_its_source(tmp_path, extra, line, words):
-    path = write_registry(tmp_path, "http://x/tiny.gguf", extra=extra)
-    with pytest.raises(ConfigError) as caught:
-        load_registry(path)
-    assert str(caught.value).startswith(f"{path}:{line}: "), caught.value
-    assert words in str(caught.value)
+    assert_registry_error(tmp_path, extra, line, words)
 
 
 def test_a_derived_entry_that_matches_its_source_loads(tmp_path):
