@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import subprocess
 import threading
 import time
 from contextlib import contextmanager
@@ -283,3 +284,22 @@ def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+# A real full filesystem for tests of a full disk (root only; skipped with the reason otherwise).
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path) -> Path:
+    if os.geteuid() != 0:
+        pytest.skip("a real full disk needs a tmpfs of its own, and mounting one needs root")
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], capture_output=True)

@@ -10,7 +10,6 @@ import errno
 import hashlib
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -98,19 +97,9 @@ def test_remove_stale_temp_removes_only_temporaries(tmp_path):
 
 
 @pytest.fixture
-def full_disk(tmp_path):
-    """A real 256 KB tmpfs, mounted for the test (root only)."""
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root; test_output_faults.py covers a full disk with a patched fsync")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
+def full_disk(small_tmpfs):
+    """A real 256 KB tmpfs, mounted for the test (root only): conftest's small_tmpfs."""
+    return small_tmpfs
 
 
 def test_a_real_full_disk_is_one_error_and_keeps_the_old_file(full_disk):

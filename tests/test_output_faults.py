@@ -128,20 +128,6 @@ def test_full_disk_keeps_the_old_post(run_cli, tmp_path, monkeypatch, where):
 # A real full filesystem: a 256 KiB tmpfs, filled to the last byte (or all but a few pages).
 
 
-@pytest.fixture
-def small_tmpfs(tmp_path) -> Path:
-    if os.geteuid() != 0:
-        pytest.skip("a real full disk needs a tmpfs of its own, and mounting one needs root")
-    folder = tmp_path / "disk"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], capture_output=True)
 
 
 def fill(folder: Path) -> Path:
