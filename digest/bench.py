@@ -27,7 +27,7 @@ from .engine import create_engine
 from .engine.base import Generation, Request, Stats
 from .engine.llama import default_threads
 from .errors import PeerError
-from .feeds import samples_dir
+from .resources import samples_dir
 from .pipeline import generate, judge_of, load_feeds, sampling_of, select_stories
 from .quality import Judge
 from .prompts import Templates, build_requests

@@ -5,6 +5,7 @@ Expected failures (`DigestError`) become one line on stderr and a documented exi
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -23,7 +24,7 @@ from .config import CONFIG_NAME, apply_flags, default_toml, load_config
 from .console import err, expected_errors, warning
 from .engine import ENGINES, create_engine
 from .errors import EXIT_INVALID, ConfigError, Terminated
-from .feeds import samples_dir
+from .resources import samples_dir
 from .models_cli import app as models_app
 from .runlog import run_log
 
@@ -467,16 +468,32 @@ def check(
 @app.command()
 def init(
     path: Annotated[Path, typer.Argument(help="Where to write the config.")] = Path(CONFIG_NAME),
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
+    prompts: Annotated[Optional[Path], typer.Option("--prompts", help="Also copy the prompt templates into this folder, to edit, and point the config's prompts_dir at it.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace existing files.")] = False,
 ) -> None:
-    """Write a commented default config file (digest.toml)."""
+    """Write a commented default config file (digest.toml), and with --prompts, copies of the prompts."""
     with expected_errors():
-        from .render import write_atomic
+        from .files import write_atomic
+        from .resources import prompts_dir
 
-        if path.exists() and not force:
-            raise ConfigError(f"{path} already exists (use --force to replace it)")
-        write_atomic(path, default_toml())
+        text = default_toml()
+        targets = [path]
+        if prompts is not None:
+            shipped = sorted(prompts_dir().glob("*.txt"))
+            targets += [prompts / f.name for f in shipped]
+            # Relative to the config's folder when it can be, as every path in the config is.
+            where = os.path.relpath(prompts.resolve(), path.resolve().parent)
+            text = text.replace('prompts_dir = ""', f"prompts_dir = {json.dumps(where)}", 1)
+        existing = [t for t in targets if t.exists()]
+        if existing and not force:
+            raise ConfigError(f"{existing[0]} already exists (use --force to replace it)")
+        if prompts is not None:
+            for source in shipped:
+                write_atomic(prompts / source.name, source.read_bytes())
+        write_atomic(path, text)
         typer.echo(str(path))
+        if prompts is not None:
+            typer.echo(str(prompts))
 
 
 def main() -> None:

@@ -19,13 +19,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+from . import embedded, resources
+from .engine import ENGINES
 from .errors import ConfigError
 from .markdown import one_line
 from .post import DEFAULT_NOTICE, DEFAULT_PREDICTIONS_HEADING, Cover
 
 CONFIG_NAME = "digest.toml"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q8_0.gguf"
 
 
 def _range(lo: float | None = None, hi: float | None = None) -> dict:
@@ -97,7 +97,7 @@ class Model:
 
 @dataclass
 class Generation:
-    engine: str = field(default="batched", metadata={"choices": ("batched", "sequential", "fake")})
+    engine: str = field(default="batched", metadata={"choices": ENGINES})
     seed: int = field(default=42, metadata=_range(0, 2**32 - 1))
     max_tokens: int = field(default=160, metadata=_range(1, 8192))
     temperature: float = field(default=0.7, metadata=_range(0.0, 5.0))
@@ -135,17 +135,17 @@ class Config:
     def model_path(self) -> Path:
         if self.model.path:
             return self.resolve(self.model.path)
-        return PROJECT_ROOT / "models" / DEFAULT_MODEL_FILE
+        return resources.models_dir() / embedded.FILE_NAME
 
     @property
     def prompts_path(self) -> Path:
         if self.generation.prompts_dir:
             return self.resolve(self.generation.prompts_dir)
-        return PROJECT_ROOT / "prompts"
+        return resources.prompts_dir()
 
 
 def default_toml() -> str:
-    return (Path(__file__).resolve().parent / "default.toml").read_text(encoding="utf-8")
+    return resources.default_config_text()
 
 
 class _Lines:

@@ -22,6 +22,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+from . import resources
 from .errors import EXIT_INTERRUPTED, DigestError, ModelError
 from .files import atomic_file, sha256_file
 
@@ -41,7 +42,6 @@ FILE_NAME = "SmolLM2-135M-Instruct.Q8_0.gguf"
 SIZE = 144_811_072
 SHA256 = "7b46609d11703c058397e5cfe4cc6e4b2508cb1eb4c80ddc472a5d421fbdb508"
 
-DEFAULT_FOLDER = Path(__file__).resolve().parent.parent / "models"
 
 
 def model_write_error(action: str, where: Path, exc: OSError) -> ModelError:
@@ -101,9 +101,10 @@ def derive(source: Path, target: Path) -> Path:
     return quantize(source, target, QUANTIZE, expected=Expected(SIZE, SHA256, QUANTIZER), error=model_write_error)
 
 
-def install(folder: Path = DEFAULT_FOLDER, *, say=print) -> Path:
-    """Both files into `folder`: each made only when it is not already there and verified."""
-    folder = Path(folder)
+def install(folder: Path | None = None, *, say=print) -> Path:
+    """Both files into `folder` (default: resources.models_dir()): each made only when it is not already
+    there and verified."""
+    folder = Path(folder) if folder is not None else resources.models_dir()
     source, target = folder / SOURCE_FILE, folder / FILE_NAME
     if verified(target, SIZE, SHA256):
         say(f"embedded model present and verified: {target}")
@@ -125,7 +126,7 @@ def install(folder: Path = DEFAULT_FOLDER, *, say=print) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
-        install(Path(args[0]) if args else DEFAULT_FOLDER)
+        install(Path(args[0]) if args else None)
     except DigestError as exc:
         print(f"digest: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import feeds as feedlib
-from .config import PROJECT_ROOT, Config
+from . import resources
+from .config import Config
 from .manifest import model_record, prompts_record
 from .engine.base import Engine, Stats
 from .errors import FeedError
@@ -31,13 +32,13 @@ from .quality import PARAGRAPH_CHECKS, PREDICTION_CHECKS, Judge, Score
 from .select import pick
 
 EVAL_DAY = date(2026, 11, 23)
-EVAL_SET = PROJECT_ROOT / "tests" / "eval"
+EVAL_SET = resources.CHECKOUT / "tests" / "eval"  # a source checkout has it; a wheel does not
 SETS = ("tune", "holdout")
 
 
 def default_inputs(which: str = "all") -> list[Path]:
     """The tune set (the bundled sample feed and tests/eval/tune/), the held-out set, or both."""
-    tune = [feedlib.samples_dir() / "topics.xml", *sorted((EVAL_SET / "tune").glob("*.xml"))]
+    tune = [resources.samples_dir() / "topics.xml", *sorted((EVAL_SET / "tune").glob("*.xml"))]
     holdout = sorted((EVAL_SET / "holdout").glob("*.xml"))
     return {"tune": tune, "holdout": holdout, "all": tune + holdout}[which]
 
@@ -47,7 +48,7 @@ def set_of(path: Path) -> str:
     path = Path(path).resolve()
     if path.parent == (EVAL_SET / "holdout").resolve():
         return "holdout"
-    if path.parent == (EVAL_SET / "tune").resolve() or path == (feedlib.samples_dir() / "topics.xml").resolve():
+    if path.parent == (EVAL_SET / "tune").resolve() or path == (resources.samples_dir() / "topics.xml").resolve():
         return "tune"
     return "other"
 

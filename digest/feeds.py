@@ -368,6 +368,3 @@ def fetch_feed(url: str, *, name: str, **options) -> Feed:
     return parse_feed(fetch(url, name=name, **options).body, name=name, source=url)
 
 
-def samples_dir() -> Path:
-    """The sample feeds bundled in the package (a feeds directory for `--feeds-from`)."""
-    return Path(__file__).resolve().parent / "samples"

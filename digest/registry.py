@@ -26,12 +26,12 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-from .config import PROJECT_ROOT
+from . import resources
 from .errors import ConfigError, ModelError
 from .files import fsync_dir, sha256_file
 
 REGISTRY_ENV = "DIGEST_REGISTRY"
-DEFAULT_REGISTRY = PROJECT_ROOT / "models" / "registry.toml"
+DEFAULT_REGISTRY = resources.registry_file()
 USER_AGENT = "digest/0.1 (offline daily digest generator; models pull)"
 CHUNK = 1 << 20
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -63,10 +63,13 @@ class Registry:
     path: Path
     default: str
     models: dict[str, ModelEntry] = field(default_factory=dict)
+    # Where the model files are: beside the registry, except for the registry digest ships, whose
+    # files live in resources.models_dir() (an installed wheel cannot keep weights in its package).
+    files: Path | None = None
 
     @property
     def folder(self) -> Path:
-        return self.path.parent
+        return self.files or self.path.parent
 
     def file_of(self, entry: ModelEntry) -> Path:
         return self.folder / entry.file
@@ -88,7 +91,7 @@ class Registry:
 
 
 def registry_path(explicit: Path | None = None) -> Path:
-    """`explicit`, else $DIGEST_REGISTRY, else the project's models/registry.toml."""
+    """`explicit`, else $DIGEST_REGISTRY, else the registry digest ships (models/registry.toml)."""
     if explicit is not None:
         return Path(explicit)
     env = os.environ.get(REGISTRY_ENV)
@@ -204,7 +207,8 @@ def load_registry(path: Path | None = None) -> Registry:
     if not isinstance(default, str) or default and default not in models:
         line = next(n for n, l in enumerate(text.splitlines(), 1) if l.strip().startswith("default"))
         raise ConfigError(f"{path}:{line}: default model '{default}' is not among the models ({', '.join(models)})")
-    return Registry(path=path, default=default, models=models)
+    shipped = path.resolve() == DEFAULT_REGISTRY.resolve()
+    return Registry(path=path, default=default, models=models, files=resources.models_dir() if shipped else None)
 
 
 def resolve_model(value: str, registry: Path | None = None) -> Path:

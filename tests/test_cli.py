@@ -15,7 +15,7 @@ import pytest
 from conftest import TOPIC_TITLES, TRENDING_TITLES, describe
 from digest.config import CONFIG_NAME, Config, load_config
 from digest.errors import EXIT_CONFIG, EXIT_FEED, EXIT_MODEL, EXIT_USAGE
-from digest.feeds import samples_dir
+from digest.resources import samples_dir
 from digest.markdown import unescape_inline
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

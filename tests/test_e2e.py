@@ -11,7 +11,8 @@ import frontmatter
 import pytest
 
 from digest.config import Config
-from digest.feeds import read_feed_file, samples_dir
+from digest.feeds import read_feed_file
+from digest.resources import samples_dir
 from digest.markdown import unescape_inline
 from digest.select import pick
 

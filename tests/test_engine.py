@@ -13,7 +13,8 @@ from digest.engine import create_engine
 from digest.engine.base import Message, Request, Sampling, derive_seed
 from digest.engine.batched import common_prefix, repetition_start
 from digest.errors import GenerationError
-from digest.feeds import read_feed_file, samples_dir
+from digest.feeds import read_feed_file
+from digest.resources import samples_dir
 from digest.prompts import Templates, build_requests
 from digest.select import pick
 

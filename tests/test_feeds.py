@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from conftest import Item, news_rss, reddit_atom
-from digest import feeds
+from digest import feeds, resources
 from digest.errors import FeedError
 from digest.feeds import fetch, fetch_feed, parse_feed, read_feed_file
 
@@ -104,7 +104,7 @@ def test_reddit_atom_entries():
 
 
 def test_bundled_sample_has_no_html_or_trailer():
-    feed = read_feed_file(feeds.samples_dir(), "topics")
+    feed = read_feed_file(resources.samples_dir(), "topics")
     assert len(feed.entries) >= 6
     assert feed.source.endswith("topics.xml")
     for entry in feed.entries:

@@ -129,7 +129,7 @@ def test_the_pipeline_takes_the_lock_whoever_calls_it(tmp_path):
     from digest import pipeline
     from digest.config import Config
     from digest.engine import create_engine
-    from digest.feeds import samples_dir
+    from digest.resources import samples_dir
 
     config = Config()
     config.output.lock_wait = 0.2

@@ -20,7 +20,8 @@ import pytest
 
 from conftest import PROJECT_ROOT, describe, serve
 from digest import embedded
-from digest.config import DEFAULT_MODEL_FILE, Config
+from digest.config import Config
+from digest.embedded import FILE_NAME as DEFAULT_MODEL_FILE
 from digest.errors import ConfigError, EXIT_MODEL, ModelError
 from digest.files import sha256_file
 from digest.registry import DEFAULT_REGISTRY, load_registry, resolve_model

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from conftest import TOPIC_TITLES, TRENDING_TITLES
 from digest import select
-from digest.feeds import Entry, read_feed_file, samples_dir
+from digest.feeds import Entry, read_feed_file
+from digest.resources import samples_dir
 from digest.select import MAX_TITLE_CHARS, Story, clean_title, near_duplicate, pick
 
 ATOM = "{http://www.w3.org/2005/Atom}"
