@@ -22,6 +22,7 @@ import frontmatter
 import yaml
 
 from .post import (
+    MONTHS,
     DEFAULT_PREDICTIONS_HEADING,
     DEFAULT_TOPICS_HEADING,
     DEFAULT_TRENDING_HEADING,
@@ -50,9 +51,6 @@ _SUBJECT_NEEDLES = {
     "Artificial general intelligence": "general intelligence",
     "Technological singularity": "singularity",
 }
-MONTHS = tuple(
-    "January February March April May June July August September October November December".split()
-)
 
 _FENCE = re.compile(r"^---\s*$")
 _HEADING = re.compile(r"^ {0,3}#{1,6}\s+(.*?)(?:\s+#+)?\s*$")

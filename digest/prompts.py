@@ -22,7 +22,7 @@ from typing import Sequence
 from .engine.base import Message, Request, Sampling, derive_seed
 from .errors import PromptError
 from .files import sha256_bytes
-from .post import PREDICTION_SUBJECTS
+from .post import MONTHS, PREDICTION_SUBJECTS
 from .select import Story
 
 FIELDS: dict[str, frozenset[str]] = {
@@ -37,7 +37,6 @@ EXAMPLE_FIELDS = frozenset({"later"})  # in an example prediction's answer: a ye
 EXAMPLE_KINDS = {"benefits": ("title", "text"), "ramifications": ("title", "text"), "predictions": ("subject",)}
 SECTIONS = ("benefits", "ramifications")
 PREDICTION_YEARS = 75
-_MONTHS = "January February March April May June July August September October November December".split()
 
 
 @dataclass(frozen=True)
@@ -133,7 +132,7 @@ def example_turns(templates: Templates, day: date) -> tuple[Message, ...]:
 
 def prediction_grammar(day: date) -> str:
     """GBNF for "Month YYYY: reasoning", the year after the post's year."""
-    months = " | ".join(f'"{m}"' for m in _MONTHS)
+    months = " | ".join(f'"{m}"' for m in MONTHS)
     years = " | ".join(f'"{y}"' for y in range(day.year + 1, day.year + 1 + PREDICTION_YEARS))
     return (
         'root ::= month " " year ": " reason\n'

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from .markdown import one_line
+from .post import MONTHS
 
 _LABEL = re.compile(
     r"^\s*(?:[-*+•>#]+\s*)?(?:\*\*|\*|__|_)?\s*"
@@ -27,11 +28,8 @@ _FENCE = re.compile(r"^\s*(?:---+|\+\+\+|```.*|===+)\s*$", re.M)
 _LIST_MARKER = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+", re.M)
 _EMPHASIS = re.compile(r"(\*\*|__|\*|`)")
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*(?=\s|$)")
-_MONTHS = (
-    "January February March April May June July August September October November December".split()
-)
 _PREDICTION = re.compile(
-    r"^\s*\(?\s*(" + "|".join(_MONTHS) + r")\s+(\d{4})(?!\d)\s*\)?\s*[:\-–—,.]?\s*(.*)$", re.S | re.I
+    r"^\s*\(?\s*(" + "|".join(MONTHS) + r")\s+(\d{4})(?!\d)\s*\)?\s*[:\-–—,.]?\s*(.*)$", re.S | re.I
 )
 
 

@@ -6,6 +6,7 @@ reads the words of the last user message so that paragraphs mention their topic.
 
 from __future__ import annotations
 
+import calendar
 import random
 import re
 from typing import Callable, Sequence
@@ -21,7 +22,7 @@ _FILLER = (
     "could lower the barrier for new practitioners",
     "may shift attention away from other open problems",
 )
-_MONTHS = ("January", "March", "May", "July", "September", "November")
+_MONTHS = calendar.month_name[1::2]  # January, March, ...
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9\-]{3,}")
 
 
