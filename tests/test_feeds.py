@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from conftest import Item, news_rss, reddit_atom
-from digest import feeds, resources
+from digest import feeds, http, resources
 from digest.errors import FeedError
 from digest.feeds import fetch, fetch_feed, parse_feed, read_feed_file
 
@@ -204,7 +204,7 @@ def test_fetch_default_user_agent_is_not_pythons(http_server):
     url = http_server.add("/feed.xml", b"<rss/>")
     fetch(url, name="news", timeout=5)
     agent = http_server.seen[0]["User-Agent"]
-    assert agent == feeds.DEFAULT_USER_AGENT
+    assert agent == http.DEFAULT_USER_AGENT
     assert "Python-urllib" not in agent
 
 

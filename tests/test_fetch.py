@@ -1,4 +1,4 @@
-"""digest.feeds.fetch against a real HTTP server on 127.0.0.1: metadata, retries, Retry-After,
+"""digest.feeds.fetch (through digest.http) against a real HTTP server on 127.0.0.1: metadata, retries, Retry-After,
 timeouts, redirect loops, cut-off bodies, conditional requests and mirrors."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import pytest
 
 from conftest import TOPIC_TITLES, describe, news_rss, reddit_atom, titled
 from digest.errors import FeedError
-from digest.feeds import fetch, fetch_first, parse_feed, retry_after_seconds
+from digest.feeds import fetch, fetch_first, parse_feed
+from digest.http import retry_after_seconds
 
 BODY = reddit_atom(titled(TOPIC_TITLES[:3]))
 FAST = {"timeout": 5, "backoff": 0.01, "max_wait": 5}

@@ -24,7 +24,7 @@ from digest.config import Config
 from digest.embedded import FILE_NAME as DEFAULT_MODEL_FILE
 from digest.errors import ConfigError, EXIT_MODEL, ModelError
 from digest.files import sha256_file
-from digest.registry import DEFAULT_REGISTRY, load_registry, resolve_model
+from digest.registry import DEFAULT_REGISTRY, load_registry, pull, resolve_model
 
 PAYLOAD = os.urandom(300_000)
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -39,6 +39,8 @@ class Files:
     cut: dict[str, int] = field(default_factory=dict)  # path -> bytes sent before the connection drops
     stall: dict[str, float] = field(default_factory=dict)  # path -> seconds of silence after the headers
     ignore_range: bool = False
+    # path -> answers given before the file, in turn: (status, headers), e.g. (429, {"Retry-After": "0"})
+    answers: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
     seen: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -49,6 +51,13 @@ def files():
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - http.server's naming
             state.seen.append({"path": self.path, **dict(self.headers.items())})
+            if state.answers.get(self.path):
+                status, headers = state.answers[self.path].pop(0)
+                self.send_response(status)
+                for key, value in {**headers, "Content-Length": "0"}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                return
             body = state.files.get(self.path)
             if body is None:
                 self.send_error(404)
@@ -139,7 +148,9 @@ def test_pull_resumes_in_a_later_run_after_giving_up(run_cli, registry, files):
     files.cut["/tiny.gguf"] = 70_000
     first = models(run_cli, registry, "pull", "tiny", "--retries", "0")
     assert first.exit_code == EXIT_MODEL, describe(first)
-    assert "broke off after 70000" in first.stderr and "again to resume" in first.stderr
+    line = first.stderr.strip().splitlines()[-1]
+    assert line.startswith("digest: error: cannot download model 'tiny': ") and "Traceback" not in first.stderr
+    assert f"cut off after 70000 of {len(PAYLOAD)} bytes" in line and "again to resume" in line
     part = registry.parent / "tiny.gguf.part"
     assert part.read_bytes() == PAYLOAD[:70_000]
     assert not (registry.parent / "tiny.gguf").exists()
@@ -178,6 +189,7 @@ def test_pull_of_a_file_the_server_does_not_have(run_cli, tmp_path, files):
     assert result.exit_code == EXIT_MODEL, describe(result)
     assert "HTTP 404" in result.stderr and files.base + "/missing.gguf" in result.stderr
     assert "Traceback" not in result.stderr
+    assert len(files.seen) == 1  # a 404 is not tried again
     assert not list(registry.parent.glob("tiny*"))
 
 
@@ -185,7 +197,62 @@ def test_pull_gives_up_on_a_silent_server_after_its_timeout(run_cli, registry, f
     files.stall["/tiny.gguf"] = 5  # then the whole file: without the timeout, the pull would succeed
     result = models(run_cli, registry, "pull", "tiny", "--timeout", "0.5", "--retries", "0")
     assert result.exit_code == EXIT_MODEL, describe(result)
-    assert "broke off" in result.stderr or "timed out" in result.stderr
+    assert "no data within the 0.5 s timeout" in result.stderr, describe(result)
+
+
+def test_pull_retries_a_429_as_its_retry_after_asks(run_cli, registry, files):
+    files.answers["/tiny.gguf"] = [(429, {"Retry-After": "0"})]
+    result = models(run_cli, registry, "pull", "tiny")
+    assert result.exit_code == 0, describe(result)
+    assert (registry.parent / "tiny.gguf").read_bytes() == PAYLOAD and len(files.seen) == 2
+    # 0 s is what Retry-After asked; the backoff alone would have waited 1 s.
+    assert (f"digest: warning: model 'tiny': {files.base}/tiny.gguf: HTTP 429 Too Many Requests; "
+            "trying again in 0 s") in result.stderr.splitlines(), describe(result)
+
+
+def test_pull_retries_503_with_exponential_backoff_and_caps_retry_after(registry, files):
+    files.answers["/tiny.gguf"] = [(503, {}), (503, {}), (429, {"Retry-After": "86400"})]
+    said = []
+    reg = load_registry(registry)
+    target = pull(reg, reg.get("tiny"), retries=3, backoff=0.01, max_wait=0.05, on_retry=said.append)
+    assert target.read_bytes() == PAYLOAD and len(files.seen) == 4
+    url = files.base + "/tiny.gguf"
+    assert said == [f"model 'tiny': {url}: HTTP 503 Service Unavailable; trying again in 0.01 s",
+                    f"model 'tiny': {url}: HTTP 503 Service Unavailable; trying again in 0.02 s",
+                    f"model 'tiny': {url}: HTTP 429 Too Many Requests; trying again in 0.05 s"]  # not a day
+
+
+def test_pull_cut_midway_starts_again_when_the_server_then_ignores_range(run_cli, registry, files):
+    files.cut["/tiny.gguf"] = 120_000
+    files.ignore_range = True
+    result = models(run_cli, registry, "pull", "tiny")
+    assert result.exit_code == 0, describe(result)
+    assert [r.get("Range") for r in files.seen] == [None, "bytes=120000-"]
+    # The whole file came again with a 200: the 120,000 bytes held were replaced, not appended to.
+    assert (registry.parent / "tiny.gguf").read_bytes() == PAYLOAD
+    assert "cut off after 120000" in result.stderr  # the retry was announced
+
+
+def test_pull_gives_up_after_its_retries_with_one_line(run_cli, registry, files):
+    files.answers["/tiny.gguf"] = [(503, {"Retry-After": "0"})] * 3
+    result = models(run_cli, registry, "pull", "tiny", "--retries", "2")
+    assert result.exit_code == EXIT_MODEL, describe(result)
+    assert len(files.seen) == 3 and "Traceback" not in result.stderr
+    url = files.base + "/tiny.gguf"
+    errors = [line for line in result.stderr.splitlines() if line.startswith("digest: error:")]
+    assert errors == [f"digest: error: cannot download model 'tiny': {url}: HTTP 503 Service Unavailable "
+                      "(after 3 tries); run 'digest models pull tiny' again"], describe(result)
+    assert len([line for line in result.stderr.splitlines() if line.startswith("digest: warning:")]) == 2
+    assert not list(registry.parent.glob("tiny*"))
+
+
+def test_pull_of_a_file_larger_than_the_registry_says(run_cli, registry, files):
+    files.files["/tiny.gguf"] = PAYLOAD + b"more"
+    result = models(run_cli, registry, "pull", "tiny")
+    assert result.exit_code == EXIT_MODEL, describe(result)
+    assert len(files.seen) == 1  # not tried again: the same file would come
+    assert f"is larger than {len(PAYLOAD)} bytes" in result.stderr and "Traceback" not in result.stderr
+    assert not list(registry.parent.glob("tiny*"))
 
 
 def test_pull_of_an_unknown_name(run_cli, registry):
