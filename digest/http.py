@@ -139,12 +139,12 @@ def _json_detail(exc: urllib.error.HTTPError) -> str:
     return f": {text[:200]}" if text else ""
 
 
-def _open(request: urllib.request.Request, timeout: float, accept: Collection[int] = ()):
-    """The response to `request` (an accepted error status comes back as its HTTPError, which reads
-    like a response). Raises _Transient for what is worth another try, HTTPFailure for the rest."""
-    url = request.full_url
+def _open(url: str, timeout: float, accept: Collection[int] = (), **request):
+    """The response to a request for `url` (`request`: urllib.request.Request's data, headers, method;
+    an accepted error status comes back as its HTTPError, which reads like a response). Raises
+    _Transient for what is worth another try, HTTPFailure for the rest."""
     try:
-        return urllib.request.urlopen(request, timeout=timeout)
+        return urllib.request.urlopen(urllib.request.Request(url, **request), timeout=timeout)
     except urllib.error.HTTPError as exc:
         code = exc.code
         if code in accept:
@@ -236,7 +236,7 @@ def request(method: str, url: str, *, data: bytes | None = None, headers: Mappin
 
     def once() -> Response:
         started, stamp = time.monotonic(), _stamp()
-        with _open(urllib.request.Request(url, data=data, headers=sent, method=method), timeout, accept) as answer:
+        with _open(url, timeout, accept, data=data, headers=sent, method=method) as answer:
             chunks: list[bytes] = []
             _stream(answer, url, chunks.append, timeout=timeout, deadline=started + timeout, limit=max_bytes)
             return Response(url=url, status=answer.status, final_url=answer.url or url, body=b"".join(chunks),
@@ -288,7 +288,7 @@ def download(url: str, part: Path, *, user_agent: str = DEFAULT_USER_AGENT, time
         headers = {"User-Agent": user_agent}
         if have:
             headers["Range"] = f"bytes={have}-"
-        with _open(urllib.request.Request(url, headers=headers), timeout, (416,) if have else ()) as answer:
+        with _open(url, timeout, (416,) if have else (), headers=headers) as answer:
             if answer.status == 416:
                 return  # nothing left to send: the file is complete (or wrong, which its hash will tell)
             if answer.status != 206:

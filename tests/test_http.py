@@ -147,3 +147,9 @@ def test_download_416_without_a_file_begun_is_an_error(api, tmp_path):
     api.script["/f"] = [(416, b"", {})]
     with pytest.raises(http.HTTPFailure, match="answered HTTP 416"):
         http.download(api.base + "/f", tmp_path / "f.part", **FAST)
+
+
+def test_a_url_that_cannot_be_fetched_is_one_line_not_a_traceback():
+    with pytest.raises(http.HTTPFailure) as info:
+        http.get("feeds.example/top.rss", **FAST)
+    assert str(info.value).startswith("feeds.example/top.rss is not a URL that can be fetched (")
