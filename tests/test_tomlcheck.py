@@ -230,6 +230,8 @@ REGISTRY_ERRORS = [
       'quantize = "q9_9"'], 5, "unknown quantization type 'q9_9'"),
     (['name = "b"', 'file = "b.gguf"', "size = 1", f'sha256 = "{"b" * 64}"', 'derived_from = "tiny"',
       'quantize = "q8_0"', f'source_sha256 = "{"c" * 64}"'], 6, f"but 'tiny' has {'a' * 64}"),
+    (['name = "b"', 'file = "b.gguf"', "size = 1", f'sha256 = "{"b" * 64}"', 'quantize = "q8_0"',
+      'derived_from = "b"'], 5, "'b' must be derived from a model that is downloaded and verified as it is"),
     (['name = "b"', 'file = "b.gguf"', 'url = "http://x/'], 2, "invalid TOML: "),
 ]
 # Keys of a [[model]] table whose multi-line text looks like keys and headers.
