@@ -59,7 +59,10 @@ class KeyLines:
         self._starts = [0] + [m.end() for m in re.finditer("\n", text)]
         self._index: dict[KeyPath, int] = {}
         self._arrays: dict[KeyPath, int] = {}  # an array of tables -> how many of its tables so far
-        self._scan()
+        try:
+            self._scan()
+        except (IndexError, AttributeError):  # pragma: no cover - a layout the scan does not know
+            pass  # the keys found so far keep their lines; the others get their table's, or none
 
     def line(self, path: KeyPath) -> int | None:
         path = tuple(path)
