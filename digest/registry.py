@@ -12,39 +12,36 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
 from . import http, resources
 from .errors import ConfigError, ModelError
 from .files import fsync_dir, sha256_file
+from .tomlcheck import Document, build, parse, read_text, rules
 
 REGISTRY_ENV = "DIGEST_REGISTRY"
 DEFAULT_REGISTRY = resources.registry_file()
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_FIELDS = {"name": str, "file": str, "size": int, "sha256": str, "url": str, "wheel": str,
-           "derived_from": str, "source_sha256": str, "quantize": str, "quantizer": str,
-           "licence": str, "chat_template": str, "notes": str}
-_REQUIRED = ("name", "file")
+_SHA256 = rules(check=(re.compile(r"^[0-9a-f]{64}$").match, "must be 64 lowercase hex digits"))
+
+
+def _plain(name: str) -> bool:
+    return not ("/" in name or "\\" in name or name.startswith("."))
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    name: str
-    file: str
-    size: int | None = None
-    sha256: str | None = None
+    """A `[[model]]` table of the registry (its fields are the keys a table may have)."""
+
+    name: str = field(metadata=rules(required=True))
+    file: str = field(metadata=rules(required=True, check=(_plain, "must be a plain file name")))
+    size: int | None = field(default=None, metadata=rules(1))
+    sha256: str | None = field(default=None, metadata=_SHA256)
     url: str = ""
     wheel: str = ""
     derived_from: str = ""  # the name of the entry this file is made from
-    source_sha256: str = ""  # that entry's sha256, as the recipe was written for
+    source_sha256: str = field(default="", metadata=_SHA256)  # that entry's sha256, as the recipe was written for
     quantize: str = ""  # the recipe: the type `digest.quantize` converts the source to
     quantizer: str = ""  # what made the recorded sha256, e.g. "llama-cpp-python 0.3.36"
     licence: str = ""
@@ -92,117 +89,72 @@ def registry_path(explicit: Path | None = None) -> Path:
     return Path(env) if env else DEFAULT_REGISTRY
 
 
-def _table_lines(text: str) -> list[int]:
-    """The line of each `[[model]]` header, in order."""
-    return [n for n, line in enumerate(text.splitlines(), start=1) if line.strip().startswith("[[model]]")]
+@dataclass
+class _RegistryFile:
+    """The registry's keys: the default model's name and the `[[model]]` tables."""
+
+    default: str = ""
+    model: list[ModelEntry] = field(default_factory=list)
 
 
-def _key_line(text: str, start: int, key: str) -> int:
-    """The line of `key = ...` in the table that starts at line `start` (or `start` itself)."""
-    lines = text.splitlines()
-    for number in range(start + 1, len(lines) + 1):
-        line = lines[number - 1].strip()
-        if line.startswith("["):
-            break
-        if re.match(rf"{re.escape(key)}\s*=", line):
-            return number
-    return start
-
-
-def _entry(table: dict, where: Callable[[str], str]) -> ModelEntry:
-    unknown = [key for key in table if key not in _FIELDS]
-    if unknown:
-        raise ConfigError(f"{where(unknown[0])}: unknown key '{unknown[0]}' (known: {', '.join(_FIELDS)})")
-    for key in _REQUIRED:
-        if not table.get(key):
-            raise ConfigError(f"{where(key)}: a model needs '{key}'")
-    for key, value in table.items():
-        kind = _FIELDS[key]
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise ConfigError(f"{where(key)}: '{key}' must be {'an integer' if kind is int else 'a string'}, not {value!r}")
-    if "size" in table and table["size"] <= 0:
-        raise ConfigError(f"{where('size')}: 'size' must be positive, not {table['size']}")
-    if "sha256" in table and not _SHA256.match(table["sha256"]):
-        raise ConfigError(f"{where('sha256')}: 'sha256' must be 64 lowercase hex digits, not {table['sha256']!r}")
-    if "/" in table["file"] or "\\" in table["file"] or table["file"].startswith("."):
-        raise ConfigError(f"{where('file')}: 'file' must be a plain file name, not {table['file']!r}")
-    if "source_sha256" in table and not _SHA256.match(table["source_sha256"]):
-        raise ConfigError(f"{where('source_sha256')}: 'source_sha256' must be 64 lowercase hex digits, "
-                          f"not {table['source_sha256']!r}")
-    if table.get("derived_from"):
-        if table.get("url") or table.get("wheel"):
-            raise ConfigError(f"{where('derived_from')}: a model is downloaded (url, wheel) or derived "
-                              "(derived_from), not both")
+def _check_recipe(entry: ModelEntry, doc: Document, at: tuple) -> None:
+    """A model is downloaded (url, wheel) or derived (derived_from, with its recipe), not both."""
+    where = (*at, "derived_from")
+    if entry.derived_from:
+        if entry.url or entry.wheel:
+            raise doc.error(where, "a model is downloaded (url, wheel) or derived (derived_from), not both")
         for key in ("quantize", "size", "sha256"):
-            if not table.get(key):
-                raise ConfigError(f"{where('derived_from')}: a derived model needs '{key}' (its recipe and "
-                                  "what the result must be)")
+            if not getattr(entry, key):
+                raise doc.error(where, f"a derived model needs '{key}' (its recipe and what the result must be)")
         from .quantize import TARGETS
 
-        if table["quantize"].lower() not in TARGETS:
-            raise ConfigError(f"{where('quantize')}: unknown quantization type {table['quantize']!r} "
-                              f"(known: {', '.join(TARGETS)})")
-    elif table.get("quantize") or table.get("source_sha256"):
-        key = "quantize" if table.get("quantize") else "source_sha256"
-        raise ConfigError(f"{where(key)}: '{key}' belongs to a derived model, and this one has no 'derived_from'")
-    return ModelEntry(**table)
+        if entry.quantize.lower() not in TARGETS:
+            raise doc.error((*at, "quantize"), f"unknown quantization type {entry.quantize!r} "
+                                               f"(known: {', '.join(TARGETS)})")
+    elif entry.quantize or entry.source_sha256:
+        key = "quantize" if entry.quantize else "source_sha256"
+        raise doc.error((*at, key), f"'{key}' belongs to a derived model, and this one has no 'derived_from'")
 
 
-def _check_sources(models: dict[str, ModelEntry], where: Callable[[str, str], str]) -> None:
+def _check_sources(models: dict[str, ModelEntry], doc: Document, at: dict[str, tuple]) -> None:
     """Each `derived_from` names a verifiable, downloadable entry, and matches its `source_sha256`."""
     for entry in models.values():
         if not entry.derived_from:
             continue
         source = models.get(entry.derived_from)
-        here = where(entry.name, "derived_from")
+        here = (*at[entry.name], "derived_from")
         if source is None:
-            raise ConfigError(f"{here}: '{entry.name}' is derived from '{entry.derived_from}', which is not "
-                              f"among the models ({', '.join(models)})")
+            raise doc.error(here, f"'{entry.name}' is derived from '{entry.derived_from}', which is not "
+                                  f"among the models ({', '.join(models)})")
         if source.derived_from or not source.sha256:
-            raise ConfigError(f"{here}: '{entry.name}' must be derived from a model that is downloaded and "
-                              f"verified as it is; '{source.name}' is not")
+            raise doc.error(here, f"'{entry.name}' must be derived from a model that is downloaded and "
+                                  f"verified as it is; '{source.name}' is not")
         if entry.source_sha256 and entry.source_sha256 != source.sha256:
-            raise ConfigError(f"{where(entry.name, 'source_sha256')}: the recipe of '{entry.name}' is for a "
-                              f"source with sha256 {entry.source_sha256}, but '{source.name}' has {source.sha256}")
+            raise doc.error((*at[entry.name], "source_sha256"),
+                            f"the recipe of '{entry.name}' is for a source with sha256 {entry.source_sha256}, "
+                            f"but '{source.name}' has {source.sha256}")
 
 
 def load_registry(path: Path | None = None) -> Registry:
     """Read and check the registry; every error names the file and line."""
     path = registry_path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"model registry not found: {path} (set {REGISTRY_ENV} or --registry to another file)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read model registry {path}: {exc}") from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
-    unknown = [key for key in data if key not in ("default", "model")]
-    if unknown:
-        line = next((n for n, l in enumerate(text.splitlines(), 1) if l.strip().startswith(unknown[0])), 1)
-        raise ConfigError(f"{path}:{line}: unknown key '{unknown[0]}' (known: default, model)")
-    tables = data.get("model", [])
-    if not isinstance(tables, list):
-        raise ConfigError(f"{path}: 'model' must be [[model]] tables")
-    starts = _table_lines(text)
+    text = read_text(path, "model registry", f"set {REGISTRY_ENV} or --registry to another file")
+    doc = parse(text, str(path))
+    data = build(_RegistryFile, doc.data, doc)
     models: dict[str, ModelEntry] = {}
-    start_of: dict[str, int] = {}
-    for index, table in enumerate(tables):
-        start = starts[index] if index < len(starts) else 1
-        entry = _entry(table, lambda key, s=start: f"{path}:{_key_line(text, s, key)}")
+    at: dict[str, tuple] = {}  # each model's table in the file
+    for index, entry in enumerate(data.model):
+        table = ("model", index)
+        _check_recipe(entry, doc, table)
         if entry.name in models:
-            raise ConfigError(f"{path}:{_key_line(text, start, 'name')}: model '{entry.name}' is listed twice")
+            raise doc.error((*table, "name"), f"model '{entry.name}' is listed twice")
         models[entry.name] = entry
-        start_of[entry.name] = start
-    _check_sources(models, lambda name, key: f"{path}:{_key_line(text, start_of[name], key)}")
-    default = data.get("default", "")
-    if not isinstance(default, str) or default and default not in models:
-        line = next(n for n, l in enumerate(text.splitlines(), 1) if l.strip().startswith("default"))
-        raise ConfigError(f"{path}:{line}: default model '{default}' is not among the models ({', '.join(models)})")
+        at[entry.name] = table
+    _check_sources(models, doc, at)
+    if data.default and data.default not in models:
+        raise doc.error(("default",), f"default model '{data.default}' is not among the models ({', '.join(models)})")
     shipped = path.resolve() == DEFAULT_REGISTRY.resolve()
-    return Registry(path=path, default=default, models=models, files=resources.models_dir() if shipped else None)
+    return Registry(path=path, default=data.default, models=models, files=resources.models_dir() if shipped else None)
 
 
 def resolve_model(value: str, registry: Path | None = None) -> Path:
