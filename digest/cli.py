@@ -23,7 +23,7 @@ from . import pipeline
 from .config import CONFIG_NAME, apply_flags, default_toml, load_config
 from .console import err, expected_errors, warning
 from .engine import ENGINES, create_engine
-from .errors import EXIT_INVALID, ConfigError, Terminated
+from .errors import EXIT_INVALID, ConfigError, DigestError, Terminated
 from .resources import samples_dir
 from .models_cli import app as models_app
 from .runlog import run_log
@@ -60,7 +60,7 @@ ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help=f"Conf
 
 @app.command()
 def run(
-    config_path: ConfigOpt = None,
+    config_paths: Annotated[Optional[list[Path]], typer.Option("--config", "-c", help=f"Config file (default: ./{CONFIG_NAME} if present, else built-in defaults). Repeat it to write several posts, one per config and each to its own [output] dir, through one batch.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Hugo site root; the post goes to OUT/content/posts/ (default: [output] dir).")] = None,
     feeds_from: Annotated[Optional[Path], typer.Option("--feeds-from", help="Read feeds from DIR/topics.xml and DIR/trending.xml instead of the network.")] = None,
     snapshot: Annotated[Optional[Path], typer.Option("--snapshot", help="Run from a snapshot that 'digest fetch --to DIR' wrote, each file checked against its index; no network.")] = None,
@@ -97,34 +97,40 @@ def run(
     The post's path is the last line on stdout.
     """
     with expected_errors(), sigterm_as_interrupt(), run_log(log_file) as log:
-        config = load_config(config_path)
-        apply_flags(config, {
-            "model.path": ("--model", _model_flag(model)),
-            "output.lock_wait": ("--lock-wait", lock_wait),
-            "generation.engine": ("--engine", engine),
-            "generation.seed": ("--seed", seed),
-            "feeds.topics.count": ("--topics", topics),
-            "feeds.trending.count": ("--trending", trending),
-            "generation.max_tokens": ("--max-tokens", max_tokens),
-            "generation.temperature": ("--temperature", temperature),
-            "generation.top_k": ("--top-k", top_k),
-            "generation.top_p": ("--top-p", top_p),
-            "generation.min_p": ("--min-p", min_p),
-            "generation.repeat_penalty": ("--repeat-penalty", repeat_penalty),
-            "generation.slots": ("--slots", slots),
-            "generation.candidates": ("--candidates", candidates),
-            "model.n_ctx": ("--ctx", ctx),
-            "model.threads": ("--threads", threads),
-            "model.n_gpu_layers": ("--n-gpu-layers", n_gpu_layers),
-            "generation.prompts_dir": ("--prompts", str(prompts.resolve()) if prompts else None),
-            "blog.title": ("--title", title),
-            "blog.author": ("--author", author),
-            "feeds.strict": ("--strict-feeds", strict_feeds),
-        })
+        configs = [(str(path) if path else "defaults", load_config(path)) for path in (config_paths or [None])]
+        for _, config in configs:
+            apply_flags(config, {
+                "model.path": ("--model", _model_flag(model)),
+                "output.lock_wait": ("--lock-wait", lock_wait),
+                "generation.engine": ("--engine", engine),
+                "generation.seed": ("--seed", seed),
+                "feeds.topics.count": ("--topics", topics),
+                "feeds.trending.count": ("--trending", trending),
+                "generation.max_tokens": ("--max-tokens", max_tokens),
+                "generation.temperature": ("--temperature", temperature),
+                "generation.top_k": ("--top-k", top_k),
+                "generation.top_p": ("--top-p", top_p),
+                "generation.min_p": ("--min-p", min_p),
+                "generation.repeat_penalty": ("--repeat-penalty", repeat_penalty),
+                "generation.slots": ("--slots", slots),
+                "generation.candidates": ("--candidates", candidates),
+                "model.n_ctx": ("--ctx", ctx),
+                "model.threads": ("--threads", threads),
+                "model.n_gpu_layers": ("--n-gpu-layers", n_gpu_layers),
+                "generation.prompts_dir": ("--prompts", str(prompts.resolve()) if prompts else None),
+                "blog.title": ("--title", title),
+                "blog.author": ("--author", author),
+                "feeds.strict": ("--strict-feeds", strict_feeds),
+            })
         feeds_from = _feeds_source(feeds_from, snapshot, sample_feeds)
         when = _parse_day(day)
         now = _source_date_epoch()
         say = (lambda message: None) if quiet else (lambda message: err.print(f"[dim]{escape(message)}…[/dim]"))
+        if len(configs) > 1:
+            _run_many(configs, out=out, feeds_from=feeds_from, snapshot=snapshot, when=when, now=now, force=force,
+                      no_history=no_history, quiet=quiet, say=say)
+            return
+        config = configs[0][1]
         log.line(f"start out={pipeline.site_of(config, out).root} engine={config.generation.engine} "
                  f"model={config.model_path}")
         with _progress_display(enabled=not quiet and sys.stderr.isatty()) as progress:
@@ -149,10 +155,55 @@ def run(
         typer.echo(str(result.path))
 
 
+def _run_many(configs, *, out, feeds_from, snapshot, when, now, force, no_history, quiet, say) -> None:
+    """`digest run --config a.toml --config b.toml`: one post per config, through one shared engine."""
+    if out is not None:
+        raise ConfigError("--out with several --config: each config's [output] dir says where its post goes")
+    def engine_of(config):
+        m = config.model
+        return (config.generation.engine, str(config.model_path.resolve()) if not m.url else "", m.url, m.name,
+                m.n_ctx, m.threads, m.n_gpu_layers, config.generation.slots)
+    first_name, first = configs[0]
+    for name, config in configs[1:]:
+        if engine_of(config) != engine_of(first):
+            raise ConfigError(f"{name}: every config of one run must use the same engine and model settings as "
+                              f"{first_name} (engine, model, server, ctx, threads, GPU layers, slots)")
+    with _progress_display(enabled=not quiet and sys.stderr.isatty()) as progress, _make_engine(first) as engine:
+        outcomes = pipeline.run_many(configs, engine, progress=progress, status=say, day=when, now=now,
+                                     feeds_from=feeds_from, snapshot=snapshot.resolve() if snapshot else None,
+                                     force=force, no_history=no_history)
+    failed = None
+    for (name, _), outcome in zip(configs, outcomes):
+        if isinstance(outcome, DigestError):
+            err.print(f"digest: error: {name}: {outcome}", markup=False)
+            failed = failed or outcome
+        elif isinstance(outcome, BaseException):
+            raise outcome
+        elif outcome.written:
+            for message in outcome.warnings:
+                warning(f"{name}: {message}")
+            typer.echo(str(outcome.path))
+        else:
+            err.print(f"digest: {name}: " + "; ".join(outcome.warnings), markup=False)
+    if failed is not None:
+        raise typer.Exit(failed.exit_code)
+
+
 def _make_engine(config):
-    return create_engine(config.generation.engine, config.model_path, n_ctx=config.model.n_ctx,
-                         threads=config.model.threads, n_gpu_layers=config.model.n_gpu_layers,
-                         slots=config.generation.slots)
+    m = config.model
+    server = None
+    if config.generation.engine == "openai":
+        from .engine.openai import ServerOptions
+
+        if not m.url:
+            raise ConfigError("--engine openai needs [model] url, the server's base URL (e.g. http://gpu-box:8000/v1)")
+        if "@" in m.url.split("//", 1)[-1].split("/", 1)[0]:
+            raise ConfigError("[model] url must not hold a user name or password (a manifest records the URL): "
+                              "put the key in an environment variable and name it in [model] api_key_env")
+        server = ServerOptions(url=m.url, model=m.name, api_key_env=m.api_key_env, concurrency=m.concurrency,
+                               timeout=m.timeout, retries=m.retries, grammar=m.grammar)
+    return create_engine(config.generation.engine, config.model_path, n_ctx=m.n_ctx, threads=m.threads,
+                         n_gpu_layers=m.n_gpu_layers, slots=config.generation.slots, server=server)
 
 
 def _feeds_source(feeds_from: Path | None, snapshot: Path | None, sample_feeds: bool) -> Path | None:
@@ -228,6 +279,8 @@ def bench(
     native: Annotated[Optional[Path], typer.Option("--native", help="A llama-batched-bench binary (make peers): compare the steady decode with llama.cpp's own, interleaved, and give the batched rows a simulated ceiling.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
     requests_out: Annotated[Optional[Path], typer.Option("--requests-out", help="Also write the bench's requests to this file as JSON (messages, max_tokens, seed, sampling settings, stop, grammar), for other tools.")] = None,
+    configs: Annotated[int, typer.Option("--configs", min=1, help="Also time N digests (N run seeds) in one batch against the same N one after another, as 'digest run --config ... --config ...' does.")] = 1,
+    server: Annotated[Optional[str], typer.Option("--server", help="Also time --engine openai against this OpenAI-compatible server (its base URL, e.g. http://127.0.0.1:8000/v1).")] = None,
     llama_server: Annotated[Optional[Path], typer.Option("--llama-server", help="Also time llama.cpp's llama-server (this binary; `make peers` builds build/llama.cpp/bin/llama-server), fed the same requests at once over HTTP on 127.0.0.1.")] = None,
 ) -> None:
     """Time the batching engine against the one-by-one loops (and peers) on the bundled sample digest."""
@@ -251,7 +304,8 @@ def bench(
             say(f"wrote the bench's requests to {requests_out}")
         loops = [Path(_model_flag(m)) for m in loop_model or []]
         report = run_bench(config, runs=runs, slots=slot_list or [0], sequential=sequential, checks=checks, memory=memory,
-                           decode=decode_list, loop_models=loops, native=native, llama_server=llama_server, say=say)
+                           decode=decode_list, loop_models=loops, native=native, llama_server=llama_server,
+                           configs=configs, server=server, say=say)
     if as_json:
         typer.echo(report.to_json())
         return
@@ -435,6 +489,8 @@ def replay(
 
     with expected_errors():
         outcome = replay_post(manifest, _make_engine, slots=slots)
+    if outcome.note:
+        warning(outcome.note)
     if outcome.identical:
         typer.echo(f"identical: {outcome.post}")
         return

@@ -83,6 +83,14 @@ class Model:
     n_ctx: int = field(default=0, metadata=rules(0, 1 << 20))
     threads: int = field(default=0, metadata=rules(0, 1024))
     n_gpu_layers: int = field(default=0, metadata=rules(-1, 100000))
+    # --engine openai: an OpenAI-compatible server (llama-server, vLLM, Ollama) instead of a local file.
+    url: str = ""
+    name: str = ""
+    api_key_env: str = ""
+    concurrency: int = field(default=0, metadata=rules(0, 4096))
+    timeout: float = field(default=300.0, metadata=rules(0.1, 86400.0))
+    retries: int = field(default=2, metadata=rules(0, 10))
+    grammar: str = field(default="auto", metadata=rules(choices=("auto", "llama", "vllm", "none")))
 
 
 @dataclass

@@ -86,6 +86,12 @@ def model_record(path: Path, cache: Path) -> dict:
     return record
 
 
+def server_record(server: dict) -> dict:
+    """A model behind a server (--engine openai): what the server says about itself. digest cannot see
+    the file, so no size or sha256 is claimed for it."""
+    return {"path": None, "file": None, "size": None, "sha256": None, "server": server}
+
+
 def prompts_record(directory: Path, names: Sequence[str]) -> dict:
     directory = Path(directory).resolve()
     return {"dir": str(directory),
@@ -113,6 +119,7 @@ def build(
     sampling: Sampling,
     engine: dict,
     requests: Sequence[Request],
+    server: dict | None = None,
     chosen,
     topics: Sequence[Story],
     trending: Sequence[Story],
@@ -132,7 +139,7 @@ def build(
         "date": when.date().isoformat(),
         "front_matter_time": when.isoformat(),
         "versions": versions(),
-        "model": model_record(config.model_path, site.hash_cache),
+        "model": server_record(server) if server else model_record(config.model_path, site.hash_cache),
         "prompts": prompts_record(config.prompts_path, prompt_names),
         "config": config_record(config),
         "feeds": {**feeds, "directory": site.portable(feeds["directory"])},

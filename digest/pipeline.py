@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -13,7 +14,7 @@ from . import feeds as feedlib
 from . import manifest as manifestlib
 from .config import Config
 from .engine.base import Engine, Generation, ProgressCallback, Request, Result, Sampling, Stats, derive_seed
-from .errors import FeedError, GenerationError, OutputError
+from .errors import ConfigError, FeedError, GenerationError, OutputError
 from .markdown import escape_inline
 from .post import PREDICTION_SUBJECTS, FrontMatter, Post, Prediction, Topic
 from .prompts import SECTIONS, Templates, build_requests, section_key
@@ -348,6 +349,7 @@ def _write_post(
                         passed=chosen.passed)
         model_name = engine.model_name
         engine_settings = engine_record(config, engine)
+        server = engine.describe()
     post = assemble(config, now, model_name, topics, trending, chosen.generation.by_key())
     text = render(post)
     result = RunResult(path, written=True, post=post, stats=chosen.generation.stats, warnings=warnings, chosen=chosen)
@@ -358,7 +360,7 @@ def _write_post(
         if record:
             manifest = manifestlib.build(
                 config, site=site, post=path, post_text=text, when=now, feeds=feed_source, prompt_names=list(templates.texts),
-                sampling=sampling_of(config), engine=engine_settings, requests=requests, chosen=chosen,
+                sampling=sampling_of(config), engine=engine_settings, server=server, requests=requests, chosen=chosen,
                 topics=topics, trending=trending, covered=covered, warnings=warnings)
             result.manifest, undo = manifestlib.write(site, day, manifest)
         try:
@@ -382,3 +384,43 @@ def engine_record(config: Config, engine: Engine) -> dict:
     return {"name": engine.name, "slots": g.slots, "n_ctx": m.n_ctx, "threads": m.threads,
             "n_gpu_layers": m.n_gpu_layers, "threads_used": getattr(engine, "threads", None),
             "candidates": g.candidates, "retries": g.retries}
+
+
+def run_many(
+    configs: Sequence[tuple[str, Config]],
+    engine: Engine,
+    *,
+    progress: ProgressCallback | None = None,
+    status: Callable[[str], None] = lambda message: None,
+    **options,
+) -> list[RunResult | BaseException]:
+    """Several posts, one per (name, config), each a whole `run` (its own site, lock, seed, history and
+    manifest) in its own thread, with all their sections generated through one shared batch of
+    `engine`. Each post's bytes are those of its own single run. Returns, per config, its RunResult or
+    the exception that ended it (one post failing does not stop the others)."""
+    from .engine.shared import SharedBatch
+
+    roots = [site_of(config).root.resolve() for _, config in configs]
+    for i, root in enumerate(roots):
+        if root in roots[:i]:
+            other = configs[roots.index(root)][0]
+            raise ConfigError(f"{configs[i][0]} and {other} both write to {root}: give each post its own [output] dir")
+    batch = SharedBatch(engine, [name for name, _ in configs], progress)
+    outcomes: list[RunResult | BaseException | None] = [None] * len(configs)
+
+    def one(i: int, name: str, config: Config) -> None:
+        member = batch.member(name)
+        try:
+            outcomes[i] = run(config, lambda: member, status=lambda message: status(f"{name}: {message}"), **options)
+        except BaseException as exc:  # reported by the caller, per post
+            outcomes[i] = exc
+        finally:
+            batch.leave(name)
+
+    threads = [threading.Thread(target=one, args=(i, name, config), name=f"digest-{i}", daemon=True)
+               for i, (name, config) in enumerate(configs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes  # type: ignore[return-value]

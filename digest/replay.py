@@ -30,6 +30,8 @@ class Replay:
     post: Path
     identical: bool
     diff: str = ""
+    # Said beside the result: what could not be checked (a model behind a server has no file to hash).
+    note: str = ""
 
 
 def _load(path: Path) -> dict:
@@ -63,6 +65,10 @@ def check_inputs(manifest: dict, site: Site) -> Config:
     for name, expected in manifest["prompts"]["sha256"].items():
         _check_hash("prompt template", prompts / f"{name}.txt", expected)
     model = manifest["model"]
+    if model.get("server"):
+        # A model behind a server: nothing here to hash; the run goes to the config's [model] url.
+        config.generation.prompts_dir = str(prompts)
+        return config
     path = Path(model["path"])
     if model["sha256"]:
         _check_hash("model", path, model["sha256"], lambda path: file_sha256(path, site.hash_cache))
@@ -102,9 +108,12 @@ def replay(manifest_path: Path, make_engine: Callable[[Config], Engine], *, slot
             raise InputChangedError(str(exc)) from exc
         again = result.path.read_bytes()
     before = post.read_bytes()
+    server = manifest["model"].get("server")
+    note = (f"the model is behind a server ({server.get('url')}, model '{server.get('model_id')}'): digest cannot "
+            "check that it is the same model, so only the bytes are compared" if server else "")
     if again == before:
-        return Replay(post, identical=True)
+        return Replay(post, identical=True, note=note)
     diff = difflib.unified_diff(before.decode("utf-8", "replace").splitlines(keepends=True),
                                 again.decode("utf-8", "replace").splitlines(keepends=True),
                                 fromfile=str(post), tofile="regenerated from the manifest")
-    return Replay(post, identical=False, diff="".join(line if line.endswith("\n") else line + "\n" for line in diff))
+    return Replay(post, identical=False, note=note, diff="".join(line if line.endswith("\n") else line + "\n" for line in diff))

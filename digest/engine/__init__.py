@@ -2,7 +2,8 @@
 
 - `batched`: every request as a parallel sequence in one llama.cpp context (the default);
 - `sequential`: one llama.cpp chat completion per request (the baseline);
-- `fake`: canned text, no model, for fast tests.
+- `fake`: canned text, no model, for fast tests;
+- `openai`: a client of an OpenAI-compatible server (llama-server, vLLM, Ollama) that runs the model.
 
 Real engines are imported lazily, so that nothing loads llama.cpp until a model is needed.
 """
@@ -13,14 +14,21 @@ from pathlib import Path
 
 from .base import Engine, Generation, Message, Progress, Request, Result, Sampling, Stats, derive_seed
 
-ENGINES = ("batched", "sequential", "fake")
+ENGINES = ("batched", "sequential", "fake", "openai")
 
 __all__ = ["ENGINES", "Engine", "Generation", "Message", "Progress", "Request", "Result", "Sampling",
            "Stats", "create_engine", "derive_seed"]
 
 
 def create_engine(name: str, model_path: Path, *, n_ctx: int = 0, threads: int = 0, n_gpu_layers: int = 0,
-                  slots: int = 0) -> Engine:
+                  slots: int = 0, server=None) -> Engine:
+    """An engine by name; `server` (an openai.ServerOptions) is what the `openai` engine talks to."""
+    if name == "openai":
+        from .openai import OpenAIEngine
+
+        if server is None or not server.url:
+            raise ValueError("the openai engine needs a server URL")
+        return OpenAIEngine(server)
     if name == "fake":
         from .fake import FakeEngine
 

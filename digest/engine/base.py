@@ -132,6 +132,11 @@ class Engine(ABC):
     def generate(self, requests: Sequence[Request], progress: ProgressCallback | None = None) -> Generation:
         ...
 
+    def describe(self) -> dict | None:
+        """For a model digest cannot see (behind a server): what the server says about itself, for the
+        manifest. None for a local model file, which the manifest records by its sha256."""
+        return None
+
     def close(self) -> None:
         """Free the model and any native memory. Safe to call twice."""
 

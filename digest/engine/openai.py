@@ -1,0 +1,219 @@
+"""The engine for OpenAI-compatible chat-completion servers: llama.cpp's llama-server, llama-cpp-python's
+server, vLLM, Ollama. The model runs elsewhere (a GPU box, a cluster); digest keeps its prompts, its
+seeds, its checks, its format and its manifest.
+
+- Each request is one `POST {url}/chat/completions` with its own `seed`, temperature, top_p, top_k, min_p,
+  repeat penalty, max_tokens and stop. Up to `concurrency` requests are in flight at once (0: all of
+  them, so that the server's continuous batching sees the whole digest at once).
+- A prediction's month and year: the request's GBNF grammar goes to the server where it takes one
+  (`grammar` for llama.cpp's servers, `structured_outputs` for vLLM); elsewhere (Ollama, or `grammar =
+  "none"`) the text is parsed and retried by the same quality checks as the local engines.
+- Network, status and JSON failures go through digest's one HTTP client (digest.http), with its retries
+  and backoff; what is left is one GenerationError line (exit 7). A server that cannot be reached at all
+  when the engine starts is a ModelError (exit 5): there is no model.
+- Whether the same seed gives the same bytes is the server's business: `describe()` records what the
+  server says about itself for the manifest, and docs/models.md has what was measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+from .. import http
+from ..errors import GenerationError, ModelError
+from .base import (Engine, Generation, Progress, ProgressCallback, Request, Result, Stats, check_unique_keys)
+
+GRAMMAR_MODES = ("auto", "llama", "vllm", "none")
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    url: str
+    model: str = ""  # the server's model id; empty: the only one it lists
+    api_key_env: str = ""  # the name of an environment variable holding the key (never the key)
+    concurrency: int = 0  # requests in flight at once; 0: all
+    timeout: float = 300.0  # seconds one request may take in all
+    retries: int = 2
+    grammar: str = "auto"
+
+
+def public_url(url: str) -> str:
+    """The URL without user name, password, query or fragment: what a manifest may keep."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+
+
+def _server_root(base: str) -> str:
+    """`http://host:port` of a base URL such as `http://host:port/v1`."""
+    parts = urlsplit(base)
+    return urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+
+
+class OpenAIEngine(Engine):
+    name = "openai"
+
+    def __init__(self, options: ServerOptions):
+        if options.grammar not in GRAMMAR_MODES:
+            raise ModelError(f"[model] grammar = {options.grammar!r}: use one of {', '.join(GRAMMAR_MODES)}")
+        self.options = options
+        self.base = options.url.rstrip("/")
+        self.headers = {}
+        if options.api_key_env:
+            key = os.environ.get(options.api_key_env)
+            if not key:
+                raise ModelError(f"[model] api_key_env names ${options.api_key_env}, which is not set")
+            self.headers["Authorization"] = f"Bearer {key}"
+        try:
+            models = self._get_json(f"{self.base}/models", timeout=min(options.timeout, 30.0), retries=options.retries)
+        except http.HTTPFailure as exc:
+            raise ModelError(f"no model server at {public_url(self.base)}: {exc}") from None
+        try:
+            ids = [m["id"] for m in models["data"]]
+        except (KeyError, TypeError):
+            raise ModelError(f"{public_url(self.base)}/models did not answer with a model list ({{'data': [{{'id': ...}}]}})") from None
+        if options.model:
+            if ids and options.model not in ids:
+                raise ModelError(f"the server at {public_url(self.base)} has no model '{options.model}' (it lists: {', '.join(ids)})")
+            self.model_id = options.model
+        elif len(ids) == 1:
+            self.model_id = ids[0]
+        else:
+            raise ModelError(f"the server at {public_url(self.base)} lists {len(ids)} models ({', '.join(ids) or 'none'}): "
+                             "set [model] name to one of them")
+        self.server = {"url": public_url(self.base), "model_id": self.model_id, "models": models}
+        root = _server_root(self.base)
+        for path, key in (("/props", "props"), ("/version", "version"), ("/api/version", "ollama_version")):
+            answer = self._probe(root + path)
+            if answer is not None:
+                self.server[key] = answer
+        self.grammar_mode = options.grammar if options.grammar != "auto" else self._detect_grammar()
+        self.server["grammar"] = self.grammar_mode
+
+    # -- talking to the server ------------------------------------------------------------------
+
+    def _get_json(self, url: str, *, timeout: float, retries: int):
+        """The JSON a GET of `url` answers; HTTPFailure (from digest.http) for anything else."""
+        response = http.get(url, headers=self.headers, timeout=timeout, retries=retries)
+        try:
+            return json.loads(response.body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise http.HTTPFailure(f"{public_url(url)} answered with a body that is not JSON "
+                                   f"(it starts {response.body[:60]!r})", url=url, status=response.status) from exc
+
+    def _probe(self, url: str) -> dict | None:
+        """What a server tells about itself at `url`, or None where it has no such page."""
+        try:
+            answer = self._get_json(url, timeout=10.0, retries=0)
+        except http.HTTPFailure:
+            return None
+        if not isinstance(answer, dict):
+            return None
+        # llama-server's /props carries its whole default settings: keep what identifies it.
+        keep = ("build_info", "model_path", "total_slots", "n_ctx", "version", "chat_template")
+        return {k: v for k, v in answer.items() if k in keep} if "default_generation_settings" in answer else answer
+
+    def _detect_grammar(self) -> str:
+        if "props" in self.server:
+            return "llama"  # llama-server
+        if "ollama_version" in self.server:
+            return "none"  # Ollama takes a JSON schema, not a grammar
+        if "version" in self.server:
+            return "vllm"
+        owned = [m.get("owned_by") for m in self.server["models"].get("data", []) if isinstance(m, dict)]
+        if "llamacpp" in owned or "me" in owned:
+            return "llama"  # llama-cpp-python's server
+        return "none"
+
+    def payload(self, request: Request) -> dict:
+        s = request.sampling
+        body = {
+            "model": self.model_id,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "seed": request.seed,
+            "max_tokens": request.max_tokens,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            # Not in OpenAI's own API, but read by llama.cpp's servers, vLLM and Ollama.
+            "top_k": s.top_k,
+            "min_p": s.min_p,
+            "stream": False,
+        }
+        if self.grammar_mode == "vllm":
+            body["repetition_penalty"] = s.repeat_penalty
+        else:
+            body["repeat_penalty"] = s.repeat_penalty
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if request.grammar and self.grammar_mode == "llama":
+            body["grammar"] = request.grammar
+        elif request.grammar and self.grammar_mode == "vllm":
+            body["structured_outputs"] = {"grammar": request.grammar}
+        if request.ignore_eos:
+            body["ignore_eos"] = True
+        return body
+
+    def _one(self, request: Request) -> Result:
+        started = time.perf_counter()
+        url = f"{self.base}/chat/completions"
+        try:
+            answer = http.post_json(url, self.payload(request), headers=self.headers, timeout=self.options.timeout,
+                                    retries=self.options.retries)
+        except http.HTTPFailure as exc:
+            raise GenerationError(f"section '{request.key}': {exc}") from None
+        try:
+            choice = answer["choices"][0]
+            text = choice["message"]["content"]
+            if not isinstance(text, str):
+                raise TypeError
+        except (KeyError, IndexError, TypeError):
+            raise GenerationError(f"{public_url(url)} answered section '{request.key}' without a "
+                                  "choices[0].message.content string") from None
+        usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+        reason = "length" if choice.get("finish_reason") == "length" else "stop"
+        return Result(key=request.key, text=text.strip(), prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                      completion_tokens=int(usage.get("completion_tokens") or 0), finish_reason=reason,
+                      seconds=time.perf_counter() - started)
+
+    # -- the Engine interface -----------------------------------------------------------------
+
+    @property
+    def model_name(self) -> str:
+        name = self.model_id.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+        return name[:-5] if name.lower().endswith(".gguf") else name
+
+    def describe(self) -> dict:
+        return dict(self.server)
+
+    def generate(self, requests: Sequence[Request], progress: ProgressCallback | None = None) -> Generation:
+        check_unique_keys(requests)
+        started = time.perf_counter()
+        stats = Stats(requests=len(requests))
+        if not requests:
+            return Generation([], stats)
+        results: dict[str, Result] = {}
+        workers = min(self.options.concurrency or len(requests), len(requests))
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="digest-openai")
+        try:
+            pending: set[Future] = {pool.submit(self._one, r) for r in requests}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    result = future.result()  # the first failure ends the run
+                    results[result.key] = result
+                    stats.add_unbatched(result)
+                    if progress:
+                        progress(Progress(len(results), len(requests), stats.completion_tokens,
+                                          time.perf_counter() - started, result))
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        stats.wall_seconds = time.perf_counter() - started
+        return Generation([results[r.key] for r in requests], stats)

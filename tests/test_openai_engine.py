@@ -1,0 +1,275 @@
+"""--engine openai: digest's posts through an OpenAI-compatible server.
+
+The real server is llama-cpp-python's own (`python -m llama_cpp.server`, the `server` extra) with the
+embedded model on 127.0.0.1; faults come from scripted loopback servers (500, 429 with Retry-After,
+garbage, a stalled body) and from the real server stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+
+from conftest import describe, serve
+from digest.config import Config
+from digest.engine.base import Message, Request, Sampling
+from digest.engine.openai import OpenAIEngine, ServerOptions, public_url
+from digest.errors import EXIT_GENERATION, EXIT_MODEL, GenerationError, ModelError
+
+DAY = "2026-11-23"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_server(model: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
+         "--n_ctx", "4096", "--verbose", "False"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"llama_cpp.server exited: {process.stderr.read().decode(errors='replace')[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2):
+                return process
+        except OSError:
+            time.sleep(0.3)
+    process.kill()
+    raise RuntimeError("llama_cpp.server did not answer within 60 s")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def real_server():
+    """llama-cpp-python's OpenAI-compatible server with the embedded model: its base URL."""
+    model = Config().model_path
+    if not model.is_file():
+        pytest.skip(f"embedded model missing: {model}")  # the `model` marker fails it under make test
+    port = _free_port()
+    process = _start_server(model, port)
+    yield f"http://127.0.0.1:{port}/v1"
+    _stop(process)
+
+
+def _config(tmp_path: Path, url: str, **model) -> Path:
+    extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in model.items())
+    path = tmp_path / "digest.toml"
+    path.write_text(f'[model]\nurl = "{url}"\n{extra}\n[generation]\nengine = "openai"\nmax_tokens = 48\n'
+                    'examples = false\n\n[feeds.topics]\ncount = 1\n\n[feeds.trending]\ncount = 1\n')
+    return path
+
+
+@pytest.mark.model
+def test_a_post_through_a_real_server_checks_replays_and_names_the_server(real_server, tmp_path, run_cli):
+    config = _config(tmp_path, real_server, concurrency=1)
+    out = tmp_path / "site"
+    result = run_cli("run", "--config", config, "--sample-feeds", "--out", out, "--date", DAY, "--quiet")
+    assert result.exit_code == 0, describe(result)
+    post = out / "content" / "posts" / f"{DAY}-ai-auto-summary.md"
+    assert run_cli("check", post).exit_code == 0
+    text = post.read_text()
+    assert '"SmolLM2-135M-Instruct.Q8_0"' in text  # the server's model id, as the last tag
+
+    manifest_path = out / ".digest" / "manifests" / f"{DAY}.json"
+    manifest = json.loads(manifest_path.read_text())
+    server = manifest["model"]["server"]
+    assert server["url"] == real_server and server["model_id"].endswith("SmolLM2-135M-Instruct.Q8_0.gguf")
+    assert manifest["model"]["sha256"] is None  # no hash claimed for a file digest cannot see
+    assert manifest["engine"]["name"] == "openai"
+    assert all(s["completion_tokens"] > 0 for s in manifest["sections"])  # from the server's usage
+
+    replayed = run_cli("replay", manifest_path)
+    assert replayed.exit_code == 0, describe(replayed)
+    assert "identical" in replayed.stdout and "behind a server" in replayed.stderr
+
+
+@pytest.mark.model
+def test_the_prediction_grammar_reaches_a_llama_cpp_server(real_server):
+    engine = OpenAIEngine(ServerOptions(url=real_server))
+    assert engine.grammar_mode == "llama"
+    grammar = 'root ::= "June 2031: " [A-Za-z ,]+ "."'
+    request = Request("p", (Message("user", "When will robots fold laundry?"),), seed=3, max_tokens=24,
+                      sampling=Sampling(temperature=0.7), grammar=grammar)
+    (result,) = engine.generate([request]).results
+    assert result.text.startswith("June 2031: "), result.text
+
+
+@pytest.mark.model
+def test_a_stopped_server_is_one_line_and_exit_5(tmp_path, run_cli):
+    port = _free_port()
+    process = _start_server(Config().model_path, port)
+    _stop(process)
+    result = run_cli("run", "--config", _config(tmp_path, f"http://127.0.0.1:{port}/v1", retries=0),
+                     "--sample-feeds", "--out", tmp_path / "site", "--date", DAY)
+    assert result.exit_code == EXIT_MODEL, describe(result)
+    assert f"127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "site" / "content" / "posts").exists() or not any((tmp_path / "site" / "content" / "posts").iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# Scripted servers: what a real one does when it is in trouble
+
+
+def scripted(answers):
+    """A loopback OpenAI-ish server: GET /v1/models lists one model; each POST takes the next answer
+    from `answers` (status, body bytes, headers, delay before the body). Yields (base URL, posts seen)."""
+    posts: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = json.dumps({"object": "list", "data": [{"id": "remote/model-7b.gguf"}]}).encode() \
+                if self.path == "/v1/models" else b"{}"
+            self._send(200 if self.path == "/v1/models" else 404, body)
+
+        def do_POST(self):  # noqa: N802
+            posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            status, body, headers, delay = answers[min(len(posts), len(answers)) - 1]
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body) + (100 if delay else 0)))
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                if delay:
+                    self.wfile.write(body[:5])
+                    self.wfile.flush()
+                    time.sleep(delay)
+                self.wfile.write(body)
+            except OSError:
+                pass
+
+        def _send(self, status, body):
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    return serve(Handler), posts
+
+
+def completion(text: str, **usage) -> bytes:
+    return json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                    "finish_reason": "stop"}],
+                       "usage": {"prompt_tokens": usage.get("prompt", 11), "completion_tokens": usage.get("completion", 7)}}).encode()
+
+
+REQUEST = Request("benefits:x", (Message("system", "s"), Message("user", "u")), seed=1234, max_tokens=40,
+                  sampling=Sampling(temperature=0.5, top_k=30, top_p=0.8, min_p=0.1, repeat_penalty=1.2))
+
+
+def test_each_request_carries_its_seed_and_sampling_and_the_model_id():
+    server, posts = scripted([(200, completion("Fine text."), {}, 0)])
+    with server as base:
+        engine = OpenAIEngine(ServerOptions(url=base + "/v1", grammar="none"))
+        (result,) = engine.generate([REQUEST]).results
+    assert (result.text, result.prompt_tokens, result.completion_tokens) == ("Fine text.", 11, 7)
+    sent = posts[0]
+    assert sent["model"] == "remote/model-7b.gguf" and engine.model_name == "model-7b"
+    assert (sent["seed"], sent["max_tokens"], sent["temperature"], sent["top_p"], sent["top_k"], sent["min_p"],
+            sent["repeat_penalty"]) == (1234, 40, 0.5, 0.8, 30, 0.1, 1.2)
+    assert [m["role"] for m in sent["messages"]] == ["system", "user"] and "grammar" not in sent
+
+
+def test_a_500_then_an_answer_is_retried_and_a_429_waits_for_retry_after():
+    server, posts = scripted([(500, b'{"error": "busy"}', {}, 0), (429, b"{}", {"Retry-After": "1"}, 0),
+                              (200, completion("Third time."), {}, 0)])
+    with server as base:
+        started = time.monotonic()
+        (result,) = OpenAIEngine(ServerOptions(url=base + "/v1", retries=2)).generate([REQUEST]).results
+    assert result.text == "Third time." and len(posts) == 3
+    assert time.monotonic() - started >= 1.0  # it did wait as Retry-After asked
+
+
+@pytest.mark.parametrize("answer, words", [
+    ((500, b'{"error": "down"}', {}, 0), "500"),
+    ((200, b"<html>not json</html>", {}, 0), "not JSON"),
+    ((200, json.dumps({"choices": []}).encode(), {}, 0), "choices[0].message.content"),
+])
+def test_a_server_that_keeps_failing_is_one_generation_error(answer, words):
+    server, _ = scripted([answer])
+    with server as base:
+        engine = OpenAIEngine(ServerOptions(url=base + "/v1", retries=1))
+        with pytest.raises(GenerationError) as caught:
+            engine.generate([REQUEST])
+    message = str(caught.value)
+    assert "benefits:x" in message and words in message and "\n" not in message
+
+
+def test_a_stalled_body_ends_at_the_timeout():
+    server, _ = scripted([(200, completion("late"), {}, 30)])
+    with server as base:
+        engine = OpenAIEngine(ServerOptions(url=base + "/v1", timeout=1.0, retries=0))
+        with pytest.raises(GenerationError):
+            engine.generate([REQUEST])
+
+
+def test_a_run_against_a_failing_server_writes_nothing_and_exits_7(tmp_path, run_cli):
+    server, _ = scripted([(503, b"{}", {}, 0)])
+    with server as base:
+        result = run_cli("run", "--config", _config(tmp_path, base + "/v1", retries=0), "--sample-feeds",
+                         "--out", tmp_path / "site", "--date", DAY)
+    assert result.exit_code == EXIT_GENERATION, describe(result)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("digest: error:")]
+    assert len(errors) == 1 and "HTTP 503" in errors[0] and "Traceback" not in result.stderr
+    assert not list((tmp_path / "site").rglob("*.md"))
+
+
+def test_server_settings_that_cannot_work_are_refused_before_any_request(tmp_path, run_cli, monkeypatch):
+    with pytest.raises(ModelError, match="not set"):
+        OpenAIEngine(ServerOptions(url="http://127.0.0.1:9/v1", api_key_env="DIGEST_TEST_NO_SUCH_KEY"))
+    result = run_cli("run", "--config", _config(tmp_path, "http://user:secret@gpu-box:8000/v1"), "--sample-feeds",
+                     "--out", tmp_path / "site", "--date", DAY)
+    assert result.exit_code == 3 and "api_key_env" in result.stderr and "secret" not in result.stderr
+    assert public_url("http://user:pw@gpu-box:8000/v1/?x=1#f") == "http://gpu-box:8000/v1"
+
+
+def test_the_api_key_is_sent_from_the_environment_and_never_recorded(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIGEST_TEST_KEY", "sk-test-123")
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen.append(self.headers.get("Authorization"))
+            body = json.dumps({"data": [{"id": "m"}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    with serve(Handler) as base:
+        engine = OpenAIEngine(ServerOptions(url=base + "/v1", api_key_env="DIGEST_TEST_KEY"))
+    assert seen[0] == "Bearer sk-test-123"
+    assert "sk-test-123" not in json.dumps(engine.describe())
