@@ -10,6 +10,7 @@ child process.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import resource
 import statistics
@@ -167,8 +168,8 @@ Runner = Callable[[], Generation]
 def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), sequential: bool = True,
               checks: bool = True, memory: bool = True, decode: Sequence[int] = (),
               loop_models: Sequence[Path] = (), peers: Sequence[tuple[str, Callable]] = (),
-              native: Path | None = None, llama_server: Path | None = None,
-              say: Callable[[str], None] = lambda m: None) -> Report:
+              native: Path | None = None, llama_server: Path | None = None, configs: int = 1,
+              server: str | None = None, say: Callable[[str], None] = lambda m: None) -> Report:
     """Time every engine on the same requests, interleaved: run 1 of each, then run 2 of each, ...
     so that a ratio compares runs made at the same minute of a noisy machine.
 
@@ -176,7 +177,10 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
     `peers`: (label, factory) pairs; a factory returns a context manager whose value is a callable
     that runs all requests once and returns a Generation (llama-server, say).
     `native`: a llama-batched-bench binary; the steady decode is then measured against it, interleaved,
-    and the batched rows get the simulated ceiling from its rates."""
+    and the batched rows get the simulated ceiling from its rates.
+    `configs`: above 1, N digests (the same feeds, N run seeds) in one batch, against the same N one
+    after another on the same engine (`digest run --config ... --config ...` against N runs).
+    `server`: the base URL of an OpenAI-compatible server: a row for --engine openai on it."""
     from contextlib import ExitStack
 
     from .engine.batched import BatchedEngine
@@ -229,6 +233,26 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
         if plain != requests:
             # What the example exchanges in the shared prefix cost: the same digest without them.
             plan.append((Row("batched", 0, variant="no examples"), with_slots(0, lambda: batched.generate(plain))))
+        if configs > 1:
+            digests = [bench_inputs(dataclasses.replace(config, generation=dataclasses.replace(
+                g, seed=g.seed + i)))[0] for i in range(configs)]
+            together = [dataclasses.replace(r, key=f"digest{i}/{r.key}") for i, d in enumerate(digests) for r in d]
+
+            def one_by_one_digest() -> Generation:
+                parts = [batched.generate(d) for d in digests]
+                stats = Stats()
+                for part in parts:
+                    stats.merge(part.stats)
+                return Generation([r for part in parts for r in part.results], stats)
+
+            plan.append((Row("batched", 0, variant=f"{configs} digests, one batch"), with_slots(0, lambda: batched.generate(together))))
+            plan.append((Row("batched", 0, variant=f"{configs} digests, one by one"), with_slots(0, one_by_one_digest)))
+        if server:
+            from .engine.openai import OpenAIEngine, ServerOptions
+
+            remote = OpenAIEngine(ServerOptions(url=server, retries=0))
+            plan.append((Row("openai", 0, variant=remote.server["url"]), lambda: remote.generate(requests)))
+            warm.append(lambda: remote.generate(requests[:1]))
         if checks:
             # What `digest run` does: the same requests, plus the quality checks' extra tries.
             # (Timing only: a section with no usable try is not an error here.)

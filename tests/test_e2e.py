@@ -80,13 +80,19 @@ def test_second_run_for_the_same_day_keeps_the_post(written):
 
 
 def test_bench_times_both_engines_and_the_checks_on_the_same_requests():
-    done = digest("bench", "--runs", "1", "--slots", "4", "--decode", "", "--no-memory", "--max-tokens", "24", "--json")
+    done = digest("bench", "--runs", "1", "--slots", "4", "--decode", "", "--no-memory", "--max-tokens", "24",
+                  "--configs", "2", "--json")
     assert done.returncode == 0, done.stderr
     import json
 
     report = json.loads(done.stdout)
     rows = {row["label"]: row for row in report["rows"]}
-    assert set(rows) == {"sequential", "sequential-reread", "batched", "batched [no examples]", "batched+checks"}
+    assert set(rows) == {"sequential", "sequential-reread", "batched", "batched [no examples]", "batched+checks",
+                         "batched [2 digests, one batch]", "batched [2 digests, one by one]"}
+    # two digests in one batch: the very tokens of the two digests run one after the other
+    together, apart = rows["batched [2 digests, one batch]"], rows["batched [2 digests, one by one]"]
+    assert together["completion_tokens"] == apart["completion_tokens"] > rows["batched"]["completion_tokens"]
+    assert together["prompt_tokens"] == apart["prompt_tokens"] == 2 * rows["batched"]["prompt_tokens"]
     # the example exchanges sit in the prefix all sections share: decoded once, whatever their length
     plain, full = rows["batched [no examples]"], rows["batched"]
     assert full["prompt_tokens"] > plain["prompt_tokens"] + 14 * 100
