@@ -28,7 +28,8 @@ from .engine.base import Engine, Stats
 from .errors import FeedError
 from .pipeline import generate, judge_of, kinds_of_config, sampling_of
 from .prompts import Templates, build_requests
-from .quality import PARAGRAPH_CHECKS, PREDICTION_CHECKS, Judge, Score
+from .quality import Judge, Score
+from .sections import PARAGRAPH_CHECKS, PREDICTION_CHECKS
 from .select import pick
 
 EVAL_DAY = date(2026, 11, 23)

@@ -24,7 +24,7 @@ from .engine.base import Message, Request, Sampling, derive_seed
 from .errors import PromptError
 from .files import sha256_bytes
 from .select import Story
-from .sections import DEFAULT_KINDS, KINDS, POST, SectionKind, post_kinds, prediction_grammar, topic_kinds  # noqa: F401
+from .sections import DEFAULT_KINDS, KINDS, POST, SectionKind, post_kinds, topic_kinds
 
 SYSTEM = "system"
 # Optional: example exchanges (see the module's docstring and prompts/examples.txt).

@@ -1,6 +1,7 @@
 """Scoring the writing of one section, offline, with plain rules a reader would agree with.
 
-Each check looks at the text that lands in the post (after `text.clean_paragraph`), except length and
+Which checks apply to a section, and what on_the_point asks of it, is part of its kind's definition
+(`digest.sections`). Each check looks at the text that lands in the post (after its kind's cleaner), except length and
 completeness, which look at everything the model wrote (`text.written`), so that a paragraph the
 cleaning had to cut fails. Each says pass or fail with a short reason. `digest eval` runs them over
 many sections; the pipeline uses `Judge.score` and `best` to keep the best of several tries.
@@ -15,7 +16,7 @@ from functools import lru_cache
 from typing import Iterable, Sequence
 
 from . import sections
-from .sections import PARAGRAPH_CHECKS, PREDICTION_CHECKS, SectionKind  # noqa: F401 - `digest eval` reads them here
+from .sections import PARAGRAPH_CHECKS, SectionKind
 from .select import content_words
 from .text import parse_prediction, written
 

@@ -94,6 +94,10 @@ class SectionKind:
             raise ConfigError(f"{where}: template {self.template_name!r} is not a plain file name")
         if self.place == POST and not self.subjects:
             raise ConfigError(f"{where}: a kind placed in the post needs its subjects")
+        given = TOPIC_FIELDS if self.place == TOPIC else SUBJECT_FIELDS
+        if not self.fields <= given:
+            raise ConfigError(f"{where}: field {sorted(self.fields - given)[0]!r} is not one digest fills in "
+                              f"(a {self.place} kind's: {', '.join(sorted(given))})")
         unknown = [c for c in self.checks if c not in (PARAGRAPH_CHECKS if self.place == TOPIC else PREDICTION_CHECKS)]
         if unknown:
             raise ConfigError(f"{where}: unknown quality check {unknown[0]!r}")

@@ -124,6 +124,8 @@ def test_a_new_section_kind_with_the_fake_engine(why, tmp_path, run_cli):
     (SectionKind("benefits", "Gains"), "section kind 'benefits': its name 'benefits' is already kind 'benefits''s"),
     (SectionKind("why", "Why it *matters*"), "section kind 'why': label 'Why it *matters*' must be words"),
     (SectionKind("why", "Why", checks=("length", "date")), "section kind 'why': unknown quality check 'date'"),
+    (SectionKind("why", "Why", fields=frozenset({"title", "summary"})),
+     "section kind 'why': field 'summary' is not one digest fills in (a topic kind's: context, title)"),
     (SectionKind("why", "Why", template="../why"), "section kind 'why': template '../why' is not a plain file name"),
 ])
 def test_a_bad_definition_is_one_clear_line(kind, message):
