@@ -29,7 +29,7 @@ from .engine.base import Generation, Request, Stats
 from .engine.llama import default_threads
 from .errors import PeerError
 from .resources import samples_dir
-from .pipeline import generate, judge_of, load_feeds, sampling_of, select_stories
+from .pipeline import generate, judge_of, kinds_of_config, load_feeds, sampling_of, select_stories
 from .quality import Judge
 from .prompts import Templates, build_requests
 
@@ -122,7 +122,7 @@ def bench_inputs(config: Config, examples: bool | None = None) -> tuple[list[Req
     the config says)."""
     feeds, _ = load_feeds(config, samples_dir())
     topics, _ = select_stories(config, feeds, [])
-    templates = Templates.load(config.prompts_path)
+    templates = Templates.load(config.prompts_path, kinds_of_config(config))
     examples = config.generation.examples if examples is None else examples
     requests = build_requests(topics, BENCH_DAY, templates, run_seed=config.generation.seed,
                               max_tokens=config.generation.max_tokens, sampling=sampling_of(config), examples=examples)

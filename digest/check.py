@@ -4,7 +4,9 @@
 indentation, the paragraph on the bullet's line, below it or as a sub-bullet, `*Benefits:*`,
 `**Benefits:**` or `Benefits:`, the predictions' three shapes) and reports only what a reader would
 see as a broken post. `check_text(strict=True)` also demands the exact layout that
-`digest.render.render` writes, so that a post digest wrote is checked byte for byte.
+`digest.render.render` writes, so that a post digest wrote is checked byte for byte. The topic
+labels expected are those of the section kinds given (`digest.sections`; default: the built-in
+Benefits and Ramifications), so a post written with other `[generation] sections` checks against them.
 
 Every string stored in the `Post` is the Markdown text as found in the file (not unescaped).
 """
@@ -26,7 +28,6 @@ from .post import (
     DEFAULT_PREDICTIONS_HEADING,
     DEFAULT_TOPICS_HEADING,
     DEFAULT_TRENDING_HEADING,
-    PREDICTION_SUBJECTS,
     Cover,
     FrontMatter,
     Post,
@@ -34,6 +35,7 @@ from .post import (
     Topic,
 )
 from .render import render
+from .sections import DEFAULT_KINDS, SectionKind, post_kinds, topic_kinds
 
 Line = tuple[int, str]  # (1-based line number, text without its line break)
 
@@ -45,7 +47,6 @@ SECTION_NAMES = {
     PREDICTIONS: "... predicts future events",
 }
 _PREDICTIONS_SUFFIX = "predicts future events"
-LABELS = ("Benefits", "Ramifications")
 # How the tolerant check recognises each expected prediction in a subject.
 _SUBJECT_NEEDLES = {
     "Artificial general intelligence": "general intelligence",
@@ -125,19 +126,19 @@ class _Parsed:
 # Public API
 
 
-def parse_post(text: str) -> tuple[Post | None, list[Problem]]:
+def parse_post(text: str, kinds: tuple[SectionKind, ...] = DEFAULT_KINDS) -> tuple[Post | None, list[Problem]]:
     """Read `text` tolerantly into a `Post`, and list what a reader would see as broken."""
-    parsed = _parse(text)
+    parsed = _parse(text, kinds)
     return parsed.post, parsed.problems
 
 
-def check_text(text: str, *, strict: bool = False) -> list[Problem]:
+def check_text(text: str, *, strict: bool = False, kinds: tuple[SectionKind, ...] = DEFAULT_KINDS) -> list[Problem]:
     """The problems of a post; `strict` also demands digest's own exact layout."""
-    parsed = _parse(text)
+    parsed = _parse(text, kinds)
     problems = list(parsed.problems)
     if strict and parsed.post is not None:
         report = _Report()
-        _check_strict_predictions(parsed, report)
+        _check_strict_predictions(parsed, report, kinds)
         if not parsed.problems:
             layout = _layout_problem(parsed.post, text)
             if layout is not None:
@@ -146,7 +147,8 @@ def check_text(text: str, *, strict: bool = False) -> list[Problem]:
     return sorted(problems, key=lambda p: p.line)
 
 
-def check_file(path: str | PathLike[str], *, strict: bool = False) -> list[Problem]:
+def check_file(path: str | PathLike[str], *, strict: bool = False,
+               kinds: tuple[SectionKind, ...] = DEFAULT_KINDS) -> list[Problem]:
     """`check_text` of a file; an unreadable file or bad UTF-8 is one problem at line 0."""
     try:
         data = Path(path).read_bytes()
@@ -156,14 +158,14 @@ def check_file(path: str | PathLike[str], *, strict: bool = False) -> list[Probl
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         return [Problem(0, f"not valid UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start}")]
-    return check_text(text, strict=strict)
+    return check_text(text, strict=strict, kinds=kinds)
 
 
 # ---------------------------------------------------------------------------------------------
 # The whole post
 
 
-def _parse(text: str) -> _Parsed:
+def _parse(text: str, kinds: tuple[SectionKind, ...]) -> _Parsed:
     report = _Report()
     lines = _split_lines(text)
     last_line = lines[-1][0] if lines else 1
@@ -172,7 +174,8 @@ def _parse(text: str) -> _Parsed:
     notice = _read_notice(preamble, body[0][0] if body else last_line, report)
     _report_missing_sections(sections, last_line, report)
 
-    topics = _read_topics(sections[TOPICS], report) if TOPICS in sections else []
+    labels = tuple(kind.label for kind in topic_kinds(kinds))
+    topics = _read_topics(sections[TOPICS], report, labels) if TOPICS in sections else []
     trending = _read_trending(sections[TRENDING], report) if TRENDING in sections else []
     drafts = _collect_predictions(sections[PREDICTIONS], report) if PREDICTIONS in sections else []
     predictions = [_read_prediction(draft, report) for draft in drafts]
@@ -444,7 +447,7 @@ class _TopicDraft:
     stray_reported: bool = False
 
 
-def _read_topics(section: _Section, report: _Report) -> list[Topic]:
+def _read_topics(section: _Section, report: _Report, labels: tuple[str, ...]) -> list[Topic]:
     drafts: list[_TopicDraft] = []
     for number, line in section.lines:
         text = line.strip()
@@ -458,7 +461,7 @@ def _read_topics(section: _Section, report: _Report) -> list[Topic]:
             drafts.append(_TopicDraft(header[0], header[1], number))
             continue
         expecting = current is not None and current.open is not None and not current.open.parts
-        label = _topic_label(text, expecting=expecting)
+        label = _topic_label(text, labels, expecting=expecting)
         if label is not None:
             _start_paragraph(current, label, number, len(drafts), report)
         elif current is not None and current.open is not None:
@@ -470,7 +473,7 @@ def _read_topics(section: _Section, report: _Report) -> list[Topic]:
         elif not current.stray_reported:
             current.stray_reported = True
             report.add(number, f"unexpected text in topic {len(drafts)}: {_quote(text)}")
-    return _finish_topics(section, drafts, report)
+    return _finish_topics(section, drafts, report, labels)
 
 
 def _topic_header(text: str) -> tuple[int, str] | None:
@@ -484,14 +487,14 @@ def _topic_header(text: str) -> tuple[int, str] | None:
     return int(match.group(1)), title
 
 
-def _topic_label(text: str, *, expecting: bool) -> tuple[str, str] | None:
-    """(label, text on the same line) of a Benefits/Ramifications line.
+def _topic_label(text: str, labels: tuple[str, ...], *, expecting: bool) -> tuple[str, str] | None:
+    """(label, text on the same line) of a line with one of the topic `labels` (Benefits, ...).
 
     A plain `Benefits:` (no bullet, no emphasis) where a paragraph is expected is the paragraph's
     own text: digest escapes bullets and emphasis in the model's text, but not that.
     """
     bullet = _BULLET.match(text)
-    found = _strip_label((bullet.group(2) or "") if bullet else text, LABELS)
+    found = _strip_label((bullet.group(2) or "") if bullet else text, labels)
     if found is None:
         return None
     name, rest, emphasized = found
@@ -515,7 +518,8 @@ def _start_paragraph(
     topic.open = paragraph
 
 
-def _finish_topics(section: _Section, drafts: list[_TopicDraft], report: _Report) -> list[Topic]:
+def _finish_topics(section: _Section, drafts: list[_TopicDraft], report: _Report,
+                   labels: tuple[str, ...]) -> list[Topic]:
     if not drafts:
         report.add(section.line, f"no topics under {_quote(section.heading)}")
         return []
@@ -528,14 +532,14 @@ def _finish_topics(section: _Section, drafts: list[_TopicDraft], report: _Report
         if not draft.title:
             report.add(draft.line, f"topic {index} has no title")
         texts = {}
-        for name in LABELS:
+        for name in labels:
             paragraph = draft.paragraphs.get(name)
             if paragraph is None:
                 report.add(draft.line, f"topic {index} has no {name} paragraph")
             elif not paragraph.parts:
                 report.add(paragraph.line, f"topic {index}: the {name} paragraph is empty")
             texts[name] = " ".join(paragraph.parts) if paragraph else ""
-        topics.append(Topic(draft.title, texts["Benefits"], texts["Ramifications"]))
+        topics.append(Topic(draft.title, texts))
     return topics
 
 
@@ -661,13 +665,14 @@ def _check_prediction_subjects(
 # Strict: digest's own layout
 
 
-def _check_strict_predictions(parsed: _Parsed, report: _Report) -> None:
+def _check_strict_predictions(parsed: _Parsed, report: _Report, kinds: tuple[SectionKind, ...]) -> None:
     post = parsed.post
     if post is None or parsed.predictions_line is None:
         return
     subjects = tuple(p.subject for p in post.predictions)
-    if subjects != PREDICTION_SUBJECTS:
-        wanted = " and ".join(f"'{s}'" for s in PREDICTION_SUBJECTS)
+    expected = tuple(s for kind in post_kinds(kinds) for s in kind.subjects)
+    if subjects != expected:
+        wanted = " and ".join(f"'{s}'" for s in expected)
         report.add(parsed.predictions_line, f"strict: the predictions must be exactly {wanted}")
     for line, prediction in zip(parsed.prediction_lines, post.predictions, strict=True):
         if prediction.when and not _MONTH_YEAR.match(prediction.when):

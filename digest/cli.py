@@ -503,16 +503,22 @@ def replay(
 def check(
     posts: Annotated[list[Path], typer.Argument(help="Post files to check.", show_default=False)],
     strict: Annotated[bool, typer.Option("--strict", help="Also demand the exact layout that digest writes.")] = False,
+    config_path: Annotated[Optional[Path], typer.Option("--config", "-c", help="Expect the topic sections of this config's [generation] sections (default: Benefits and Ramifications).")] = None,
 ) -> None:
     """Check posts against the format; print each problem as FILE:LINE: message.
 
     Exit 0 when every post is valid, 1 when any has a problem.
     """
     from .check import check_file
+    from .sections import DEFAULT_KINDS, kinds_of
 
+    kinds = DEFAULT_KINDS
+    if config_path is not None:
+        with expected_errors():
+            kinds = kinds_of(load_config(config_path).generation.sections)
     bad = 0
     for path in posts:
-        problems = check_file(path, strict=strict)
+        problems = check_file(path, strict=strict, kinds=kinds)
         for problem in problems:
             typer.echo(f"{path}:{problem.line}: {problem.message}")
         bad += bool(problems)

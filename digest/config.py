@@ -108,6 +108,8 @@ class Generation:
     examples: bool = True
     min_words: int = field(default=40, metadata=rules(1, 1000))
     max_words: int = field(default=130, metadata=rules(1, 1000))
+    # The paragraphs of each topic, in order: names of section kinds (digest.sections).
+    sections: list[str] = field(default_factory=lambda: ["benefits", "ramifications"])
     candidates: int = field(default=1, metadata=rules(1, 8))
     retries: int = field(default=2, metadata=rules(0, 10))
 

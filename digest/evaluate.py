@@ -26,9 +26,10 @@ from .config import Config
 from .manifest import model_record, prompts_record
 from .engine.base import Engine, Stats
 from .errors import FeedError
-from .pipeline import generate, judge_of, sampling_of
+from .pipeline import generate, judge_of, kinds_of_config, sampling_of
 from .prompts import Templates, build_requests
-from .quality import PARAGRAPH_CHECKS, PREDICTION_CHECKS, Judge, Score
+from .quality import Judge, Score
+from .sections import PARAGRAPH_CHECKS, PREDICTION_CHECKS
 from .select import pick
 
 EVAL_DAY = date(2026, 11, 23)
@@ -157,7 +158,7 @@ def _topics(path: Path, count: int):
 def run_eval(config: Config, make_engine: Callable[[], Engine], inputs: Sequence[Path], *, topics: int = 0,
              day: date = EVAL_DAY, progress=None) -> EvalReport:
     """Score every section of every input: `topics` topics from each (0: as many as a run takes)."""
-    templates = Templates.load(config.prompts_path)
+    templates = Templates.load(config.prompts_path, kinds_of_config(config))
     g = config.generation
     requests, sections, owner = [], [], {}
     for path in inputs:
@@ -187,13 +188,13 @@ def run_eval(config: Config, make_engine: Callable[[], Engine], inputs: Sequence
     for section in judge.sections.values():
         result, score = results[section.key], chosen.scores[section.key]
         first = chosen.first.get(section.key, score)
-        scored.append(Scored(section.key, section.kind, set_by_key[section.key], score.passed,
+        scored.append(Scored(section.key, section.kind.name, set_by_key[section.key], score.passed,
                              {c.name: c.passed for c in score.checks}, _failures(score),
                              judge.text(section.key, result.text), result.text, chosen.tries[section.key],
                              first.passed, {c.name: c.passed for c in first.checks}, _failures(first)))
     settings = {name: getattr(g, name) for name in ("seed", "max_tokens", "temperature", "top_k", "top_p", "min_p",
                                                     "repeat_penalty", "candidates", "retries", "min_words",
-                                                    "max_words", "examples")}
+                                                    "max_words", "examples", "sections")}
     settings["day"] = day.isoformat()
     settings["topics_per_input"] = topics or config.feeds.topics.count
     prompts = prompts_record(templates.directory, list(templates.texts))

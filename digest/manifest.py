@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .config import Config, config_to_dict
+from .sections import DEFAULT_SECTIONS
 from .engine.base import Generation, Request, Sampling
 from .errors import OutputError
 from .select import Covered, Story
@@ -100,6 +101,9 @@ def prompts_record(directory: Path, names: Sequence[str]) -> dict:
 
 def config_record(config: Config) -> dict:
     effective = config_to_dict(config)
+    # Recorded only when not the default, so that a manifest of a release before the key still replays.
+    if effective["generation"]["sections"] == list(DEFAULT_SECTIONS):
+        del effective["generation"]["sections"]
     return {"sha256": sha256_bytes(canonical_json(effective).encode("utf-8")), "effective": effective}
 
 

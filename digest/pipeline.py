@@ -16,8 +16,9 @@ from .config import Config
 from .engine.base import Engine, Generation, ProgressCallback, Request, Result, Sampling, Stats, derive_seed
 from .errors import ConfigError, FeedError, GenerationError, OutputError
 from .markdown import escape_inline
-from .post import PREDICTION_SUBJECTS, FrontMatter, Post, Prediction, Topic
-from .prompts import SECTIONS, Templates, build_requests, section_key
+from .post import FrontMatter, Post, Prediction, Topic
+from .prompts import Templates, build_requests
+from .sections import SectionKind, kinds_of, post_kinds, topic_kinds
 from .render import ensure_writable, remove_stale_temp, render, write_atomic
 from .history import History
 from .lock import output_lock
@@ -25,7 +26,7 @@ from .site import Site
 from .select import Covered, Story, pick
 from .quality import Check, Judge, Score, Section, best
 from .snapshot import STRICT, fetch_snapshot, read_snapshot, sha256_bytes
-from .text import clean_paragraph, parse_prediction
+from .text import split_prediction
 
 FEED_NAMES = ("topics", "trending")
 
@@ -130,22 +131,26 @@ def sampling_of(config: Config) -> Sampling:
                     repeat_penalty=g.repeat_penalty)
 
 
-def sections_of(topics: Sequence[Story], prefix: str = "") -> list[Section]:
+def kinds_of_config(config: Config) -> tuple[SectionKind, ...]:
+    """The section kinds of a post: `[generation] sections` (topic kinds by name), then the predictions."""
+    return kinds_of(config.generation.sections)
+
+
+def sections_of(topics: Sequence[Story], kinds: Sequence[SectionKind], prefix: str = "") -> list[Section]:
     """What the quality checks need to know of each request that `build_requests` makes."""
     out = []
     for story in topics:
         source = f"{story.title} {story.excerpt} {story.link}"
-        benefits = prefix + section_key("benefits", story.title)
-        out.append(Section(benefits, "benefits", story.title, source))
-        out.append(Section(prefix + section_key("ramifications", story.title), "ramifications", story.title,
-                           source, pair=benefits))
-    out += [Section(prefix + section_key("prediction", s), "prediction", s) for s in PREDICTION_SUBJECTS]
+        for kind in topic_kinds(kinds):
+            pair = next((prefix + k.key(story.title) for k in kinds if k.name == kind.pair), None)
+            out.append(Section(prefix + kind.key(story.title), kind, story.title, source, pair=pair))
+    out += [Section(prefix + kind.key(s), kind, s) for kind in post_kinds(kinds) for s in kind.subjects]
     return out
 
 
 def judge_of(config: Config, topics: Sequence[Story], day: date, templates: Templates, prefix: str = "") -> Judge:
     g = config.generation
-    return Judge(sections_of(topics, prefix), day, templates.texts.values(), min_words=g.min_words,
+    return Judge(sections_of(topics, templates.kinds, prefix), day, templates.texts.values(), min_words=g.min_words,
                  max_words=g.max_words)
 
 
@@ -230,7 +235,8 @@ def generate(engine: Engine, requests: Sequence[Request], judge: Judge, *, candi
 
 
 def assemble(config: Config, when: datetime, model_name: str, topics: Sequence[Story],
-             trending: Sequence[Story], results: dict[str, Result]) -> Post:
+             trending: Sequence[Story], results: dict[str, Result], kinds: Sequence[SectionKind] | None = None) -> Post:
+    """The post: each section's result cleaned by its kind (`kinds`, default: the config's) and escaped."""
     blog = config.blog
     front = FrontMatter(
         title=blog.title,
@@ -240,17 +246,21 @@ def assemble(config: Config, when: datetime, model_name: str, topics: Sequence[S
         draft=blog.draft,
         cover=dataclasses.replace(blog.cover),
     )
-    post_topics = []
-    for story in topics:
-        texts = {kind: clean_paragraph(results[section_key(kind, story.title)].text, config.generation.min_words,
-                                       config.generation.max_words) for kind in SECTIONS}
-        post_topics.append(Topic(escape_inline(story.title), escape_inline(texts["benefits"]),
-                                 escape_inline(texts["ramifications"])))
+    kinds = kinds_of_config(config) if kinds is None else kinds
+    g = config.generation
+
+    def cleaned(kind: SectionKind, title: str) -> str:
+        return kind.cleaned(results[kind.key(title)].text, g.min_words, g.max_words)
+
+    post_topics = [Topic(escape_inline(story.title),
+                         {kind.label: escape_inline(cleaned(kind, story.title)) for kind in topic_kinds(kinds)})
+                   for story in topics]
     predictions = []
-    for subject in PREDICTION_SUBJECTS:
-        parsed = parse_prediction(results[section_key("prediction", subject)].text)
-        assert parsed is not None  # generate() retried until usable
-        predictions.append(Prediction(subject, parsed.when, escape_inline(parsed.reasoning)))
+    for kind in post_kinds(kinds):
+        for subject in kind.subjects:
+            when, reasoning = split_prediction(cleaned(kind, subject))
+            assert reasoning  # generate() retried until usable
+            predictions.append(Prediction(subject, when, escape_inline(reasoning)))
     return Post(
         front=front,
         topics=post_topics,
@@ -322,7 +332,8 @@ def _write_post(
 
     ensure_writable(path.parent)
     warnings: list[str] = []
-    templates = Templates.load(config.prompts_path)
+    kinds = kinds_of_config(config)
+    templates = Templates.load(config.prompts_path, kinds)
     status("reading feeds")
     with stage("feeds") as info:
         loaded, feed_source = load_feeds(config, feeds_from, snapshot, site, warnings)
@@ -350,7 +361,7 @@ def _write_post(
         model_name = engine.model_name
         engine_settings = engine_record(config, engine)
         server = engine.describe()
-    post = assemble(config, now, model_name, topics, trending, chosen.generation.by_key())
+    post = assemble(config, now, model_name, topics, trending, chosen.generation.by_key(), kinds)
     text = render(post)
     result = RunResult(path, written=True, post=post, stats=chosen.generation.stats, warnings=warnings, chosen=chosen)
     with stage("write") as info:

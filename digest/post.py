@@ -47,8 +47,9 @@ class FrontMatter:
 @dataclass
 class Topic:
     title: str
-    benefits: str
-    ramifications: str
+    # Each paragraph under its label ("Benefits": ...), in the post's order: the topic kinds of
+    # digest.sections, as the config's `[generation] sections` lists them.
+    paragraphs: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

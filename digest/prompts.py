@@ -1,7 +1,8 @@
 """Prompt templates (`prompts/*.txt`) and the engine requests built from them.
 
 Templates are plain text with `${name}` placeholders (Python's string.Template), so a user can
-edit them without touching code. Each template may use only the fields listed in `FIELDS`.
+edit them without touching code. There is one per section kind (`digest.sections`: its template and
+the fields it may use) and the system prompt, which uses none.
 
 `examples.txt` (optional) holds example exchanges, written for the purpose on made-up stories: each
 becomes a user turn (made from the same template as a real request) and the assistant's answer, placed
@@ -13,7 +14,7 @@ false` leaves them out.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from string import Template
@@ -22,35 +23,41 @@ from typing import Sequence
 from .engine.base import Message, Request, Sampling, derive_seed
 from .errors import PromptError
 from .files import sha256_bytes
-from .post import MONTHS, PREDICTION_SUBJECTS
 from .select import Story
+from .sections import DEFAULT_KINDS, KINDS, POST, SectionKind, post_kinds, topic_kinds
 
-FIELDS: dict[str, frozenset[str]] = {
-    "system": frozenset(),
-    "benefits": frozenset({"title", "context"}),
-    "ramifications": frozenset({"title", "context"}),
-    "predictions": frozenset({"subject", "date", "year"}),
-}
+SYSTEM = "system"
 # Optional: example exchanges (see the module's docstring and prompts/examples.txt).
 EXAMPLES = "examples"
 EXAMPLE_FIELDS = frozenset({"later"})  # in an example prediction's answer: a year after the post's year
-EXAMPLE_KINDS = {"benefits": ("title", "text"), "ramifications": ("title", "text"), "predictions": ("subject",)}
-SECTIONS = ("benefits", "ramifications")
-PREDICTION_YEARS = 75
+
+
+def fields_of(kinds: Sequence[SectionKind] = DEFAULT_KINDS) -> dict[str, frozenset[str]]:
+    """Each template's name and the fields it may use: the system prompt's, then each kind's."""
+    return {SYSTEM: frozenset(), **{kind.template_name: kind.fields for kind in kinds}}
+
+
+FIELDS = fields_of()  # the default kinds'
+
+
+def example_fields(kind: SectionKind) -> tuple[str, ...]:
+    """What an example of `kind` gives in examples.txt: a story's title and text, or a subject."""
+    return ("subject",) if kind.place == POST else ("title", "text")
 
 
 @dataclass(frozen=True)
 class Templates:
     directory: Path
     texts: dict[str, str]
+    kinds: tuple[SectionKind, ...] = field(default=DEFAULT_KINDS, compare=False)
 
     @classmethod
-    def load(cls, directory: Path) -> "Templates":
+    def load(cls, directory: Path, kinds: tuple[SectionKind, ...] = DEFAULT_KINDS) -> "Templates":
         directory = Path(directory)
         if not directory.is_dir():
             raise PromptError(f"prompts folder not found: {directory}")
         texts = {}
-        for name, allowed in [*FIELDS.items(), (EXAMPLES, EXAMPLE_FIELDS)]:
+        for name, allowed in [*fields_of(kinds).items(), (EXAMPLES, EXAMPLE_FIELDS)]:
             path = directory / f"{name}.txt"
             try:
                 text = path.read_text(encoding="utf-8").strip()
@@ -68,15 +75,18 @@ class Templates:
                     known = ", ".join(sorted(allowed)) or "none"
                     raise PromptError(f"{path}: unknown placeholder ${{{used}}} (this template knows: {known})")
             texts[name] = text
-        templates = cls(directory, texts)
+        templates = cls(directory, texts, tuple(kinds))
         templates.examples()  # a malformed examples file fails here, before any model is loaded
         return templates
 
     def examples(self) -> list["Example"]:
-        """The example exchanges of examples.txt, in order ([] without the file)."""
+        """The example exchanges of examples.txt, in order ([] without the file): those of any known
+        kind (`digest.sections.KINDS`) are read, those of the kinds in this post kept."""
         if EXAMPLES not in self.texts:
             return []
         path = self.directory / f"{EXAMPLES}.txt"
+        kinds = {kind.template_name: example_fields(kind) for kind in (*self.kinds, *KINDS.values())}
+        used = {kind.template_name for kind in self.kinds}
         out = []
         blocks = re.split(r"^==[ \t]*", self.texts[EXAMPLES], flags=re.M)
         if blocks[0].strip() and not all(line.startswith("#") for line in blocks[0].strip().splitlines()):
@@ -85,21 +95,22 @@ class Templates:
             head, sep, answer = block.partition("\n--\n")
             lines = head.strip().splitlines()
             kind = lines[0].strip() if lines else ""
-            if kind not in EXAMPLE_KINDS:
-                raise PromptError(f"{path}: example kind {kind!r} is not one of {', '.join(EXAMPLE_KINDS)}")
+            if kind not in kinds:
+                raise PromptError(f"{path}: example kind {kind!r} is not one of {', '.join(kinds)}")
             fields = {}
             for line in lines[1:]:
                 name, colon, value = line.partition(":")
-                if not colon or name.strip() not in EXAMPLE_KINDS[kind]:
+                if not colon or name.strip() not in kinds[kind]:
                     raise PromptError(f"{path}: in a '{kind}' example, expected "
-                                      f"{' / '.join(f'{f}: ...' for f in EXAMPLE_KINDS[kind])}, got {line!r}")
+                                      f"{' / '.join(f'{f}: ...' for f in kinds[kind])}, got {line!r}")
                 fields[name.strip()] = value.strip()
-            missing = [f for f in EXAMPLE_KINDS[kind] if f not in fields]
+            missing = [f for f in kinds[kind] if f not in fields]
             if not sep or not answer.strip() or (missing and missing != ["text"]):
-                raise PromptError(f"{path}: a '{kind}' example needs {', '.join(EXAMPLE_KINDS[kind])}, "
+                raise PromptError(f"{path}: a '{kind}' example needs {', '.join(kinds[kind])}, "
                                   "then a '--' line and its answer")
-            out.append(Example(kind, fields.get("title", fields.get("subject", "")), fields.get("text", ""),
-                               " ".join(answer.split())))
+            if kind in used:
+                out.append(Example(kind, fields.get("title", fields.get("subject", "")), fields.get("text", ""),
+                                   " ".join(answer.split())))
         return out
 
     def fill(self, name: str, **values: str) -> str:
@@ -111,7 +122,7 @@ class Templates:
 
 @dataclass(frozen=True)
 class Example:
-    kind: str  # "benefits", "ramifications" or "predictions"
+    kind: str  # the template of a section kind: "benefits", "ramifications" or "predictions" by default
     title: str  # the story's title, or the prediction's subject
     text: str  # the story's entry text ("" for a story without one, and for predictions)
     answer: str  # the assistant's turn (a prediction's may use ${later}: a year after the post's)
@@ -120,26 +131,12 @@ class Example:
 def example_turns(templates: Templates, day: date) -> tuple[Message, ...]:
     """The example exchanges as user/assistant messages, built as a real request would be."""
     turns = []
+    kinds = {kind.template_name: kind for kind in templates.kinds}
     for ex in templates.examples():
-        if ex.kind == "predictions":
-            user = templates.fill("predictions", subject=ex.title, date=day.strftime("%B %d, %Y"), year=str(day.year))
-        else:
-            user = templates.fill(ex.kind, title=ex.title, context=context_of(ex.text))
+        user = fill_for(templates, kinds[ex.kind], ex.title, ex.text, day)
         answer = Template(ex.answer).substitute(later=str(day.year + 6))
         turns += [Message("user", user), Message("assistant", answer)]
     return tuple(turns)
-
-
-def prediction_grammar(day: date) -> str:
-    """GBNF for "Month YYYY: reasoning", the year after the post's year."""
-    months = " | ".join(f'"{m}"' for m in MONTHS)
-    years = " | ".join(f'"{y}"' for y in range(day.year + 1, day.year + 1 + PREDICTION_YEARS))
-    return (
-        'root ::= month " " year ": " reason\n'
-        f"month ::= {months}\n"
-        f"year ::= {years}\n"
-        "reason ::= [A-Z] [^\\n]+\n"
-    )
 
 
 def context_of(text: str) -> str:
@@ -147,8 +144,12 @@ def context_of(text: str) -> str:
     return f"What it says: {text}" if text else "(The feed gives no text beyond the title.)"
 
 
-def section_key(kind: str, title: str) -> str:
-    return f"{kind}:{title}"
+def fill_for(templates: Templates, kind: SectionKind, title: str, text: str, day: date) -> str:
+    """The user turn of `kind` for a topic (its title and entry text) or, for a kind placed in the
+    post, a subject (`text` unused)."""
+    if kind.place == POST:
+        return templates.fill(kind.template_name, subject=title, date=day.strftime("%B %d, %Y"), year=str(day.year))
+    return templates.fill(kind.template_name, title=title, context=context_of(text))
 
 
 def build_requests(
@@ -161,7 +162,8 @@ def build_requests(
     sampling: Sampling,
     examples: bool = True,
 ) -> list[Request]:
-    """One request per paragraph (Benefits and Ramifications of each topic) and per prediction.
+    """One request per paragraph (each topic kind's, of each topic) and per post-level item (the
+    predictions), for the section kinds of `templates`.
 
     Each request's seed comes from the run's seed and the request's key, which names its topic,
     so a section's text does not depend on its position in the post. With `examples`, the example
@@ -177,11 +179,11 @@ def build_requests(
         )
 
     for story in topics:
-        for kind in SECTIONS:
-            add(section_key(kind, story.title), templates.fill(kind, title=story.title, context=context_of(story.excerpt)))
-    grammar = prediction_grammar(day)
-    for subject in PREDICTION_SUBJECTS:
-        user = templates.fill("predictions", subject=subject.lower(), date=day.strftime("%B %d, %Y"),
-                              year=str(day.year))
-        add(section_key("prediction", subject), user, grammar=grammar)
+        for kind in topic_kinds(templates.kinds):
+            add(kind.key(story.title), fill_for(templates, kind, story.title, story.excerpt, day),
+                **({"grammar": kind.grammar(day)} if kind.grammar else {}))
+    for kind in post_kinds(templates.kinds):
+        extra = {"grammar": kind.grammar(day)} if kind.grammar else {}
+        for subject in kind.subjects:
+            add(kind.key(subject), fill_for(templates, kind, subject.lower(), "", day), **extra)
     return requests

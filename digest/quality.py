@@ -1,6 +1,7 @@
 """Scoring the writing of one section, offline, with plain rules a reader would agree with.
 
-Each check looks at the text that lands in the post (after `text.clean_paragraph`), except length and
+Which checks apply to a section, and what on_the_point asks of it, is part of its kind's definition
+(`digest.sections`). Each check looks at the text that lands in the post (after its kind's cleaner), except length and
 completeness, which look at everything the model wrote (`text.written`), so that a paragraph the
 cleaning had to cut fails. Each says pass or fail with a short reason. `digest eval` runs them over
 many sections; the pipeline uses `Judge.score` and `best` to keep the best of several tries.
@@ -11,14 +12,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from typing import Iterable, Sequence
 
+from . import sections
+from .sections import PARAGRAPH_CHECKS, SectionKind
 from .select import content_words
-from .text import MAX_WORDS, MIN_WORDS, clean_paragraph, parse_prediction, written
-
-PARAGRAPH_CHECKS = ("length", "on_topic", "no_loops", "complete", "clean", "faithful", "no_title_echo",
-                    "on_the_point", "distinct")
-PREDICTION_CHECKS = ("date", "reasoning", "no_loops", "clean")
+from .text import parse_prediction, written
 
 # A paragraph is on topic when it uses at least this share of the title's content words (or close
 # forms: the same first CLOSE_PREFIX letters).
@@ -47,7 +47,14 @@ _MARKDOWN = re.compile(r"(?:^|\n)\s*(?:#{1,6}\s|[-*+]\s|\d+\.\s|>)|\*\*|__|`|\[[
 _URL = re.compile(r"\bhttps?://\S+|\bwww\.\S+", re.I)
 _ROLE = re.compile(r"\b(?:assistant|user|system)\s*:|<\|?im_(?:start|end)\|?>|<\|[a-z_]+\|>", re.I)
 _AS_AN_AI = re.compile(r"\bas an ai\b|\bas a (?:large )?language model\b|\bi(?:'m| am) (?:sorry|unable)\b|\bi cannot\b", re.I)
-_LABEL = re.compile(r"\b(?:benefits?|ramifications?|prediction|paragraph)\s*:", re.I)
+_LABEL_WORDS = ("benefits?", "ramifications?", "prediction", "paragraph")
+
+
+@lru_cache(maxsize=64)
+def _label(labels: tuple[str, ...]) -> re.Pattern[str]:
+    """A section label followed by a colon: the usual ones and the section kinds' own `labels`."""
+    words = [*_LABEL_WORDS, *(r"\s+".join(map(re.escape, label.split())) for label in labels)]
+    return re.compile(r"\b(?:" + "|".join(dict.fromkeys(words)) + r")\s*:", re.I)
 
 
 @dataclass(frozen=True)
@@ -86,9 +93,9 @@ def _close(word: str, others: Iterable[str]) -> bool:
     return any(word == o or (len(word) >= CLOSE_PREFIX and o[:CLOSE_PREFIX] == word[:CLOSE_PREFIX]) for o in others)
 
 
-def check_length(text: str, min_words: int = MIN_WORDS, max_words: int = MAX_WORDS, wrote: str | None = None) -> Check:
+def check_length(text: str, min_words: int, max_words: int, wrote: str | None = None) -> Check:
     """`text`: what the post shows; `wrote`: all the model wrote (the upper limit is checked on it,
-    so a paragraph the cleaning cut to fit fails)."""
+    so a paragraph the cleaning cut to fit fails). The limits: `[generation] min_words`, `max_words`."""
     n = len(text.split())
     if n < min_words:
         return Check("length", False, f"{n} words")
@@ -143,10 +150,12 @@ def instruction_phrases(templates: Iterable[str]) -> set[tuple[str, ...]]:
     return out
 
 
-def check_clean(text: str, instructions: set[tuple[str, ...]] = frozenset(), source: str = "") -> Check:
-    """No role words, "As an AI", label echoes, Markdown structure, invented URLs or instruction echoes."""
+def check_clean(text: str, instructions: set[tuple[str, ...]] = frozenset(), source: str = "",
+                labels: Sequence[str] = ()) -> Check:
+    """No role words, "As an AI", label echoes (`labels`: the section kinds' own, besides the usual
+    ones), Markdown structure, invented URLs or instruction echoes."""
     for pattern, why in ((_ROLE, "a chat role word"), (_AS_AN_AI, "an assistant disclaimer"),
-                         (_LABEL, "a section label"), (_MARKDOWN, "Markdown structure")):
+                         (_label(tuple(labels)), "a section label"), (_MARKDOWN, "Markdown structure")):
         match = pattern.search(text)
         if match:
             return Check("clean", False, f"{why}: {match.group(0).strip()!r}")
@@ -310,18 +319,18 @@ def lexicon_counts(text: str) -> tuple[int, int, int]:
     return len(WHO.findall(text)), len(GAIN.findall(rest)) + gains_phrases, len(RISK.findall(rest))
 
 
-def check_on_the_point(text: str, kind: str) -> Check:
-    """Benefits: someone who gains, and gains that outweigh risks in its words; Ramifications: a
-    risk, cost or loss, outweighing its gains. (Two words of each were asked at first: on the sample
+def check_on_the_point(text: str, point: str | None) -> Check:
+    """`point` is a section kind's (digest.sections). GAIN (Benefits): someone who gains, and gains
+    that outweigh risks in its words (the lexicons WHO, GAIN, RISK); RISK (Ramifications): a risk, cost or loss, outweighing its gains. (Two words of each were asked at first: on the sample
     post that failed 10 of 12 paragraphs of a 135M model, most of which do name a weak gain or risk,
     and every retry then cost time for nothing.)"""
     who, gain, risk = lexicon_counts(text)
-    if kind == "benefits":
+    if point == sections.GAIN:
         if not who:
             return Check("on_the_point", False, "names no one who gains")
         if gain < 1 or gain <= risk:
             return Check("on_the_point", False, f"{gain} words of gain against {risk} of risk")
-    elif kind == "ramifications":
+    elif point == sections.RISK:
         if risk < 1 or risk <= gain:
             return Check("on_the_point", False, f"{risk} words of risk or cost against {gain} of gain")
     return Check("on_the_point", True)
@@ -370,24 +379,34 @@ def check_reasoning(reasoning: str, subject: str) -> Check:
     return Check("reasoning", True)
 
 
-def score_paragraph(text: str, title: str, *, instructions: set[tuple[str, ...]] = frozenset(), source: str = "",
-                    other: str | None = None, min_words: int = MIN_WORDS, max_words: int = MAX_WORDS,
-                    kind: str = "", wrote: str | None = None) -> Score:
+def score_paragraph(text: str, title: str, *, min_words: int, max_words: int,
+                    instructions: set[tuple[str, ...]] = frozenset(), source: str = "", other: str | None = None,
+                    point: str | None = None, wrote: str | None = None, checks: Sequence[str] = PARAGRAPH_CHECKS,
+                    labels: Sequence[str] = ()) -> Score:
     """`text`: what the post shows; `wrote`: all the model wrote (default: `text`); `source`: the
-    story's title and entry text; `kind`: "benefits" or "ramifications"."""
+    story's title and entry text; `point`: what on_the_point asks (GAIN, RISK or None); `checks`:
+    those that apply (a section kind's); `distinct` only with the `other` paragraph."""
     wrote = text if wrote is None else wrote
-    checks = [check_length(text, min_words, max_words, wrote), check_on_topic(text, title), check_no_loops(text),
-              check_complete(wrote), check_clean(text, instructions, source),
-              check_faithful(text, f"{title} {_URL.sub(' ', source)}"), check_no_title_echo(text, title),
-              check_on_the_point(text, kind)]
-    if other is not None:
-        checks.append(check_distinct(text, other))
-    return Score(checks)
+    run = {
+        "length": lambda: check_length(text, min_words, max_words, wrote),
+        "on_topic": lambda: check_on_topic(text, title),
+        "no_loops": lambda: check_no_loops(text),
+        "complete": lambda: check_complete(wrote),
+        "clean": lambda: check_clean(text, instructions, source, labels),
+        "faithful": lambda: check_faithful(text, f"{title} {_URL.sub(' ', source)}"),
+        "no_title_echo": lambda: check_no_title_echo(text, title),
+        "on_the_point": lambda: check_on_the_point(text, point),
+        "distinct": lambda: check_distinct(text, other),
+    }
+    return Score([run[name]() for name in checks if name != "distinct" or other is not None])
 
 
-def score_prediction(raw: str, day: date, *, instructions: set[tuple[str, ...]] = frozenset(), subject: str = "") -> Score:
-    """A real future month and year after `day`, then a finished reasoning sentence."""
-    parsed = parse_prediction(raw)
+def score_prediction(raw: str, day: date, *, min_words: int, max_words: int,
+                     instructions: set[tuple[str, ...]] = frozenset(), subject: str = "",
+                     labels: Sequence[str] = ()) -> Score:
+    """A real future month and year after `day`, then a finished reasoning sentence (cleaned within
+    the same word limits as a paragraph)."""
+    parsed = parse_prediction(raw, min_words, max_words, labels)
     if parsed is None:
         return Score([Check("date", False, "no 'Month YYYY:' at the start"),
                       Check("reasoning", False, "no reasoning"), Check("no_loops", True), Check("clean", True)])
@@ -397,7 +416,7 @@ def score_prediction(raw: str, day: date, *, instructions: set[tuple[str, ...]] 
         Check("date", future, "" if future else f"{parsed.when} is not after {day.isoformat()}"),
         check_reasoning(reasoning, subject),
         check_no_loops(reasoning),
-        check_clean(reasoning, instructions),
+        check_clean(reasoning, instructions, labels=labels),
     ])
 
 
@@ -412,7 +431,7 @@ class Section:
     """What the checks need to know of one request: its kind, its topic, what the model was told."""
 
     key: str
-    kind: str  # "benefits", "ramifications" or "prediction"
+    kind: SectionKind  # digest.sections: its cleaner, its checks and what they ask of it
     title: str  # the topic's title, or the prediction's subject
     source: str = ""  # the feed text the model saw: names, numbers and URLs found there are not invented
     pair: str | None = None  # the topic's other paragraph, which this one must not copy
@@ -422,18 +441,16 @@ class Judge:
     """Scores tries of the sections of one or more posts."""
 
     def __init__(self, sections: Iterable[Section], day: date, templates: Iterable[str], *,
-                 min_words: int = MIN_WORDS, max_words: int = MAX_WORDS):
+                 min_words: int, max_words: int):
         self.sections = {s.key: s for s in sections}
         self.day = day
         self.instructions = instruction_phrases(templates)
         self.min_words, self.max_words = min_words, max_words
+        self.labels = tuple(dict.fromkeys(s.kind.label for s in self.sections.values()))
 
     def text(self, key: str, raw: str) -> str:
-        """What of `raw` lands in the post."""
-        if self.sections[key].kind == "prediction":
-            parsed = parse_prediction(raw)
-            return f"{parsed.when}: {parsed.reasoning}" if parsed else ""
-        return clean_paragraph(raw, self.min_words, self.max_words)
+        """What of `raw` lands in the post: its kind's cleaner, within the word limits."""
+        return self.sections[key].kind.cleaned(raw, self.min_words, self.max_words)
 
     def usable(self, key: str, raw: str) -> bool:
         return bool(self.text(key, raw))
@@ -441,8 +458,11 @@ class Judge:
     def score(self, key: str, raw: str, other: str | None = None) -> Score:
         """`other`: the text chosen for the section's pair, if any."""
         section = self.sections[key]
-        if section.kind == "prediction":
-            return score_prediction(raw, self.day, instructions=self.instructions, subject=section.title)
+        kind = section.kind
+        if "date" in kind.checks:  # a dated kind: "Month YYYY: reasoning"
+            return score_prediction(raw, self.day, instructions=self.instructions, subject=section.title,
+                                    min_words=self.min_words, max_words=self.max_words, labels=(kind.label,))
         return score_paragraph(self.text(key, raw), section.title, instructions=self.instructions,
                                source=section.source, other=other, min_words=self.min_words,
-                               max_words=self.max_words, kind=section.kind, wrote=written(raw))
+                               max_words=self.max_words, point=kind.point, wrote=written(raw, (kind.label,)),
+                               checks=kind.checks, labels=self.labels)

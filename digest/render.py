@@ -62,13 +62,9 @@ def render(post: Post) -> str:
         # The labels sit at the item's content column (3 spaces after "1. ", 4 after "10. "), or
         # Markdown ends the numbered list there.
         indent = " " * len(f"{number}. ")
-        parts.append(
-            f"{number}. **{topic.title}**\n\n"
-            f"{indent}- *Benefits:*\n\n"
-            f"{indent}  {topic.benefits}\n\n"
-            f"{indent}- *Ramifications:*\n\n"
-            f"{indent}  {topic.ramifications}\n\n"
-        )
+        parts.append(f"{number}. **{topic.title}**\n\n")
+        for label, paragraph in topic.paragraphs.items():
+            parts.append(f"{indent}- *{label}:*\n\n{indent}  {paragraph}\n\n")
     parts.append(f"## {post.trending_heading}\n\n\n\n")
     parts.extend(f"- {item}\n" for item in post.trending)
     parts.append(f"\n## {post.predictions_heading}\n\n\n")

@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Sequence
 
 from .markdown import one_line
 from .post import MONTHS
 
-_LABEL = re.compile(
-    r"^\s*(?:[-*+•>#]+\s*)?(?:\*\*|\*|__|_)?\s*"
-    r"(?:benefits?|ramifications?|paragraph|answer|response|summary|topic|prediction)"
-    r"\s*(?:\*\*|\*|__|_)?\s*[:\-–—]\s*(?:\*\*|\*|__|_)?\s*",
-    re.I,
-)
+# The labels a model puts before its answer; a section kind's own label is added to them.
+_LABEL_WORDS = ("benefits?", "ramifications?", "paragraph", "answer", "response", "summary", "topic", "prediction")
+
+
+@lru_cache(maxsize=64)
+def _label(labels: tuple[str, ...]) -> re.Pattern[str]:
+    words = [*_LABEL_WORDS, *(r"\s+".join(map(re.escape, label.split())) for label in labels)]
+    return re.compile(
+        r"^\s*(?:[-*+•>#]+\s*)?(?:\*\*|\*|__|_)?\s*"
+        r"(?:" + "|".join(dict.fromkeys(words)) + r")"
+        r"\s*(?:\*\*|\*|__|_)?\s*[:\-–—]\s*(?:\*\*|\*|__|_)?\s*",
+        re.I,
+    )
 _PREAMBLE = re.compile(
     r"^\s*(?:(?:sure|certainly|of course|here is|here's)\b[^.:!\n]*:|(?:sure|certainly|of course|absolutely)\s*[.!])\s*",
     re.I,
@@ -41,14 +50,13 @@ def complete_sentences(text: str) -> str:
     return text[: ends[-1].end()].strip()
 
 
-MIN_WORDS = 40
-MAX_WORDS = 130
 _BLANK_LINE = re.compile(r"\n\s*\n")
 _SENTENCE = re.compile(r".+?[.!?][\"'”’)\]]*(?=\s|$)", re.S)
 
 
-def shape(text: str, min_words: int = MIN_WORDS, max_words: int = MAX_WORDS) -> str:
-    """Keep whole paragraphs until `min_words` is reached, then whole sentences up to `max_words`."""
+def shape(text: str, min_words: int, max_words: int) -> str:
+    """Keep whole paragraphs until `min_words` is reached, then whole sentences up to `max_words`
+    (the config's `[generation] min_words` and `max_words`: their one home)."""
     kept: list[str] = []
     for paragraph in _BLANK_LINE.split(text):
         if sum(len(p.split()) for p in kept) >= min_words:
@@ -65,7 +73,8 @@ def shape(text: str, min_words: int = MIN_WORDS, max_words: int = MAX_WORDS) -> 
     return " ".join(sentences) if sentences else text
 
 
-def _strip(raw: str, shaped: bool, min_words: int, max_words: int) -> str:
+def _strip(raw: str, shaped: bool, min_words: int, max_words: int, labels: Sequence[str]) -> str:
+    label = _label(tuple(labels))
     text = raw.replace("\r", "\n")
     text = _FENCE.sub(" ", text)
     text = _HEADING.sub(" ", text)
@@ -75,21 +84,22 @@ def _strip(raw: str, shaped: bool, min_words: int, max_words: int) -> str:
     while previous != text:
         previous = text
         text = _PREAMBLE.sub("", text)
-        text = _LABEL.sub("", text)
+        text = label.sub("", text)
     text = _EMPHASIS.sub("", text)
     return balance_quotes(one_line(text))
 
 
-def clean_paragraph(raw: str, min_words: int = MIN_WORDS, max_words: int = MAX_WORDS) -> str:
-    """One paragraph of plain sentences from the model's raw text ("" when nothing usable is left)."""
-    return complete_sentences(_strip(raw, True, min_words, max_words))
+def clean_paragraph(raw: str, min_words: int, max_words: int, labels: Sequence[str] = ()) -> str:
+    """One paragraph of plain sentences from the model's raw text ("" when nothing usable is left);
+    `labels`: a section kind's own labels, removed where the model starts with one."""
+    return complete_sentences(_strip(raw, True, min_words, max_words, labels))
 
 
-def written(raw: str) -> str:
+def written(raw: str, labels: Sequence[str] = ()) -> str:
     """All the prose the model wrote, its markup and labels removed but nothing cut: what the
     length and completeness checks look at, so that a cut paragraph or an unfinished last
     sentence shows even though the post never prints it."""
-    return _strip(raw, False, MIN_WORDS, MAX_WORDS)
+    return _strip(raw, False, 0, 0, labels)
 
 
 def balance_quotes(text: str) -> str:
@@ -113,17 +123,31 @@ class ParsedPrediction:
         return f"{self.month} {self.year}"
 
 
-def parse_prediction(raw: str) -> ParsedPrediction | None:
-    """Read "Month YYYY: reasoning" (the predictions grammar's shape); None when it does not fit."""
+def parse_prediction(raw: str, min_words: int, max_words: int, labels: Sequence[str] = ()) -> ParsedPrediction | None:
+    """Read "Month YYYY: reasoning" (the predictions grammar's shape); None when it does not fit.
+    The reasoning is cleaned as a paragraph is, within the same word limits."""
     match = _PREDICTION.match(one_line(raw))
     if not match:
         return None
     month = match.group(1).capitalize()
     # One sentence of reasoning, as the prompt asks: what the model adds after it is dropped.
-    reasoning = first_sentence(clean_paragraph(match.group(3)))
+    reasoning = first_sentence(clean_paragraph(match.group(3), min_words, max_words, labels))
     if not reasoning:
         return None
     return ParsedPrediction(month, int(match.group(2)), reasoning)
+
+
+def clean_prediction(raw: str, min_words: int, max_words: int, labels: Sequence[str] = ()) -> str:
+    """The cleaner of a dated kind: "Month YYYY: reasoning" as the post shows it ("" when unusable);
+    `split_prediction` gives its two parts back."""
+    parsed = parse_prediction(raw, min_words, max_words, labels)
+    return f"{parsed.when}: {parsed.reasoning}" if parsed else ""
+
+
+def split_prediction(text: str) -> tuple[str, str]:
+    """(when, reasoning) of what `clean_prediction` returned (no month name holds ': ')."""
+    when, _, reasoning = text.partition(": ")
+    return when, reasoning
 
 
 def first_sentence(text: str) -> str:

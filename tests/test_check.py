@@ -91,8 +91,9 @@ def test_prediction_shapes_are_read(prefix, dates, reasoning_start):
 def test_seed_topics_are_read(prefix):
     post, _ = parse_post(seed(prefix))
     assert len(post.topics) == 6 and len(post.trending) == 3
-    assert all(t.title and t.benefits and t.ramifications for t in post.topics)
-    assert not any("  " in t.benefits or t.benefits.startswith(("-", "*")) for t in post.topics)
+    assert all(t.title and t.paragraphs["Benefits"] and t.paragraphs["Ramifications"] for t in post.topics)
+    assert not any("  " in t.paragraphs["Benefits"] or t.paragraphs["Benefits"].startswith(("-", "*"))
+                   for t in post.topics)
 
 
 # Other layouts of seed 000's paragraphs that the tolerant reader accepts, unchanged in content.
@@ -391,7 +392,7 @@ def test_a_post_assembled_from_any_blog_config_passes_strict_check(heading, titl
     from digest.markdown import one_line
     from digest.pipeline import assemble
     from digest.post import PREDICTION_SUBJECTS
-    from digest.prompts import SECTIONS, section_key
+    from digest.sections import DEFAULT_KINDS, PREDICTION, topic_kinds
     from digest.render import render
     from digest.select import Story
 
@@ -402,10 +403,10 @@ def test_a_post_assembled_from_any_blog_config_passes_strict_check(heading, titl
     blog.draft, blog.cover.alt = draft, alt
     stories = [Story(title="Sparse experts halve pretraining compute"), Story(title="Robots fold laundry")]
     paragraph = "A plain sentence opens the paragraph. " * 8 + "It ends with a finished sentence."
-    results = {section_key(kind, s.title): Result(section_key(kind, s.title), paragraph, 0, 0, "stop")
-               for s in stories for kind in SECTIONS}
+    results = {kind.key(s.title): Result(kind.key(s.title), paragraph, 0, 0, "stop")
+               for s in stories for kind in topic_kinds(DEFAULT_KINDS)}
     for subject in PREDICTION_SUBJECTS:
-        key = section_key("prediction", subject)
+        key = PREDICTION.key(subject)
         results[key] = Result(key, f"May 2041: {paragraph}", 0, 0, "stop")
     post = assemble(config, datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc), model, stories, stories[:1], results)
     assert check_text(render(post), strict=True) == []

@@ -57,7 +57,8 @@ def test_post_topics_are_the_sample_feeds_titles_and_tags_name_the_model(written
     expected = [s.title for s in pick(read_feed_file(samples_dir(), "topics").entries, 6)]
     assert [unescape_inline(t.title) for t in parsed.topics] == expected
     for topic in parsed.topics:
-        assert len(topic.benefits.split()) >= 5 and len(topic.ramifications.split()) >= 5
+        assert list(topic.paragraphs) == ["Benefits", "Ramifications"]
+        assert all(len(p.split()) >= 5 for p in topic.paragraphs.values())
 
 
 def test_same_inputs_same_bytes_at_any_slot_count(written, tmp_path):

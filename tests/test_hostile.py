@@ -227,7 +227,7 @@ def test_hostile_run_body_has_no_raw_markup(run_cli, tmp_path, hostile_engine):
     assert "\u202e" not in text and "\u200b" not in text
     post, problems = parse_post(text)
     assert problems == []
-    paragraphs = [t.benefits for t in post.topics] + [t.ramifications for t in post.topics]
+    paragraphs = [p for t in post.topics for p in t.paragraphs.values()]
     assert paragraphs and all("pwned" in unescape_inline(p) for p in paragraphs)  # the text survives, as text
     for paragraph in paragraphs + [p.reasoning for p in post.predictions]:
         assert not re.match(r"[-+=:>#]|\d+[.)](\s|$)", paragraph), paragraph

@@ -69,7 +69,8 @@ def cases_post(when: datetime) -> Post:
     return Post(
         front=FrontMatter(title='Cases: "all" of them # here', date=when, author="a: b", tags=["x: y", "#z"],
                           cover=Cover(image="", alt="---")),
-        topics=[Topic(escape_inline(t), escape_inline(t), escape_inline(texts[-1 - n])) for n, t in enumerate(texts)],
+        topics=[Topic(escape_inline(t), {"Benefits": escape_inline(t), "Ramifications": escape_inline(texts[-1 - n])})
+                for n, t in enumerate(texts)],
         trending=[escape_inline(t) for t in texts],
         predictions=[Prediction(s, "May 2040", escape_inline(texts[n])) for n, s in enumerate(PREDICTION_SUBJECTS)],
     )
@@ -144,7 +145,7 @@ def test_every_section_topic_headline_and_prediction_is_on_the_page(built, name)
     strong = texts(r"<strong>(.*?)</strong>", article)
     assert strong == [unescape_inline(t.title) for t in post.topics] + list(PREDICTION_SUBJECTS)
     paragraphs = texts(r"<p><em>(?:Benefits|Ramifications):</em></p>\s*<p>(.*?)</p>", article)
-    assert paragraphs == [unescape_inline(p) for t in post.topics for p in (t.benefits, t.ramifications)]
+    assert paragraphs == [unescape_inline(p) for t in post.topics for p in t.paragraphs.values()]
     trending_list = article.split('id="currently-trending-topics"')[1].split("<h2")[0]
     assert texts(r"<li>(.*?)</li>", trending_list) == [unescape_inline(t) for t in post.trending]
     predictions = texts(r"<li><strong>[^<]*</strong> (.*?)</li>", article)

@@ -16,7 +16,7 @@ from digest.engine.base import Result
 from digest.markdown import escape_inline, one_line, unescape_inline
 from digest.pipeline import assemble
 from digest.post import PREDICTION_SUBJECTS, Cover, FrontMatter, Post, Prediction, Topic
-from digest.prompts import SECTIONS, section_key
+from digest.sections import DEFAULT_KINDS, PREDICTION, topic_kinds
 from digest.render import render
 from digest.select import Story, clean_title
 from digest.text import clean_paragraph, parse_prediction
@@ -43,7 +43,8 @@ def front(title: str, author: str, tags: list[str], alt: str) -> FrontMatter:
 def test_rendered_post_is_valid_and_reads_back(titles, paragraphs, trending, reasoning, fm_title, author, tags, alt):
     post = Post(
         front=front(fm_title, author, tags, alt),
-        topics=[Topic(escape_inline(t), escape_inline(paragraphs[0]), escape_inline(paragraphs[1])) for t in titles],
+        topics=[Topic(escape_inline(t), {"Benefits": escape_inline(paragraphs[0]), "Ramifications": escape_inline(paragraphs[1])})
+                for t in titles],
         trending=[escape_inline(t) for t in trending],
         predictions=[Prediction(subject, "March 2040", escape_inline(reasoning)) for subject in PREDICTION_SUBJECTS],
     )
@@ -58,7 +59,7 @@ def test_rendered_post_is_valid_and_reads_back(titles, paragraphs, trending, rea
     parsed, problems = parse_post(text)
     assert problems == []
     assert [unescape_inline(t.title) for t in parsed.topics] == [one_line(t) for t in titles]
-    assert [unescape_inline(t.benefits) for t in parsed.topics] == [one_line(paragraphs[0])] * len(titles)
+    assert [unescape_inline(t.paragraphs["Benefits"]) for t in parsed.topics] == [one_line(paragraphs[0])] * len(titles)
     assert [unescape_inline(t) for t in parsed.trending] == [one_line(t) for t in trending]
     assert [unescape_inline(p.reasoning) for p in parsed.predictions] == [one_line(reasoning)] * 2
     assert parsed == post
@@ -72,14 +73,16 @@ def test_pipeline_assembled_post_is_valid(raw_titles, model_text):
     assume(titles)
     stories = [Story(title=t) for t in titles]
     text = "A plain sentence opens. " + model_text + " It ends with a finished sentence."
-    assume(clean_paragraph(text) and parse_prediction(f"May 2041: {text}"))  # else the pipeline retries
+    g = Config().generation
+    # else the pipeline retries
+    assume(clean_paragraph(text, g.min_words, g.max_words) and parse_prediction(f"May 2041: {text}", g.min_words, g.max_words))
     results = {}
     for story in stories:
-        for kind in SECTIONS:
-            key = section_key(kind, story.title)
+        for kind in topic_kinds(DEFAULT_KINDS):
+            key = kind.key(story.title)
             results[key] = Result(key, text, 0, 0, "stop")
     for subject in PREDICTION_SUBJECTS:
-        key = section_key("prediction", subject)
+        key = PREDICTION.key(subject)
         results[key] = Result(key, f"May 2041: {text}", 0, 0, "stop")
     post = assemble(Config(), WHEN, "model", stories, stories[:1], results)
     rendered = render(post)

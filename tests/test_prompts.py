@@ -12,7 +12,8 @@ import pytest
 from digest.engine.base import Sampling
 from digest.errors import ConfigError, PromptError
 from digest.post import PREDICTION_SUBJECTS
-from digest.prompts import EXAMPLES, FIELDS, Templates, build_requests, example_turns, prediction_grammar
+from digest.prompts import EXAMPLES, FIELDS, Templates, build_requests, example_turns
+from digest.sections import prediction_grammar
 from digest.select import Story
 
 PROMPTS = Path(__file__).resolve().parents[1] / "prompts"

@@ -27,7 +27,14 @@ from digest.quality import (
     score_paragraph,
     score_prediction,
 )
+from digest.config import Generation
+from digest.sections import BENEFITS, GAIN, KINDS, RISK
+from digest.sections import RAMIFICATIONS as RAMIFICATIONS_KIND
 from digest.text import clean_paragraph, written
+
+# The configured word limits' defaults (their one home is the config).
+LIMITS = (Generation().min_words, Generation().max_words)
+WORDS = {"min_words": LIMITS[0], "max_words": LIMITS[1]}
 
 TITLE = "Sparse mixture-of-experts models match dense 7B quality with a third of the training compute"
 GOOD = (
@@ -41,26 +48,26 @@ TEMPLATE = ("Today's machine learning story: \"${title}\"\n${context}\nWrite one
 
 
 def test_length_counts_words_against_the_range():
-    assert check_length(GOOD).passed
-    assert not check_length("Too short to be a paragraph.").passed
-    assert not check_length(" ".join(["word"] * 131) + ".").passed
+    assert check_length(GOOD, *LIMITS).passed
+    assert not check_length("Too short to be a paragraph.", *LIMITS).passed
+    assert not check_length(" ".join(["word"] * 131) + ".", *LIMITS).passed
     assert check_length("one two three.", min_words=3, max_words=3).passed
 
 
 def test_length_is_checked_before_the_cut_so_a_cut_shows():
     raw = " ".join([GOOD] * 3)  # about 170 words: the cleaning keeps the sentences that fit in 130
-    shown = clean_paragraph(raw)
-    assert len(shown.split()) <= 130 and check_length(shown).passed  # the cut text alone looks fine
-    result = check_length(shown, wrote=written(raw))
+    shown = clean_paragraph(raw, *LIMITS)
+    assert len(shown.split()) <= 130 and check_length(shown, *LIMITS).passed  # the cut text alone looks fine
+    result = check_length(shown, *LIMITS, wrote=written(raw))
     assert not result.passed and "cut to" in result.why
-    assert check_length(GOOD, wrote=written(GOOD)).passed
+    assert check_length(GOOD, *LIMITS, wrote=written(GOOD)).passed
 
 
 def test_complete_fails_a_paragraph_that_stopped_mid_sentence():
     raw = GOOD + " Some teams may also find that the"  # the model ran out of tokens
-    assert check_complete(clean_paragraph(raw)).passed  # the post drops the unfinished sentence...
+    assert check_complete(clean_paragraph(raw, *LIMITS)).passed  # the post drops the unfinished sentence...
     assert not check_complete(written(raw)).passed  # ...but the check sees it
-    score = score_paragraph(clean_paragraph(raw), TITLE, kind="benefits", wrote=written(raw))
+    score = score_paragraph(clean_paragraph(raw, *LIMITS), TITLE, point=GAIN, **WORDS, wrote=written(raw))
     assert [c.name for c in score.failures] == ["complete"]
 
 
@@ -183,23 +190,23 @@ RAMIFICATIONS = ("Sparse expert models could concentrate power in the few labs t
 
 
 def test_on_the_point_wants_gains_for_benefits_and_risks_for_ramifications():
-    assert check_on_the_point(GOOD, "benefits").passed
-    assert check_on_the_point(RAMIFICATIONS, "ramifications").passed
+    assert check_on_the_point(GOOD, GAIN).passed
+    assert check_on_the_point(RAMIFICATIONS, RISK).passed
     # each given as the other fails
-    swapped = check_on_the_point(GOOD, "ramifications")
+    swapped = check_on_the_point(GOOD, RISK)
     assert not swapped.passed and "risk" in swapped.why
-    assert not check_on_the_point(RAMIFICATIONS, "benefits").passed
+    assert not check_on_the_point(RAMIFICATIONS, GAIN).passed
 
 
 def test_on_the_point_fails_benefits_that_name_no_benefit_or_no_one():
     vague = ("Sparse mixture-of-experts models match dense quality. The models use experts and a router. "
              "The training compute is a third of the dense model's compute.")
-    assert not check_on_the_point(vague, "benefits").passed
+    assert not check_on_the_point(vague, GAIN).passed
     nobody = "It is faster, cheaper and better, and it saves energy."
-    result = check_on_the_point(nobody, "benefits")
+    result = check_on_the_point(nobody, GAIN)
     assert not result.passed and "no one" in result.why
     # "lower costs" is a gain, not a risk
-    assert check_on_the_point("Labs get lower costs and cut their energy bills, which helps them.", "benefits").passed
+    assert check_on_the_point("Labs get lower costs and cut their energy bills, which helps them.", GAIN).passed
 
 
 # -- predictions ----------------------------------------------------------------------------------
@@ -220,23 +227,23 @@ def test_reasoning_is_one_finished_sentence_with_a_verb_that_gives_a_reason():
 
 def test_predictions_need_a_future_date_and_a_reasoning_sentence():
     day = date(2026, 11, 23)
-    good = score_prediction("March 2031: Compute keeps getting cheaper and models keep improving every year.", day)
+    good = score_prediction("March 2031: Compute keeps getting cheaper and models keep improving every year.", day, **WORDS)
     assert good.passed
-    past = score_prediction("March 2026: Compute keeps getting cheaper and models keep improving every year.", day)
+    past = score_prediction("March 2026: Compute keeps getting cheaper and models keep improving every year.", day, **WORDS)
     assert [c.name for c in past.failures] == ["date"]
-    thin = score_prediction("March 2031: Soon.", day)
+    thin = score_prediction("March 2031: Soon.", day, **WORDS)
     assert [c.name for c in thin.failures] == ["reasoning"]
-    salad = score_prediction("March 2031: Artificial General Intelligence, AI.", day,
+    salad = score_prediction("March 2031: Artificial General Intelligence, AI.", day, **WORDS,
                              subject="artificial general intelligence")
     assert [c.name for c in salad.failures] == ["reasoning"]
-    assert not score_prediction("Sometime soon, probably.", day).passed
+    assert not score_prediction("Sometime soon, probably.", day, **WORDS).passed
 
 
 # -- choosing among tries ------------------------------------------------------------------------
 
 def judge():
-    sections = [Section("benefits:T", "benefits", TITLE), Section("ramifications:T", "ramifications", TITLE, pair="benefits:T")]
-    return Judge(sections, date(2026, 11, 23), [TEMPLATE])
+    sections = [Section("benefits:T", BENEFITS, TITLE), Section("ramifications:T", RAMIFICATIONS_KIND, TITLE, pair="benefits:T")]
+    return Judge(sections, date(2026, 11, 23), [TEMPLATE], **WORDS)
 
 
 def result(key, text):
@@ -265,7 +272,7 @@ def test_choose_does_not_depend_on_the_order_results_arrived_in():
     bad = "Artificial intelligence changes the world. " * 3 + "It is a good thing for all of us to know."
     tries = [result("benefits:T", t) for t in (bad, GOOD + " ", GOOD)]
     requests = [type("R", (), {"key": "benefits:T"})()]
-    j = Judge([Section("benefits:T", "benefits", TITLE)], date(2026, 11, 23), [TEMPLATE])
+    j = Judge([Section("benefits:T", BENEFITS, TITLE)], date(2026, 11, 23), [TEMPLATE], **WORDS)
     chosen, _ = choose(j, requests, {"benefits:T": tries})
     assert chosen["benefits:T"] is tries[1]  # equal scores: the earlier try (its seed), every time
 
@@ -281,9 +288,9 @@ def test_the_prompt_examples_pass_every_check():
     assert examples
     for ex in examples:
         if ex.kind == "predictions":
-            score = score_prediction(ex.answer.replace("${later}", str(day.year + 6)), day, subject=ex.title)
+            score = score_prediction(ex.answer.replace("${later}", str(day.year + 6)), day, **WORDS, subject=ex.title)
         else:
-            score = score_paragraph(clean_paragraph(ex.answer), ex.title, source=ex.text, kind=ex.kind,
+            score = score_paragraph(clean_paragraph(ex.answer, *LIMITS), ex.title, source=ex.text, point=KINDS[ex.kind].point, **WORDS,
                                     wrote=written(ex.answer))
         assert score.passed, (ex.kind, score.failures)
 
@@ -315,7 +322,7 @@ def test_generate_retries_failing_sections_with_derived_seeds_and_keeps_the_best
                     "text, and mistakes in routing may be hard to audit for the people who rely on it.")
         return GOOD if request.seed == good_seed else off_topic
 
-    judge = Judge(sections_of(stories), day, templates.texts.values())
+    judge = Judge(sections_of(stories, templates.kinds), day, templates.texts.values(), **WORDS)
     with FakeEngine(respond) as engine:
         chosen = generate(engine, requests, judge, candidates=1, retries=2)
     assert chosen.tries == {r.key: (3 if r is benefits else 1) for r in requests}
@@ -332,7 +339,7 @@ def test_generate_fails_clearly_when_no_try_is_usable():
     from digest.engine.base import Request
     from digest.errors import GenerationError
 
-    j = Judge([Section("benefits:T", "benefits", TITLE)], date(2026, 11, 23), [])
+    j = Judge([Section("benefits:T", BENEFITS, TITLE)], date(2026, 11, 23), [], **WORDS)
     with FakeEngine(lambda request: "## Heading only") as engine, pytest.raises(GenerationError, match="3 tries"):
         generate(engine, [Request("benefits:T", (), seed=1, max_tokens=50)], j, candidates=1, retries=2)
     with FakeEngine(lambda request: "## Heading only") as engine:  # digest eval scores it instead of failing

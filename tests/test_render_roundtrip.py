@@ -38,15 +38,15 @@ def built_post() -> Post:
     topics = [
         Topic(
             title=escape_inline(f"Topic {n}: a [R] *bold* claim #{n}"),
-            benefits=escape_inline(paragraph.format(n=n, what="benefits")),
-            ramifications=escape_inline(paragraph.format(n=n, what="ramifications")),
+            paragraphs={"Benefits": escape_inline(paragraph.format(n=n, what="benefits")),
+                        "Ramifications": escape_inline(paragraph.format(n=n, what="ramifications"))},
         )
         for n in range(1, 6)
     ]
     # Model text that looks like a label or a bullet must stay paragraph text.
-    topics[1].benefits = escape_inline("Benefits: the model repeated the label.")
-    topics[2].ramifications = escape_inline("- a dash and \u2022 a bullet")
-    topics[3].benefits = escape_inline("2030. A year that looks like a list number.")
+    topics[1].paragraphs["Benefits"] = escape_inline("Benefits: the model repeated the label.")
+    topics[2].paragraphs["Ramifications"] = escape_inline("- a dash and \u2022 a bullet")
+    topics[3].paragraphs["Benefits"] = escape_inline("2030. A year that looks like a list number.")
     return Post(
         front=FrontMatter(
             title="[Daily Automated AI Summary]",
@@ -86,7 +86,7 @@ def test_built_post_parses_back_to_equal_fields():
 def test_ten_or_more_topics_keep_their_labels_inside_the_item():
     # "10. " is four characters wide: the labels move to column 4, or Markdown would end the list.
     post = built_post()
-    post.topics = [Topic(escape_inline(f"Topic {n}"), "Some benefits.", "Some ramifications.") for n in range(1, 13)]
+    post.topics = [Topic(escape_inline(f"Topic {n}"), {"Benefits": "Some benefits.", "Ramifications": "Some ramifications."}) for n in range(1, 13)]
     text = render(post)
     assert "9. **Topic 9**\n\n   - *Benefits:*\n\n     Some benefits.\n" in text
     assert "10. **Topic 10**\n\n    - *Benefits:*\n\n      Some benefits.\n" in text

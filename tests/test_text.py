@@ -9,7 +9,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from digest.markdown import escape_inline, one_line, unescape_inline
-from digest.text import MAX_WORDS, MIN_WORDS, clean_paragraph, complete_sentences, parse_prediction, shape
+from digest.config import Generation
+from digest.text import clean_paragraph, complete_sentences, parse_prediction, shape
+
+# The word limits' one home is the config ([generation] min_words, max_words); these are its defaults.
+MIN_WORDS, MAX_WORDS = Generation().min_words, Generation().max_words
+
+
+def clean(raw: str) -> str:
+    return clean_paragraph(raw, MIN_WORDS, MAX_WORDS)
+
+
+def parse(raw: str):
+    return parse_prediction(raw, MIN_WORDS, MAX_WORDS)
 
 SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*$")
 
@@ -113,7 +125,7 @@ BODY = "The new model helps doctors read scans faster. It also lowers the cost o
     ],
 )
 def test_strips_label_echo(prefix):
-    assert clean_paragraph(prefix + BODY) == BODY
+    assert clean(prefix + BODY) == BODY
 
 
 @pytest.mark.parametrize(
@@ -128,56 +140,56 @@ def test_strips_label_echo(prefix):
 )
 @pytest.mark.parametrize("sep", [" ", "\n", "\n\n"])
 def test_strips_preamble(preamble, sep):
-    assert clean_paragraph(preamble + sep + BODY) == BODY
+    assert clean(preamble + sep + BODY) == BODY
 
 
 def test_strips_preamble_then_label():
-    assert clean_paragraph("Sure, here it is:\n\n**Benefits:** " + BODY) == BODY
+    assert clean("Sure, here it is:\n\n**Benefits:** " + BODY) == BODY
 
 
 @pytest.mark.parametrize(
     "first", ["Of course, larger models cost more to train.", "Certainly the field now moves faster than before."]
 )
 def test_keeps_real_sentence_that_starts_like_a_preamble(first):
-    assert clean_paragraph(f"{first} {BODY}") == f"{first} {BODY}"
+    assert clean(f"{first} {BODY}") == f"{first} {BODY}"
 
 
 def test_strips_headings_fences_and_list_markers():
     raw = "---\n# Benefits of faster scans\n\n## Summary\n- The new model helps doctors read scans faster.\n" \
           "* It also lowers the cost of a second opinion.\n---\n"
-    assert clean_paragraph(raw) == BODY
+    assert clean(raw) == BODY
 
 
 def test_strips_numbered_list_markers():
     raw = "1. The new model helps doctors read scans faster.\n2) It also lowers the cost of a second opinion."
-    assert clean_paragraph(raw) == BODY
+    assert clean(raw) == BODY
 
 
 def test_strips_emphasis():
     raw = "The **new** model helps *doctors* read `scans` faster. It also __lowers__ the cost of a second opinion."
-    assert clean_paragraph(raw) == BODY
+    assert clean(raw) == BODY
 
 
 def test_cuts_unfinished_last_sentence():
-    assert clean_paragraph(BODY + " And then the model") == BODY
-    assert clean_paragraph(BODY + " It costs $3") == BODY
+    assert clean(BODY + " And then the model") == BODY
+    assert clean(BODY + " It costs $3") == BODY
 
 
 @pytest.mark.parametrize("raw", ["", "   ", "an unfinished thought", "# Only a heading\n", "---\n---", "Benefits:"])
 def test_no_finished_sentence_gives_empty(raw):
-    assert clean_paragraph(raw) == ""
+    assert clean(raw) == ""
 
 
 def test_crlf_and_newlines_become_one_line():
     raw = "The new model helps doctors\r\nread scans faster.\r\nIt also lowers the cost\nof a second opinion."
-    assert clean_paragraph(raw) == BODY
+    assert clean(raw) == BODY
 
 
 def test_drops_dangling_quote():
-    assert clean_paragraph('"' + BODY) == BODY
-    assert clean_paragraph(BODY + ' "') == BODY
+    assert clean('"' + BODY) == BODY
+    assert clean(BODY + ' "') == BODY
     quoted = 'People call it "the scanner". It works.'
-    assert clean_paragraph(quoted) == quoted
+    assert clean(quoted) == quoted
 
 
 def test_complete_sentences():
@@ -189,7 +201,7 @@ def test_complete_sentences():
 @settings(deadline=None, max_examples=300)
 @given(st.text())
 def test_clean_paragraph_output_shape(raw):
-    out = clean_paragraph(raw)
+    out = clean(raw)
     assert "\n" not in out
     assert out == out.strip()
     assert "**" not in out and "`" not in out
@@ -232,19 +244,19 @@ def expected_shape(paras: list[list[str]], lo: int = MIN_WORDS, hi: int = MAX_WO
 
 def test_shape_keeps_whole_paragraphs_until_min_words():
     text, paras = paragraphs_text([[8, 8, 8], [8, 8, 8], [8, 8, 8]])  # 24, 48, 72 words
-    out = clean_paragraph(text)
+    out = clean(text)
     assert out == " ".join(paras[0] + paras[1])
     assert len(out.split()) == 48
 
 
 def test_shape_first_paragraph_enough():
     text, paras = paragraphs_text([[15, 15, 15], [10, 10]])  # 45 words: the second is not needed
-    assert clean_paragraph(text) == " ".join(paras[0])
+    assert clean(text) == " ".join(paras[0])
 
 
 def test_shape_caps_at_max_words_by_whole_sentences():
     text, paras = paragraphs_text([[9] * 20])  # 180 words in one paragraph
-    out = clean_paragraph(text)
+    out = clean(text)
     kept = (MAX_WORDS // 9)
     assert out == " ".join(paras[0][:kept])
     assert len(out.split()) == 9 * kept <= MAX_WORDS
@@ -253,28 +265,28 @@ def test_shape_caps_at_max_words_by_whole_sentences():
 def test_shape_stops_at_exactly_min_words():
     text, paras = paragraphs_text([[20, 20], [10, 10]])  # exactly MIN_WORDS in the first paragraph
     assert MIN_WORDS == 40
-    assert clean_paragraph(text) == " ".join(paras[0])
+    assert clean(text) == " ".join(paras[0])
 
 
 def test_shape_keeps_exactly_max_words():
     assert MAX_WORDS == 130
     text, paras = paragraphs_text([[10] * 13 + [5, 5]])  # 130 words, then more
-    out = clean_paragraph(text)
+    out = clean(text)
     assert out == " ".join(paras[0][:13])
     assert len(out.split()) == MAX_WORDS
 
 
 def test_shape_keeps_an_overlong_first_sentence():
     text, paras = paragraphs_text([[MAX_WORDS + 20, 5]])
-    assert clean_paragraph(text) == paras[0][0]
+    assert clean(text) == paras[0][0]
 
 
 @settings(deadline=None, max_examples=200)
 @given(st.lists(st.lists(st.integers(1, 40), min_size=1, max_size=6), min_size=1, max_size=6))
 def test_shape_rule(layout):
     text, paras = paragraphs_text(layout)
-    assert clean_paragraph(text) == expected_shape(paras)
-    assert shape(text) == expected_shape(paras)
+    assert clean(text) == expected_shape(paras)
+    assert shape(text, MIN_WORDS, MAX_WORDS) == expected_shape(paras)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,8 +304,8 @@ def test_shape_rule(layout):
         ("May 2033: Models improve. Data runs", "May", 2033, "Models improve."),
     ],
 )
-def test_parse_prediction(raw, month, year, reasoning):
-    parsed = parse_prediction(raw)
+def test_parse(raw, month, year, reasoning):
+    parsed = parse(raw)
     assert parsed is not None
     assert (parsed.month, parsed.year, parsed.reasoning) == (month, year, reasoning)
     assert parsed.when == f"{month} {year}"
@@ -314,8 +326,8 @@ def test_parse_prediction(raw, month, year, reasoning):
     ],
 )
 def test_parse_prediction_rejects(raw):
-    assert parse_prediction(raw) is None
+    assert parse(raw) is None
 
 
 def test_parse_prediction_rejects_five_digit_year():
-    assert parse_prediction("June 20301: It will take a long time.") is None
+    assert parse("June 20301: It will take a long time.") is None

@@ -1,0 +1,169 @@
+"""The kinds of section the model writes, each defined once: Benefits, Ramifications, the predictions.
+
+A `SectionKind` says everything the rest of digest needs to know of one kind: its name (the key of
+each request, hence each section's seed), its label in the post, its prompt template and the fields
+that template may use, the grammar its answers must follow (if any), how its raw text is cleaned,
+which quality checks apply to it, and where it sits in the post (a paragraph of every topic, in the
+configured order, or a list of its own at the post's end). prompts.py, pipeline.py, render.py,
+check.py, quality.py and evaluate.py read these definitions; none of them names a kind.
+
+To add a kind: define it here (or `register` one), write its prompt template (`prompts/<template>.txt`)
+and list its name in the config's `[generation] sections`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Callable, Iterable, Sequence
+
+from .errors import ConfigError
+from .post import MONTHS, PREDICTION_SUBJECTS
+from .text import clean_paragraph, clean_prediction, first_sentence
+
+TOPIC, POST = "topic", "post"  # a paragraph of every topic; a list of its own at the post's end
+TOPIC_FIELDS = frozenset({"title", "context"})  # what a topic kind's template may use
+SUBJECT_FIELDS = frozenset({"subject", "date", "year"})  # ... and a post-level kind's, one item per subject
+# The quality checks (digest.quality), by the shape of the text they look at.
+PARAGRAPH_CHECKS = ("length", "on_topic", "no_loops", "complete", "clean", "faithful", "no_title_echo",
+                    "on_the_point", "distinct")
+PREDICTION_CHECKS = ("date", "reasoning", "no_loops", "clean")
+GAIN, RISK = "gain", "risk"  # what `on_the_point` asks of a paragraph (its lexicons are in quality.py)
+PREDICTION_YEARS = 75
+_LABEL_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9 '’-]*")
+
+
+def prediction_grammar(day: date) -> str:
+    """GBNF for "Month YYYY: reasoning", the year after the post's year."""
+    months = " | ".join(f'"{m}"' for m in MONTHS)
+    years = " | ".join(f'"{y}"' for y in range(day.year + 1, day.year + 1 + PREDICTION_YEARS))
+    return (
+        'root ::= month " " year ": " reason\n'
+        f"month ::= {months}\n"
+        f"year ::= {years}\n"
+        "reason ::= [A-Z] [^\\n]+\n"
+    )
+
+
+def one_sentence(raw: str, min_words: int, max_words: int, labels: Sequence[str] = ()) -> str:
+    """A cleaner for a one-sentence kind: the first finished sentence of the cleaned paragraph."""
+    return first_sentence(clean_paragraph(raw, min_words, max_words, labels))
+
+
+@dataclass(frozen=True)
+class SectionKind:
+    """One kind of section the model writes. See the module's docstring."""
+
+    name: str  # request keys are "<name>:<topic title or subject>", and seeds derive from them: never rename
+    label: str  # topic kinds: the post's "- *<label>:*" line
+    template: str = ""  # prompts/<template>.txt (default: the name)
+    place: str = TOPIC  # TOPIC or POST
+    fields: frozenset[str] = TOPIC_FIELDS  # the placeholders its template may use
+    subjects: tuple[str, ...] = ()  # POST kinds: one section per subject, in this order
+    grammar: Callable[[date], str] | None = None  # GBNF its answers must follow, for the post's day
+    # (raw text, min_words, max_words, labels to strip) -> the text the post shows ("" if unusable)
+    clean: Callable[[str, int, int, Sequence[str]], str] = clean_paragraph
+    # The quality checks that apply, in report order: some of PARAGRAPH_CHECKS (a topic kind), or of
+    # PREDICTION_CHECKS (a post-level kind; with "date", its text is "Month YYYY: reasoning").
+    checks: tuple[str, ...] = PARAGRAPH_CHECKS
+    point: str | None = None  # GAIN or RISK: what `on_the_point` asks of it (None: nothing)
+    pair: str | None = None  # the topic kind it must not copy (`distinct`), when the post has it: before this one
+
+    @property
+    def template_name(self) -> str:
+        return self.template or self.name
+
+    def key(self, title: str) -> str:
+        """The key of its request for a topic's title or a subject (its seed derives from it)."""
+        return f"{self.name}:{title}"
+
+    def cleaned(self, raw: str, min_words: int, max_words: int) -> str:
+        return self.clean(raw, min_words, max_words, (self.label,))
+
+    def validate(self) -> None:
+        """A bad definition is one ConfigError line naming the kind and what is wrong."""
+        where = f"section kind {self.name!r}"
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
+            raise ConfigError(f"{where}: the name must be lower-case letters, digits and '_', starting with a letter")
+        if self.place not in (TOPIC, POST):
+            raise ConfigError(f"{where}: place {self.place!r} is not {TOPIC!r} or {POST!r}")
+        if not _LABEL_TEXT.fullmatch(self.label) or self.label != self.label.strip():
+            raise ConfigError(f"{where}: label {self.label!r} must be words (letters, digits, spaces, ' and -)")
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", self.template_name):
+            raise ConfigError(f"{where}: template {self.template_name!r} is not a plain file name")
+        if self.place == POST and not self.subjects:
+            raise ConfigError(f"{where}: a kind placed in the post needs its subjects")
+        given = TOPIC_FIELDS if self.place == TOPIC else SUBJECT_FIELDS
+        if not self.fields <= given:
+            raise ConfigError(f"{where}: field {sorted(self.fields - given)[0]!r} is not one digest fills in "
+                              f"(a {self.place} kind's: {', '.join(sorted(given))})")
+        unknown = [c for c in self.checks if c not in (PARAGRAPH_CHECKS if self.place == TOPIC else PREDICTION_CHECKS)]
+        if unknown:
+            raise ConfigError(f"{where}: unknown quality check {unknown[0]!r}")
+        if self.point not in (None, GAIN, RISK):
+            raise ConfigError(f"{where}: point {self.point!r} is not {GAIN!r}, {RISK!r} or None")
+
+
+BENEFITS = SectionKind("benefits", "Benefits", point=GAIN)
+RAMIFICATIONS = SectionKind("ramifications", "Ramifications", point=RISK, pair="benefits")
+PREDICTION = SectionKind("prediction", "Prediction", template="predictions", place=POST, fields=SUBJECT_FIELDS,
+                         subjects=PREDICTION_SUBJECTS, grammar=prediction_grammar, clean=clean_prediction,
+                         checks=PREDICTION_CHECKS)
+
+# Every kind digest knows, by name: the config's `[generation] sections` picks topic kinds from it.
+KINDS: dict[str, SectionKind] = {k.name: k for k in (BENEFITS, RAMIFICATIONS, PREDICTION)}
+DEFAULT_SECTIONS = ("benefits", "ramifications")
+
+
+def register(kind: SectionKind) -> SectionKind:
+    """Add a kind to `KINDS`, so that the config can name it; a bad or clashing definition is a ConfigError."""
+    check_kinds([*KINDS.values(), kind])
+    KINDS[kind.name] = kind
+    return kind
+
+
+def check_kinds(kinds: Iterable[SectionKind]) -> None:
+    """Each kind well defined, and no two sharing a name, a label or a template."""
+    seen: dict[tuple[str, str], str] = {}
+    for kind in kinds:
+        kind.validate()
+        for what, value in (("name", kind.name), ("label", kind.label.lower()), ("template", kind.template_name)):
+            if (what, value) in seen:
+                raise ConfigError(f"section kind {kind.name!r}: its {what} {value!r} is already "
+                                  f"kind {seen[what, value]!r}'s")
+            seen[what, value] = kind.name
+
+
+def kinds_of(sections: Sequence[str] = DEFAULT_SECTIONS) -> tuple[SectionKind, ...]:
+    """The kinds of a post: the topic kinds named (the config's `[generation] sections`), in that
+    order, then every post-level kind."""
+    if not sections:
+        raise ConfigError("[generation] sections is empty: name at least one topic section")
+    out = []
+    for name in sections:
+        kind = KINDS.get(name)
+        if kind is None or kind.place != TOPIC:
+            known = ", ".join(k.name for k in KINDS.values() if k.place == TOPIC)
+            raise ConfigError(f"[generation] sections: unknown section kind {name!r} (known: {known})")
+        if kind in out:
+            raise ConfigError(f"[generation] sections: {name!r} is named twice")
+        out.append(kind)
+    for kind in out:
+        if kind.pair in sections[sections.index(kind.name):]:
+            raise ConfigError(f"[generation] sections: {kind.name!r} must come after {kind.pair!r}, "
+                              "the paragraph it must not copy")
+    kinds = (*out, *(k for k in KINDS.values() if k.place == POST))
+    check_kinds(kinds)
+    return kinds
+
+
+def topic_kinds(kinds: Iterable[SectionKind]) -> tuple[SectionKind, ...]:
+    return tuple(k for k in kinds if k.place == TOPIC)
+
+
+def post_kinds(kinds: Iterable[SectionKind]) -> tuple[SectionKind, ...]:
+    return tuple(k for k in kinds if k.place == POST)
+
+
+DEFAULT_KINDS = kinds_of()
