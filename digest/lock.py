@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .errors import LockedError
-from .render import output_error
+from .files import output_error
 from .site import Site
 
 POLL_SECONDS = 0.1

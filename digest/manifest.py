@@ -26,7 +26,6 @@ from .files import canonical_json, sha256_bytes, sha256_file, write_atomic, writ
 FORMAT = 1
 
 
-file_sha256 = sha256_file  # the name replay.py knows it by
 
 
 def _dist_version(name: str) -> str | None:
@@ -80,7 +79,7 @@ def model_record(path: Path, cache: Path) -> dict:
     path = Path(path).resolve()
     if not path.is_file():
         return {"path": str(path), "file": path.name, "size": None, "sha256": None}
-    record = {"path": str(path), "file": path.name, "size": path.stat().st_size, "sha256": file_sha256(path, cache)}
+    record = {"path": str(path), "file": path.name, "size": path.stat().st_size, "sha256": sha256_file(path, cache)}
     known = describe(path)
     if known is not None:
         record["registry"] = known

@@ -38,27 +38,11 @@ REQUEST_TIMEOUT_S = 600.0
 
 
 def request_json(request: Request) -> dict:
-    """One request as a JSON object: an OpenAI chat completion body with llama.cpp's sampling fields."""
-    s = request.sampling
-    out: dict = {
-        "key": request.key,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-        "max_tokens": request.max_tokens,
-        "seed": request.seed,
-        "temperature": s.temperature,
-        "top_k": s.top_k,
-        "top_p": s.top_p,
-        "min_p": s.min_p,
-        "repeat_penalty": s.repeat_penalty,
-        "repeat_last_n": s.repeat_last_n,
-    }
-    if request.stop:
-        out["stop"] = list(request.stop)
-    if request.grammar:
-        out["grammar"] = request.grammar
-    if request.ignore_eos:
-        out["ignore_eos"] = True
-    return out
+    """One request as a JSON object: its key, and the chat-completion body the openai engine sends
+    a llama.cpp server (llama.cpp's sampling fields and grammar)."""
+    from .engine.openai import chat_body
+
+    return {"key": request.key, **chat_body(request, "llama")}
 
 
 def requests_json(requests: Iterable[Request]) -> list[dict]:

@@ -19,13 +19,14 @@ from .markdown import escape_inline
 from .post import FrontMatter, Post, Prediction, Topic
 from .prompts import Templates, build_requests
 from .sections import SectionKind, kinds_of, post_kinds, topic_kinds
-from .render import ensure_writable, remove_stale_temp, render, write_atomic
+from .files import remove_stale_temp, sha256_bytes, write_atomic
+from .render import ensure_writable, render
 from .history import History
 from .lock import output_lock
 from .site import Site
 from .select import Covered, Story, pick
 from .quality import Check, Judge, Score, Section, best
-from .snapshot import STRICT, fetch_snapshot, read_snapshot, sha256_bytes
+from .snapshot import STRICT, fetch_snapshot, read_snapshot
 from .text import split_prediction
 
 FEED_NAMES = ("topics", "trending")

@@ -12,7 +12,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from .files import TEMP_SUFFIX, output_error, remove_stale_temp, write_atomic  # noqa: F401 - their home is files.py
+from .files import output_error
 from .post import Post, format_date
 
 # Characters that json.dumps(ensure_ascii=False) leaves as they are but that a YAML double-quoted

@@ -19,10 +19,11 @@ from . import pipeline
 from .config import Config, config_from_dict
 from .engine.base import Engine
 from .errors import InputChangedError
-from .manifest import config_record, file_sha256
+from .files import sha256_bytes, sha256_file
+from .manifest import config_record
 from .select import Covered
 from .site import Site
-from .snapshot import SnapshotError, sha256_bytes
+from .snapshot import SnapshotError
 
 
 @dataclass
@@ -71,7 +72,7 @@ def check_inputs(manifest: dict, site: Site) -> Config:
         return config
     path = Path(model["path"])
     if model["sha256"]:
-        _check_hash("model", path, model["sha256"], lambda path: file_sha256(path, site.hash_cache))
+        _check_hash("model", path, model["sha256"], lambda path: sha256_file(path, site.hash_cache))
     feeds = site.root / manifest["feeds"]["directory"]
     for name, entry in manifest["feeds"]["files"].items():
         if "sha256" in entry:

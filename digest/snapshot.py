@@ -17,7 +17,7 @@ from typing import Callable, Mapping, Sequence
 
 from . import feeds as feedlib
 from .errors import FeedError
-from .files import canonical_json, pretty_json, sha256_bytes, write_atomic, write_json  # noqa: F401 - re-exported
+from .files import sha256_bytes, write_atomic, write_json
 
 INDEX = "index.json"
 FORMAT = 1

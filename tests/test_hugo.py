@@ -28,7 +28,8 @@ from digest.cli import app
 from digest.engine.fake import FakeEngine
 from digest.markdown import escape_inline, unescape_inline
 from digest.post import PREDICTION_SUBJECTS, Cover, FrontMatter, Post, Prediction, Topic
-from digest.render import render, write_atomic
+from digest.files import write_atomic
+from digest.render import render
 from test_hostile import CASES, HOSTILE_AUTHOR, HOSTILE_FEEDS, HOSTILE_MODEL, HOSTILE_TITLE, hostile_respond
 
 # The site holds a post written by the real model.

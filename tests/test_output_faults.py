@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import PROJECT_ROOT, describe
-from digest import render
+from digest import files
 from digest.config import Config
 from digest.errors import EXIT_FEED, EXIT_INTERRUPTED, EXIT_OUTPUT, EXIT_TERMINATED
 from test_cli import DAY, assert_one_error, fake_run, no_post_written, post_file
@@ -111,10 +111,10 @@ def test_full_disk_keeps_the_old_post(run_cli, tmp_path, monkeypatch, where):
     path = post_file(tmp_path)
     before = path.read_bytes()
     if where == "fsync":
-        monkeypatch.setattr(render.os, "fsync", no_space)
+        monkeypatch.setattr(files.os, "fsync", no_space)
     else:
         real_fdopen = os.fdopen
-        monkeypatch.setattr(render.os, "fdopen", lambda *a, **k: HalfWriter(real_fdopen(*a, **k)))
+        monkeypatch.setattr(files.os, "fdopen", lambda *a, **k: HalfWriter(real_fdopen(*a, **k)))
     manifest = manifest_file(tmp_path)
     manifest_before = manifest.read_bytes()
     result = fake_run(run_cli, tmp_path, "--force", "--seed", 5)
@@ -209,11 +209,11 @@ def test_a_post_that_cannot_be_written_puts_the_manifest_back(run_cli, tmp_path,
     path, manifest = post_file(tmp_path), manifest_file(tmp_path)
     post_before = path.read_bytes() if had_post else None
     manifest_before = manifest.read_bytes() if had_post else None
-    real = render.write_atomic
+    real = files.write_atomic
 
     def refuse_posts(target, text):
         if Path(target).suffix == ".md":
-            raise render.output_error("write", Path(target), OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+            raise files.output_error("write", Path(target), OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
         real(target, text)
 
     monkeypatch.setattr("digest.pipeline.write_atomic", refuse_posts)
@@ -234,7 +234,7 @@ def test_interrupt_while_writing_leaves_no_temporary_file(run_cli, tmp_path, mon
     def interrupted(fd):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(render.os, "fsync", interrupted)
+    monkeypatch.setattr(files.os, "fsync", interrupted)
     result = fake_run(run_cli, tmp_path, "--force", "--seed", 5)
     assert result.exit_code == EXIT_INTERRUPTED, describe(result)
     assert result.stderr.strip().splitlines()[-1] == "digest: interrupted"

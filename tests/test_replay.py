@@ -13,7 +13,7 @@ import pytest
 from conftest import TOPIC_TITLES, TRENDING_TITLES, describe, news_rss, reddit_atom, titled
 from digest.config import Config
 from digest.errors import EXIT_INPUT_CHANGED, EXIT_INVALID
-from digest.snapshot import canonical_json
+from digest.files import canonical_json
 
 DAY = "2026-01-02"
 TOPICS = reddit_atom(titled(TOPIC_TITLES, "[R] "))

@@ -58,6 +58,35 @@ def _server_root(base: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "", "", ""))
 
 
+def chat_body(request: Request, grammar_mode: str = "llama") -> dict:
+    """One request as an OpenAI chat-completion body, with the sampling fields llama.cpp's servers and
+    vLLM read besides OpenAI's own (`grammar_mode`: whose names to use for the repeat penalty and the
+    grammar; "none" sends no grammar). No model id and no streaming flag: the caller adds those."""
+    s = request.sampling
+    body: dict = {
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "max_tokens": request.max_tokens,
+        "seed": request.seed,
+        "temperature": s.temperature,
+        "top_k": s.top_k,
+        "top_p": s.top_p,
+        "min_p": s.min_p,
+    }
+    if grammar_mode == "vllm":
+        body["repetition_penalty"] = s.repeat_penalty
+    else:
+        body.update(repeat_penalty=s.repeat_penalty, repeat_last_n=s.repeat_last_n)
+    if request.stop:
+        body["stop"] = list(request.stop)
+    if request.grammar and grammar_mode == "llama":
+        body["grammar"] = request.grammar
+    elif request.grammar and grammar_mode == "vllm":
+        body["structured_outputs"] = {"grammar": request.grammar}
+    if request.ignore_eos:
+        body["ignore_eos"] = True
+    return body
+
+
 class OpenAIEngine(Engine):
     name = "openai"
 
@@ -134,32 +163,7 @@ class OpenAIEngine(Engine):
         return "none"
 
     def payload(self, request: Request) -> dict:
-        s = request.sampling
-        body = {
-            "model": self.model_id,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-            "seed": request.seed,
-            "max_tokens": request.max_tokens,
-            "temperature": s.temperature,
-            "top_p": s.top_p,
-            # Not in OpenAI's own API, but read by llama.cpp's servers, vLLM and Ollama.
-            "top_k": s.top_k,
-            "min_p": s.min_p,
-            "stream": False,
-        }
-        if self.grammar_mode == "vllm":
-            body["repetition_penalty"] = s.repeat_penalty
-        else:
-            body["repeat_penalty"] = s.repeat_penalty
-        if request.stop:
-            body["stop"] = list(request.stop)
-        if request.grammar and self.grammar_mode == "llama":
-            body["grammar"] = request.grammar
-        elif request.grammar and self.grammar_mode == "vllm":
-            body["structured_outputs"] = {"grammar": request.grammar}
-        if request.ignore_eos:
-            body["ignore_eos"] = True
-        return body
+        return {"model": self.model_id, **chat_body(request, self.grammar_mode), "stream": False}
 
     def _one(self, request: Request) -> Result:
         started = time.perf_counter()
