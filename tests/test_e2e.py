@@ -30,9 +30,19 @@ def digest(*args: str, epoch: str | None = EPOCH) -> subprocess.CompletedProcess
 
 
 @pytest.fixture(scope="module")
-def written(tmp_path_factory):
+def no_retries(tmp_path_factory) -> str:
+    """A config without quality retries: these tests are about the command, not the writing (the retries
+    have tests of their own), and 64 tokens are too few for most paragraphs to pass every check."""
+    path = tmp_path_factory.mktemp("config") / "digest.toml"
+    path.write_text("[generation]\nretries = 0\n", encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory, no_retries):
     out = tmp_path_factory.mktemp("site")
-    done = digest("run", "--sample-feeds", "--out", str(out), "--date", "2026-11-23", "--max-tokens", "64")
+    done = digest("run", "--config", no_retries, "--sample-feeds", "--out", str(out), "--date", "2026-11-23",
+                  "--max-tokens", "64")
     assert done.returncode == 0, done.stderr
     return out, done
 
@@ -61,10 +71,10 @@ def test_post_topics_are_the_sample_feeds_titles_and_tags_name_the_model(written
         assert all(len(p.split()) >= 5 for p in topic.paragraphs.values())
 
 
-def test_same_inputs_same_bytes_at_any_slot_count(written, tmp_path):
+def test_same_inputs_same_bytes_at_any_slot_count(written, tmp_path, no_retries):
     out, done = written
     first = Path(done.stdout.strip().splitlines()[-1]).read_bytes()
-    again = digest("run", "--sample-feeds", "--out", str(tmp_path), "--date", "2026-11-23", "--max-tokens", "64",
+    again = digest("run", "--config", no_retries, "--sample-feeds", "--out", str(tmp_path), "--date", "2026-11-23", "--max-tokens", "64",
                    "--slots", "3", "--quiet")
     assert again.returncode == 0, again.stderr
     assert Path(again.stdout.strip()).read_bytes() == first
@@ -80,9 +90,12 @@ def test_second_run_for_the_same_day_keeps_the_post(written):
     assert path.read_bytes() == before
 
 
-def test_bench_times_both_engines_and_the_checks_on_the_same_requests():
-    done = digest("bench", "--runs", "1", "--slots", "4", "--decode", "", "--no-memory", "--max-tokens", "24",
-                  "--configs", "2", "--json")
+def test_bench_times_both_engines_and_the_checks_on_the_same_requests(tmp_path):
+    # Two topics (6 sections) instead of six keep it short; every row times the very same requests.
+    config = tmp_path / "digest.toml"
+    config.write_text("[feeds.topics]\ncount = 2\n", encoding="utf-8")
+    done = digest("bench", "--config", str(config), "--runs", "1", "--slots", "4", "--decode", "", "--no-memory",
+                  "--max-tokens", "24", "--configs", "2", "--json")
     assert done.returncode == 0, done.stderr
     import json
 
@@ -96,9 +109,10 @@ def test_bench_times_both_engines_and_the_checks_on_the_same_requests():
     assert together["prompt_tokens"] == apart["prompt_tokens"] == 2 * rows["batched"]["prompt_tokens"]
     # the example exchanges sit in the prefix all sections share: decoded once, whatever their length
     plain, full = rows["batched [no examples]"], rows["batched"]
-    assert full["prompt_tokens"] > plain["prompt_tokens"] + 14 * 100
-    assert full["prompt_tokens_decoded"] - plain["prompt_tokens_decoded"] < (full["prompt_tokens"] - plain["prompt_tokens"]) / 10
-    assert report["requests"] == 14 and report["max_tokens"] == 24
+    assert full["prompt_tokens"] > plain["prompt_tokens"] + 6 * 100
+    examples = (full["prompt_tokens"] - plain["prompt_tokens"]) / report["requests"]  # their tokens in one prompt
+    assert full["prompt_tokens_decoded"] - plain["prompt_tokens_decoded"] < 1.5 * examples  # decoded once, not 6 times
+    assert report["requests"] == 6 and report["max_tokens"] == 24
     for row in rows.values():
         assert row["completion_tokens"] > 0 and row["median_wall_s"] > 0 and row["speedup"] > 0
     for name in ("sequential-reread", "batched"):
@@ -128,7 +142,7 @@ def test_live_fetch_snapshot_and_replay_with_the_real_model(tmp_path, http_serve
     trending = http_server.add("/trending.rss", (samples_dir() / "trending.xml").read_bytes())
     config = tmp_path / "digest.toml"
     config.write_text(f'[feeds.topics]\nurl = "{topics}"\ncount = 2\n[feeds.trending]\nurl = "{trending}"\n'
-                      '[generation]\nmax_tokens = 48\n', encoding="utf-8")
+                      '[generation]\nmax_tokens = 48\nretries = 0\n', encoding="utf-8")
     out = tmp_path / "site"
     done = digest("run", "--config", str(config), "--out", str(out), "--date", "2026-11-24")
     assert done.returncode == 0, done.stderr
