@@ -201,7 +201,7 @@ def _make_engine(config):
             raise ConfigError("[model] url must not hold a user name or password (a manifest records the URL): "
                               "put the key in an environment variable and name it in [model] api_key_env")
         server = ServerOptions(url=m.url, model=m.name, api_key_env=m.api_key_env, concurrency=m.concurrency,
-                               timeout=m.timeout, retries=m.retries, grammar=m.grammar)
+                               timeout=m.timeout, retries=m.retries, grammar=m.grammar, stream=m.stream)
     return create_engine(config.generation.engine, config.model_path, n_ctx=m.n_ctx, threads=m.threads,
                          n_gpu_layers=m.n_gpu_layers, slots=config.generation.slots, server=server)
 

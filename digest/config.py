@@ -91,6 +91,7 @@ class Model:
     timeout: float = field(default=300.0, metadata=rules(0.1, 86400.0))
     retries: int = field(default=2, metadata=rules(0, 10))
     grammar: str = field(default="auto", metadata=rules(choices=("auto", "llama", "vllm", "none")))
+    stream: bool = True
 
 
 @dataclass

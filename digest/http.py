@@ -71,6 +71,9 @@ class Response:
     fetched_at: str  # UTC, ISO 8601
     seconds: float
     attempts: int = 1
+    # Seconds from sending the request to the first byte of the body (a streamed answer's first
+    # event, say); None for an empty body.
+    first_byte_seconds: float | None = None
 
     @property
     def etag(self) -> str | None:
@@ -238,9 +241,17 @@ def request(method: str, url: str, *, data: bytes | None = None, headers: Mappin
         started, stamp = time.monotonic(), _stamp()
         with _open(url, timeout, accept, data=data, headers=sent, method=method) as answer:
             chunks: list[bytes] = []
-            _stream(answer, url, chunks.append, timeout=timeout, deadline=started + timeout, limit=max_bytes)
+            first: list[float] = []
+
+            def sink(chunk: bytes) -> None:
+                if not first:
+                    first.append(round(time.monotonic() - started, 4))
+                chunks.append(chunk)
+
+            _stream(answer, url, sink, timeout=timeout, deadline=started + timeout, limit=max_bytes)
             return Response(url=url, status=answer.status, final_url=answer.url or url, body=b"".join(chunks),
-                            headers=answer.headers, fetched_at=stamp, seconds=round(time.monotonic() - started, 3))
+                            headers=answer.headers, fetched_at=stamp, seconds=round(time.monotonic() - started, 3),
+                            first_byte_seconds=first[0] if first else None)
 
     response, attempts = _retrying(url, once, retries=retries, backoff=backoff, max_wait=max_wait, on_retry=on_retry)
     return dataclasses.replace(response, attempts=attempts)

@@ -134,7 +134,9 @@ def build(
     sections = [{"key": r.key, "seed": seeds.get(r.key), "tries": chosen.tries.get(r.key),
                  "failed_checks": [c.name for c in chosen.scores[r.key].failures] if r.key in chosen.scores else None,
                  "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
-                 "finish_reason": r.finish_reason, "seconds": round(r.seconds, 4)} for r in generation.results]
+                 "finish_reason": r.finish_reason, "seconds": round(r.seconds, 4),
+                 **({"first_token_seconds": r.first_token_seconds} if r.first_token_seconds is not None else {})}
+                for r in generation.results]
     stats = dataclasses.asdict(generation.stats)
     return {
         "format": FORMAT,

@@ -101,7 +101,8 @@ def test_a_post_through_a_real_server_checks_replays_and_names_the_server(real_s
     assert server["url"] == real_server and server["model_id"].endswith("SmolLM2-135M-Instruct.Q8_0.gguf")
     assert manifest["model"]["sha256"] is None  # no hash claimed for a file digest cannot see
     assert manifest["engine"]["name"] == "openai"
-    assert all(s["completion_tokens"] > 0 for s in manifest["sections"])  # from the server's usage
+    assert all(s["completion_tokens"] > 0 for s in manifest["sections"])  # counted from the stream
+    assert all(0 < s["first_token_seconds"] <= s["seconds"] for s in manifest["sections"])
 
     replayed = run_cli("replay", manifest_path)
     assert replayed.exit_code == 0, describe(replayed)
@@ -149,6 +150,8 @@ def scripted(answers):
         def do_POST(self):  # noqa: N802
             posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             status, body, headers, delay = answers[min(len(posts), len(answers)) - 1]
+            if posts[-1].get("stream") and status == 200 and body.startswith(b'{"choices"'):
+                body = as_events(json.loads(body))
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -181,6 +184,20 @@ def completion(text: str, **usage) -> bytes:
     return json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                                     "finish_reason": "stop"}],
                        "usage": {"prompt_tokens": usage.get("prompt", 11), "completion_tokens": usage.get("completion", 7)}}).encode()
+
+
+def as_events(answer: dict, *, done: bool = True) -> bytes:
+    """A chat completion as a server streams it: a role event, one event a word, the finish reason, the
+    usage (as `stream_options.include_usage` asks), then [DONE]."""
+    choice = answer["choices"][0]
+    words = choice["message"]["content"].split(" ")
+    events = [{"choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]}]
+    events += [{"choices": [{"index": 0, "delta": {"content": w if i == 0 else " " + w}, "finish_reason": None}]}
+               for i, w in enumerate(words)]
+    events += [{"choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]},
+               {"choices": [], "usage": answer["usage"]}]
+    lines = [f"data: {json.dumps(e)}\n\n" for e in events] + (["data: [DONE]\n\n"] if done else [])
+    return "".join(lines).encode()
 
 
 REQUEST = Request("benefits:x", (Message("system", "s"), Message("user", "u")), seed=1234, max_tokens=40,
@@ -218,11 +235,36 @@ def test_a_500_then_an_answer_is_retried_and_a_429_waits_for_retry_after():
 def test_a_server_that_keeps_failing_is_one_generation_error(answer, words):
     server, _ = scripted([answer])
     with server as base:
-        engine = OpenAIEngine(ServerOptions(url=base + "/v1", retries=1))
+        engine = OpenAIEngine(ServerOptions(url=base + "/v1", retries=1, stream=False))
         with pytest.raises(GenerationError) as caught:
             engine.generate([REQUEST])
     message = str(caught.value)
     assert "benefits:x" in message and words in message and "\n" not in message
+
+
+def test_a_streamed_answer_gives_text_usage_and_the_time_to_its_first_token():
+    server, posts = scripted([(200, completion("Streamed words arrive one by one.", prompt=21, completion=9), {}, 0)])
+    with server as base:
+        (result,) = OpenAIEngine(ServerOptions(url=base + "/v1")).generate([REQUEST]).results
+    assert posts[0]["stream"] is True and posts[0]["stream_options"] == {"include_usage": True}
+    assert (result.text, result.prompt_tokens, result.completion_tokens) == ("Streamed words arrive one by one.", 21, 9)
+    assert result.first_token_seconds is not None and 0 < result.first_token_seconds <= result.seconds
+
+
+@pytest.mark.parametrize("body, words", [
+    (as_events(json.loads(completion("cut short here"))), None),
+    (as_events(json.loads(completion("cut short here")), done=False), "stopped before its end"),
+    (b"data: {not json}\n\n", "not JSON"),
+])
+def test_a_stream_is_read_to_its_end_or_is_one_error(body, words):
+    server, _ = scripted([(200, body, {}, 0)])
+    with server as base:
+        engine = OpenAIEngine(ServerOptions(url=base + "/v1", retries=0))
+        if words is None:
+            assert engine.generate([REQUEST]).results[0].text == "cut short here"
+            return
+        with pytest.raises(GenerationError, match=words):
+            engine.generate([REQUEST])
 
 
 def test_a_stalled_body_ends_at_the_timeout():

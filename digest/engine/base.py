@@ -58,6 +58,9 @@ class Result:
     # The generated token ids as sampled, before any stop-string or repetition cut (engines that see
     # tokens fill it; a server's or the fake's may leave it empty).
     tokens: tuple[int, ...] = ()
+    # Seconds from the request to its first generated text, where the engine can see it (a server's
+    # streamed answer); None elsewhere.
+    first_token_seconds: float | None = None
 
 
 @dataclass

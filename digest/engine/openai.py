@@ -41,6 +41,7 @@ class ServerOptions:
     timeout: float = 300.0  # seconds one request may take in all
     retries: int = 2
     grammar: str = "auto"
+    stream: bool = True  # streamed answers: the time to the first token is measured
 
 
 def public_url(url: str) -> str:
@@ -85,6 +86,51 @@ def chat_body(request: Request, grammar_mode: str = "llama") -> dict:
     if request.ignore_eos:
         body["ignore_eos"] = True
     return body
+
+
+def _read_answer(answer, where: str) -> tuple[str, str | None, dict]:
+    """(text, finish reason, usage) of a chat completion."""
+    try:
+        choice = answer["choices"][0]
+        text = choice["message"]["content"]
+        if not isinstance(text, str):
+            raise TypeError
+    except (KeyError, IndexError, TypeError):
+        raise GenerationError(f"{where} without a choices[0].message.content string") from None
+    usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+    return text, choice.get("finish_reason"), usage
+
+
+def _read_events(body: bytes, where: str) -> tuple[str, str | None, dict]:
+    """(text, finish reason, usage) of a streamed chat completion: server-sent events, `data: {json}`
+    lines ending with `data: [DONE]`. Without usage in the stream, each event with text counts as one
+    token (llama.cpp's servers and vLLM send one token an event)."""
+    parts: list[str] = []
+    reason, usage, events, done = None, {}, 0, False
+    for line in body.decode("utf-8", errors="replace").splitlines():
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            done = True
+            break
+        try:
+            event = json.loads(data)
+        except json.JSONDecodeError:
+            raise GenerationError(f"{where} with an event that is not JSON: {data[:80]!r}") from None
+        if isinstance(event, dict) and isinstance(event.get("usage"), dict):
+            usage = event["usage"]
+        for choice in (event.get("choices") or []) if isinstance(event, dict) else []:
+            delta = choice.get("delta") or {}
+            if isinstance(delta.get("content"), str) and delta["content"]:
+                parts.append(delta["content"])
+                events += 1
+            reason = choice.get("finish_reason") or reason
+    if not done:
+        raise GenerationError(f"{where} with a stream that stopped before its end (no 'data: [DONE]')")
+    if not usage.get("completion_tokens"):
+        usage = {**usage, "completion_tokens": events}
+    return "".join(parts), reason, usage
 
 
 class OpenAIEngine(Engine):
@@ -163,29 +209,34 @@ class OpenAIEngine(Engine):
         return "none"
 
     def payload(self, request: Request) -> dict:
-        return {"model": self.model_id, **chat_body(request, self.grammar_mode), "stream": False}
+        body = {"model": self.model_id, **chat_body(request, self.grammar_mode), "stream": self.options.stream}
+        if self.options.stream:
+            body["stream_options"] = {"include_usage": True}  # the token counts, in the last event
+        return body
 
     def _one(self, request: Request) -> Result:
         started = time.perf_counter()
         url = f"{self.base}/chat/completions"
+        where = f"{public_url(url)} answered section '{request.key}'"
+        first_token = None
         try:
-            answer = http.post_json(url, self.payload(request), headers=self.headers, timeout=self.options.timeout,
-                                    retries=self.options.retries)
+            if self.options.stream:
+                response = http.request("POST", url, data=json.dumps(self.payload(request)).encode("utf-8"),
+                                        headers={**self.headers, "Content-Type": "application/json",
+                                                 "Accept": "text/event-stream"},
+                                        timeout=self.options.timeout, retries=self.options.retries)
+                text, reason, usage = _read_events(response.body, where)
+                first_token = response.first_byte_seconds
+            else:
+                answer = http.post_json(url, self.payload(request), headers=self.headers,
+                                        timeout=self.options.timeout, retries=self.options.retries)
+                text, reason, usage = _read_answer(answer, where)
         except http.HTTPFailure as exc:
             raise GenerationError(f"section '{request.key}': {exc}") from None
-        try:
-            choice = answer["choices"][0]
-            text = choice["message"]["content"]
-            if not isinstance(text, str):
-                raise TypeError
-        except (KeyError, IndexError, TypeError):
-            raise GenerationError(f"{public_url(url)} answered section '{request.key}' without a "
-                                  "choices[0].message.content string") from None
-        usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
-        reason = "length" if choice.get("finish_reason") == "length" else "stop"
         return Result(key=request.key, text=text.strip(), prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                      completion_tokens=int(usage.get("completion_tokens") or 0), finish_reason=reason,
-                      seconds=time.perf_counter() - started)
+                      completion_tokens=int(usage.get("completion_tokens") or 0),
+                      finish_reason="length" if reason == "length" else "stop",
+                      seconds=time.perf_counter() - started, first_token_seconds=first_token)
 
     # -- the Engine interface -----------------------------------------------------------------
 
