@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import resource
+import os
 import statistics
 import subprocess
 import sys
@@ -458,22 +458,25 @@ def compare_native(config: Config, binary: Path, batch_sizes: Sequence[int], run
 def measure_run_memory(config: Config, model: Path) -> dict:
     """Peak RSS of a `digest run` on the samples, against model file + KV cache + 300 MB."""
     with tempfile.TemporaryDirectory() as out:
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         command = [sys.executable, "-m", "digest.cli", "run", "--sample-feeds", "--quiet", "--out", out,
                    "--model", str(model), "--engine", "batched", "--date", BENCH_DAY.isoformat()]
         if config.source:
             command += ["--config", str(config.source)]
-        done = subprocess.run(command, capture_output=True, text=True)
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+        # The child's own peak, from wait4: RUSAGE_CHILDREN would give the largest of every child this
+        # process ever waited for (llama-server, llama-batched-bench), not this run's.
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        peak = usage.ru_maxrss * 1024
     kv = kv_cache_bytes(config, model)
     limit = model.stat().st_size + kv + MEMORY_MARGIN
     return {
-        "peak_rss_bytes": peak if peak > before * 1024 else None,
+        "peak_rss_bytes": peak,
         "model_bytes": model.stat().st_size,
         "kv_cache_bytes": kv,
         "limit_bytes": limit,
         "within_limit": peak <= limit,
-        "exit_code": done.returncode,
+        "exit_code": child.returncode,
     }
 
 

@@ -210,6 +210,11 @@ class OpenAIEngine(Engine):
 
     def payload(self, request: Request) -> dict:
         body = {"model": self.model_id, **chat_body(request, self.grammar_mode), "stream": self.options.stream}
+        if self.grammar_mode == "llama":
+            # llama-server reuses a slot's cached prompt by default, so a section's bits would depend on
+            # what that slot served before (measured: a replay on the same server differed); off, every
+            # prompt is read whole, the same on every run.
+            body["cache_prompt"] = False
         if self.options.stream:
             body["stream_options"] = {"include_usage": True}  # the token counts, in the last event
         return body
