@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .config import Config, config_to_dict
-from .sections import DEFAULT_SECTIONS
 from .engine.base import Generation, Request, Sampling
 from .errors import OutputError
 from .select import Covered, Story
@@ -98,12 +97,14 @@ def prompts_record(directory: Path, names: Sequence[str]) -> dict:
             "sha256": {name: sha256_bytes((directory / f"{name}.txt").read_bytes()) for name in names}}
 
 
+def config_sha256(effective: dict) -> str:
+    """The sha256 a manifest records for its effective config (canonical JSON)."""
+    return sha256_bytes(canonical_json(effective).encode("utf-8"))
+
+
 def config_record(config: Config) -> dict:
     effective = config_to_dict(config)
-    # Recorded only when not the default, so that a manifest of a release before the key still replays.
-    if effective["generation"]["sections"] == list(DEFAULT_SECTIONS):
-        del effective["generation"]["sections"]
-    return {"sha256": sha256_bytes(canonical_json(effective).encode("utf-8")), "effective": effective}
+    return {"sha256": config_sha256(effective), "effective": effective}
 
 
 def _story(story: Story) -> dict:

@@ -20,7 +20,7 @@ from .config import Config, config_from_dict
 from .engine.base import Engine
 from .errors import InputChangedError
 from .files import sha256_bytes, sha256_file
-from .manifest import config_record
+from .manifest import config_sha256
 from .select import Covered
 from .site import Site
 from .snapshot import SnapshotError
@@ -57,11 +57,13 @@ def _check_hash(what: str, path: Path, expected: str,
 def check_inputs(manifest: dict, site: Site) -> Config:
     """The run's config, with the model and prompts the manifest names, once every input checks out."""
     recorded = manifest["config"]
-    config = config_from_dict(recorded["effective"])
-    found = config_record(config)["sha256"]
+    # The recorded config as it was written, not as this release reads it back: a manifest of an older
+    # release lacks the keys added since, which then take their defaults (its behaviour then).
+    found = config_sha256(recorded["effective"])
     if found != recorded["sha256"]:
         raise InputChangedError(f"the config recorded in the manifest has been edited: sha256 expected "
                                 f"{recorded['sha256']}, found {found}")
+    config = config_from_dict(recorded["effective"])
     prompts = Path(manifest["prompts"]["dir"])
     for name, expected in manifest["prompts"]["sha256"].items():
         _check_hash("prompt template", prompts / f"{name}.txt", expected)

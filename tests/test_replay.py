@@ -14,6 +14,7 @@ from conftest import TOPIC_TITLES, TRENDING_TITLES, describe, news_rss, reddit_a
 from digest.config import Config
 from digest.errors import EXIT_INPUT_CHANGED, EXIT_INVALID
 from digest.files import canonical_json
+from digest.manifest import config_sha256
 
 DAY = "2026-01-02"
 TOPICS = reddit_atom(titled(TOPIC_TITLES, "[R] "))
@@ -148,6 +149,21 @@ def test_replay_refuses_an_edited_config_in_the_manifest(run_cli, site):
     m["config"]["effective"]["generation"]["seed"] = 12
     site["manifest"].write_text(json.dumps(m), encoding="utf-8")
     refused(run_cli, site, "config", m["config"]["sha256"])
+
+
+def test_a_manifest_of_an_older_release_replays(run_cli, site):
+    """Written before [generation] sections and the server settings of [model] existed: those keys are
+    missing from its config, which hashed without them, and take their defaults on replay."""
+    m = load(site["manifest"])
+    effective = m["config"]["effective"]
+    del effective["generation"]["sections"]
+    for key in ("url", "name", "api_key_env", "concurrency", "timeout", "retries", "grammar", "stream"):
+        del effective["model"][key]
+    m["config"]["sha256"] = config_sha256(effective)
+    site["manifest"].write_text(json.dumps(m), encoding="utf-8")
+    result = run_cli("replay", site["manifest"])
+    assert result.exit_code == 0, describe(result)
+    assert result.stdout.startswith("identical")
 
 
 def test_replay_of_a_missing_or_foreign_manifest(run_cli, tmp_path):
