@@ -319,8 +319,6 @@ def server_peer(config: Config, requests: Sequence[Request], binary: Path, threa
 def exact_prompt(engine, request: Request, n_tokens: int) -> Request:
     """`request` with its last message cut or padded so that its prompt is exactly `n_tokens` tokens,
     as llama-batched-bench's -npp makes them (padding: ' the', one token each)."""
-    import dataclasses
-
     *head, last = request.messages
     words = last.content.split()
 
@@ -349,8 +347,6 @@ def decode_throughput(config: Config, batch_sizes: Sequence[int], *, tokens: int
     """Steady decoding as llama-batched-bench measures text generation (S_TG at -npp 128 -ntg 128):
     B sequences, each a sample prompt cut to exactly `prompt` tokens, each generating exactly `tokens`
     tokens (end-of-generation ignored), with our sampling. Only the generation steps are timed."""
-    import dataclasses
-
     # free text, as llama-batched-bench; without the example exchanges, whose shared prefix alone is
     # longer than the 128 prompt tokens to match
     base = [r for r in bench_inputs(config, examples=False)[0] if not r.grammar]

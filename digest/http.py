@@ -273,7 +273,17 @@ def post_json(url: str, payload: object, *, headers: Mapping[str, str] | None = 
     """POST `payload` as JSON to `url` (options as for `request`) and return the JSON answer.
     A body that is not JSON is an HTTPFailure (not tried again: the server would say the same)."""
     sent = {"Content-Type": "application/json", "Accept": "application/json", **(headers or {})}
-    response = request("POST", url, data=json.dumps(payload).encode("utf-8"), headers=sent, **options)
+    return _json_of(request("POST", url, data=json.dumps(payload).encode("utf-8"), headers=sent, **options))
+
+
+def get_json(url: str, *, headers: Mapping[str, str] | None = None, **options) -> object:
+    """GET `url` (options as for `request`) and return the JSON answer; not JSON is an HTTPFailure."""
+    return _json_of(get(url, headers={"Accept": "application/json", **(headers or {})}, **options))
+
+
+def _json_of(response: Response) -> object:
+    """The answer's body as JSON, or an HTTPFailure that says what came instead."""
+    url = response.url
     try:
         return json.loads(response.body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -148,7 +148,8 @@ class OpenAIEngine(Engine):
                 raise ModelError(f"[model] api_key_env names ${options.api_key_env}, which is not set")
             self.headers["Authorization"] = f"Bearer {key}"
         try:
-            models = self._get_json(f"{self.base}/models", timeout=min(options.timeout, 30.0), retries=options.retries)
+            models = http.get_json(f"{self.base}/models", headers=self.headers, timeout=min(options.timeout, 30.0),
+                                   retries=options.retries)
         except http.HTTPFailure as exc:
             raise ModelError(f"no model server at {public_url(self.base)}: {exc}") from None
         try:
@@ -175,19 +176,10 @@ class OpenAIEngine(Engine):
 
     # -- talking to the server ------------------------------------------------------------------
 
-    def _get_json(self, url: str, *, timeout: float, retries: int):
-        """The JSON a GET of `url` answers; HTTPFailure (from digest.http) for anything else."""
-        response = http.get(url, headers=self.headers, timeout=timeout, retries=retries)
-        try:
-            return json.loads(response.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise http.HTTPFailure(f"{public_url(url)} answered with a body that is not JSON "
-                                   f"(it starts {response.body[:60]!r})", url=url, status=response.status) from exc
-
     def _probe(self, url: str) -> dict | None:
         """What a server tells about itself at `url`, or None where it has no such page."""
         try:
-            answer = self._get_json(url, timeout=10.0, retries=0)
+            answer = http.get_json(url, headers=self.headers, timeout=10.0, retries=0)
         except http.HTTPFailure:
             return None
         if not isinstance(answer, dict):

@@ -10,6 +10,7 @@ not depend on what else is in the batch, each caller's texts are those of its ow
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Sequence
 
@@ -29,7 +30,6 @@ class SharedBatch:
         self._waiting: dict[str, Sequence[Request]] = {}
         self._done: dict[str, Generation | BaseException] = {}
         self._running = False
-        self.batches = 0  # generate() calls made on the real engine
 
     def member(self, name: str) -> "Member":
         return Member(self, name)
@@ -68,20 +68,19 @@ class SharedBatch:
             self._cond.notify_all()
 
     def _run(self, batch: dict[str, Sequence[Request]]) -> dict[str, Generation | BaseException]:
-        import dataclasses
-
         combined = [dataclasses.replace(r, key=f"{name}{_SEP}{r.key}") for name, requests in batch.items()
                     for r in requests]
         try:
             generation = self.engine.generate(combined, self.progress)
         except BaseException as exc:  # every member of this batch fails the same way
             return {name: exc for name in batch}
-        self.batches += 1
         whole = generation.stats
+        own: dict[str, list] = {name: [] for name in batch}
+        for result in generation.results:
+            name, key = result.key.split(_SEP, 1)
+            own[name].append(dataclasses.replace(result, key=key))
         out: dict[str, Generation | BaseException] = {}
-        for name in batch:
-            results = [dataclasses.replace(r, key=r.key.split(_SEP, 1)[1]) for r in generation.results
-                       if r.key.split(_SEP, 1)[0] == name]
+        for name, results in own.items():
             # A member's counts are its own; the times and steps are those of the batch it shared.
             stats = Stats(requests=len(results), prompt_tokens=sum(r.prompt_tokens for r in results),
                           completion_tokens=sum(r.completion_tokens for r in results),
