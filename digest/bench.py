@@ -125,7 +125,8 @@ def bench_inputs(config: Config, examples: bool | None = None) -> tuple[list[Req
     templates = Templates.load(config.prompts_path, kinds_of_config(config))
     examples = config.generation.examples if examples is None else examples
     requests = build_requests(topics, BENCH_DAY, templates, run_seed=config.generation.seed,
-                              max_tokens=config.generation.max_tokens, sampling=sampling_of(config), examples=examples)
+                              max_tokens=config.generation.max_tokens, sampling=sampling_of(config), examples=examples,
+                              example_kinds=config.generation.example_kinds)
     return requests, judge_of(config, topics, BENCH_DAY, templates)
 
 
@@ -215,7 +216,8 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
             for other in loop_models:
                 loop("sequential", Path(other), True, Path(other).name)
             loop("sequential-reread", model, False)
-        batched = stack.enter_context(BatchedEngine(model, n_ctx=config.model.n_ctx, threads=threads, n_gpu_layers=gpu))
+        batched = stack.enter_context(BatchedEngine(model, n_ctx=config.model.n_ctx, threads=threads, n_gpu_layers=gpu,
+                                                    cache_type_k=config.model.cache_type_k))
         warm.append(lambda: batched.generate(requests[:1]))
 
         def with_slots(n: int, run: Runner) -> Runner:
@@ -304,7 +306,7 @@ def server_peer(config: Config, requests: Sequence[Request], binary: Path, threa
 
     bodies = requests_json(requests)
     with server_for(binary, config.model_path, requests, threads=threads, n_ctx=config.model.n_ctx,
-                    n_gpu_layers=config.model.n_gpu_layers) as server:
+                    n_gpu_layers=config.model.n_gpu_layers, cache_type_k=config.model.cache_type_k) as server:
         say(f"llama-server: {' '.join(server.command)}")
 
         def run() -> Generation:
@@ -352,7 +354,7 @@ def decode_throughput(config: Config, batch_sizes: Sequence[int], *, tokens: int
     base = [r for r in bench_inputs(config, examples=False)[0] if not r.grammar]
     out = []
     with create_engine("batched", config.model_path, threads=config.model.threads or default_threads(),
-                       n_gpu_layers=config.model.n_gpu_layers) as engine:
+                       n_gpu_layers=config.model.n_gpu_layers, cache_type_k=config.model.cache_type_k) as engine:
         fitted = [exact_prompt(engine, r, prompt) for r in base]
         for size in batch_sizes:
             requests = [dataclasses.replace(fitted[i % len(fitted)], key=f"decode{i}", max_tokens=tokens,
@@ -370,12 +372,14 @@ NATIVE_BATCHES = (1, 2, 3, 4, 6, 8, 12, 16)
 
 
 def native_batched_bench(binary: Path, model: Path, threads: int, batches: Sequence[int] = NATIVE_BATCHES, *,
-                         prompt: int = 128, tokens: int = 128, n_gpu_layers: int = 0) -> dict[int, dict]:
+                         prompt: int = 128, tokens: int = 128, n_gpu_layers: int = 0,
+                         cache_type_k: str = "f16") -> dict[int, dict]:
     """llama.cpp's own llama-batched-bench on `model` (-npp 128 -ntg 128 -fa off, the non-unified KV
     cache as digest uses it): {batch: {"speed_tg", "speed_pp"}} from its JSON lines."""
     cells = max(batches) * (prompt + tokens)
     command = [str(binary), "-m", str(model), "-npp", str(prompt), "-ntg", str(tokens),
-               "-npl", ",".join(map(str, batches)), "-t", str(threads), "-fa", "off", "-c", str(cells),
+               "-npl", ",".join(map(str, batches)), "-t", str(threads), "-fa", "off", "-ctk", cache_type_k,
+               "-c", str(cells),
                "-ngl", str(n_gpu_layers if n_gpu_layers >= 0 else 999), "--output-format", "jsonl"]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
@@ -434,7 +438,8 @@ def compare_native(config: Config, binary: Path, batch_sizes: Sequence[int], run
     batches = sorted(set(NATIVE_BATCHES) | set(batch_sizes))
     rounds = []
     for n in range(runs):
-        native = native_batched_bench(binary, config.model_path, threads, batches, n_gpu_layers=config.model.n_gpu_layers)
+        native = native_batched_bench(binary, config.model_path, threads, batches, n_gpu_layers=config.model.n_gpu_layers,
+                                      cache_type_k=config.model.cache_type_k)
         ours = {d["batch"]: d["tokens_per_s"] for d in decode_throughput(config, batch_sizes)}
         rounds.append((native, ours))
         say(f"native round {n + 1}/{runs}: " + ", ".join(
@@ -477,9 +482,10 @@ def measure_run_memory(config: Config, model: Path) -> dict:
 
 
 def kv_cache_bytes(config: Config, model: Path) -> int:
-    """The batching engine's KV cache for the bench digest: cells x layers x (K + V) in f16."""
+    """The batching engine's KV cache for the bench digest: cells x layers x (K + V), K as configured."""
     from .engine.batched import BatchedEngine
 
     requests = bench_requests(config)
-    with BatchedEngine(model, n_ctx=config.model.n_ctx, slots=config.generation.slots) as engine:
+    with BatchedEngine(model, n_ctx=config.model.n_ctx, slots=config.generation.slots,
+                       cache_type_k=config.model.cache_type_k) as engine:
         return engine.kv_cache_bytes(requests)

@@ -203,7 +203,8 @@ def _make_engine(config):
         server = ServerOptions(url=m.url, model=m.name, api_key_env=m.api_key_env, concurrency=m.concurrency,
                                timeout=m.timeout, retries=m.retries, grammar=m.grammar, stream=m.stream)
     return create_engine(config.generation.engine, config.model_path, n_ctx=m.n_ctx, threads=m.threads,
-                         n_gpu_layers=m.n_gpu_layers, slots=config.generation.slots, server=server)
+                         n_gpu_layers=m.n_gpu_layers, slots=config.generation.slots, server=server,
+                         cache_type_k=m.cache_type_k)
 
 
 def _feeds_source(feeds_from: Path | None, snapshot: Path | None, sample_feeds: bool) -> Path | None:

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from . import embedded, resources
-from .engine import ENGINES
+from .engine import CACHE_TYPES_K, ENGINES
 from .markdown import one_line
+from .prompts import EXAMPLE_KINDS
 from .post import DEFAULT_NOTICE, DEFAULT_PREDICTIONS_HEADING, Cover
 from .tomlcheck import Document, build, check_value, parse, read_text, rules
 
@@ -83,6 +84,8 @@ class Model:
     n_ctx: int = field(default=0, metadata=rules(0, 1 << 20))
     threads: int = field(default=0, metadata=rules(0, 1024))
     n_gpu_layers: int = field(default=0, metadata=rules(-1, 100000))
+    # The batching engine's K cache format: q8_0 (faster, same text for a reader) or f16.
+    cache_type_k: str = field(default=CACHE_TYPES_K[0], metadata=rules(choices=CACHE_TYPES_K))
     # --engine openai: an OpenAI-compatible server (llama-server, vLLM, Ollama) instead of a local file.
     url: str = ""
     name: str = ""
@@ -107,6 +110,8 @@ class Generation:
     slots: int = field(default=0, metadata=rules(0, 256))
     prompts_dir: str = ""
     examples: bool = True
+    # Which examples a section is shown: "own" (those of its kind) or "all" (every one, as before 0.2).
+    example_kinds: str = field(default=EXAMPLE_KINDS[0], metadata=rules(choices=EXAMPLE_KINDS))
     min_words: int = field(default=40, metadata=rules(1, 1000))
     max_words: int = field(default=130, metadata=rules(1, 1000))
     # The paragraphs of each topic, in order: names of section kinds (digest.sections).
@@ -174,9 +179,19 @@ def config_to_dict(config: Config) -> dict:
     return data
 
 
+# Settings whose default changed when the key was added: a recorded config without the key (a manifest
+# of an older release) ran with this value, not with today's default.
+BEFORE_THE_KEY = {("model", "cache_type_k"): "f16", ("generation", "example_kinds"): "all"}
+
+
 def config_from_dict(data: dict) -> Config:
-    """The inverse of `config_to_dict`, checked like a config file."""
-    return build(Config, data, Document("config", data), base=Config())
+    """The inverse of `config_to_dict`, checked like a config file. Keys added since the data was
+    recorded take their defaults, or the value they stood for before they existed (BEFORE_THE_KEY)."""
+    config = build(Config, data, Document("config", data), base=Config())
+    for (table, key), value in BEFORE_THE_KEY.items():
+        if key not in data.get(table, {}):
+            setattr(getattr(config, table), key, value)
+    return config
 
 
 def parse_config(text: str, source: Path | None = None) -> Config:

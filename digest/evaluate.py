@@ -166,7 +166,7 @@ def run_eval(config: Config, make_engine: Callable[[], Engine], inputs: Sequence
         prefix = f"{Path(path).parent.name}/{Path(path).stem}/"  # tune/news and holdout/news differ
         judge = judge_of(config, stories, day, templates, prefix)
         built = build_requests(stories, day, templates, run_seed=g.seed, max_tokens=g.max_tokens,
-                               sampling=sampling_of(config), examples=g.examples)
+                               sampling=sampling_of(config), examples=g.examples, example_kinds=g.example_kinds)
         owner.update({s.key: Path(path) for s in judge.sections.values()})
         # Keys name the input too, so they are unique across inputs; seeds stay as a run makes them.
         requests += [dataclasses.replace(r, key=prefix + r.key) for r in built]

@@ -170,9 +170,9 @@ def context_cells(model: Path, requests: Sequence[Request], n_ctx: int = 0) -> i
 
 
 def server_command(binary: Path, model: Path, *, parallel: int, ctx: int, threads: int, port: int,
-                   host: str = HOST, n_gpu_layers: int = 0) -> list[str]:
+                   host: str = HOST, n_gpu_layers: int = 0, cache_type_k: str = "f16") -> list[str]:
     command = [str(binary), "-m", str(model), "-np", str(parallel), "-c", str(ctx), "-t", str(threads),
-               "-fa", "off", "--no-kv-unified", "--host", host, "--port", str(port),
+               "-fa", "off", "--no-kv-unified", "-ctk", cache_type_k, "--host", host, "--port", str(port),
                # Always said: this llama-server's default is "auto", which offloads on a GPU build.
                "-ngl", "all" if n_gpu_layers < 0 else str(n_gpu_layers)]
     return command
@@ -183,10 +183,12 @@ class LlamaServer:
     on the way out. Startup failures are one PeerError line with the server's own last error."""
 
     def __init__(self, binary: Path, model: Path, *, parallel: int, ctx: int, threads: int,
-                 port: int = 0, host: str = HOST, n_gpu_layers: int = 0, startup_timeout: float = STARTUP_TIMEOUT_S):
+                 port: int = 0, host: str = HOST, n_gpu_layers: int = 0, startup_timeout: float = STARTUP_TIMEOUT_S,
+                 cache_type_k: str = "f16"):
         self.binary, self.model = Path(binary), Path(model)
         self.host, self.port = host, port
         self.parallel, self.ctx, self.threads, self.n_gpu_layers = parallel, ctx, threads, n_gpu_layers
+        self.cache_type_k = cache_type_k
         self.prompt_tokens = 0
         self.startup_timeout = startup_timeout
         self.process: subprocess.Popen | None = None
@@ -195,7 +197,8 @@ class LlamaServer:
     @property
     def command(self) -> list[str]:
         return server_command(self.binary, self.model, parallel=self.parallel, ctx=self.ctx,
-                              threads=self.threads, port=self.port, host=self.host, n_gpu_layers=self.n_gpu_layers)
+                              threads=self.threads, port=self.port, host=self.host, n_gpu_layers=self.n_gpu_layers,
+                              cache_type_k=self.cache_type_k)
 
     def __enter__(self) -> "LlamaServer":
         check_binary(self.binary)
@@ -297,11 +300,12 @@ def check_binary(binary: Path) -> None:
 
 
 def server_for(binary: Path, model: Path, requests: Sequence[Request], *, threads: int, n_ctx: int = 0,
-               n_gpu_layers: int = 0, port: int = 0) -> LlamaServer:
-    """The peer server for a bench: one slot per request, each with the cells digest gives it."""
+               n_gpu_layers: int = 0, port: int = 0, cache_type_k: str = "f16") -> LlamaServer:
+    """The peer server for a bench: one slot per request, each with the cells digest gives it, and
+    digest's K cache format."""
     from .engine.native import stream_cells
 
     check_binary(binary)  # before loading the model to count cells
     cells = stream_cells(context_cells(model, requests, n_ctx))
     return LlamaServer(binary, model, parallel=len(requests), ctx=cells * len(requests), threads=threads,
-                       n_gpu_layers=n_gpu_layers, port=port)
+                       n_gpu_layers=n_gpu_layers, port=port, cache_type_k=cache_type_k)

@@ -345,7 +345,7 @@ def _write_post(
         info.update(topics=len(topics), trending=len(trending), covered=len(covered))
     requests = build_requests(topics, day, templates, run_seed=config.generation.seed,
                               max_tokens=config.generation.max_tokens, sampling=sampling_of(config),
-                              examples=config.generation.examples)
+                              examples=config.generation.examples, example_kinds=config.generation.example_kinds)
     status("loading model")
     judge = judge_of(config, topics, day, templates)
     with stage("model") as info:
@@ -394,7 +394,8 @@ def engine_record(config: Config, engine: Engine) -> dict:
     """The engine settings a manifest records: the configured ones and what the engine made of them."""
     m, g = config.model, config.generation
     return {"name": engine.name, "slots": g.slots, "n_ctx": m.n_ctx, "threads": m.threads,
-            "n_gpu_layers": m.n_gpu_layers, "threads_used": getattr(engine, "threads", None),
+            "n_gpu_layers": m.n_gpu_layers, "cache_type_k": m.cache_type_k if engine.name == "batched" else None,
+            "threads_used": getattr(engine, "threads", None),
             "candidates": g.candidates, "retries": g.retries}
 
 

@@ -7,8 +7,12 @@ the fields it may use) and the system prompt, which uses none.
 `examples.txt` (optional) holds example exchanges, written for the purpose on made-up stories: each
 becomes a user turn (made from the same template as a real request) and the assistant's answer, placed
 between the system prompt and the real request. They are the same for every section, so they sit in
-the prefix that all requests share (the batching engine decodes it once). `[generation] examples =
-false` leaves them out.
+the shared prefix of requests. By default (`[generation] example_kinds = "own"`) a section is shown
+the examples of its own kind only: a Benefits paragraph sees the Benefits example, a prediction the
+prediction's. That is all a small model needs to imitate, and it keeps each sequence's context short,
+which is what a batch of long contexts pays for on a CPU (docs/speed.md). The sections of one kind
+share their prefix, which the batching engine decodes once. `"all"` shows every example to every
+section (digest before 0.2); `[generation] examples = false` leaves them out.
 """
 
 from __future__ import annotations
@@ -128,11 +132,17 @@ class Example:
     answer: str  # the assistant's turn (a prediction's may use ${later}: a year after the post's)
 
 
-def example_turns(templates: Templates, day: date) -> tuple[Message, ...]:
-    """The example exchanges as user/assistant messages, built as a real request would be."""
+EXAMPLE_KINDS = ("own", "all")  # which examples a section is shown (`[generation] example_kinds`)
+
+
+def example_turns(templates: Templates, day: date, kind: SectionKind | None = None) -> tuple[Message, ...]:
+    """The example exchanges as user/assistant messages, built as a real request would be: those of
+    `kind` only, or all of them."""
     turns = []
     kinds = {kind.template_name: kind for kind in templates.kinds}
     for ex in templates.examples():
+        if kind is not None and ex.kind != kind.template_name:
+            continue
         user = fill_for(templates, kinds[ex.kind], ex.title, ex.text, day)
         answer = Template(ex.answer).substitute(later=str(day.year + 6))
         turns += [Message("user", user), Message("assistant", answer)]
@@ -161,29 +171,39 @@ def build_requests(
     max_tokens: int,
     sampling: Sampling,
     examples: bool = True,
+    example_kinds: str = "own",
 ) -> list[Request]:
     """One request per paragraph (each topic kind's, of each topic) and per post-level item (the
     predictions), for the section kinds of `templates`.
 
     Each request's seed comes from the run's seed and the request's key, which names its topic,
     so a section's text does not depend on its position in the post. With `examples`, the example
-    exchanges of examples.txt come between the system prompt and the request, the same for all.
+    exchanges of examples.txt come between the system prompt and the request: those of the request's
+    own kind (`example_kinds` "own") or all of them ("all").
     """
-    prefix = (Message("system", templates.fill("system")), *(example_turns(templates, day) if examples else ()))
+    if example_kinds not in EXAMPLE_KINDS:
+        raise ValueError(f"example_kinds must be one of {', '.join(EXAMPLE_KINDS)}, not {example_kinds!r}")
+    system = Message("system", templates.fill("system"))
+    shown: dict[str, tuple[Message, ...]] = {}
+
+    def prefix(kind: SectionKind) -> tuple[Message, ...]:
+        if kind.name not in shown:
+            turns = example_turns(templates, day, kind if example_kinds == "own" else None) if examples else ()
+            shown[kind.name] = (system, *turns)
+        return shown[kind.name]
+
     requests = []
 
-    def add(key: str, user: str, **extra) -> None:
+    def add(kind: SectionKind, key: str, user: str) -> None:
         requests.append(
-            Request(key=key, messages=(*prefix, Message("user", user)), seed=derive_seed(run_seed, key),
-                    max_tokens=max_tokens, sampling=sampling, **extra)
+            Request(key=key, messages=(*prefix(kind), Message("user", user)), seed=derive_seed(run_seed, key),
+                    max_tokens=max_tokens, sampling=sampling, **({"grammar": kind.grammar(day)} if kind.grammar else {}))
         )
 
     for story in topics:
         for kind in topic_kinds(templates.kinds):
-            add(kind.key(story.title), fill_for(templates, kind, story.title, story.excerpt, day),
-                **({"grammar": kind.grammar(day)} if kind.grammar else {}))
+            add(kind, kind.key(story.title), fill_for(templates, kind, story.title, story.excerpt, day))
     for kind in post_kinds(templates.kinds):
-        extra = {"grammar": kind.grammar(day)} if kind.grammar else {}
         for subject in kind.subjects:
-            add(kind.key(subject), fill_for(templates, kind, subject.lower(), "", day), **extra)
+            add(kind, kind.key(subject), fill_for(templates, kind, subject.lower(), "", day))
     return requests

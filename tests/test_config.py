@@ -329,3 +329,28 @@ def test_config_file_that_is_not_utf8(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(path) in str(info.value) and "UTF-8" in str(info.value)
+
+
+def test_a_recorded_config_without_a_newer_key_means_what_it_did_before_the_key():
+    """A manifest of an older release was made with the f16 K cache and every example before every
+    section: without the keys, those are the values, not today's defaults; with them, theirs."""
+    from digest.config import config_from_dict, config_to_dict
+
+    today = config_to_dict(Config())
+    assert (today["model"]["cache_type_k"], today["generation"]["example_kinds"]) == ("q8_0", "own")
+    assert config_from_dict(today) == Config()
+    older = config_to_dict(Config())
+    del older["model"]["cache_type_k"], older["generation"]["example_kinds"]
+    read = config_from_dict(older)
+    assert (read.model.cache_type_k, read.generation.example_kinds) == ("f16", "all")
+    assert dataclasses.replace(read.model, cache_type_k="q8_0") == Config().model
+    explicit = config_to_dict(Config())
+    explicit["model"]["cache_type_k"], explicit["generation"]["example_kinds"] = "f16", "all"
+    assert config_from_dict(explicit) == read
+
+
+def test_the_new_choices_are_checked_with_their_line():
+    with pytest.raises(ConfigError, match=r"config:2.*cache_type_k.*q8_0, f16"):
+        parse_config('[model]\ncache_type_k = "q4_0"\n')
+    with pytest.raises(ConfigError, match=r"config:3.*example_kinds.*own, all"):
+        parse_config('[generation]\nseed = 1\nexample_kinds = "mine"\n')

@@ -182,6 +182,40 @@ def test_request_too_long_for_the_context_fails_before_decoding():
 
 
 @pytest.mark.model
+def test_the_k_cache_format_reaches_llama_cpp(batched):
+    """[model] cache_type_k is what llama.cpp stores: a sequence's saved state (its K and V cells) is
+    smaller in q8_0 than in f16 by what the bytes per value say, and the engine sizes its cache so."""
+    import llama_cpp
+
+    from digest.engine.native import CACHE_TYPES, Batch, Context
+
+    prompt = batched.tokenize(sample_requests()[0])[:64]
+    sizes = {}
+    for kind in CACHE_TYPES:
+        context, batch = Context(batched._model, n_ctx_seq=256, n_seq_max=1, n_batch=64, threads=batched.threads,
+                                 cache_type_k=kind), Batch(64)
+        try:
+            for pos, token in enumerate(prompt):
+                batch.add(token, pos, 0, pos == len(prompt) - 1)
+            context.decode(batch)
+            sizes[kind] = llama_cpp.llama_state_seq_get_size(context.ptr, 0)
+        finally:
+            batch.close()
+            context.close()
+    # 64 cells x 30 layers x 3 heads x 64 values of K: 2 bytes each in f16, 34/32 in q8_0
+    assert sizes["f16"] - sizes["q8_0"] == 64 * 30 * 3 * 64 * (2 - 34 / 32), sizes
+    requests = sample_requests()
+    q8 = batched.kv_cache_bytes(requests)
+    batched.cache_type_k = "f16"
+    try:
+        assert batched.kv_cache_bytes(requests) / q8 == pytest.approx(4 / (2 + 34 / 32))
+    finally:
+        batched.cache_type_k = "q8_0"
+    with pytest.raises(ValueError, match="q4_0"):
+        create_engine("batched", MODEL, cache_type_k="q4_0")
+
+
+@pytest.mark.model
 def test_grammar_constrains_the_text(batched):
     requests = [r for r in sample_requests(max_tokens=40) if r.grammar]
     assert len(requests) == 2
@@ -232,6 +266,8 @@ def test_greedy_tokens_equal_llama_cpp_python_for_every_sample_prompt(batched):
     all 14 sample prompts at full length; where they part, the first difference is a numerical tie."""
     import llama_cpp
 
+    from digest.engine.native import CACHE_TYPES
+
     requests = [dataclasses.replace(r, sampling=GREEDY) for r in sample_requests(max_tokens=160)]
     batched.slots = 1
     try:
@@ -241,7 +277,8 @@ def test_greedy_tokens_equal_llama_cpp_python_for_every_sample_prompt(batched):
     prompts = [batched.tokenize(r) for r in requests]
     n_ctx = max(len(p) for p in prompts) + 160 + 8
     llm = llama_cpp.Llama(model_path=str(MODEL), n_ctx=n_ctx, n_batch=512, n_threads=batched.threads,
-                          n_threads_batch=batched.threads, flash_attn=False, verbose=False)
+                          n_threads_batch=batched.threads, flash_attn=False, verbose=False,
+                          type_k=CACHE_TYPES[batched.cache_type_k][0])
     same = ties = 0
     try:
         for request, prompt, result in zip(requests, prompts, ours):

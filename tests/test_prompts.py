@@ -13,7 +13,7 @@ from digest.engine.base import Sampling
 from digest.errors import ConfigError, PromptError
 from digest.post import PREDICTION_SUBJECTS
 from digest.prompts import EXAMPLES, FIELDS, Templates, build_requests, example_turns
-from digest.sections import prediction_grammar
+from digest.sections import KINDS, prediction_grammar
 from digest.select import Story
 
 PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
@@ -40,9 +40,10 @@ TOPICS = [
 ]
 
 
-def requests_for(topics, templates, *, run_seed=42, day=DAY, max_tokens=160, sampling=Sampling(), examples=True):
+def requests_for(topics, templates, *, run_seed=42, day=DAY, max_tokens=160, sampling=Sampling(), examples=True,
+                 example_kinds="own"):
     return build_requests(topics, day, templates, run_seed=run_seed, max_tokens=max_tokens, sampling=sampling,
-                          examples=examples)
+                          examples=examples, example_kinds=example_kinds)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,7 +149,7 @@ def test_examples_are_the_same_user_assistant_turns_before_every_request(templat
     assert {e.kind for e in examples} == {"benefits", "ramifications", "predictions"}
     turns = example_turns(templates, DAY)
     assert [m.role for m in turns] == ["user", "assistant"] * len(examples)
-    requests = requests_for(TOPICS, templates)
+    requests = requests_for(TOPICS, templates, example_kinds="all")
     for request in requests:
         # system, the examples, then the request's own user turn: a prefix all requests share
         assert request.messages[:-1] == (requests[0].messages[0], *turns)
@@ -164,6 +165,28 @@ def test_examples_are_the_same_user_assistant_turns_before_every_request(templat
     plain = requests_for(TOPICS, templates, examples=False)
     assert [r.messages[-1] for r in plain] == [r.messages[-1] for r in requests]
     assert [(r.key, r.seed) for r in plain] == [(r.key, r.seed) for r in requests]
+
+
+def test_by_default_a_section_sees_the_examples_of_its_own_kind_only(templates):
+    """example_kinds = "own": a Benefits request is shown the Benefits example and no other; the
+    requests of one kind share their whole prefix; the request's own turn and seed do not change."""
+    examples = templates.examples()
+    mine = requests_for(TOPICS, templates)
+    every = requests_for(TOPICS, templates, example_kinds="all")
+    by_kind: dict[str, set] = {}
+    for request, full in zip(mine, every):
+        kind = KINDS[request.key.split(":", 1)[0]].template_name
+        shown = [e for e in examples if e.kind == kind]
+        assert shown, request.key
+        assert request.messages[:-1] == (full.messages[0], *example_turns(templates, DAY, KINDS[request.key.split(":")[0]]))
+        assert len(request.messages) == 2 + 2 * len(shown)
+        assert (request.messages[-1], request.key, request.seed) == (full.messages[-1], full.key, full.seed)
+        by_kind.setdefault(kind, set()).add(request.messages[:-1])
+    assert set(by_kind) == {"benefits", "ramifications", "predictions"}
+    assert all(len(prefixes) == 1 for prefixes in by_kind.values())
+    assert len({p for prefixes in by_kind.values() for p in prefixes}) == 3
+    with pytest.raises(ValueError, match="example_kinds"):
+        requests_for(TOPICS, templates, example_kinds="some")
 
 
 def test_examples_file_is_optional(prompts_copy):

@@ -219,12 +219,14 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(run_cli, full_disk):
 # Fidelity: the derived default against its published source, over every position of a fixed text
 
 
-def _log_probs(model: Path, tokens: list[int]):
+def _log_probs(model: Path, tokens: list[int], cache_type_k: str = "f16"):
     import llama_cpp
     import numpy as np
 
+    from digest.engine.native import CACHE_TYPES
+
     llm = llama_cpp.Llama(model_path=str(model), n_ctx=len(tokens) + 16, n_batch=512, n_threads=2,
-                          n_threads_batch=2, logits_all=True, verbose=False)
+                          n_threads_batch=2, logits_all=True, verbose=False, type_k=CACHE_TYPES[cache_type_k][0])
     try:
         llm.eval(tokens)
         logits = np.array(llm.scores[: len(tokens)], dtype=np.float32)
@@ -235,7 +237,8 @@ def _log_probs(model: Path, tokens: list[int]):
     return logits
 
 
-def fidelity(source: Path, derived: Path, text: str) -> dict:
+def fidelity(source: Path, derived: Path, text: str, cache_type_k: str = "f16") -> dict:
+    """`derived` (with its K cache in `cache_type_k`) against `source` (f16 cache), position by position."""
     import llama_cpp
     import numpy as np
 
@@ -243,7 +246,7 @@ def fidelity(source: Path, derived: Path, text: str) -> dict:
     tokens = vocab.tokenize(text.encode("utf-8"), add_bos=True)
     vocab.close()
     p = _log_probs(source, tokens)
-    q = _log_probs(derived, tokens)
+    q = _log_probs(derived, tokens, cache_type_k)
     # Position i predicts token i + 1: the last position predicts nothing in the text.
     p, q, following = p[:-1], q[:-1], np.array(tokens[1:])
     kl = (np.exp(p) * (p - q)).sum(axis=1, dtype=np.float64)
@@ -266,6 +269,17 @@ def test_the_derived_default_reads_as_its_source():
     print(f"fidelity of {DERIVED.name} against {SOURCE.name}: {found} ({time.monotonic() - start:.1f} s)")
     assert 1000 <= found["tokens"] <= 1500
     assert found["mean_kl"] <= 0.01, found
+    assert found["top1"] >= 0.9, found
+    assert abs(math.log(found["ppl_derived"] / found["ppl_source"])) < 0.05, found
+
+
+@pytest.mark.model
+def test_the_q8_0_k_cache_reads_as_the_f16_one():
+    """The batching engine's default K cache (q8_0) against llama.cpp's f16 one, same model file."""
+    need_models()
+    found = fidelity(DERIVED, DERIVED, FIDELITY_TEXT.read_text(encoding="utf-8"), cache_type_k="q8_0")
+    print(f"fidelity of the q8_0 K cache against f16 on {DERIVED.name}: {found}")
+    assert 0 < found["mean_kl"] <= 0.01, found  # 0 would mean the setting never reached llama.cpp
     assert found["top1"] >= 0.9, found
     assert abs(math.log(found["ppl_derived"] / found["ppl_source"])) < 0.05, found
 

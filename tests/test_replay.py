@@ -152,12 +152,23 @@ def test_replay_refuses_an_edited_config_in_the_manifest(run_cli, site):
 
 
 def test_a_manifest_of_an_older_release_replays(run_cli, site):
-    """Written before [generation] sections and the server settings of [model] existed: those keys are
-    missing from its config, which hashed without them, and take their defaults on replay."""
+    """Written before [generation] sections, example_kinds and the server and cache settings of [model]
+    existed: those keys are missing from its config, which hashed without them, and take their defaults
+    on replay, or what they stood for then (config.BEFORE_THE_KEY). The post is made as that release
+    made it: every example before every section (the fake engine's text depends on the prompt)."""
+    config = site["config"]
+    config.write_text(config.read_text(encoding="utf-8") + 'example_kinds = "all"\n[model]\ncache_type_k = "f16"\n',
+                      encoding="utf-8")
+    out = site["out"].parent / "older"
+    made = run_cli("run", "--config", config, "--prompts", site["prompts"], "--model", site["model"], "--out", out,
+                   "--date", DAY)
+    assert made.exit_code == 0, describe(made)
+    site["manifest"] = out / ".digest" / "manifests" / f"{DAY}.json"
     m = load(site["manifest"])
     effective = m["config"]["effective"]
     del effective["generation"]["sections"]
-    for key in ("url", "name", "api_key_env", "concurrency", "timeout", "retries", "grammar", "stream"):
+    del effective["generation"]["example_kinds"]
+    for key in ("url", "name", "api_key_env", "concurrency", "timeout", "retries", "grammar", "stream", "cache_type_k"):
         del effective["model"][key]
     m["config"]["sha256"] = config_sha256(effective)
     site["manifest"].write_text(json.dumps(m), encoding="utf-8")

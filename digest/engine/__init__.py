@@ -15,14 +15,17 @@ from pathlib import Path
 from .base import Engine, Generation, Message, Progress, Request, Result, Sampling, Stats, derive_seed
 
 ENGINES = ("batched", "sequential", "fake", "openai")
+# The K cache formats of the batching engine (`[model] cache_type_k`; engine/native.py says why q8_0).
+CACHE_TYPES_K = ("q8_0", "f16")
 
-__all__ = ["ENGINES", "Engine", "Generation", "Message", "Progress", "Request", "Result", "Sampling",
+__all__ = ["CACHE_TYPES_K", "ENGINES", "Engine", "Generation", "Message", "Progress", "Request", "Result", "Sampling",
            "Stats", "create_engine", "derive_seed"]
 
 
 def create_engine(name: str, model_path: Path, *, n_ctx: int = 0, threads: int = 0, n_gpu_layers: int = 0,
-                  slots: int = 0, server=None) -> Engine:
-    """An engine by name; `server` (an openai.ServerOptions) is what the `openai` engine talks to."""
+                  slots: int = 0, server=None, cache_type_k: str = "q8_0") -> Engine:
+    """An engine by name; `server` (an openai.ServerOptions) is what the `openai` engine talks to;
+    `cache_type_k` is the batching engine's K cache format (the loop keeps llama-cpp-python's f16)."""
     if name == "openai":
         from .openai import OpenAIEngine
 
@@ -36,7 +39,8 @@ def create_engine(name: str, model_path: Path, *, n_ctx: int = 0, threads: int =
     if name == "batched":
         from .batched import BatchedEngine
 
-        return BatchedEngine(model_path, n_ctx=n_ctx, threads=threads, n_gpu_layers=n_gpu_layers, slots=slots)
+        return BatchedEngine(model_path, n_ctx=n_ctx, threads=threads, n_gpu_layers=n_gpu_layers, slots=slots,
+                             cache_type_k=cache_type_k)
     if name == "sequential":
         from .sequential import SequentialEngine
 

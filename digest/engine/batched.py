@@ -32,7 +32,7 @@ from .base import (Engine, FinishReason, Generation, Progress, ProgressCallback,
                    check_unique_keys)
 from .chat import ChatFormatter, chat_template
 from .llama import default_threads
-from .native import MAX_SEQUENCES, Batch, Context, Grammar, Model, stream_cells
+from .native import CACHE_TYPES, DEFAULT_CACHE_TYPE_K, MAX_SEQUENCES, Batch, Context, Grammar, Model, stream_cells
 from .sampling import RowSampler, choose_rows, top_k_allowed, top_k_rows
 
 # Repetition guard: a sequence ends when its last tokens are one short pattern repeated; a pattern of
@@ -115,7 +115,11 @@ class _Sequence:
 class BatchedEngine(Engine):
     name = "batched"
 
-    def __init__(self, model_path: Path, *, n_ctx: int = 0, threads: int = 0, n_gpu_layers: int = 0, slots: int = 0):
+    def __init__(self, model_path: Path, *, n_ctx: int = 0, threads: int = 0, n_gpu_layers: int = 0, slots: int = 0,
+                 cache_type_k: str = DEFAULT_CACHE_TYPE_K):
+        if cache_type_k not in CACHE_TYPES:
+            raise ValueError(f"unknown K cache type {cache_type_k!r} (known: {', '.join(CACHE_TYPES)})")
+        self.cache_type_k = cache_type_k
         self.model_path = Path(model_path)
         self.n_ctx = n_ctx
         self.threads = threads or default_threads()
@@ -134,7 +138,7 @@ class BatchedEngine(Engine):
             model.close()
 
     def kv_cache_bytes(self, requests: Sequence[Request]) -> int:
-        """Bytes of the f16 KV cache that `generate(requests)` allocates."""
+        """Bytes of the KV cache (K in `cache_type_k`, V in f16) that `generate(requests)` allocates."""
         prompts = [self.tokenize(r) for r in requests]
         _, _, n_seq, cells = self._plan(requests, prompts)
         meta = self._model.metadata
@@ -143,7 +147,8 @@ class BatchedEngine(Engine):
         n_head = int(meta[f"{arch}.attention.head_count"])
         n_head_kv = int(meta.get(f"{arch}.attention.head_count_kv", n_head))
         head_dim = int(meta.get(f"{arch}.attention.key_length", int(meta[f"{arch}.embedding_length"]) // n_head))
-        return n_seq * cells * n_layer * 2 * n_head_kv * head_dim * 2
+        per_value = CACHE_TYPES[self.cache_type_k][1] + CACHE_TYPES["f16"][1]
+        return int(n_seq * cells * n_layer * n_head_kv * head_dim * per_value)
 
     def tokenize(self, request: Request) -> list[int]:
         return self._model.tokenize(self._format(request.messages))
@@ -188,7 +193,8 @@ class BatchedEngine(Engine):
         # One ubatch must hold a whole generation step or a whole prompt chunk; and llama.cpp wants
         # n_batch >= n_seq_max (its output buffer holds one row per sequence; below that it aborts).
         capacity = max(n_seq, max(map(len, prompts)))
-        context = Context(self._model, n_ctx_seq=cells, n_seq_max=n_seq, n_batch=capacity, threads=self.threads)
+        context = Context(self._model, n_ctx_seq=cells, n_seq_max=n_seq, n_batch=capacity, threads=self.threads,
+                          cache_type_k=self.cache_type_k)
         batch = Batch(capacity)
         sequences: list[_Sequence] = []
         try:

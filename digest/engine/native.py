@@ -19,6 +19,13 @@ from .llama import check_gguf
 
 STREAM_ALIGN = 256  # llama.cpp pads each sequence's KV stream to a multiple of this
 FLASH_ATTN = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+# The formats of the K half of the KV cache (`[model] cache_type_k`), with their bytes per value. The
+# V half stays f16: llama.cpp quantizes V only with flash attention, which is off (see Context).
+# Each generated token takes one short dot product (a head's 64 values) with every K cell of its
+# sequence; in q8_0 these run on the integer kernels and read half the bytes, which made the sample
+# digest with its example exchanges 1.27x faster here, for a mean KL divergence of 0.004 (tests).
+CACHE_TYPES = {"f16": (llama_cpp.GGML_TYPE_F16, 2.0), "q8_0": (llama_cpp.GGML_TYPE_Q8_0, 34 / 32)}
+DEFAULT_CACHE_TYPE_K = "q8_0"
 # llama.cpp caps one context at this many sequences (LLAMA_MAX_SEQ).
 MAX_SEQUENCES = 256
 # ggml's log levels (enum ggml_log_level): NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5.
@@ -127,7 +134,8 @@ class Context:
     makes its text independent of what else is in the batch.
     """
 
-    def __init__(self, model: Model, *, n_ctx_seq: int, n_seq_max: int, n_batch: int, threads: int):
+    def __init__(self, model: Model, *, n_ctx_seq: int, n_seq_max: int, n_batch: int, threads: int,
+                 cache_type_k: str = DEFAULT_CACHE_TYPE_K):
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_ctx_seq * n_seq_max
         params.n_batch = n_batch
@@ -138,6 +146,7 @@ class Context:
         params.n_threads = threads
         params.n_threads_batch = threads
         params.kv_unified = False
+        params.type_k = CACHE_TYPES[cache_type_k][0]
         params.no_perf = True
         clear_errors()
         self.ptr = llama_cpp.llama_init_from_model(model.ptr, params)
