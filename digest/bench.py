@@ -466,6 +466,14 @@ def compare_native(config: Config, binary: Path, batch_sizes: Sequence[int], run
     return out
 
 
+PEAK_OF_CHILD = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+_, status, usage = os.wait4(child.pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024)
+"""
+
+
 def measure_run_memory(config: Config, model: Path) -> dict:
     """Peak RSS of a `digest run` on the samples, against model file + KV cache + 300 MB."""
     with tempfile.TemporaryDirectory() as out:
@@ -473,12 +481,12 @@ def measure_run_memory(config: Config, model: Path) -> dict:
                    "--model", str(model), "--engine", "batched", "--date", BENCH_DAY.isoformat()]
         if config.source:
             command += ["--config", str(config.source)]
-        # The child's own peak, from wait4: RUSAGE_CHILDREN would give the largest of every child this
-        # process ever waited for (llama-server, llama-batched-bench), not this run's.
-        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-        peak = usage.ru_maxrss * 1024
+        # The run's own peak, from wait4 in a small go-between: RUSAGE_CHILDREN would give the largest of
+        # every child this process ever waited for (llama-server, llama-batched-bench), and Linux counts
+        # in a child's peak the RSS of the process it was forked from (this bench, models loaded), so the
+        # run is forked from a fresh interpreter of a few MB, which reports the run's exit code and peak.
+        done = subprocess.run([sys.executable, "-c", PEAK_OF_CHILD, *command], capture_output=True, text=True)
+        exit_code, peak = (int(x) for x in done.stdout.split())
     kv = kv_cache_bytes(config, model)
     limit = model.stat().st_size + kv + MEMORY_MARGIN
     return {
@@ -487,7 +495,7 @@ def measure_run_memory(config: Config, model: Path) -> dict:
         "kv_cache_bytes": kv,
         "limit_bytes": limit,
         "within_limit": peak <= limit,
-        "exit_code": child.returncode,
+        "exit_code": exit_code,
     }
 
 

@@ -55,3 +55,26 @@ def test_prompts_cut_or_padded_to_exactly_128_tokens():
             for n in (128, 200):
                 fitted = exact_prompt(engine, request, n)
                 assert len(engine.tokenize(fitted)) == n
+
+
+def test_the_memory_step_measures_the_run_not_the_bench_that_forked_it():
+    """Linux counts in a child's peak RSS the RSS of the process it was forked from: a bench holding
+    models would report its own size for any run. The go-between reports the run's own peak."""
+    import os
+    import subprocess
+    import sys
+
+    from digest.bench import PEAK_OF_CHILD
+
+    ballast = bytearray(400 * 2**20)
+    for i in range(0, len(ballast), 4096):
+        ballast[i] = 1  # touched, so resident
+    small = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    child = subprocess.Popen(small)
+    _, _, usage = os.wait4(child.pid, 0)
+    assert usage.ru_maxrss * 1024 > 400 * 2**20  # what a plain fork reports: the parent's size
+    done = subprocess.run([sys.executable, "-c", PEAK_OF_CHILD, *small], capture_output=True, text=True)
+    code, peak = (int(x) for x in done.stdout.split())
+    assert code == 3
+    assert 1 * 2**20 < peak < 100 * 2**20
+    del ballast
