@@ -65,5 +65,25 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised as an interrupt so that the same cleanup runs as for Ctrl-C."""
 
 
+# An interrupt raised while native code was calling back into Python (llama.cpp's log callback runs
+# thousands of times a run) is printed and dropped by ctypes, and the run would go on to its end. The
+# CLI's signal handlers note each interrupt here before raising it; the engine raises a noted one as
+# soon as llama.cpp returns (`raise_noted_interrupt`).
+_noted: list[KeyboardInterrupt] = []
+
+
+def note_interrupt(exc: KeyboardInterrupt) -> None:
+    _noted[:] = [exc]
+
+
+def forget_interrupts() -> None:
+    _noted.clear()
+
+
+def raise_noted_interrupt() -> None:
+    if _noted:
+        raise _noted.pop()
+
+
 class PeerError(GenerationError):
     """`digest bench --llama-server`: the peer server is missing, cannot start, or answers badly."""

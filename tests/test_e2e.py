@@ -102,16 +102,20 @@ def test_bench_times_both_engines_and_the_checks_on_the_same_requests(tmp_path):
     report = json.loads(done.stdout)
     rows = {row["label"]: row for row in report["rows"]}
     assert set(rows) == {"sequential", "sequential-reread", "batched", "batched [no examples]", "batched+checks",
-                         "batched [2 digests, one batch]", "batched [2 digests, one by one]"}
+                         "batched [2 digests, one batch]", "batched [2 digests, one by one]",
+                         "batched [f16 K, all examples: 0.1]"}
     # two digests in one batch: the very tokens of the two digests run one after the other
     together, apart = rows["batched [2 digests, one batch]"], rows["batched [2 digests, one by one]"]
     assert together["completion_tokens"] == apart["completion_tokens"] > rows["batched"]["completion_tokens"]
     assert together["prompt_tokens"] == apart["prompt_tokens"] == 2 * rows["batched"]["prompt_tokens"]
-    # the example exchanges sit in the prefix all sections share: decoded once, whatever their length
-    plain, full = rows["batched [no examples]"], rows["batched"]
-    assert full["prompt_tokens"] > plain["prompt_tokens"] + 6 * 100
-    examples = (full["prompt_tokens"] - plain["prompt_tokens"]) / report["requests"]  # their tokens in one prompt
-    assert full["prompt_tokens_decoded"] - plain["prompt_tokens_decoded"] < 1.5 * examples  # decoded once, not 6 times
+    # each section is shown its own kind's example, which the two sections of a kind share: decoded once
+    # a kind (3 times), not once a section (6 times); 0.1 showed all three to every section, decoded once
+    plain, full, older = rows["batched [no examples]"], rows["batched"], rows["batched [f16 K, all examples: 0.1]"]
+    examples = full["prompt_tokens"] - plain["prompt_tokens"]  # their tokens in all 6 prompts
+    assert examples > 6 * 60
+    assert full["prompt_tokens_decoded"] - plain["prompt_tokens_decoded"] < 0.85 * examples  # per section: > 1.0
+    assert older["prompt_tokens"] - plain["prompt_tokens"] > 2.5 * examples  # three examples, not one
+    assert older["prompt_tokens_decoded"] - plain["prompt_tokens_decoded"] < 0.75 * examples
     assert report["requests"] == 6 and report["max_tokens"] == 24
     for row in rows.values():
         assert row["completion_tokens"] > 0 and row["median_wall_s"] > 0 and row["speedup"] > 0

@@ -216,6 +216,29 @@ def test_the_k_cache_format_reaches_llama_cpp(batched):
 
 
 @pytest.mark.model
+def test_an_interrupt_that_lands_in_the_log_callback_stops_the_decode(batched, monkeypatch):
+    """llama.cpp calls our log callback thousands of times a run; a Ctrl-C raised in it would be
+    printed and dropped by ctypes. It is kept, and raised as soon as llama_decode returns."""
+    from digest.engine import native
+    from digest.errors import forget_interrupts
+
+    calls = []
+
+    def interrupted(level, text):
+        calls.append(level)
+        if len(calls) == 1:
+            raise KeyboardInterrupt()
+
+    monkeypatch.setattr(native, "_take_log", interrupted)
+    forget_interrupts()
+    with pytest.raises(KeyboardInterrupt):
+        batched.generate(sample_requests()[:2])
+    assert calls, "llama.cpp never called the log callback"
+    monkeypatch.undo()
+    assert batched.generate(sample_requests()[:1]).results[0].text  # nothing left over
+
+
+@pytest.mark.model
 def test_grammar_constrains_the_text(batched):
     requests = [r for r in sample_requests(max_tokens=40) if r.grammar]
     assert len(requests) == 2

@@ -14,7 +14,7 @@ import llama_cpp
 import numpy as np
 from llama_cpp import _internals
 
-from ..errors import GenerationError, ModelError
+from ..errors import GenerationError, ModelError, note_interrupt, raise_noted_interrupt
 from .llama import check_gguf
 
 STREAM_ALIGN = 256  # llama.cpp pads each sequence's KV stream to a multiple of this
@@ -44,6 +44,13 @@ _pending: list[str] = []
 
 @llama_cpp.llama_log_callback
 def _log_callback(level: int, text: bytes, user_data) -> None:
+    try:
+        _take_log(level, text)
+    except KeyboardInterrupt as exc:  # ctypes would print and drop it: Context.decode raises it
+        note_interrupt(exc)
+
+
+def _take_log(level: int, text: bytes) -> None:
     global _last_level
     level = _last_level if level == GGML_LOG_LEVEL_CONT else level
     _last_level = level
@@ -160,6 +167,7 @@ class Context:
 
     def decode(self, batch: "Batch") -> None:
         status = llama_cpp.llama_decode(self.ptr, batch.raw)
+        raise_noted_interrupt()  # a Ctrl-C or SIGTERM that landed in our log callback meanwhile
         if status != 0:
             raise GenerationError(
                 f"llama_decode failed with status {status} on a batch of {batch.n_tokens} tokens{last_error()}")
