@@ -23,7 +23,7 @@ from pathlib import Path
 from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
 
-from .config import Config
+from .config import Config, as_before_the_keys
 from .engine import create_engine
 from .engine.base import Generation, Request, Stats
 from .engine.llama import default_threads
@@ -235,12 +235,12 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
         if plain != requests:
             # What the example exchanges in the shared prefix cost: the same digest without them.
             plan.append((Row("batched", 0, variant="no examples"), with_slots(0, lambda: batched.generate(plain))))
-        if g.examples and (config.model.cache_type_k, g.example_kinds) != BEFORE_0_2:
+        older = as_before_the_keys(config)
+        if g.examples and older != config:
             # The same digest as digest 0.1 made it: f16 K cache, every example before every section.
-            older = dataclasses.replace(config, generation=dataclasses.replace(g, example_kinds=BEFORE_0_2[1]))
             old_requests = bench_inputs(older)[0]
             old_engine = stack.enter_context(BatchedEngine(model, n_ctx=config.model.n_ctx, threads=threads,
-                                                           n_gpu_layers=gpu, cache_type_k=BEFORE_0_2[0]))
+                                                           n_gpu_layers=gpu, cache_type_k=older.model.cache_type_k))
             plan.append((Row("batched", 0, variant="f16 K, all examples: 0.1"), lambda: old_engine.generate(old_requests)))
             warm.append(lambda: old_engine.generate(old_requests[:1]))
         if configs > 1:
@@ -377,8 +377,6 @@ def decode_throughput(config: Config, batch_sizes: Sequence[int], *, tokens: int
 
 
 NATIVE_BATCHES = (1, 2, 3, 4, 6, 8, 12, 16)
-# (cache_type_k, example_kinds) of digest 0.1, for the bench row that shows what 0.2's defaults gain.
-BEFORE_0_2 = ("f16", "all")
 
 
 def native_batched_bench(binary: Path, model: Path, threads: int, batches: Sequence[int] = NATIVE_BATCHES, *,

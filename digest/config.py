@@ -184,14 +184,20 @@ def config_to_dict(config: Config) -> dict:
 BEFORE_THE_KEY = {("model", "cache_type_k"): "f16", ("generation", "example_kinds"): "all"}
 
 
+def as_before_the_keys(config: Config, data: dict | None = None) -> Config:
+    """`config` with the value of each BEFORE_THE_KEY setting that `data` (a recorded config) lacks:
+    every one of them without `data` (the settings as digest 0.1 ran). A copy; `config` is unchanged."""
+    tables = {table: dataclasses.replace(getattr(config, table)) for table, _ in BEFORE_THE_KEY}
+    for (table, key), value in BEFORE_THE_KEY.items():
+        if data is None or key not in data.get(table, {}):
+            setattr(tables[table], key, value)
+    return dataclasses.replace(config, **tables)
+
+
 def config_from_dict(data: dict) -> Config:
     """The inverse of `config_to_dict`, checked like a config file. Keys added since the data was
     recorded take their defaults, or the value they stood for before they existed (BEFORE_THE_KEY)."""
-    config = build(Config, data, Document("config", data), base=Config())
-    for (table, key), value in BEFORE_THE_KEY.items():
-        if key not in data.get(table, {}):
-            setattr(getattr(config, table), key, value)
-    return config
+    return as_before_the_keys(build(Config, data, Document("config", data), base=Config()), data)
 
 
 def parse_config(text: str, source: Path | None = None) -> Config:

@@ -15,7 +15,8 @@ from pathlib import Path
 from .base import Engine, Generation, Message, Progress, Request, Result, Sampling, Stats, derive_seed
 
 ENGINES = ("batched", "sequential", "fake", "openai")
-# The K cache formats of the batching engine (`[model] cache_type_k`; engine/native.py says why q8_0).
+# The K cache formats of the batching engine, the default first (`[model] cache_type_k`;
+# engine/native.py says why q8_0 and holds each one's llama.cpp type).
 CACHE_TYPES_K = ("q8_0", "f16")
 
 __all__ = ["CACHE_TYPES_K", "ENGINES", "Engine", "Generation", "Message", "Progress", "Request", "Result", "Sampling",
@@ -23,7 +24,7 @@ __all__ = ["CACHE_TYPES_K", "ENGINES", "Engine", "Generation", "Message", "Progr
 
 
 def create_engine(name: str, model_path: Path, *, n_ctx: int = 0, threads: int = 0, n_gpu_layers: int = 0,
-                  slots: int = 0, server=None, cache_type_k: str = "q8_0") -> Engine:
+                  slots: int = 0, server=None, cache_type_k: str = CACHE_TYPES_K[0]) -> Engine:
     """An engine by name; `server` (an openai.ServerOptions) is what the `openai` engine talks to;
     `cache_type_k` is the batching engine's K cache format (the loop keeps llama-cpp-python's f16)."""
     if name == "openai":

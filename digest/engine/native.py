@@ -15,6 +15,7 @@ import numpy as np
 from llama_cpp import _internals
 
 from ..errors import GenerationError, ModelError, note_interrupt, raise_noted_interrupt
+from . import CACHE_TYPES_K
 from .llama import check_gguf
 
 STREAM_ALIGN = 256  # llama.cpp pads each sequence's KV stream to a multiple of this
@@ -25,7 +26,8 @@ FLASH_ATTN = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
 # sequence; in q8_0 these run on the integer kernels and read half the bytes, which made the sample
 # digest with its example exchanges 1.27x faster here, for a mean KL divergence of 0.004 (tests).
 CACHE_TYPES = {"f16": (llama_cpp.GGML_TYPE_F16, 2.0), "q8_0": (llama_cpp.GGML_TYPE_Q8_0, 34 / 32)}
-DEFAULT_CACHE_TYPE_K = "q8_0"
+assert set(CACHE_TYPES) == set(CACHE_TYPES_K)
+DEFAULT_CACHE_TYPE_K = CACHE_TYPES_K[0]
 # llama.cpp caps one context at this many sequences (LLAMA_MAX_SEQ).
 MAX_SEQUENCES = 256
 # ggml's log levels (enum ggml_log_level): NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5.
