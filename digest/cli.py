@@ -23,7 +23,7 @@ from . import pipeline
 from .config import CONFIG_NAME, apply_flags, default_toml, load_config
 from .console import err, expected_errors, warning
 from .engine import ENGINES, create_engine
-from .errors import EXIT_INVALID, ConfigError, DigestError, Terminated, forget_interrupts, note_interrupt
+from .errors import EXIT_INVALID, ConfigError, DigestError, Terminated, forget_interrupts, interrupt_now_or_later
 from .resources import samples_dir
 from .models_cli import app as models_app
 from .runlog import run_log
@@ -40,17 +40,15 @@ app.add_typer(models_app, name="models")
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """While inside, SIGTERM raises `Terminated` (a KeyboardInterrupt), so a `kill` stops a run with
-    the same cleanup as Ctrl-C: no partial post, the engine and the lock released. Both signals are
-    noted before they are raised (errors.note_interrupt), so one that lands in a native callback,
-    where ctypes would drop it, still stops the run when llama.cpp returns."""
+    the same cleanup as Ctrl-C: no partial post, the engine and the lock released. While llama.cpp
+    works, either signal is noted and raised when it returns (errors.interrupt_now_or_later): raised
+    in a native callback, ctypes would print it and drop it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
-        exc = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
-        note_interrupt(exc)
-        raise exc
+        interrupt_now_or_later(Terminated() if signum == signal.SIGTERM else KeyboardInterrupt())
 
     forget_interrupts()
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -390,3 +390,21 @@ def test_repeat_guard_agrees_with_repetition_start_token_by_token():
             token = pattern[i % len(pattern)] if rng.random() < 0.85 else rng.randrange(alphabet)
             tokens.append(token)
             assert guard.push(token) == (repetition_start(tokens) is not None)
+
+
+def test_a_signal_during_a_native_call_is_raised_when_it_returns():
+    """The CLI's handlers raise at once in Python code, but inside a llama.cpp call only note the
+    interrupt: raised from a native callback, ctypes would print a traceback and drop it."""
+    from digest.errors import IN_NATIVE, Terminated, forget_interrupts, interrupt_now_or_later
+
+    forget_interrupts()
+    with pytest.raises(KeyboardInterrupt):
+        interrupt_now_or_later(KeyboardInterrupt())
+    reached = []
+    with pytest.raises(Terminated):
+        with IN_NATIVE:
+            interrupt_now_or_later(Terminated())  # as if the handler ran in llama.cpp's log callback
+            reached.append("the native call went on")
+    assert reached
+    with IN_NATIVE:
+        pass  # nothing left noted

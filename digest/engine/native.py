@@ -14,7 +14,7 @@ import llama_cpp
 import numpy as np
 from llama_cpp import _internals
 
-from ..errors import GenerationError, ModelError, note_interrupt, raise_noted_interrupt
+from ..errors import IN_NATIVE, GenerationError, ModelError, note_interrupt
 from . import CACHE_TYPES_K
 from .llama import check_gguf
 
@@ -48,7 +48,7 @@ _pending: list[str] = []
 def _log_callback(level: int, text: bytes, user_data) -> None:
     try:
         _take_log(level, text)
-    except KeyboardInterrupt as exc:  # ctypes would print and drop it: Context.decode raises it
+    except KeyboardInterrupt as exc:  # ctypes would print and drop it: IN_NATIVE's end raises it
         note_interrupt(exc)
 
 
@@ -93,7 +93,8 @@ class Model:
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers if n_gpu_layers >= 0 else 0x7FFFFFFF
         try:
-            self._model = _internals.LlamaModel(path_model=str(path), params=params, verbose=False)
+            with IN_NATIVE:
+                self._model = _internals.LlamaModel(path_model=str(path), params=params, verbose=False)
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelError(f"cannot load model {path}: {exc}{last_error()} (the file may be truncated or corrupt)") from exc
         self.path = Path(path)
@@ -158,7 +159,8 @@ class Context:
         params.type_k = CACHE_TYPES[cache_type_k][0]
         params.no_perf = True
         clear_errors()
-        self.ptr = llama_cpp.llama_init_from_model(model.ptr, params)
+        with IN_NATIVE:
+            self.ptr = llama_cpp.llama_init_from_model(model.ptr, params)
         if not self.ptr:
             raise ModelError(
                 f"llama.cpp could not create a context of {params.n_ctx} tokens for {n_seq_max} sequences"
@@ -168,8 +170,8 @@ class Context:
         self.n_ctx_seq = llama_cpp.llama_n_ctx(self.ptr) // n_seq_max
 
     def decode(self, batch: "Batch") -> None:
-        status = llama_cpp.llama_decode(self.ptr, batch.raw)
-        raise_noted_interrupt()  # a Ctrl-C or SIGTERM that landed in our log callback meanwhile
+        with IN_NATIVE:  # a Ctrl-C or SIGTERM meanwhile is raised when llama.cpp returns
+            status = llama_cpp.llama_decode(self.ptr, batch.raw)
         if status != 0:
             raise GenerationError(
                 f"llama_decode failed with status {status} on a batch of {batch.n_tokens} tokens{last_error()}")
