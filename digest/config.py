@@ -118,6 +118,15 @@ class Generation:
     sections: list[str] = field(default_factory=lambda: ["benefits", "ramifications"])
     candidates: int = field(default=1, metadata=rules(1, 8))
     retries: int = field(default=2, metadata=rules(0, 10))
+    # Prevent before checking (docs/quality.md): the fact guard keeps every number and name of a
+    # paragraph to its story, token by token; a finished sentence that fails the sentence checks is
+    # undone and written again, up to `sentence_attempts` tries (1: never undone).
+    guard: bool = True
+    sentence_attempts: int = field(default=4, metadata=rules(1, 16))
+    # The point bias: added to the logits of the words that make a paragraph's point (a Benefits
+    # paragraph's who and gain words, a Ramifications paragraph's risk words) and taken from the
+    # words against it. 0: none.
+    point_bias: float = field(default=0.0, metadata=rules(0.0, 10.0))
 
 
 @dataclass
@@ -181,7 +190,9 @@ def config_to_dict(config: Config) -> dict:
 
 # Settings whose default changed when the key was added: a recorded config without the key (a manifest
 # of an older release) ran with this value, not with today's default.
-BEFORE_THE_KEY = {("model", "cache_type_k"): "f16", ("generation", "example_kinds"): "all"}
+BEFORE_THE_KEY = {("model", "cache_type_k"): "f16", ("generation", "example_kinds"): "all",
+                  ("generation", "guard"): False, ("generation", "sentence_attempts"): 1,
+                  ("generation", "point_bias"): 0.0}
 
 
 def as_before_the_keys(config: Config, data: dict | None = None) -> Config:

@@ -174,6 +174,7 @@ def run_eval(config: Config, make_engine: Callable[[], Engine], inputs: Sequence
     judge = Judge(sections, day, templates.texts.values(), min_words=g.min_words, max_words=g.max_words)
     with make_engine() as engine:
         chosen = generate(engine, requests, judge, candidates=g.candidates, retries=g.retries, progress=progress,
+                          guard=g.guard, sentence_attempts=g.sentence_attempts, point_bias=g.point_bias,
                           require_all=False)
         model = engine.model_name
         engine_info = {"name": engine.name, "slots": g.slots, "threads": getattr(engine, "threads", None)}
@@ -194,7 +195,8 @@ def run_eval(config: Config, make_engine: Callable[[], Engine], inputs: Sequence
                              first.passed, {c.name: c.passed for c in first.checks}, _failures(first)))
     settings = {name: getattr(g, name) for name in ("seed", "max_tokens", "temperature", "top_k", "top_p", "min_p",
                                                     "repeat_penalty", "candidates", "retries", "min_words",
-                                                    "max_words", "examples", "sections")}
+                                                    "max_words", "examples", "sections", "guard",
+                                                    "sentence_attempts", "point_bias")}
     settings["day"] = day.isoformat()
     settings["topics_per_input"] = topics or config.feeds.topics.count
     prompts = prompts_record(templates.directory, list(templates.texts))

@@ -136,6 +136,7 @@ def build(
                  "failed_checks": [c.name for c in chosen.scores[r.key].failures] if r.key in chosen.scores else None,
                  "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
                  "finish_reason": r.finish_reason, "seconds": round(r.seconds, 4),
+                 **({"sampled_tokens": r.sampled_tokens, "rollbacks": r.rollbacks} if r.sampled_tokens else {}),
                  **({"first_token_seconds": r.first_token_seconds} if r.first_token_seconds is not None else {})}
                 for r in generation.results]
     stats = dataclasses.asdict(generation.stats)
@@ -153,7 +154,8 @@ def build(
         "sampling": dataclasses.asdict(sampling),
         "generation": {"max_tokens": config.generation.max_tokens, "slots": config.generation.slots,
                        "candidates": config.generation.candidates, "retries": config.generation.retries,
-                       "min_words": config.generation.min_words, "max_words": config.generation.max_words},
+                       "min_words": config.generation.min_words, "max_words": config.generation.max_words,
+                       "guard": config.generation.guard, "sentence_attempts": config.generation.sentence_attempts},
         "engine": engine,
         "topics": [_story(s) for s in topics],
         "trending": [_story(s) for s in trending],

@@ -195,12 +195,25 @@ def choose(judge: Judge, requests: Sequence[Request], tries: dict[str, list[Resu
     return chosen, scores
 
 
+def protect(requests: Sequence[Request], judge: Judge, *, guard: bool, sentence_attempts: int,
+            point_bias: float = 0.0) -> list[Request]:
+    """`requests` with their fact guard (`guard`), their sentence rule (`sentence_attempts` > 1) and
+    their point bias, all made from what the judge knows of each section: prevention, before the checks."""
+    return [dataclasses.replace(
+        r, guard=judge.guard(r.key) if guard else None,
+        sentences=judge.sentence_rule(r.key, sentence_attempts) if sentence_attempts > 1 else None,
+        bias=judge.bias(r.key, point_bias))
+        for r in requests]
+
+
 def generate(engine: Engine, requests: Sequence[Request], judge: Judge, *, candidates: int = 1,
-             retries: int = 2, progress: ProgressCallback | None = None, require_all: bool = True) -> Chosen:
+             retries: int = 2, progress: ProgressCallback | None = None, require_all: bool = True,
+             guard: bool = False, sentence_attempts: int = 1, point_bias: float = 0.0) -> Chosen:
     """Generate `candidates` tries of each section side by side; while a section's best try fails a
     quality check, generate new tries of it (seeds derived from its own), at most `retries` rounds.
     Fails when a section has no usable try at all, unless not `require_all` (then its last try is
-    kept, scored as unusable)."""
+    kept, scored as unusable). `guard`, `sentence_attempts`: see `protect`."""
+    requests = protect(requests, judge, guard=guard, sentence_attempts=sentence_attempts, point_bias=point_bias)
     tries: dict[str, list[Result]] = {r.key: [] for r in requests}
     stats = Stats()
     todo = list(requests)
@@ -351,11 +364,17 @@ def _write_post(
     with stage("model") as info:
         engine = make_engine()
         info.update(name=engine.model_name, engine=engine.name)
+    unapplied = prevention_unapplied(config, engine)
+    if unapplied:
+        status(unapplied)
+        warnings.append(unapplied)
     with engine:
         status(f"generating {len(requests)} sections with {engine.model_name} ({engine.name} engine)")
         with stage("generation") as info:
             chosen = generate(engine, requests, judge, candidates=config.generation.candidates,
-                              retries=config.generation.retries, progress=progress)
+                              retries=config.generation.retries, progress=progress, guard=config.generation.guard,
+                              sentence_attempts=config.generation.sentence_attempts,
+                              point_bias=config.generation.point_bias)
             s = chosen.generation.stats
             info.update(sections=len(requests), tokens=s.completion_tokens, **{"tok/s": f"{s.tokens_per_second:.1f}"},
                         passed=chosen.passed)
@@ -388,6 +407,19 @@ def _write_post(
         except OutputError as exc:  # the post is written; a lost record must not fail the run
             warnings.append(f"the topics were not recorded: {exc}")
     return result
+
+
+def prevention_unapplied(config: Config, engine: Engine) -> str | None:
+    """One line, when the config asks for prevention (`[generation] guard`, `sentence_attempts`,
+    `point_bias`) that the engine cannot apply: those sections are then only checked after the fact."""
+    g = config.generation
+    asked = {"guard": g.guard, "sentences": g.sentence_attempts > 1, "bias": bool(g.point_bias)}
+    missing = [what for what, on in asked.items() if on and what not in engine.prevents]
+    if not missing:
+        return None
+    names = {"guard": "guard", "sentences": "sentence_attempts", "bias": "point_bias"}
+    return (f"the {engine.name} engine cannot apply [generation] {', '.join(names[m] for m in missing)} while it "
+            "writes: its sections are only checked and retried after the fact")
 
 
 def engine_record(config: Config, engine: Engine) -> dict:

@@ -17,6 +17,8 @@ from typing import Iterable, Sequence
 
 from . import sections
 from .sections import PARAGRAPH_CHECKS, SectionKind
+from .engine.base import Bias
+from .facts import Guard, unfaithful
 from .select import content_words
 from .text import parse_prediction, written
 
@@ -180,65 +182,12 @@ def check_distinct(text: str, other: str) -> Check:
 
 # -- faithful: no invented numbers or names -----------------------------------------------------------
 
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-_NUMBER_WORDS = {w: str(10 * (i + 1)) for i, w in enumerate(
-    "ten twenty thirty forty fifty sixty seventy eighty ninety".split())}
-_TOKEN = re.compile(r"\b[A-Za-z][A-Za-z0-9]*(?:['’][A-Za-z]+)?")
-# Capitalised words any paragraph about machine learning may use without the source naming them.
-COMMON_TERMS = frozenset("""
-    i ai ml gpu gpus cpu cpus tpu tpus llm llms nlp api apis faq ok ceo ceos phd phds os url pdf csv json
-    artificial intelligence machine learning deep neural network networks language model models internet web
-    monday tuesday wednesday thursday friday saturday sunday january february march april may june july
-    august september october november december
-    """.split())
-
-
-def _numbers(text: str) -> set[str]:
-    out = set()
-    for match in _NUMBER.findall(text):
-        n = match.replace(",", "").rstrip(".")
-        out.add(n[:-2] if n.endswith(".0") else n)
-    return out
-
-
-def _known(word: str, vocabulary: set[str]) -> bool:
-    """`word` is in `vocabulary`, or differs from a word there only by a short ending (Kenya, Kenyan)."""
-    if word in vocabulary:
-        return True
-    return any(len(v) >= 4 and (word.startswith(v) and len(word) - len(v) <= 3 or
-                                v.startswith(word) and len(word) >= 4 and len(v) - len(word) <= 3)
-               for v in vocabulary)
-
-
-def names(text: str) -> list[str]:
-    """The capitalised names and acronyms of `text`: capitalised words after a sentence's first word,
-    and a first word that has a capital or a digit after its first letter (GPT, WebGPU)."""
-    found = []
-    for sentence in re.split(r"(?<=[.!?:;])[\"'”’)\]]*\s+|\s[-–—]\s|[\"“(]", text):
-        for i, token in enumerate(_TOKEN.findall(sentence)):
-            token = re.sub(r"['’]s$", "", token)
-            inner = token[1:]
-            if token[0].isupper() and (i > 0 or any(c.isupper() or c.isdigit() for c in inner)):
-                found.append(token)
-    return found
-
-
 def check_faithful(text: str, source: str) -> Check:
     """Every number of the paragraph is in the source (its title and entry text), and so is every
-    capitalised name or acronym, or it is a common term of the field (COMMON_TERMS)."""
-    have = _numbers(source)
-    for number in sorted(_numbers(text), key=text.find):
-        if number not in have:
-            return Check("faithful", False, f"a number the source does not give: {number}")
-    vocabulary = set(words(source))
-    for word in words(text):
-        if word in _NUMBER_WORDS and _NUMBER_WORDS[word] not in have and word not in vocabulary:
-            return Check("faithful", False, f"a number the source does not give: {word}")
-    for name in names(text):
-        for part in re.split(r"[-–]", name.lower()):
-            if part and part not in COMMON_TERMS and not _known(part, vocabulary):
-                return Check("faithful", False, f"a name the source does not give: {name}")
-    return Check("faithful", True)
+    capitalised name or acronym, or it is a common term of the field: the rule of digest.facts, which
+    the fact guard also applies while the model writes."""
+    why = unfaithful(text, source)
+    return Check("faithful", why is None, why or "")
 
 
 # -- no title echo ------------------------------------------------------------------------------------
@@ -279,7 +228,7 @@ def _stems(text: str) -> str:
     return r"\b(?:" + "|".join(text.split()) + r")"
 
 
-WHO = re.compile(_stems("""
+WHO_STEMS = ("""
     researcher scientist developer engineer compan firm business startup start-up lab user people person
     patient doctor clinician nurse hospital student teacher school reader customer consumer citizen resident
     government agenc team owner shop farmer worker staff communit famil child public societ organi industr
@@ -288,16 +237,18 @@ WHO = re.compile(_stems("""
     institution editor shopper buyer provider maker manufacturer hospital analyst employee employer
     individual learner creator artist writer caller client member group venue conference publisher
     community deaf blind smaller small\\s+(?:lab|team|compan|business|shop) \\w+ists\\b \\w+ians\\b
-    """), re.I)
-GAIN = re.compile(_stems("""
+    """)
+WHO = re.compile(_stems(WHO_STEMS), re.I)
+GAIN_STEMS = ("""
     help benefit save saving cheap faster easier better improv allow let enabl gain access boost protect
     support speed efficien affordab useful valuable opportunit empower reliab fairer clearer safer simpler
     quicker more\\s+accurate accura free\\b freed avoid prevent catch spot trust confiden transparen
     open\\s+(?:up|source|weights|data) share learn understand plan scale reach lower reduc cut\\b cuts\\b
     fewer\\s+(?:errors|mistakes|failures) less\\s+(?:waste|time|energy|memory|compute) advantage
     valu win\\b wins\\b gets?\\b chance fix detect sav
-    """), re.I)
-RISK = re.compile(_stems("""
+    """)
+GAIN = re.compile(_stems(GAIN_STEMS), re.I)
+RISK_STEMS = ("""
     risk cost costl expensiv lose\\b loses losing loss\\b losses loser harm danger concern worr bias
     error mistak misus abus privac surveil job\\s+loss fail unfair threat downside worse limit drawback
     problem struggl burden exclud left\\s+behind miss\\b misses missed wrong mislead false fraud
@@ -305,11 +256,25 @@ RISK = re.compile(_stems("""
     dependen lock-in displac pressur strain challeng hidden inaccura confus overlook ignor bad\\b
     complain penalt critic weak fragil danger leak expos flaw restrict unequal inequal scrutin backlash
     delay downtime outag crash spoof deceiv manipul
-    """), re.I)
+    """)
+RISK = re.compile(_stems(RISK_STEMS), re.I)
 # A cost or time that goes down is a gain, not a risk ("lower costs", "cuts the time").
 _GAIN_PHRASE = re.compile(r"\b(?:lower|lowers|lowering|cut|cuts|cutting|reduc\w*|sav\w*|fewer|less|smaller|"
                           r"cheaper|avoid\w*|prevent\w*)\s+(?:\w+\s+){0,2}?(?:costs?|bills?|waste|errors?|"
                           r"mistakes?|risks?|failures?|time|energy|downtime|loss(?:es)?|harm)\b", re.I)
+
+
+def lexicon(point: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The plain stems (no pattern) that `on_the_point` counts for `point`, and those it counts
+    against it: a GAIN paragraph's who and gain words against its risk words; a RISK paragraph's risk
+    words against its gain words. What the point bias leans the sampler toward (and away from)."""
+    def plain(text: str) -> tuple[str, ...]:
+        return tuple(w for w in text.split() if re.fullmatch(r"[a-z-]+", w))
+    if point == sections.GAIN:
+        return plain(WHO_STEMS) + plain(GAIN_STEMS), plain(RISK_STEMS)
+    if point == sections.RISK:
+        return plain(RISK_STEMS), plain(GAIN_STEMS)
+    return (), ()
 
 
 def lexicon_counts(text: str) -> tuple[int, int, int]:
@@ -420,6 +385,51 @@ def score_prediction(raw: str, day: date, *, min_words: int, max_words: int,
     ])
 
 
+# -- the sentence rule: what the engine asks of each sentence as soon as it is finished --------------
+
+SENTENCE_MAX_WORDS = 45
+
+
+@dataclass(frozen=True, eq=False)
+class SentenceRule:
+    """The checks a sentence must pass the moment it is written (digest.engine.base.SentenceRule): it
+    keeps to its source (the rule of digest.facts, numbers and number words included), does not open
+    the paragraph with the title, does not repeat an earlier sentence, has at most SENTENCE_MAX_WORDS
+    words, and holds no role word, label, Markdown, stray URL or five words of a prompt template. A
+    refused sentence is undone and written again, up to `attempts` tries in all."""
+
+    source: str
+    title: str = ""
+    instructions: frozenset = frozenset()
+    labels: tuple[str, ...] = ()
+    min_words: int = 0
+    max_words: int = 0  # 0: no limit
+    attempts: int = 4
+    numbers: bool = True  # False: a prediction's reason, whose numbers are not its subject's
+
+    def problem(self, sentence: str, before: Sequence[str]) -> str | None:
+        n = len(sentence.split())
+        if n > SENTENCE_MAX_WORDS:
+            return f"a sentence of {n} words"
+        why = unfaithful(sentence, self.source, numbers=self.numbers)
+        if why:
+            return why
+        if not before and self.title and not check_no_title_echo(sentence, self.title).passed:
+            return "opens with the title"
+        said = " ".join(words(sentence))
+        if said and any(said == " ".join(words(b)) for b in before):
+            return "repeats an earlier sentence"
+        clean = check_clean(sentence, self.instructions, self.source, self.labels)
+        return None if clean.passed else clean.why
+
+    def long_enough(self, before: Sequence[str]) -> bool:
+        return sum(len(s.split()) for s in before) >= self.min_words
+
+    def too_long(self, sentence: str, before: Sequence[str]) -> bool:
+        """Whether `sentence` would take the paragraph past its word limit."""
+        return bool(self.max_words) and sum(len(s.split()) for s in (*before, sentence)) > self.max_words
+
+
 def best(scores: Sequence[Score]) -> int:
     """Index of the best of several tries: the one passing most checks, the first among equals, so
     the choice depends only on the tries' order (their seeds), never on timing or slots."""
@@ -451,6 +461,28 @@ class Judge:
     def text(self, key: str, raw: str) -> str:
         """What of `raw` lands in the post: its kind's cleaner, within the word limits."""
         return self.sections[key].kind.cleaned(raw, self.min_words, self.max_words)
+
+    def source(self, key: str) -> str:
+        """What a section may draw its facts from: its title and the entry text (no URL), or a
+        prediction's subject."""
+        section = self.sections[key]
+        return f"{section.title} {_URL.sub(' ', section.source)}"
+
+    def guard(self, key: str) -> Guard:
+        """The fact guard of a section's request (digest.facts)."""
+        return Guard.of(self.source(key), guard_numbers="faithful" in self.sections[key].kind.checks)
+
+    def bias(self, key: str, amount: float) -> Bias | None:
+        """The point bias of a section's request: toward its kind's point, away from the opposite."""
+        toward, away = lexicon(self.sections[key].kind.point)
+        return Bias(toward, away, amount) if amount and toward else None
+
+    def sentence_rule(self, key: str, attempts: int) -> SentenceRule:
+        section = self.sections[key]
+        faithful = "faithful" in section.kind.checks
+        return SentenceRule(self.source(key), section.title if "no_title_echo" in section.kind.checks else "",
+                            frozenset(self.instructions), self.labels, self.min_words if section.kind.place == "topic" else 0,
+                            self.max_words if "length" in section.kind.checks else 0, attempts, numbers=faithful)
 
     def usable(self, key: str, raw: str) -> bool:
         return bool(self.text(key, raw))

@@ -13,7 +13,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from digest.config import CONFIG_NAME, Config, apply_flags, default_toml, load_config, parse_config
+from digest.config import BEFORE_THE_KEY, CONFIG_NAME, Config, apply_flags, default_toml, load_config, parse_config
 from digest.errors import EXIT_CONFIG, ConfigError
 
 
@@ -340,13 +340,28 @@ def test_a_recorded_config_without_a_newer_key_means_what_it_did_before_the_key(
     assert (today["model"]["cache_type_k"], today["generation"]["example_kinds"]) == ("q8_0", "own")
     assert config_from_dict(today) == Config()
     older = config_to_dict(Config())
-    del older["model"]["cache_type_k"], older["generation"]["example_kinds"]
+    for table, key in BEFORE_THE_KEY:
+        del older[table][key]
     read = config_from_dict(older)
     assert (read.model.cache_type_k, read.generation.example_kinds) == ("f16", "all")
     assert dataclasses.replace(read.model, cache_type_k="q8_0") == Config().model
+    assert (read.generation.guard, read.generation.sentence_attempts, read.generation.point_bias) == (False, 1, 0.0)
     explicit = config_to_dict(Config())
-    explicit["model"]["cache_type_k"], explicit["generation"]["example_kinds"] = "f16", "all"
+    for (table, key), value in BEFORE_THE_KEY.items():
+        explicit[table][key] = value
     assert config_from_dict(explicit) == read
+
+
+def test_a_recorded_config_without_the_guard_keys_replays_without_prevention():
+    """A 0.2 manifest (no guard keys) ran without the fact guard, rollback or point bias."""
+    from digest.config import config_from_dict, config_to_dict
+
+    older = config_to_dict(Config())
+    for key in ("guard", "sentence_attempts", "point_bias"):
+        del older["generation"][key]
+    read = config_from_dict(older)
+    assert (read.generation.guard, read.generation.sentence_attempts, read.generation.point_bias) == (False, 1, 0.0)
+    assert read.model == Config().model and read.generation.example_kinds == "own"
 
 
 def test_the_new_choices_are_checked_with_their_line():

@@ -15,6 +15,7 @@ from digest.engine.batched import common_prefix, repetition_start
 from digest.errors import GenerationError
 from digest.feeds import read_feed_file
 from digest.resources import samples_dir
+from digest.pipeline import judge_of, protect
 from digest.prompts import Templates, build_requests
 from digest.select import pick
 
@@ -22,12 +23,32 @@ MODEL = Config().model_path
 SMALL = 24  # tokens per request: enough to diverge, short enough for a fast suite
 
 
-def sample_requests(max_tokens: int = SMALL, seed: int = 42, examples: bool = False) -> list[Request]:
+def sample_requests(max_tokens: int = SMALL, seed: int = 42, examples: bool = False, protected: bool = False) -> list[Request]:
     """The sample digest's 14 requests; without the example exchanges unless asked (the engine's
-    guarantees do not depend on them, and 600 more prompt tokens a call would slow the suite)."""
+    guarantees do not depend on them, and 600 more prompt tokens a call would slow the suite).
+    `protected`: with the fact guard and the sentence rule a run gives them (digest.pipeline.protect)."""
     topics = pick(read_feed_file(samples_dir(), "topics").entries, 6)
-    return build_requests(topics, date(2026, 11, 23), Templates.load(Config().prompts_path), run_seed=seed,
-                          max_tokens=max_tokens, sampling=Sampling(), examples=examples)
+    day, templates = date(2026, 11, 23), Templates.load(Config().prompts_path)
+    requests = build_requests(topics, day, templates, run_seed=seed, max_tokens=max_tokens, sampling=Sampling(),
+                              examples=examples)
+    if protected:
+        requests = protect(requests, judge_of(Config(), topics, day, templates), guard=True, sentence_attempts=4)
+    return requests
+
+
+class OddWordsRefused:
+    """A sentence rule for tests: a sentence of an odd number of words is written again (twice at most)."""
+
+    attempts = 3
+
+    def problem(self, sentence, before):
+        return "odd" if len(sentence.split()) % 2 else None
+
+    def long_enough(self, before):
+        return False
+
+    def too_long(self, sentence, before):
+        return False
 
 
 def sixteen_requests() -> list[Request]:
@@ -338,7 +359,7 @@ def test_batch_invariance_with_identical_prompts(batched):
 def test_batch_invariance_when_sequences_end_at_very_different_steps(batched):
     """Short and long requests in one batch on few slots: finished slots are compacted and refilled
     while others run, and no text changes."""
-    base = sample_requests(max_tokens=160)
+    base = sample_requests(max_tokens=160, protected=True)
     limits = [3, 160, 7, 90, 2, 160, 30, 5]
     requests = [dataclasses.replace(r, max_tokens=n) for r, n in zip(base, limits)]
     batched.slots = 4
@@ -347,8 +368,11 @@ def test_batch_invariance_when_sequences_end_at_very_different_steps(batched):
     finally:
         batched.slots = 0
     assert max(r.completion_tokens for r in mixed) > 5 * min(r.completion_tokens for r in mixed)
+    assert sum(r.rollbacks for r in mixed) > 0, "sentences were undone and written again meanwhile"
     for request, result in zip(requests, mixed):
-        assert batched.generate([request]).results[0].tokens == result.tokens, request.key
+        alone = batched.generate([request]).results[0]
+        assert (alone.tokens, alone.rollbacks, alone.sampled_tokens) == (result.tokens, result.rollbacks,
+                                                                          result.sampled_tokens), request.key
 
 
 @pytest.mark.model
@@ -362,18 +386,38 @@ def test_full_160_token_outputs_are_batch_invariant(batched):
 
 
 @pytest.mark.model
+def test_guarded_paragraphs_with_rollback_are_the_same_at_slots_1_and_16(batched):
+    """The whole sample digest as a run makes it (guard, sentence rule, point bias), at --slots 1 and
+    16: sentences are undone and written again in both, and every text is the same."""
+    requests = [dataclasses.replace(r, bias=b) for r, b in zip(
+        sample_requests(max_tokens=160, examples=True, protected=True),
+        (judge_bias for judge_bias in _biases()))]
+    together = batched.generate(requests)
+    batched.slots = 1
+    try:
+        one = batched.generate(requests)
+    finally:
+        batched.slots = 0
+    assert together.stats.rollbacks > 0 and together.stats.sampled_tokens > together.stats.completion_tokens
+    for a, b in zip(together.results, one.results):
+        assert (a.tokens, a.rollbacks) == (b.tokens, b.rollbacks), a.key
+
+
+@pytest.mark.model
 def test_more_sequences_than_llama_cpp_allows_run_in_waves(batched):
     """llama.cpp caps a context at 256 sequences; 300 requests run in waves instead of failing."""
     from digest.engine.native import MAX_SEQUENCES
 
-    requests = [Request(key=f"r{n}", messages=(Message("user", f"Say the number {n}."),), seed=n, max_tokens=2,
-                        sampling=GREEDY) for n in range(300)]
+    requests = [Request(key=f"r{n}", messages=(Message("user", f"Say the number {n}."),), seed=n, max_tokens=12,
+                        sampling=Sampling(), sentences=OddWordsRefused()) for n in range(300)]
     assert len(requests) > MAX_SEQUENCES
     results = batched.generate(requests).results
     assert [r.key for r in results] == [r.key for r in requests]
     assert all(r.completion_tokens >= 1 for r in results)
+    assert sum(r.rollbacks for r in results) > 0
     for n in (0, 255, 299):
-        assert batched.generate([requests[n]]).results[0].tokens == results[n].tokens
+        alone = batched.generate([requests[n]]).results[0]
+        assert (alone.tokens, alone.rollbacks) == (results[n].tokens, results[n].rollbacks)
 
 
 def test_repeat_guard_agrees_with_repetition_start_token_by_token():
@@ -408,3 +452,11 @@ def test_a_signal_during_a_native_call_is_raised_when_it_returns():
     assert reached
     with IN_NATIVE:
         pass  # nothing left noted
+
+
+def _biases():
+    """The point bias a run at [generation] point_bias = 2 gives each of the sample digest's requests."""
+    topics = pick(read_feed_file(samples_dir(), "topics").entries, 6)
+    day, templates = date(2026, 11, 23), Templates.load(Config().prompts_path)
+    judge = judge_of(Config(), topics, day, templates)
+    return [judge.bias(r.key, 2.0) for r in sample_requests()]

@@ -157,8 +157,8 @@ def test_a_manifest_of_an_older_release_replays(run_cli, site):
     on replay, or what they stood for then (config.BEFORE_THE_KEY). The post is made as that release
     made it: every example before every section (the fake engine's text depends on the prompt)."""
     config = site["config"]
-    config.write_text(config.read_text(encoding="utf-8") + 'example_kinds = "all"\n[model]\ncache_type_k = "f16"\n',
-                      encoding="utf-8")
+    config.write_text(config.read_text(encoding="utf-8") + 'example_kinds = "all"\nguard = false\n'
+                      'sentence_attempts = 1\n[model]\ncache_type_k = "f16"\n', encoding="utf-8")
     out = site["out"].parent / "older"
     made = run_cli("run", "--config", config, "--prompts", site["prompts"], "--model", site["model"], "--out", out,
                    "--date", DAY)
@@ -167,7 +167,8 @@ def test_a_manifest_of_an_older_release_replays(run_cli, site):
     m = load(site["manifest"])
     effective = m["config"]["effective"]
     del effective["generation"]["sections"]
-    del effective["generation"]["example_kinds"]
+    for key in ("example_kinds", "guard", "sentence_attempts", "point_bias"):
+        del effective["generation"][key]
     for key in ("url", "name", "api_key_env", "concurrency", "timeout", "retries", "grammar", "stream", "cache_type_k"):
         del effective["model"][key]
     m["config"]["sha256"] = config_sha256(effective)

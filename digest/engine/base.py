@@ -9,7 +9,10 @@ import hashlib
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields
-from typing import Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Callable, Literal, Protocol, Sequence
+
+if TYPE_CHECKING:
+    from ..facts import Guard
 
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length", "repeat"]
@@ -33,6 +36,34 @@ class Sampling:
 
 
 @dataclass(frozen=True)
+class Bias:
+    """Words to lean the sampler toward and away from: `amount` is added to (taken from) the logit of
+    every token that begins a word of `toward` (`away`): a token of a space and letters that start
+    with one of the stems, or are four or more of its first letters."""
+
+    toward: tuple[str, ...] = ()
+    away: tuple[str, ...] = ()
+    amount: float = 0.0
+
+
+class SentenceRule(Protocol):
+    """What a sentence must be the moment it is finished (see digest.quality.SentenceRule). An engine
+    that can undo a sentence asks it of each one; it knows nothing of what the checks look at."""
+
+    attempts: int  # tries of a sentence, the first included, before the last one is kept
+
+    def problem(self, sentence: str, before: Sequence[str]) -> str | None:
+        """Why `sentence` (after the paragraph's `before` sentences) must be written again, or None."""
+
+    def long_enough(self, before: Sequence[str]) -> bool:
+        """Whether the paragraph may end after `before` (a last sentence that keeps failing is dropped)."""
+
+    def too_long(self, sentence: str, before: Sequence[str]) -> bool:
+        """Whether `sentence` would take the paragraph past its word limit (then, if `before` is long
+        enough, the paragraph ends before it)."""
+
+
+@dataclass(frozen=True)
 class Request:
     """One text to generate. `key` names it uniquely within a run (and seeds are derived from it)."""
 
@@ -45,6 +76,13 @@ class Request:
     grammar: str | None = None
     # For benchmarks: run to max_tokens, past end-of-generation tokens and loops.
     ignore_eos: bool = False
+    # The fact guard (digest.facts): candidate tokens that would write a number or name it does not
+    # allow are never sampled. None: no guard.
+    guard: "Guard | None" = None
+    # Sentence rollback: a finished sentence that the rule refuses is undone and written again.
+    sentences: SentenceRule | None = field(default=None, compare=False)
+    # Lean the sampler toward some words and away from others (before top-k). None: no bias.
+    bias: Bias | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +99,10 @@ class Result:
     # Seconds from the request to its first generated text, where the engine can see it (a server's
     # streamed answer); None elsewhere.
     first_token_seconds: float | None = None
+    # Tokens sampled in all, those of undone sentences included (0: the engine does not count them,
+    # and every sampled token was kept), and how many sentences were undone.
+    sampled_tokens: int = 0
+    rollbacks: int = 0
 
 
 @dataclass
@@ -69,6 +111,9 @@ class Stats:
     prompt_tokens: int = 0
     prompt_tokens_decoded: int = 0
     completion_tokens: int = 0
+    # Tokens sampled in all (those of sentences undone too) and sentences undone.
+    sampled_tokens: int = 0
+    rollbacks: int = 0
     decode_steps: int = 0
     wall_seconds: float = 0.0
     prompt_seconds: float = 0.0  # of wall_seconds, spent decoding prompts
@@ -89,11 +134,18 @@ class Stats:
         self.prompt_tokens += result.prompt_tokens
         self.prompt_tokens_decoded += result.prompt_tokens
         self.completion_tokens += result.completion_tokens
-        self.decode_steps += result.completion_tokens
+        self.sampled_tokens += result.sampled_tokens or result.completion_tokens
+        self.rollbacks += result.rollbacks
+        self.decode_steps += result.sampled_tokens or result.completion_tokens
 
     @property
     def prompt_tokens_saved(self) -> int:
         return self.prompt_tokens - self.prompt_tokens_decoded
+
+    @property
+    def sampled_per_kept(self) -> float:
+        """Tokens sampled per token kept (1.0 when nothing was undone)."""
+        return self.sampled_tokens / self.completion_tokens if self.completion_tokens else 1.0
 
     @property
     def tokens_per_second(self) -> float:
@@ -125,6 +177,9 @@ class Engine(ABC):
     """Generates text for requests. Results come back in the order of the requests."""
 
     name: str = "engine"
+    # What of a request's prevention the engine applies while it writes: "guard" (the fact guard),
+    # "sentences" (sentence rollback), "bias" (the point bias). The rest is left to the checks.
+    prevents: frozenset[str] = frozenset()
 
     @property
     @abstractmethod

@@ -17,6 +17,15 @@ How a run goes:
   decoded in a `llama_decode` of its own, as one ubatch of at least `MIN_CHUNK` tokens.
 - Live sequences are kept on consecutive sequence ids, in order, because llama.cpp packs a batch of
   separate streams into one forward pass only when their ids are consecutive.
+- Prevent before checking. A request's fact guard (digest.facts) takes out of a row's top-k
+  candidates every token that would write a number or name its source does not give, before the
+  sampler chain runs (a row with none left looks at more of the vocabulary). A request's sentence
+  rule is asked about each sentence as soon as it is finished: a sentence it refuses is undone in
+  its own KV stream (`llama_memory_seq_rm` from the sentence's first position), and its first token
+  is drawn again from the candidates kept from when it was first drawn (no decode: a one-token
+  decode would take another kernel path), with a generator seeded from the request's seed, the
+  sentence's number and the attempt. So a sequence's tokens still depend only on its own prompt,
+  seed and settings.
 """
 
 from __future__ import annotations
@@ -27,13 +36,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import re
+
+import numpy as np
+
 from ..errors import GenerationError
+from ..facts import GuardState, plain_piece
 from .base import (Engine, FinishReason, Generation, Progress, ProgressCallback, Request, Result, Sampling, Stats,
-                   check_unique_keys)
+                   Bias, check_unique_keys, derive_seed)
 from .chat import ChatFormatter, chat_template
 from .llama import default_threads
 from .native import CACHE_TYPES, DEFAULT_CACHE_TYPE_K, MAX_SEQUENCES, Batch, Context, Grammar, Model, stream_cells
 from .sampling import RowSampler, choose_rows, top_k_allowed, top_k_rows
+
+# A sentence has ended when the text ends with . ! or ? (and any closing quotes or brackets), and the
+# next token starts with a space or a line break (so "9.5" is no end).
+_ENDED = re.compile(r"[.!?][\"'”’)\]]*(\s*)$")
 
 # Repetition guard: a sequence ends when its last tokens are one short pattern repeated; a pattern of
 # `period` tokens must repeat max(3, REPEAT_SPAN // period) times.
@@ -107,6 +125,17 @@ class _Sequence:
     began: float = 0.0
     first: int = -1  # the token sampled right after the prompt
     guard: RepeatGuard = field(default_factory=RepeatGuard)
+    facts: GuardState | None = None  # the request's fact guard, following the text
+    # Sentence rollback: where the sentence being written begins (a token index), the sentences kept,
+    # this sentence's attempt, and the candidates its first token was drawn from (with the recent
+    # tokens of the repeat penalty as they were then); `drawn`: those of the latest draw.
+    sentence_start: int = 0
+    kept: list[str] = field(default_factory=list)
+    attempt: int = 0
+    saved: tuple | None = None
+    drawn: tuple | None = None
+    sampled: int = 0
+    rollbacks: int = 0
 
     def text(self) -> str:
         return b"".join(self.pieces).decode("utf-8", errors="ignore")
@@ -114,6 +143,7 @@ class _Sequence:
 
 class BatchedEngine(Engine):
     name = "batched"
+    prevents = frozenset({"guard", "sentences", "bias"})
 
     def __init__(self, model_path: Path, *, n_ctx: int = 0, threads: int = 0, n_gpu_layers: int = 0, slots: int = 0,
                  cache_type_k: str = DEFAULT_CACHE_TYPE_K):
@@ -127,6 +157,35 @@ class BatchedEngine(Engine):
         self._model = Model(self.model_path, n_gpu_layers=n_gpu_layers)
         self._format = ChatFormatter(chat_template(self._model.metadata, str(self.model_path)),
                                      bos_token=self._model.bos_text, eos_token=self._model.eos_text)
+        self._pieces: list[bytes] | None = None  # every token's piece, for the fact guard
+        self._plain: np.ndarray | None = None
+        self._biases: dict[Bias, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _bias_tokens(self, bias: Bias) -> tuple[np.ndarray, np.ndarray]:
+        """The tokens that begin a word of `bias.toward`, and of `bias.away` (see `Bias`)."""
+        if bias not in self._biases:
+            pieces, _ = self._piece_table()
+            found: tuple[list[int], list[int]] = ([], [])
+            for token, piece in enumerate(pieces):
+                if not piece.startswith(b" "):
+                    continue
+                word = piece[1:].decode("utf-8", errors="ignore").lower()
+                if len(word) < 3 or not word.isalpha():
+                    continue
+                for out, stems in zip(found, (bias.toward, bias.away)):
+                    if any(word.startswith(s) or (len(word) >= 4 and s.startswith(word)) for s in stems):
+                        out.append(token)
+                        break
+            self._biases[bias] = (np.array(found[0], dtype=np.int64), np.array(found[1], dtype=np.int64))
+        return self._biases[bias]
+
+    def _piece_table(self) -> tuple[list[bytes], np.ndarray]:
+        """Each token's bytes, and whether it is `plain` (digest.facts.plain_piece): made once, when a
+        request first has a guard."""
+        if self._pieces is None:
+            self._pieces = [self._model.piece(t) for t in range(self._model.n_vocab)]
+            self._plain = np.array([plain_piece(p) for p in self._pieces], dtype=bool)
+        return self._pieces, self._plain
 
     @property
     def model_name(self) -> str:
@@ -200,7 +259,10 @@ class BatchedEngine(Engine):
         try:
             for i, request in enumerate(requests):
                 grammar = Grammar(self._model, request.grammar, key=request.key) if request.grammar else None
-                sequences.append(_Sequence(i, request, prompts[i], RowSampler(request.sampling, request.seed), grammar))
+                sequences.append(_Sequence(i, request, prompts[i], RowSampler(request.sampling, request.seed), grammar,
+                                           facts=GuardState(request.guard) if request.guard is not None else None))
+            if any(seq.facts or seq.request.bias for seq in sequences):
+                self._piece_table()
             if shared:
                 self._prefill(context, batch, holder, prompts[0], 0, shared, stats)
             results = self._run(context, batch, sequences, n_slots, shared, holder, stats, progress, started)
@@ -263,23 +325,75 @@ class BatchedEngine(Engine):
         """Next token of each (sequence, logits row) after a decode with `rows` outputs."""
         out: dict[int, int] = {}
         logits = context.logits(rows, self._model.n_vocab)
+        for seq, row in picks:  # (the logits are the engine's own until the next decode)
+            bias = seq.request.bias
+            if bias is not None and bias.amount:
+                toward, away = self._bias_tokens(bias)
+                logits[row, toward] += bias.amount
+                logits[row, away] -= bias.amount
         by_sampling: dict[Sampling, list[tuple[_Sequence, int]]] = {}
+        alone: list[tuple[_Sequence, int]] = []
         for seq, row in picks:
-            if seq.grammar is None:
-                by_sampling.setdefault(seq.request.sampling, []).append((seq, row))
-                continue
-            tokens, values = top_k_allowed(logits[row], seq.request.sampling.top_k, seq.grammar.allowed)
-            out[seq.index] = seq.row.choose(tokens, values)
-            seq.grammar.accept(out[seq.index])
+            (alone if seq.grammar is not None else by_sampling.setdefault(seq.request.sampling, [])).append((seq, row))
         for sampling, items in by_sampling.items():
             rows_of = [row for _, row in items]
             consecutive = rows_of == list(range(rows_of[0], rows_of[0] + len(rows_of)))
             mine = logits[rows_of[0]: rows_of[0] + len(rows_of)] if consecutive else logits[rows_of]
             tokens, values = top_k_rows(mine, sampling.top_k)
+            keep = list(range(len(items)))
+            if any(seq.facts is not None for seq, _ in items):
+                values = values.astype(np.float32, copy=True)
+                for i, (seq, row) in enumerate(items):
+                    if seq.facts is None:
+                        continue
+                    mask = self._facts_mask(seq, tokens[i])
+                    if not mask.any():  # nothing allowed among the k best: look further, alone
+                        keep.remove(i)
+                        alone.append((seq, row))
+                    elif not mask.all():
+                        values[i, ~mask] = -np.inf
+            if len(keep) < len(items):
+                items, tokens, values = [items[i] for i in keep], tokens[keep], values[keep]
+            if not items:
+                continue
+            for i, (seq, _) in enumerate(items):
+                if seq.request.sentences is not None:
+                    seq.drawn = (tokens[i].copy(), values[i].copy(), list(seq.row.recent))
             chosen = choose_rows([seq.row for seq, _ in items], tokens, values)
             for (seq, _), token in zip(items, chosen):
                 out[seq.index] = token
+        for seq, row in alone:
+            out[seq.index] = self._sample_alone(seq, logits[row])
         return out
+
+    def _facts_mask(self, seq: _Sequence, tokens: np.ndarray) -> np.ndarray:
+        pieces, plain = self._pieces, self._plain
+        return seq.facts.mask([pieces[t] for t in tokens.tolist()], plain[tokens])
+
+    def _sample_alone(self, seq: _Sequence, row_logits: np.ndarray) -> int:
+        """A row with a grammar, or whose fact guard allowed none of its k best: its candidates among the
+        tokens both allow, in widening windows (sampling.top_k_allowed). Where no token of the vocabulary
+        is allowed, the sequence ends there (its end-of-generation token)."""
+        grammar, facts = seq.grammar, seq.facts
+
+        def allowed(tokens: np.ndarray) -> np.ndarray:
+            mask = grammar.allowed(tokens) if grammar is not None else np.ones(len(tokens), dtype=bool)
+            if facts is not None and mask.any():
+                mask[mask] = self._facts_mask(seq, tokens[mask])
+            return mask
+
+        try:
+            tokens, values = top_k_allowed(row_logits, seq.request.sampling.top_k, allowed)
+        except GenerationError:
+            if grammar is not None and facts is None:
+                raise
+            return self._model.eos_token
+        if seq.request.sentences is not None:
+            seq.drawn = (tokens.copy(), values.copy(), list(seq.row.recent))
+        token = seq.row.choose(tokens, values)
+        if grammar is not None:
+            grammar.accept(token)
+        return token
 
     def _run(self, context: Context, batch: Batch, sequences: list[_Sequence], n_slots: int, shared: int,
              holder: int, stats: Stats, progress: ProgressCallback | None, started: float) -> list[Result]:
@@ -311,10 +425,12 @@ class BatchedEngine(Engine):
             last = None
             for slot in sorted(live):
                 seq = live[slot]
-                reason = self._advance(seq, sampled[slot])
+                reason = self._advance(context, seq, sampled[slot])
                 if reason is not None:
                     last = results[seq.index] = self._result(seq, reason)
                     stats.completion_tokens += last.completion_tokens
+                    stats.sampled_tokens += last.sampled_tokens
+                    stats.rollbacks += last.rollbacks
                     del live[slot]
             self._compact(context, live)
             if progress:
@@ -323,13 +439,42 @@ class BatchedEngine(Engine):
                                   time.perf_counter() - started, last))
         return [results[i] for i in range(len(sequences))]
 
-    def _advance(self, seq: _Sequence, token: int) -> FinishReason | None:
+    def _advance(self, context: Context, seq: _Sequence, token: int) -> FinishReason | None:
         """Take a sampled token; say why the sequence ends, if it does."""
         request = seq.request
-        if self._model.is_eog(token) and not request.ignore_eos:
+        seq.sampled += 1
+        eog = self._model.is_eog(token) and not request.ignore_eos
+        piece = b"" if eog else self._model.piece(token)
+        if request.sentences is not None:
+            if seq.saved is None:  # the paragraph's first token: its first sentence begins
+                seq.saved = seq.drawn
+            elif len(seq.tokens) > seq.sentence_start and self._sentence_ends(seq, piece, eog):
+                verdict = self._judge_sentence(context, seq, last=eog)
+                if verdict == "undone":
+                    return None
+                if verdict == "ended":
+                    return "stop"
+                if not eog:  # kept: this token begins the next sentence, unless it begins a new
+                    # paragraph after a long enough one (the post shows one paragraph)
+                    if b"\n" in piece and request.sentences.long_enough(seq.kept):
+                        return "stop"
+                    seq.sentence_start, seq.saved = len(seq.tokens), seq.drawn
+        if eog:
             return "stop"
+        reason = self._take(seq, token, piece)
+        if reason == "length" and request.sentences is not None and seq.kept \
+                and request.sentences.long_enough(seq.kept):
+            # Out of tokens inside a sentence: the paragraph ends at the last finished one.
+            self._truncate(seq, seq.sentence_start)
+            return "stop"
+        return reason
+
+    def _take(self, seq: _Sequence, token: int, piece: bytes) -> FinishReason | None:
+        request = seq.request
         seq.tokens.append(token)
-        seq.pieces.append(self._model.piece(token))
+        seq.pieces.append(piece)
+        if seq.facts is not None:
+            seq.facts.take(piece)
         if request.stop:
             text = seq.text()
             if any(stop in text for stop in request.stop):
@@ -339,6 +484,70 @@ class BatchedEngine(Engine):
         if len(seq.tokens) >= request.max_tokens:
             return "length"
         return None
+
+    @staticmethod
+    def _sentence_ends(seq: _Sequence, piece: bytes, eog: bool) -> bool:
+        """Whether the text so far ends a sentence that the token `piece` (or the end) comes after."""
+        ended = _ENDED.search(b"".join(seq.pieces[seq.sentence_start:]).decode("utf-8", errors="ignore"))
+        return bool(ended) and (eog or bool(ended.group(1)) or piece[:1].isspace())
+
+    def _judge_sentence(self, context: Context, seq: _Sequence, last: bool = False) -> str:
+        """Ask the rule about the sentence just finished (`last`: the model ended the paragraph after
+        it): "kept", "undone" (written again from its first token) or "ended" (the paragraph ends
+        before it: it would run past the word limit, or it fails and the paragraph is long enough)."""
+        rule = seq.request.sentences
+        start = seq.sentence_start
+        sentence = b"".join(seq.pieces[start:]).decode("utf-8", errors="ignore").strip()
+        if seq.kept and rule.long_enough(seq.kept) and rule.too_long(sentence, seq.kept):
+            self._truncate(seq, start)
+            return "ended"
+        if rule.problem(sentence, seq.kept) is None:
+            seq.kept.append(sentence)
+            seq.attempt = 0
+            return "kept"
+        seq.attempt += 1
+        if last and seq.kept and rule.long_enough(seq.kept):
+            self._truncate(seq, start)
+            return "ended"
+        if seq.attempt >= rule.attempts:
+            seq.attempt = 0
+            if seq.kept and rule.long_enough(seq.kept):
+                self._truncate(seq, start)
+                return "ended"
+            seq.kept.append(sentence)  # the last attempt stands
+            return "kept"
+        # Undo it: its cells, its tokens, and the state that followed them; then draw its first token again.
+        seq.rollbacks += 1
+        context.remove_from(seq.slot, len(seq.prompt) + start)
+        seq.n_past = len(seq.prompt) + start
+        self._truncate(seq, start)
+        tokens, values, recent = seq.saved
+        seq.row.recent.clear()
+        seq.row.recent.extend(recent)
+        seq.row.rng = np.random.Generator(np.random.PCG64(
+            derive_seed(seq.request.seed, f"sentence {len(seq.kept)} attempt {seq.attempt}")))
+        token = seq.row.choose(tokens, values)
+        if seq.grammar is not None:
+            seq.grammar.accept(token)
+        seq.sampled += 1
+        if self._model.is_eog(token):
+            return "ended"
+        reason = self._take(seq, token, self._model.piece(token))
+        return "ended" if reason is not None else "undone"
+
+    def _truncate(self, seq: _Sequence, start: int) -> None:
+        """Forget the tokens from `start` on: the text, the guards and the grammar follow."""
+        del seq.tokens[start:], seq.pieces[start:]
+        seq.guard = RepeatGuard()
+        for token in seq.tokens:
+            seq.guard.push(token)
+        if seq.facts is not None:
+            seq.facts.reset(b"".join(seq.pieces))
+        if seq.grammar is not None:
+            seq.grammar.close()
+            seq.grammar = Grammar(self._model, seq.request.grammar, key=seq.request.key)
+            for token in seq.tokens:
+                seq.grammar.accept(token)
 
     def _result(self, seq: _Sequence, reason: FinishReason) -> Result:
         text = seq.text()
@@ -350,7 +559,8 @@ class BatchedEngine(Engine):
             if at >= 0:
                 text = text[:at]
         return Result(seq.request.key, text, len(seq.prompt), len(seq.tokens), reason,
-                      time.perf_counter() - seq.began, tuple(seq.tokens))
+                      time.perf_counter() - seq.began, tuple(seq.tokens), sampled_tokens=seq.sampled,
+                      rollbacks=seq.rollbacks)
 
     def _compact(self, context: Context, live: dict[int, _Sequence]) -> None:
         """Move the highest live sequences into the lowest free slots, so live slots are 0..n-1."""

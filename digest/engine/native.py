@@ -128,6 +128,10 @@ class Model:
             return buffer.raw[:n]
         return self._piece_buffer.raw[:n]
 
+    @property
+    def eos_token(self) -> int:
+        return self._model.token_eos()
+
     def is_eog(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
 
@@ -187,6 +191,11 @@ class Context:
 
     def clear_sequence(self, seq: int) -> None:
         llama_cpp.llama_memory_seq_rm(self.memory, seq, -1, -1)
+
+    def remove_from(self, seq: int, pos: int) -> None:
+        """Forget `seq`'s cells from position `pos` on (a sentence undone)."""
+        if not llama_cpp.llama_memory_seq_rm(self.memory, seq, pos, -1):
+            raise GenerationError(f"llama.cpp could not remove sequence {seq}'s cells from position {pos}")
 
     def close(self) -> None:
         ptr, self.ptr = getattr(self, "ptr", None), None

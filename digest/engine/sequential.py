@@ -1,21 +1,37 @@
 """The `sequential` engine: one `create_chat_completion` per request, one after the other.
 
 This is the obvious user code, kept as the baseline that the batching engine is measured against.
+A request with a fact guard, a sentence rule or a point bias is written by the same rules, in the
+way this loop can: the guard and the bias as a logits processor on llama-cpp-python's sampler (only
+the allowed tokens among the row's top-k are left, as the batching engine does), and the paragraph
+one sentence per completion (stopped as the next sentence begins), each judged by the rule; a
+refused sentence is written again by a completion with a seed derived from the request's seed, the
+sentence's number and the attempt, and a kept one is added to the prompt of the next completion.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from ..errors import GenerationError
-from .base import Engine, Generation, ProgressCallback, Request, Result, check_unique_keys, one_by_one
+from ..facts import GuardState, plain_piece
+from .base import (Engine, Generation, ProgressCallback, Request, Result, check_unique_keys, derive_seed,
+                   one_by_one)
+
+# The end of a sentence followed by the space or line break that begins the next one.
+_SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*(?=\s)")
+_ENDS_A_SENTENCE = re.compile(r"[.!?][\"'”’)\]]*\s*$")
 from .llama import load_llama
 
 
 class SequentialEngine(Engine):
     name = "sequential"
+    prevents = frozenset({"guard", "sentences", "bias"})
 
     def __init__(self, model_path: Path, *, n_ctx: int = 0, threads: int = 0, n_gpu_layers: int = 0,
                  repeat_last_n: int = 64, reuse_prefix: bool = False):
@@ -51,6 +67,11 @@ class SequentialEngine(Engine):
         return one_by_one(requests, self._one, progress)
 
     def _one(self, request: Request) -> Result:
+        if request.guard is not None or request.sentences is not None or request.bias is not None:
+            return self._protected(request)
+        return self._plain(request)
+
+    def _plain(self, request: Request) -> Result:
         from llama_cpp import LlamaGrammar
 
         began = time.perf_counter()
@@ -83,6 +104,131 @@ class SequentialEngine(Engine):
             finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
             seconds=time.perf_counter() - began,
         )
+
+    # -- guard, bias and sentence rule ----------------------------------------------------------
+
+    def _piece(self, token: int) -> bytes:
+        cache = self.__dict__.setdefault("_pieces", {})
+        if token not in cache:
+            cache[token] = self._llm.detokenize([token])
+        return cache[token]
+
+    def _bias_tokens(self, bias) -> tuple[np.ndarray, np.ndarray]:
+        cache = self.__dict__.setdefault("_biases", {})
+        if bias not in cache:
+            found: tuple[list[int], list[int]] = ([], [])
+            for token in range(self._llm.n_vocab()):
+                piece = self._piece(token)
+                word = piece[1:].decode("utf-8", errors="ignore").lower() if piece.startswith(b" ") else ""
+                if len(word) < 3 or not word.isalpha():
+                    continue
+                for out, stems in zip(found, (bias.toward, bias.away)):
+                    if any(word.startswith(s) or (len(word) >= 4 and s.startswith(word)) for s in stems):
+                        out.append(token)
+                        break
+            cache[bias] = (np.array(found[0], dtype=np.int64), np.array(found[1], dtype=np.int64))
+        return cache[bias]
+
+    def _processor(self, request: Request, before: bytes, start: int):
+        """The logits processor of one completion: the point bias, then the fact guard over the row's
+        top-k (widening where none is allowed); `before`: the paragraph's text kept so far, `start`:
+        where this completion's own tokens begin."""
+        k = request.sampling.top_k or self._llm.n_vocab()
+        state = GuardState(request.guard) if request.guard is not None else None
+
+        def process(input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+            scores = np.array(scores, dtype=np.float32, copy=True)
+            if request.bias is not None and request.bias.amount:
+                toward, away = self._bias_tokens(request.bias)
+                scores[toward] += request.bias.amount
+                scores[away] -= request.bias.amount
+            if state is None:
+                return scores
+            state.reset(before + b"".join(self._piece(int(t)) for t in input_ids[start:]))
+            window = min(k, len(scores))
+            while True:
+                tokens = np.argpartition(scores, len(scores) - window)[len(scores) - window:]
+                pieces = [self._piece(int(t)) for t in tokens]
+                mask = state.mask(pieces, [plain_piece(p) for p in pieces])
+                if mask.any() or window >= len(scores):
+                    break
+                window = min(window * 8, len(scores))
+            out = np.full_like(scores, -np.inf)
+            if mask.any():
+                out[tokens[mask]] = scores[tokens[mask]]
+            else:  # nothing at all may come next: only the end of the text
+                out[self._llm.token_eos()] = 0.0
+            return out
+
+        return process
+
+    def _protected(self, request: Request) -> Result:
+        """A request with a guard, a bias or a sentence rule: see the module's docstring."""
+        from llama_cpp import LlamaGrammar, LogitsProcessorList, StoppingCriteriaList
+
+        began = time.perf_counter()
+        s, rule = request.sampling, request.sentences
+        prompt = self._formatter(request.messages)
+        prompt_tokens = len(self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
+        kept: list[str] = []
+        text = ""  # the kept sentences, as written
+        sampled = kept_tokens = rollbacks = attempt = 0
+        finish = "stop"
+        self._llm.reset()
+        while kept_tokens < request.max_tokens:
+            start = len(self._llm.tokenize((prompt + text).encode("utf-8"), add_bos=False, special=True))
+            seed = request.seed if not kept and not attempt else derive_seed(
+                request.seed, f"sentence {len(kept)} attempt {attempt}")
+
+            def sentence_done(input_ids: np.ndarray, logits: np.ndarray) -> bool:
+                written = self._llm.detokenize(list(input_ids[start:])).decode("utf-8", errors="ignore")
+                return rule is not None and bool(_SENTENCE_END.search(written))
+
+            out = self._llm.create_completion(
+                prompt + text, max_tokens=request.max_tokens - kept_tokens, temperature=s.temperature,
+                top_k=s.top_k, top_p=s.top_p, min_p=s.min_p, repeat_penalty=s.repeat_penalty, seed=seed,
+                stop=list(request.stop) or None,
+                grammar=LlamaGrammar.from_string(request.grammar, verbose=False) if request.grammar and not kept else None,
+                logits_processor=LogitsProcessorList([self._processor(request, text.encode("utf-8"), start)]),
+                stopping_criteria=StoppingCriteriaList([sentence_done]))
+            choice = out["choices"][0]
+            written = choice["text"] or ""
+            used = out["usage"]["completion_tokens"]
+            sampled += used
+            if rule is None:
+                text, kept_tokens, finish = text + written, kept_tokens + used, choice.get("finish_reason") or "stop"
+                break
+            end = _SENTENCE_END.search(written)
+            last = end is None
+            if last and not _ENDS_A_SENTENCE.search(written):  # out of tokens inside a sentence
+                if not (kept and rule.long_enough(kept)):
+                    text, kept_tokens = text + written, kept_tokens + used
+                    finish = "length" if choice.get("finish_reason") == "length" else "stop"
+                break
+            sentence_text = written if last else written[:end.end()]
+            sentence = sentence_text.strip()
+            if kept and rule.long_enough(kept) and rule.too_long(sentence, kept):
+                break
+            problem = rule.problem(sentence, kept)
+            if problem is not None:
+                attempt += 1
+                if last and kept and rule.long_enough(kept):
+                    break
+                if attempt < rule.attempts:
+                    rollbacks += 1
+                    continue
+            kept.append(sentence)
+            text += sentence_text
+            kept_tokens += len(self._llm.tokenize(sentence_text.encode("utf-8"), add_bos=False))
+            attempt = 0
+            following = "" if last else written[end.end():]
+            if last or request.grammar or ("\n" in following[:2] and rule.long_enough(kept)):
+                break
+        else:
+            finish = "length"
+        return Result(key=request.key, text=text, prompt_tokens=prompt_tokens, completion_tokens=kept_tokens,
+                      finish_reason=finish, seconds=time.perf_counter() - began, sampled_tokens=sampled,
+                      rollbacks=rollbacks)
 
     def close(self) -> None:
         llm, self._llm = getattr(self, "_llm", None), None

@@ -84,6 +84,8 @@ class SharedBatch:
             # A member's counts are its own; the times and steps are those of the batch it shared.
             stats = Stats(requests=len(results), prompt_tokens=sum(r.prompt_tokens for r in results),
                           completion_tokens=sum(r.completion_tokens for r in results),
+                          sampled_tokens=sum(r.sampled_tokens for r in results),
+                          rollbacks=sum(r.rollbacks for r in results),
                           decode_steps=whole.decode_steps, wall_seconds=whole.wall_seconds,
                           prompt_seconds=whole.prompt_seconds)
             stats.prompt_tokens_decoded = round(whole.prompt_tokens_decoded * stats.prompt_tokens / whole.prompt_tokens) \
@@ -99,6 +101,7 @@ class Member(Engine):
         self._batch = batch
         self.member_name = name
         self.name = batch.engine.name
+        self.prevents = batch.engine.prevents
 
     @property
     def model_name(self) -> str:

@@ -1,0 +1,249 @@
+"""What a paragraph may state on its own: the numbers and names its source gives. One home for the rule
+that the `faithful` check applies after the fact (digest.quality) and that the fact guard applies
+token by token while the model writes (`Guard`, used by the engines).
+
+- A number (digits, with `.` or `,` between groups) must be one the source gives, whole: "1" followed
+  by a space is not "100".
+- A name (a capitalised word after a sentence's first word, or any word with a capital or a digit
+  after its first letter: GPT, WebGPU, H100) must be a word of the source, a close form of one (Kenya,
+  Kenyan), or a common term of the field (COMMON_TERMS). Any cased letter counts as a capital, in any
+  script; caseless scripts have no names to guard.
+
+The guard knows nothing of feeds: a request carries a `Guard` made from its source text, and the
+engine asks it, for each candidate token, whether the text would still keep to the rule.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Sequence
+
+import numpy as np
+
+NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+NUMBER_WORDS = {w: str(10 * (i + 1)) for i, w in enumerate(
+    "ten twenty thirty forty fifty sixty seventy eighty ninety".split())}
+# A word: a letter, then letters and digits, and an apostrophe ending ("Google's"). Unicode letters.
+TOKEN = re.compile(r"\b[^\W\d_][^\W_]*(?:['’][^\W\d_]+)?")
+# Where a name's "first word of a sentence" freedom starts again: after a sentence's end, a colon or
+# semicolon, a dash between spaces, an opening quote or parenthesis.
+SEGMENT = re.compile(r"(?<=[.!?:;])[\"'”’)\]]*\s+|\s[-–—]\s|[\"“(]")
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W\d_]+)?")
+# Capitalised words any paragraph about machine learning may use without the source naming them.
+COMMON_TERMS = frozenset("""
+    i ai ml gpu gpus cpu cpus tpu tpus llm llms nlp api apis faq ok ceo ceos phd phds os url pdf csv json
+    artificial intelligence machine learning deep neural network networks language model models internet web
+    monday tuesday wednesday thursday friday saturday sunday january february march april may june july
+    august september october november december
+    """.split())
+CLOSE_ENDING = 3  # a close form differs by at most this many letters at the end (Kenya, Kenyan)
+CLOSE_MIN = 4  # ... from a word of at least this many letters
+
+
+def normal_number(text: str) -> str:
+    """A number as the rule compares it: no thousands commas, no trailing point or ".0"."""
+    n = text.replace(",", "").rstrip(".")
+    return n[:-2] if n.endswith(".0") else n
+
+
+def numbers_of(text: str) -> set[str]:
+    return {normal_number(match) for match in NUMBER.findall(text)}
+
+
+def vocabulary(text: str) -> set[str]:
+    """The words of `text`, lower-cased (any script); a word with an apostrophe, whole and in parts
+    (l'École: l'école, l, école)."""
+    out = set()
+    for word in _WORD.findall(text.lower()):
+        out.add(word)
+        out.update(p for p in re.split(r"['’]", word) if p)
+    return out
+
+
+def known(word: str, words: set[str] | frozenset[str]) -> bool:
+    """`word` is in `words`, or differs from a word there only by a short ending (Kenya, Kenyan)."""
+    if word in words:
+        return True
+    return any(len(v) >= CLOSE_MIN and (word.startswith(v) and len(word) - len(v) <= CLOSE_ENDING or
+                                        v.startswith(word) and len(word) >= CLOSE_MIN and len(v) - len(word) <= CLOSE_ENDING)
+               for v in words)
+
+
+def _strip_possessive(token: str) -> str:
+    return re.sub(r"['’]s$", "", token)
+
+
+def is_name(token: str, first: bool) -> bool:
+    """A capitalised word that is not a sentence's first, or a word with a capital or digit inside."""
+    return token[0].isupper() and (not first or any(c.isupper() or c.isdigit() for c in token[1:]))
+
+
+def names(text: str) -> list[str]:
+    """The capitalised names and acronyms of `text` (see `is_name`)."""
+    found = []
+    for sentence in SEGMENT.split(text):
+        for i, token in enumerate(TOKEN.findall(sentence)):
+            token = _strip_possessive(token)
+            if is_name(token, i == 0):
+                found.append(token)
+    return found
+
+
+def unfaithful(text: str, source: str, *, numbers: bool = True) -> str | None:
+    """Why `text` states something its `source` does not give (a number, a number word, a name), or
+    None. Without `numbers`, names only."""
+    have = numbers_of(source)
+    words = vocabulary(source)
+    if numbers:
+        for number in sorted(numbers_of(text), key=text.find):
+            if number not in have:
+                return f"a number the source does not give: {number}"
+        for word in re.findall(r"[a-z]+", text.lower()):
+            if word in NUMBER_WORDS and NUMBER_WORDS[word] not in have and word not in words:
+                return f"a number the source does not give: {word}"
+    for name in names(text):
+        part = name.lower()
+        if part not in COMMON_TERMS and not known(part, words):
+            return f"a name the source does not give: {name}"
+    return None
+
+
+# -- the guard, token by token ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Guard:
+    """The numbers and words a request's text may use (see the module's docstring). `numbers` None:
+    any number (a prediction's reason, whose date the grammar writes)."""
+
+    words: frozenset[str]
+    numbers: frozenset[str] | None = None
+
+    # The numbers as the source writes them (40,000), for the prefixes of a number being written.
+    written: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, source: str, *, guard_numbers: bool = True) -> "Guard":
+        return cls(frozenset(vocabulary(source)) | COMMON_TERMS,
+                   frozenset(numbers_of(source)) if guard_numbers else None,
+                   frozenset(NUMBER.findall(source)) if guard_numbers else frozenset())
+
+    def describe(self) -> dict:
+        """What a manifest records of it."""
+        return {"words": len(self.words), "numbers": None if self.numbers is None else sorted(self.numbers)}
+
+    @cached_property
+    def _word_prefixes(self) -> frozenset[str]:
+        return frozenset(w[:i] for w in self.words for i in range(1, len(w) + 1))
+
+    @cached_property
+    def _number_prefixes(self) -> frozenset[str]:
+        assert self.numbers is not None
+        return frozenset(n[:i] for n in (*self.numbers, *self.written) for i in range(1, len(n) + 1))
+
+    def name_ok(self, token: str, partial: bool) -> bool:
+        word = _strip_possessive(token).lower()
+        if not partial:
+            return word in COMMON_TERMS or known(word, self.words)
+        # Still on its way to a word of the source, or already one with a short ending to come.
+        if word in self._word_prefixes:
+            return True
+        return any(word[:k] in self.words for k in range(max(CLOSE_MIN, len(word) - CLOSE_ENDING), len(word) + 1))
+
+    def number_ok(self, text: str, partial: bool) -> bool:
+        if self.numbers is None:
+            return True
+        if not partial:
+            return normal_number(text) in self.numbers
+        return text in self._number_prefixes or normal_number(text) in self.numbers
+
+    def allows(self, before: str, piece: str) -> bool:
+        """Whether `before + piece` still keeps to the rule, given that `before` did (its last word may
+        be unfinished: then it must still be able to become an allowed one)."""
+        text = before + piece
+        end = len(text)
+        # Where `before`'s last word or number begins: everything before it was judged already.
+        changed = len(before)
+        while changed > 0 and (before[changed - 1].isalnum() or before[changed - 1] in ".,'’"):
+            changed -= 1
+        if self.numbers is not None:
+            for match in NUMBER.finditer(text, changed):
+                rest = text[match.end():]
+                partial = rest == "" or rest in (".", ",")  # "9." may still become "9.5"
+                if not self.number_ok(match.group(0) + rest if partial else match.group(0), partial):
+                    return False
+        begin = 0
+        for match in SEGMENT.finditer(text, 0, changed):
+            begin = match.end()
+        for start, stop in _segments(text, begin):
+            for i, match in enumerate(TOKEN.finditer(text, start, stop)):
+                if match.end() <= changed:
+                    continue
+                token = match.group(0)
+                if is_name(token, i == 0) and not self.name_ok(token, partial=match.end() == end):
+                    return False
+        return True
+
+
+def _segments(text: str, begin: int):
+    """(start, stop) of each sentence segment of `text` from `begin` (SEGMENT splits them)."""
+    for match in SEGMENT.finditer(text, begin):
+        yield begin, match.start()
+        begin = match.end()
+    yield begin, len(text)
+
+
+_TRAILING_WORD = re.compile(r"[^\W_]+(?:['’][^\W\d_]*)?$")
+_TRAILING_NUMBER = re.compile(r"\d[.,]?$")
+
+
+class GuardState:
+    """One sequence's guard: the text it has written so far (as bytes: a token may end inside a
+    character), asked which candidate pieces may come next."""
+
+    def __init__(self, guard: Guard):
+        self.guard = guard
+        self.reset(b"")
+
+    def reset(self, data: bytes) -> None:
+        self.data = data
+        try:
+            self.text, self.tail = data.decode("utf-8"), b""
+        except UnicodeDecodeError as exc:
+            cut = exc.start if exc.start >= len(data) - 3 else len(data)
+            self.text, self.tail = data[:cut].decode("utf-8", errors="ignore"), data[cut:]
+
+    def take(self, piece: bytes) -> None:
+        self.reset(self.data + piece)
+
+    def open(self) -> bool:
+        """Whether the text ends inside a name or number, or a character: then even a piece with no
+        capital and no digit ("keley" after "Ber") must be looked at."""
+        if self.tail:
+            return True
+        if self.guard.numbers is not None and _TRAILING_NUMBER.search(self.text):
+            return True
+        word = _TRAILING_WORD.search(self.text)
+        return bool(word) and word.group(0)[0].isupper()
+
+    def mask(self, pieces: Sequence[bytes], plain: Sequence[bool]) -> np.ndarray:
+        """Which of the candidate `pieces` the rule allows next; `plain[i]`: pieces[i] is whole UTF-8
+        with no capital and no digit, which cannot break the rule unless the text is `open`."""
+        out = np.ones(len(pieces), dtype=bool)
+        open_ = self.open()
+        for i, piece in enumerate(pieces):
+            if plain[i] and not open_:
+                continue
+            out[i] = self.guard.allows(self.text, (self.tail + piece).decode("utf-8", errors="ignore"))
+        return out
+
+
+def plain_piece(piece: bytes) -> bool:
+    """A token's piece that can never start a name or a number: whole UTF-8, no cased capital, no digit."""
+    try:
+        text = piece.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return not any(c.isupper() or c.istitle() or c.isdigit() for c in text)

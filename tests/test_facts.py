@@ -1,0 +1,120 @@
+"""The fact guard (digest.facts), piece by piece: what it lets the model write is what the faithful
+check then passes, it never leaves a text with nothing to write next, and bad input (no numbers,
+capitals only, accents, other scripts, no entry text) is handled alike."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from digest.facts import Guard, GuardState, known, names, numbers_of, plain_piece, unfaithful
+from digest.quality import check_faithful
+
+SOURCE = ("Researchers at Stanford trained a 7B model on 40,000 GPUs in Kenya; it scores 9.5% higher "
+          "on MMLU than GPT-4 and costs $1,200 a day.")
+
+
+def writes(guard: Guard, *pieces: str) -> bool:
+    """Whether the guard lets the pieces be written one after another."""
+    state = GuardState(guard)
+    for piece in pieces:
+        if not state.mask([piece.encode()], [plain_piece(piece.encode())])[0]:
+            return False
+        state.take(piece.encode())
+    return True
+
+
+def test_numbers_must_be_whole_numbers_the_source_gives():
+    g = Guard.of(SOURCE)
+    assert writes(g, "It used", " 40", ",", "000", " GPUs")
+    assert writes(g, "It is", " 9", ".", "5", "% better")
+    assert writes(g, "It costs $", "1", ",", "200", ".")
+    assert not writes(g, "It used", " 1", " GPU")  # "1" then a space is not "100" nor "1,200"
+    assert not writes(g, "It used", " 12", " GPUs")
+    assert not writes(g, "It is", " 9", ". The")  # 9 alone is not 9.5
+    assert not writes(g, "It took", " 2024")
+
+
+def test_names_after_a_sentences_first_word_must_come_from_the_source():
+    g = Guard.of(SOURCE)
+    assert writes(g, "Teams at", " Stan", "ford", " agree.")
+    assert writes(g, "Farmers in", " Kenyan", " villages")  # a close form of Kenya
+    assert writes(g, "It beats", " GPT", "-", "4", " on", " MMLU")
+    assert not writes(g, "Teams at", " Oxford")
+    assert not writes(g, "Teams at", " Ox")  # no word of the source starts so
+    assert not writes(g, "The", " University", " of", " California")
+    assert writes(g, "Today", " many", " labs", " use", " AI")  # a common term of the field
+
+
+def test_a_sentences_first_word_is_free_unless_it_is_an_acronym():
+    g = Guard.of(SOURCE)
+    assert writes(g, "However", ", it", " works. ", "Nobody", " knows.")
+    assert writes(g, 'He said "', "Hello", '"')  # after an opening quote
+    assert not writes(g, "Neural", "inkets", " are", " here. ", "PECE", " is")
+    assert not writes(g, "G", "PU", "X")
+
+
+def test_what_the_guard_lets_through_passes_the_faithful_check():
+    g = Guard.of(SOURCE)
+    text = "Researchers at Stanford could use 40,000 GPUs, and labs in Kenya gain 9.5% on MMLU."
+    pieces = [text[i:i + 3] for i in range(0, len(text), 3)]
+    assert writes(g, *pieces)
+    assert check_faithful(text, SOURCE).passed
+
+
+def test_any_cased_letter_is_a_capital_and_caseless_scripts_pass():
+    g = Guard.of("Une équipe de l'École polytechnique à Zürich")
+    assert writes(g, "Students at", " École", " gain.")
+    assert writes(g, "Teams in", " Zürich", " gain.")
+    assert not writes(g, "Teams in", " Ölbronn")
+    assert not writes(g, "Teams in", " Ωmega")
+    assert writes(Guard.of("模型"), "研究人员", "在北京", "训练了模型。")
+    assert unfaithful("Teams at Ölbronn gain.", "Teams at Zürich") is not None
+
+
+def test_a_story_without_numbers_text_or_lower_case():
+    assert not writes(Guard.of("A model that reads charts"), "It reads", " 3", " charts")
+    shouting = Guard.of("NEW OPEN MODEL BEATS GPT ON CHARTS")
+    assert writes(shouting, "The", " GPT", " rival", " is", " open.")
+    assert not writes(shouting, "The", " Llama", " rival")
+    title_only = Guard.of("Speech model for Welsh radio")
+    assert writes(title_only, "Archivists", " with", " Welsh", " tapes")
+
+
+def test_a_prediction_guards_names_only():
+    g = Guard.of("fully self-driving cars", guard_numbers=False)
+    assert writes(g, "June 2031: ", "Self", "-driving", " cars", " need", " 10", " years.")
+    assert not writes(g, "June 2031: ", "Cars", " from", " Neural", "inkets")
+
+
+def test_known_takes_close_forms_only():
+    assert known("kenyan", {"kenya"}) and known("kenya", {"kenyan"})
+    assert not known("ken", {"kenya"}) and not known("kenyattas", {"kenya"})
+
+
+PIECES = st.sampled_from(["a", "e", "t", "S", "K", "O", "G", "P", "T", "4", "0", "9", "1", ",", ".", " ", ". ",
+                          " Stan", "ford", " Kenya", "n", " GPUs", " 40", "000", " 9", ".5", "-", '"', "(", ":"])
+ONE_CHARACTER = ["a", "e", "n", "r", "s", "t", "o", "d", "f", "y", "u", "i", "l", "h", "m", "c", "g", "p", "k",
+                 "0", "1", "2", "4", "5", "9", " ", ".", ","]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(PIECES, max_size=40))
+def test_every_text_the_guard_allows_keeps_to_its_source_and_can_go_on(pieces):
+    """Write whatever random pieces the guard allows: at every step some one-character piece is
+    allowed (a model's vocabulary has them, so a sequence is never left with no token), and every
+    finished name and number of the text is one the source gives."""
+    g = Guard.of(SOURCE)
+    state = GuardState(g)
+    for piece in pieces:
+        data = piece.encode()
+        if state.mask([data], [plain_piece(data)])[0]:
+            state.take(data)
+        singles = [c.encode() for c in ONE_CHARACTER]
+        assert state.mask(singles, [plain_piece(c) for c in singles]).any(), state.text
+    text = state.text.rsplit(" ", 1)[0] if " " in state.text else ""  # its last word may be unfinished
+    have = numbers_of(SOURCE)
+    for number in numbers_of(text.rstrip(".,")):
+        assert number in have, (text, number)
+    for name in names(text):
+        assert g.name_ok(name, partial=False), (text, name)
