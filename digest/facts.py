@@ -247,3 +247,63 @@ def plain_piece(piece: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return not any(c.isupper() or c.istitle() or c.isdigit() for c in text)
+
+
+# -- the guard as a grammar, for servers that take one ----------------------------------------------
+
+_UPPER = "A-Z\\u00C0-\\u00D6\\u00D8-\\u00DE"
+_LOWER = "a-z\\u00DF-\\u00F6\\u00F8-\\u00FF\\u0100-\\uFFFF"
+
+
+def _literal(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _name_forms(guard: Guard) -> set[str]:
+    """The capitalised forms of the guard's words the rule accepts as names: each word and its close
+    forms (CLOSE_ENDING letters shorter or, with the grammar's optional ending, longer), Capitalised and
+    in capitals."""
+    forms = set()
+    for word in guard.words:
+        if not word or not all(c.isalpha() for c in word):
+            continue
+        cut = [word] + [word[:k] for k in range(max(CLOSE_MIN, len(word) - CLOSE_ENDING), len(word))]
+        for form in cut:
+            forms.update({form[0].upper() + form[1:], form.upper()})
+    return forms
+
+
+def guard_gbnf(guard: Guard) -> str:
+    """The fact guard as a GBNF grammar (llama.cpp's servers take one per request): free text in which
+    a capitalised word after a sentence's first word is one of the guard's names (or a close form),
+    and a number one it gives, whole. An approximation of `Guard.allows` for a server, where no
+    token-by-token guard can run: letters outside Latin-1 count as lower-case, and a digit may not
+    follow a letter directly. The checks still judge what comes back."""
+    names = sorted(_name_forms(guard))
+    if guard.numbers is None:
+        number = 'number ::= [0-9]+ ([.,] [0-9]+)*'
+    elif guard.numbers or guard.written:
+        number = "number ::= " + " | ".join(_literal(n) for n in sorted(guard.numbers | guard.written))
+    else:
+        number = None
+    word = "(name | lower) after" + (" | number unit after" if number else "")
+    rules = [
+        "root ::= start",
+        # at a segment's start (the paragraph's, or after . ! ? : ; with a space, a dash between spaces,
+        # an opening quote or bracket) a capitalised word is free
+        f"start ::= space start | open start | free after | {word} | \"\"",
+        f"mid ::= space mid | open start | {word} | \"\"",
+        "unit ::= [A-Za-z]*",  # 7B, 24GB: letters right after a number are no word of their own
+        "after ::= end space start | end | [:;] space start | space dash space start | space mid"
+        " | ['’] [a-z]+ after | [-/] mid | [,%)\\]'’\"”&+*=<>#@~^|_$] after | \"\"",
+        "end ::= [.!?]+ [\"'”’)\\]]*",
+        "space ::= [ \\t\\n]+",
+        "dash ::= [-–—]",
+        "open ::= [\"“(\\[]",
+        f"free ::= [{_UPPER}] [{_LOWER}]*",
+        f"lower ::= [{_LOWER}] [{_LOWER}{_UPPER}]*",
+        "name ::= (" + " | ".join(_literal(n) for n in names) + ') ([a-z] ([a-z] [a-z]?)?)?',
+    ]
+    if number:
+        rules.append(number)
+    return "\n".join(rules) + "\n"

@@ -406,6 +406,7 @@ class SentenceRule:
     max_words: int = 0  # 0: no limit
     attempts: int = 4
     numbers: bool = True  # False: a prediction's reason, whose numbers are not its subject's
+    most: int = 0  # sentences the post shows of it (a one-sentence kind's: 1); 0: no limit
 
     def problem(self, sentence: str, before: Sequence[str]) -> str | None:
         n = len(sentence.split())
@@ -424,6 +425,10 @@ class SentenceRule:
 
     def long_enough(self, before: Sequence[str]) -> bool:
         return sum(len(s.split()) for s in before) >= self.min_words
+
+    def done(self, before: Sequence[str]) -> bool:
+        """Whether the paragraph has every sentence the post will show of it."""
+        return bool(self.most) and len(before) >= self.most
 
     def too_long(self, sentence: str, before: Sequence[str]) -> bool:
         """Whether `sentence` would take the paragraph past its word limit."""
@@ -482,7 +487,8 @@ class Judge:
         faithful = "faithful" in section.kind.checks
         return SentenceRule(self.source(key), section.title if "no_title_echo" in section.kind.checks else "",
                             frozenset(self.instructions), self.labels, self.min_words if section.kind.place == "topic" else 0,
-                            self.max_words if "length" in section.kind.checks else 0, attempts, numbers=faithful)
+                            self.max_words if "length" in section.kind.checks else 0, attempts, numbers=faithful,
+                            most=1 if section.kind.place == sections.POST else 0)
 
     def usable(self, key: str, raw: str) -> bool:
         return bool(self.text(key, raw))

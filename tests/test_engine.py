@@ -50,6 +50,9 @@ class OddWordsRefused:
     def too_long(self, sentence, before):
         return False
 
+    def done(self, before):
+        return False
+
 
 def sixteen_requests() -> list[Request]:
     base = sample_requests()
@@ -460,3 +463,27 @@ def _biases():
     day, templates = date(2026, 11, 23), Templates.load(Config().prompts_path)
     judge = judge_of(Config(), topics, day, templates)
     return [judge.bias(r.key, 2.0) for r in sample_requests()]
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("name", ["batched", "sequential"])
+def test_a_guarded_paragraph_names_and_numbers_only_what_its_story_gives(name, batched):
+    """The same rule in both real engines: with the guard and the sentence rule, every finished name
+    and number of each paragraph is one its story gives (tests/test_facts.py tries the rule itself)."""
+    from digest.facts import names, numbers_of
+    from digest.text import complete_sentences
+
+    requests = [r for r in sample_requests(max_tokens=100, examples=True, protected=True) if not r.grammar][:3]
+    if name == "batched":
+        results = batched.generate(requests).results
+    else:
+        with create_engine("sequential", MODEL) as engine:
+            results = engine.generate(requests).results
+    for request, result in zip(requests, results):
+        assert result.text.strip(), request.key
+        guard, text = request.guard, complete_sentences(result.text)  # the last word may be unfinished
+        for number in numbers_of(text):
+            assert number in guard.numbers, (request.key, number, result.text)
+        for found in names(text):
+            assert guard.name_ok(found, partial=False), (request.key, found, result.text)
+        assert result.sampled_tokens >= result.completion_tokens

@@ -4,10 +4,11 @@ capitals only, accents, other scripts, no entry text) is handled alike."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digest.facts import Guard, GuardState, known, names, numbers_of, plain_piece, unfaithful
+from digest.facts import Guard, GuardState, guard_gbnf, known, names, numbers_of, plain_piece, unfaithful
 from digest.quality import check_faithful
 
 SOURCE = ("Researchers at Stanford trained a 7B model on 40,000 GPUs in Kenya; it scores 9.5% higher "
@@ -118,3 +119,47 @@ def test_every_text_the_guard_allows_keeps_to_its_source_and_can_go_on(pieces):
         assert number in have, (text, number)
     for name in names(text):
         assert g.name_ok(name, partial=False), (text, name)
+
+
+@pytest.mark.model
+def test_the_guard_as_a_grammar_lets_through_what_the_guard_does():
+    """What llama.cpp's servers are sent (facts.guard_gbnf), run by llama.cpp's own grammar sampler
+    over the embedded model's tokens."""
+    import numpy as np
+
+    from digest.config import Config
+    from digest.engine.native import Grammar, Model
+
+    model = Model(Config().model_path)
+    guard = Guard.of(SOURCE)
+
+    def takes(text: str) -> bool:
+        grammar = Grammar(model, guard_gbnf(guard))
+        try:
+            for token in model.tokenize(text):
+                if not grammar.allowed(np.array([token]))[0]:
+                    return False
+                grammar.accept(token)
+            return True
+        finally:
+            grammar.close()
+
+    try:
+        assert takes("Researchers at Stanford used 40,000 GPUs. Kenyan farms gain 9.5% on MMLU")
+        assert takes('The 7B model is in Kenya\'s labs: Great. "Hello" it said (Stanford).')
+        assert not takes("Teams at Oxford")
+        assert not takes("It used 1 GPU")
+        assert not takes("Since 2024 it")
+    finally:
+        model.close()
+
+
+def test_a_llama_cpp_server_is_sent_the_guard_as_its_grammar():
+    from digest.engine.base import Message, Request
+    from digest.engine.openai import chat_body
+
+    request = Request("k", (Message("user", "hi"),), seed=1, guard=Guard.of(SOURCE))
+    assert chat_body(request, "llama")["grammar"] == guard_gbnf(request.guard)
+    assert "grammar" not in chat_body(request, "none") and "structured_outputs" not in chat_body(request, "vllm")
+    dated = Request("p", (Message("user", "hi"),), seed=1, guard=Guard.of(SOURCE), grammar='root ::= "x"')
+    assert chat_body(dated, "llama")["grammar"] == 'root ::= "x"'  # its own grammar first

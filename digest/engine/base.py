@@ -58,6 +58,9 @@ class SentenceRule(Protocol):
     def long_enough(self, before: Sequence[str]) -> bool:
         """Whether the paragraph may end after `before` (a last sentence that keeps failing is dropped)."""
 
+    def done(self, before: Sequence[str]) -> bool:
+        """Whether the paragraph has every sentence it needs after `before` (then it ends there)."""
+
     def too_long(self, sentence: str, before: Sequence[str]) -> bool:
         """Whether `sentence` would take the paragraph past its word limit (then, if `before` is long
         enough, the paragraph ends before it)."""

@@ -454,9 +454,11 @@ class BatchedEngine(Engine):
                     return None
                 if verdict == "ended":
                     return "stop"
-                if not eog:  # kept: this token begins the next sentence, unless it begins a new
-                    # paragraph after a long enough one (the post shows one paragraph)
-                    if b"\n" in piece and request.sentences.long_enough(seq.kept):
+                if not eog:  # kept: this token begins the next sentence, unless the paragraph has
+                    # all it needs, or the token begins a new paragraph after a long enough one
+                    # (the post shows one paragraph)
+                    rule = request.sentences
+                    if rule.done(seq.kept) or (b"\n" in piece and rule.long_enough(seq.kept)):
                         return "stop"
                     seq.sentence_start, seq.saved = len(seq.tokens), seq.drawn
         if eog:

@@ -26,6 +26,7 @@ from typing import Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from .. import http
+from ..facts import guard_gbnf
 from ..errors import GenerationError, ModelError
 from .base import (Engine, Generation, Progress, ProgressCallback, Request, Result, Stats, check_unique_keys)
 
@@ -81,6 +82,8 @@ def chat_body(request: Request, grammar_mode: str = "llama") -> dict:
         body["stop"] = list(request.stop)
     if request.grammar and grammar_mode == "llama":
         body["grammar"] = request.grammar
+    elif request.guard is not None and grammar_mode == "llama":
+        body["grammar"] = guard_gbnf(request.guard)  # the fact guard, as the grammar it can take
     elif request.grammar and grammar_mode == "vllm":
         body["structured_outputs"] = {"grammar": request.grammar}
     if request.ignore_eos:
@@ -173,6 +176,9 @@ class OpenAIEngine(Engine):
                 self.server[key] = answer
         self.grammar_mode = options.grammar if options.grammar != "auto" else self._detect_grammar()
         self.server["grammar"] = self.grammar_mode
+        # llama.cpp's servers take the fact guard as a grammar (digest.facts.guard_gbnf); the rest of
+        # prevention needs the model's own state, which a server does not show.
+        self.prevents = frozenset({"guard"}) if self.grammar_mode == "llama" else frozenset()
 
     # -- talking to the server ------------------------------------------------------------------
 

@@ -222,7 +222,7 @@ class SequentialEngine(Engine):
             kept_tokens += len(self._llm.tokenize(sentence_text.encode("utf-8"), add_bos=False))
             attempt = 0
             following = "" if last else written[end.end():]
-            if last or request.grammar or ("\n" in following[:2] and rule.long_enough(kept)):
+            if last or request.grammar or rule.done(kept) or ("\n" in following[:2] and rule.long_enough(kept)):
                 break
         else:
             finish = "length"
