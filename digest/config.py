@@ -126,7 +126,7 @@ class Generation:
     # The point bias: added to the logits of the words that make a paragraph's point (a Benefits
     # paragraph's who and gain words, a Ramifications paragraph's risk words) and taken from the
     # words against it. 0: none.
-    point_bias: float = field(default=0.0, metadata=rules(0.0, 10.0))
+    point_bias: float = field(default=2.0, metadata=rules(0.0, 10.0))
 
 
 @dataclass
