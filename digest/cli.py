@@ -25,7 +25,7 @@ from .console import err, expected_errors, warning
 from .engine import ENGINES, create_engine
 from .errors import EXIT_INVALID, ConfigError, DigestError, Terminated, forget_interrupts, interrupt_now_or_later
 from .resources import samples_dir
-from .models_cli import app as models_app
+from .models.cli import app as models_app
 from .runlog import run_log
 
 app = typer.Typer(
@@ -223,7 +223,7 @@ def _feeds_source(feeds_from: Path | None, snapshot: Path | None, sample_feeds: 
 
 def _model_flag(value: str | None) -> str | None:
     """`--model`: a registry name or a GGUF path, as the absolute path of the file."""
-    from .registry import resolve_model
+    from .models.registry import resolve_model
 
     return str(resolve_model(value)) if value else None
 
@@ -290,7 +290,7 @@ def bench(
     llama_server: Annotated[Optional[Path], typer.Option("--llama-server", help="Also time llama.cpp's llama-server (this binary; `make peers` builds build/llama.cpp/bin/llama-server), fed the same requests at once over HTTP on 127.0.0.1.")] = None,
 ) -> None:
     """Time the batching engine against the one-by-one loops (and peers) on the bundled sample digest."""
-    from .bench import bench_requests, run_bench
+    from .bench.run import bench_requests, run_bench
 
     with expected_errors():
         config = load_config(config_path)
@@ -304,7 +304,7 @@ def bench(
         slot_list, decode_list = _numbers(slots, "--slots"), _numbers(decode, "--decode")
         say = (lambda m: None) if as_json else (lambda m: err.print(f"[dim]{escape(m)}[/dim]", markup=True))
         if requests_out is not None:
-            from .peer import write_requests
+            from .bench.peer import write_requests
 
             write_requests(requests_out, bench_requests(config))
             say(f"wrote the bench's requests to {requests_out}")

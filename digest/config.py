@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from . import embedded, resources
+from . import resources
+from .models import embedded
 from .engine import CACHE_TYPES_K, ENGINES
 from .markdown import one_line
 from .prompts import EXAMPLE_KINDS

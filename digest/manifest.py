@@ -73,7 +73,7 @@ def versions() -> dict:
 def model_record(path: Path, cache: Path) -> dict:
     """The model file (path, size, sha256) and, for a file of the model registry, its name there and,
     for a derived one (the default Q8_0), its source's name, file and sha256 and the recipe."""
-    from .registry import describe
+    from .models.registry import describe
 
     path = Path(path).resolve()
     if not path.is_file():

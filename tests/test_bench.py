@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from digest.bench import Report, Row, exact_prompt, simulated_ceiling
+from digest.bench.run import Report, Row, exact_prompt, simulated_ceiling
 from digest.config import Config
 
 MODEL = Config().model_path
@@ -47,7 +47,7 @@ def test_ratios_are_medians_of_per_run_ratios():
 
 @pytest.mark.model
 def test_prompts_cut_or_padded_to_exactly_128_tokens():
-    from digest.bench import bench_inputs
+    from digest.bench.run import bench_inputs
     from digest.engine.batched import BatchedEngine
 
     with BatchedEngine(MODEL) as engine:
@@ -64,7 +64,7 @@ def test_the_memory_step_measures_the_run_not_the_bench_that_forked_it():
     import subprocess
     import sys
 
-    from digest.bench import PEAK_OF_CHILD
+    from digest.bench.run import PEAK_OF_CHILD
 
     ballast = bytearray(400 * 2**20)
     for i in range(0, len(ballast), 4096):

@@ -19,12 +19,12 @@ import frontmatter
 import pytest
 
 from conftest import PROJECT_ROOT, describe, serve
-from digest import embedded
+from digest.models import embedded
 from digest.config import Config
-from digest.embedded import FILE_NAME as DEFAULT_MODEL_FILE
+from digest.models.embedded import FILE_NAME as DEFAULT_MODEL_FILE
 from digest.errors import ConfigError, EXIT_MODEL, ModelError
 from digest.files import sha256_file
-from digest.registry import DEFAULT_REGISTRY, load_registry, pull, resolve_model
+from digest.models.registry import DEFAULT_REGISTRY, load_registry, pull, resolve_model
 
 PAYLOAD = os.urandom(300_000)
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -629,7 +629,7 @@ def test_make_install_gpu_builds_llama_cpp_python_with_its_backend_in_its_own_ve
     # the backend build comes first, so that the project's own install finds it and keeps it
     project = next(i for i, line in enumerate(lines) if "-e '.[test]'" in line)
     assert lines.index(build) < project and lines[project].startswith(f".venv-{gpu}/bin/python -m pip install")
-    assert f".venv-{gpu}/bin/python -m digest.embedded models" in lines
+    assert f".venv-{gpu}/bin/python -m digest.models.embedded models" in lines
 
 
 def test_make_install_for_the_cpu_is_unchanged():
@@ -637,7 +637,7 @@ def test_make_install_for_the_cpu_is_unchanged():
     assert done.returncode == 0, done.stderr
     assert "CMAKE_ARGS" not in done.stdout and "--no-cache-dir" not in done.stdout
     assert ".venv/bin/python -m pip install --quiet -e '.[test]'" in done.stdout
-    assert ".venv/bin/python -m digest.embedded models" in done.stdout
+    assert ".venv/bin/python -m digest.models.embedded models" in done.stdout
 
 
 def test_make_install_with_an_unknown_gpu_says_which_exist():

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import ModelError
-from .files import ErrorFn, atomic_path, output_error, sha256_file
+from ..errors import ModelError
+from ..files import ErrorFn, atomic_path, output_error, sha256_file
 
 GGUF_MAGIC = b"GGUF"
 FILE_TYPE_KEY = "general.file_type"
@@ -168,7 +168,7 @@ def _run_quantizer(source: Path, out: Path, target: Format, threads: int) -> Non
     (its error lines are kept for the message, by the engine's one log callback)."""
     import llama_cpp
 
-    from .engine.native import clear_errors, last_error, quiet_logs
+    from ..engine.native import clear_errors, last_error, quiet_logs
 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = target.ftype

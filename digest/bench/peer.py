@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .engine.base import Request
-from .errors import OutputError, PeerError
+from ..engine.base import Request
+from ..errors import OutputError, PeerError
 
 ENDPOINT = "/v1/chat/completions"
 HOST = "127.0.0.1"
@@ -40,7 +40,7 @@ REQUEST_TIMEOUT_S = 600.0
 def request_json(request: Request) -> dict:
     """One request as a JSON object: its key, and the chat-completion body the openai engine sends
     a llama.cpp server (llama.cpp's sampling fields and grammar)."""
-    from .engine.openai import chat_body
+    from ..engine.openai import chat_body
 
     return {"key": request.key, **chat_body(request, "llama")}
 
@@ -162,7 +162,7 @@ def port_in_use(host: str, port: int) -> bool:
 
 def context_cells(model: Path, requests: Sequence[Request], n_ctx: int = 0) -> int:
     """KV cells per sequence that the batching engine gives these requests (all in one batch)."""
-    from .engine.batched import BatchedEngine
+    from ..engine.batched import BatchedEngine
 
     with BatchedEngine(model, n_ctx=n_ctx) as engine:
         prompts = [engine.tokenize(r) for r in requests]
@@ -303,7 +303,7 @@ def server_for(binary: Path, model: Path, requests: Sequence[Request], *, thread
                n_gpu_layers: int = 0, port: int = 0, cache_type_k: str = "f16") -> LlamaServer:
     """The peer server for a bench: one slot per request, each with the cells digest gives it, and
     digest's K cache format."""
-    from .engine.native import stream_cells
+    from ..engine.native import stream_cells
 
     check_binary(binary)  # before loading the model to count cells
     cells = stream_cells(context_cells(model, requests, n_ctx))

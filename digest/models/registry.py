@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import http, resources
-from .errors import ConfigError, ModelError
-from .files import fsync_dir, sha256_file
-from .tomlcheck import Document, build, parse, read_text, rules
+from .. import http, resources
+from ..errors import ConfigError, ModelError
+from ..files import fsync_dir, sha256_file
+from ..tomlcheck import Document, build, parse, read_text, rules
 
 REGISTRY_ENV = "DIGEST_REGISTRY"
 DEFAULT_REGISTRY = resources.registry_file()
@@ -42,7 +42,7 @@ class ModelEntry:
     wheel: str = ""
     derived_from: str = ""  # the name of the entry this file is made from
     source_sha256: str = field(default="", metadata=_SHA256)  # that entry's sha256, as the recipe was written for
-    quantize: str = ""  # the recipe: the type `digest.quantize` converts the source to
+    quantize: str = ""  # the recipe: the type `digest.models.quantize` converts the source to
     quantizer: str = ""  # what made the recorded sha256, e.g. "llama-cpp-python 0.3.36"
     licence: str = ""
     chat_template: str = ""

@@ -1,0 +1,3 @@
+"""Model files: the registry of known models (registry.py), the embedded default model that
+`make install` derives (embedded.py), llama.cpp's quantizer and the GGUF formats it writes
+(quantize.py), and the `digest models` commands (cli.py)."""
