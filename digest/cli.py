@@ -352,7 +352,8 @@ def bench(
         mib = lambda b: f"{(b or 0) / 2**20:.0f} MiB"  # noqa: E731
         typer.echo(f"peak memory of a run: {mib(m['peak_rss_bytes'])} (limit: model {mib(m['model_bytes'])} + "
                    f"KV cache {mib(m['kv_cache_bytes'])} + 300 MiB = {mib(m['limit_bytes'])}): "
-                   f"{'within' if m['within_limit'] else 'OVER'} the limit")
+                   + (f"the run FAILED (exit {m['exit_code']})" if m["exit_code"]
+                      else f"{'within' if m['within_limit'] else 'OVER'} the limit"))
 
 
 def _numbers(text: str, flag: str) -> list[int]:

@@ -485,14 +485,19 @@ def measure_run_memory(config: Config, model: Path) -> dict:
         # run is forked from a fresh interpreter of a few MB, which reports the run's exit code and peak.
         done = subprocess.run([sys.executable, "-c", PEAK_OF_CHILD, *command], capture_output=True, text=True)
         exit_code, peak = (int(x) for x in done.stdout.split())
-    kv = kv_cache_bytes(config, model)
-    limit = model.stat().st_size + kv + MEMORY_MARGIN
+    return memory_verdict(peak, exit_code, model.stat().st_size, kv_cache_bytes(config, model))
+
+
+def memory_verdict(peak: int, exit_code: int, model_bytes: int, kv_bytes: int) -> dict:
+    """A run's peak against model file + KV cache + 300 MB. A run that failed is never within the
+    limit: it may have stopped before it held what a whole run holds."""
+    limit = model_bytes + kv_bytes + MEMORY_MARGIN
     return {
         "peak_rss_bytes": peak,
-        "model_bytes": model.stat().st_size,
-        "kv_cache_bytes": kv,
+        "model_bytes": model_bytes,
+        "kv_cache_bytes": kv_bytes,
         "limit_bytes": limit,
-        "within_limit": peak <= limit,
+        "within_limit": exit_code == 0 and peak <= limit,
         "exit_code": exit_code,
     }
 
