@@ -47,11 +47,6 @@ SECTION_NAMES = {
     PREDICTIONS: "... predicts future events",
 }
 _PREDICTIONS_SUFFIX = "predicts future events"
-# How the tolerant check recognises each expected prediction in a subject.
-_SUBJECT_NEEDLES = {
-    "Artificial general intelligence": "general intelligence",
-    "Technological singularity": "singularity",
-}
 
 _FENCE = re.compile(r"^---\s*$")
 _HEADING = re.compile(r"^ {0,3}#{1,6}\s+(.*?)(?:\s+#+)?\s*$")
@@ -180,7 +175,7 @@ def _parse(text: str, kinds: tuple[SectionKind, ...]) -> _Parsed:
     drafts = _collect_predictions(sections[PREDICTIONS], report) if PREDICTIONS in sections else []
     predictions = [_read_prediction(draft, report) for draft in drafts]
     if PREDICTIONS in sections:
-        _check_prediction_subjects(sections[PREDICTIONS], predictions, report)
+        _check_prediction_subjects(sections[PREDICTIONS], predictions, report, kinds)
 
     post = None
     if front is not None:
@@ -652,13 +647,14 @@ def _after_colon(text: str) -> str:
 
 
 def _check_prediction_subjects(
-    section: _Section, predictions: list[Prediction], report: _Report
+    section: _Section, predictions: list[Prediction], report: _Report, kinds: tuple[SectionKind, ...]
 ) -> None:
     if not predictions:
         return  # already reported: no predictions at all
-    for subject, needle in _SUBJECT_NEEDLES.items():
-        if not any(needle in p.subject.lower() for p in predictions):
-            report.add(section.line, f"no prediction for {subject}")
+    for kind in post_kinds(kinds):
+        for subject in kind.subjects:
+            if not any(kind.is_subject(p.subject, subject) for p in predictions):
+                report.add(section.line, f"no prediction for {subject}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from .models import embedded
 from .engine import CACHE_TYPES_K, ENGINES
 from .markdown import one_line
 from .prompts import EXAMPLE_KINDS
+from .sections import DEFAULT_SECTIONS
 from .post import DEFAULT_NOTICE, DEFAULT_PREDICTIONS_HEADING, Cover
 from .tomlcheck import Document, build, check_value, parse, read_text, rules
 
@@ -116,7 +117,7 @@ class Generation:
     min_words: int = field(default=40, metadata=rules(1, 1000))
     max_words: int = field(default=130, metadata=rules(1, 1000))
     # The paragraphs of each topic, in order: names of section kinds (digest.sections).
-    sections: list[str] = field(default_factory=lambda: ["benefits", "ramifications"])
+    sections: list[str] = field(default_factory=lambda: list(DEFAULT_SECTIONS))
     candidates: int = field(default=1, metadata=rules(1, 8))
     retries: int = field(default=2, metadata=rules(0, 10))
 

@@ -20,7 +20,6 @@ DEFAULT_PREDICTIONS_HEADING = "AI predicts future events"
 # The months a prediction's date is written with (English, whatever the locale).
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
           "November", "December")
-PREDICTION_SUBJECTS = ("Artificial general intelligence", "Technological singularity")
 
 
 @dataclass

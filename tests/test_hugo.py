@@ -27,7 +27,8 @@ from digest.check import parse_post
 from digest.cli import app
 from digest.engine.fake import FakeEngine
 from digest.markdown import escape_inline, unescape_inline
-from digest.post import PREDICTION_SUBJECTS, Cover, FrontMatter, Post, Prediction, Topic
+from digest.sections import PREDICTION_SUBJECTS
+from digest.post import Cover, FrontMatter, Post, Prediction, Topic
 from digest.files import write_atomic
 from digest.render import render
 from test_hostile import CASES, HOSTILE_AUTHOR, HOSTILE_FEEDS, HOSTILE_MODEL, HOSTILE_TITLE, hostile_respond

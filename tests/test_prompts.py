@@ -11,8 +11,8 @@ import pytest
 
 from digest.engine.base import Sampling
 from digest.errors import ConfigError, PromptError
-from digest.post import PREDICTION_SUBJECTS
-from digest.prompts import EXAMPLES, FIELDS, Templates, build_requests, example_turns
+from digest.sections import PREDICTION_SUBJECTS
+from digest.prompts import EXAMPLES, Templates, build_requests, example_turns, fields_of
 from digest.sections import KINDS, prediction_grammar
 from digest.select import Story
 
@@ -51,7 +51,7 @@ def requests_for(topics, templates, *, run_seed=42, day=DAY, max_tokens=160, sam
 
 
 def test_load_project_prompts(templates):
-    assert set(templates.texts) == {*FIELDS, EXAMPLES}
+    assert set(templates.texts) == {*fields_of(), EXAMPLES}
     for name, text in templates.texts.items():
         assert text == text.strip() and text
         assert text == (PROMPTS / f"{name}.txt").read_text(encoding="utf-8").strip()
@@ -93,7 +93,7 @@ def test_stray_dollar_is_an_error_and_double_dollar_is_fine(prompts_copy):
     assert str(path) in str(info.value)
 
 
-@pytest.mark.parametrize("name", sorted(FIELDS))
+@pytest.mark.parametrize("name", sorted(fields_of()))
 def test_missing_template(prompts_copy, name):
     (prompts_copy / f"{name}.txt").unlink()
     with pytest.raises(PromptError) as info:
