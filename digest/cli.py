@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
-import threading
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -23,7 +21,8 @@ from . import pipeline
 from .config import CONFIG_NAME, apply_flags, default_toml, load_config
 from .console import err, expected_errors, warning
 from .engine import ENGINES, create_engine
-from .errors import EXIT_INVALID, ConfigError, DigestError, Terminated, forget_interrupts, interrupt_now_or_later
+from .errors import EXIT_INVALID, ConfigError, DigestError
+from .interrupts import sigterm_as_interrupt
 from .resources import samples_dir
 from .models.cli import app as models_app
 from .runlog import run_log
@@ -35,29 +34,6 @@ app = typer.Typer(
     help="Write the daily AI digest post from feeds with a local language model, offline.",
 )
 app.add_typer(models_app, name="models")
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """While inside, SIGTERM raises `Terminated` (a KeyboardInterrupt), so a `kill` stops a run with
-    the same cleanup as Ctrl-C: no partial post, the engine and the lock released. While llama.cpp
-    works, either signal is noted and raised when it returns (errors.interrupt_now_or_later): raised
-    in a native callback, ctypes would print it and drop it."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        interrupt_now_or_later(Terminated() if signum == signal.SIGTERM else KeyboardInterrupt())
-
-    forget_interrupts()
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-        forget_interrupts()
 
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help=f"Config file (default: ./{CONFIG_NAME} if present, else built-in defaults).")]
@@ -387,10 +363,10 @@ def eval_(
     reasoning sentence. Prints a table per check with the first-try and final pass rates, per set
     (tune, holdout), and the worst sections.
     """
-    from .evaluate import EVAL_SET, default_inputs, run_eval
+    from .evaluate import EVAL_SET, SETS, default_inputs, run_eval
 
-    if which not in ("all", "tune", "holdout"):
-        raise typer.BadParameter(f"expected all, tune or holdout, got {which!r}", param_hint="--set")
+    if which not in ("all", *SETS):
+        raise typer.BadParameter(f"expected all, {' or '.join(SETS)}, got {which!r}", param_hint="--set")
     if not inputs:
         inputs = default_inputs(which)
         if len(inputs) == 1:

@@ -14,7 +14,8 @@ import llama_cpp
 import numpy as np
 from llama_cpp import _internals
 
-from ..errors import IN_NATIVE, GenerationError, ModelError, note_interrupt
+from ..errors import GenerationError, ModelError
+from ..interrupts import IN_NATIVE, note_interrupt
 from . import CACHE_TYPES_K
 from .llama import check_gguf
 
