@@ -34,14 +34,14 @@ from .select import pick
 
 EVAL_DAY = date(2026, 11, 23)
 EVAL_SET = resources.CHECKOUT / "tests" / "eval"  # a source checkout has it; a wheel does not
-SETS = ("tune", "holdout")
+SETS = ("tune", "holdout")  # `digest eval --set`: either, or "all"
 
 
 def default_inputs(which: str = "all") -> list[Path]:
     """The tune set (the bundled sample feed and tests/eval/tune/), the held-out set, or both."""
     tune = [resources.samples_dir() / "topics.xml", *sorted((EVAL_SET / "tune").glob("*.xml"))]
     holdout = sorted((EVAL_SET / "holdout").glob("*.xml"))
-    return {"tune": tune, "holdout": holdout, "all": tune + holdout}[which]
+    return dict(zip(SETS, (tune, holdout)), all=tune + holdout)[which]
 
 
 def set_of(path: Path) -> str:

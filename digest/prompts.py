@@ -41,7 +41,6 @@ def fields_of(kinds: Sequence[SectionKind] = DEFAULT_KINDS) -> dict[str, frozens
     return {SYSTEM: frozenset(), **{kind.template_name: kind.fields for kind in kinds}}
 
 
-FIELDS = fields_of()  # the default kinds'
 
 
 def example_fields(kind: SectionKind) -> tuple[str, ...]:

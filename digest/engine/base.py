@@ -92,10 +92,6 @@ class Stats:
         self.decode_steps += result.completion_tokens
 
     @property
-    def prompt_tokens_saved(self) -> int:
-        return self.prompt_tokens - self.prompt_tokens_decoded
-
-    @property
     def tokens_per_second(self) -> float:
         return self.completion_tokens / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
