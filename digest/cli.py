@@ -18,10 +18,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import pipeline
-from .config import CONFIG_NAME, apply_flags, default_toml, load_config
+from .config import CONFIG_NAME, Config, apply_flags, default_toml, load_config
 from .console import err, expected_errors, warning
 from .engine import ENGINES, create_engine
-from .errors import EXIT_INVALID, ConfigError, DigestError
+from .errors import EXIT_INVALID, EXIT_LOCKED, ConfigError, DigestError
 from .interrupts import sigterm_as_interrupt
 from .resources import samples_dir
 from .models.cli import app as models_app
@@ -36,6 +36,7 @@ app = typer.Typer(
 app.add_typer(models_app, name="models")
 
 
+_DEFAULTS = Config()  # the built-in settings, which the help texts quote
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help=f"Config file (default: ./{CONFIG_NAME} if present, else built-in defaults).")]
 
 
@@ -52,8 +53,8 @@ def run(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="A model name from 'digest models list', or a GGUF file (default: the embedded SmolLM2-135M).")] = None,
     engine: Annotated[Optional[str], typer.Option("--engine", help=f"Generation engine: {', '.join(ENGINES)}.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Run seed; the same inputs and seed give the same post.")] = None,
-    topics: Annotated[Optional[int], typer.Option("--topics", help="Number of topics (default 6).")] = None,
-    trending: Annotated[Optional[int], typer.Option("--trending", help="Number of trending headlines (default 3).")] = None,
+    topics: Annotated[Optional[int], typer.Option("--topics", help=f"Number of topics (default {_DEFAULTS.feeds.topics.count}).")] = None,
+    trending: Annotated[Optional[int], typer.Option("--trending", help=f"Number of trending headlines (default {_DEFAULTS.feeds.trending.count}).")] = None,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Token limit of each section.")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", help="Sampling temperature (0: greedy).")] = None,
     top_k: Annotated[Optional[int], typer.Option("--top-k", help="Top-k sampling (0: off).")] = None,
@@ -61,7 +62,7 @@ def run(
     min_p: Annotated[Optional[float], typer.Option("--min-p", help="Min-p sampling.")] = None,
     repeat_penalty: Annotated[Optional[float], typer.Option("--repeat-penalty", help="Penalty for repeating recent tokens (1: off).")] = None,
     slots: Annotated[Optional[int], typer.Option("--slots", help="Sections generated at once by the batched engine (0: all).")] = None,
-    candidates: Annotated[Optional[int], typer.Option("--candidates", help="Tries of each section generated side by side; the one that passes most quality checks is kept (default 1).")] = None,
+    candidates: Annotated[Optional[int], typer.Option("--candidates", help=f"Tries of each section generated side by side; the one that passes most quality checks is kept (default {_DEFAULTS.generation.candidates}).")] = None,
     ctx: Annotated[Optional[int], typer.Option("--ctx", help="Context size in tokens (0: automatic).")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads (0: one per core).")] = None,
     n_gpu_layers: Annotated[Optional[int], typer.Option("--n-gpu-layers", help="Layers to offload to a GPU (-1: all; needs a GPU build).")] = None,
@@ -69,7 +70,7 @@ def run(
     title: Annotated[Optional[str], typer.Option("--title", help="Post title in the front matter.")] = None,
     author: Annotated[Optional[str], typer.Option("--author", help="Post author in the front matter.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the post's path (and errors).")] = False,
-    lock_wait: Annotated[Optional[float], typer.Option("--lock-wait", help="Seconds to wait for another run on the same output to finish, then exit 8 (default 5).")] = None,
+    lock_wait: Annotated[Optional[float], typer.Option("--lock-wait", help=f"Seconds to wait for another run on the same output to finish, then exit {EXIT_LOCKED} (default {_DEFAULTS.output.lock_wait:g}).")] = None,
     no_history: Annotated[bool, typer.Option("--no-history", help="Pick topics even if covered on other days (see [history] days).")] = False,
     log_file: Annotated[Optional[Path], typer.Option("--log-file", help="Append one line per stage, with timings and the exit code, to this file.")] = None,
 ) -> None:

@@ -15,6 +15,7 @@ from typing import Any, get_type_hints
 from . import resources
 from .models import embedded
 from .engine import CACHE_TYPES_K, ENGINES
+from .http import DEFAULT_USER_AGENT
 from .markdown import one_line
 from .prompts import EXAMPLE_KINDS
 from .sections import DEFAULT_SECTIONS
@@ -57,7 +58,7 @@ class Feeds:
         default_factory=lambda: FeedConfig("https://www.reddit.com/r/machinelearningnews/top/.rss?t=day", 3)
     )
     timeout: float = field(default=30.0, metadata=rules(0.1, 600))
-    user_agent: str = "digest/0.1 (offline daily digest generator)"
+    user_agent: str = DEFAULT_USER_AGENT
     retries: int = field(default=2, metadata=rules(0, 10))
     backoff: float = field(default=1.0, metadata=rules(0.0, 60))
     max_wait: float = field(default=30.0, metadata=rules(0.0, 600))

@@ -33,7 +33,8 @@ from .sections import DEFAULT_KINDS, KINDS, POST, SectionKind, post_kinds, topic
 SYSTEM = "system"
 # Optional: example exchanges (see the module's docstring and prompts/examples.txt).
 EXAMPLES = "examples"
-EXAMPLE_FIELDS = frozenset({"later"})  # in an example prediction's answer: a year after the post's year
+EXAMPLE_YEARS_LATER = 6  # ${later} in an example prediction's answer: the post's year + this
+EXAMPLE_FIELDS = frozenset({"later"})
 
 
 def fields_of(kinds: Sequence[SectionKind] = DEFAULT_KINDS) -> dict[str, frozenset[str]]:
@@ -128,7 +129,7 @@ class Example:
     kind: str  # the template of a section kind: "benefits", "ramifications" or "predictions" by default
     title: str  # the story's title, or the prediction's subject
     text: str  # the story's entry text ("" for a story without one, and for predictions)
-    answer: str  # the assistant's turn (a prediction's may use ${later}: a year after the post's)
+    answer: str  # the assistant's turn (a prediction's may use ${later}: EXAMPLE_YEARS_LATER after the post's year)
 
 
 EXAMPLE_KINDS = ("own", "all")  # which examples a section is shown (`[generation] example_kinds`)
@@ -143,7 +144,7 @@ def example_turns(templates: Templates, day: date, kind: SectionKind | None = No
         if kind is not None and ex.kind != kind.template_name:
             continue
         user = fill_for(templates, kinds[ex.kind], ex.title, ex.text, day)
-        answer = Template(ex.answer).substitute(later=str(day.year + 6))
+        answer = Template(ex.answer).substitute(later=str(day.year + EXAMPLE_YEARS_LATER))
         turns += [Message("user", user), Message("assistant", answer)]
     return tuple(turns)
 

@@ -1,7 +1,9 @@
-"""Render a `Post` to the exact Markdown layout of the published series (seed `000`), and write it.
+"""Render a `Post` to the exact Markdown layout of the published series (seed `000`).
 
 The layout is fixed here, in code: headings, numbers, bullets, indentation and blank lines never
-come from the model. `render(parse(text)) == text` holds for a post in this layout.
+come from the model. `render(check.parse_post(text)) == text` holds for a post in this layout
+(`digest check --strict` demands it). The pipeline writes the text (files.write_atomic), after
+`ensure_writable` has checked the posts folder before any model runs.
 """
 
 from __future__ import annotations
