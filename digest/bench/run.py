@@ -152,14 +152,10 @@ def system_info(n_gpu_layers: int, model: Path) -> dict:
 
 
 def _layer_count(model: Path) -> int:
-    from ..engine.native import Model
+    """From the GGUF header: no need to load the model."""
+    from ..models.gguf import block_count, read_metadata
 
-    loaded = Model(model, n_gpu_layers=0)
-    try:
-        meta = loaded.metadata
-        return int(meta.get(f"{meta.get('general.architecture', 'llama')}.block_count", 0))
-    finally:
-        loaded.close()
+    return block_count(read_metadata(model))
 
 
 Runner = Callable[[], Generation]

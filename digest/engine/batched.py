@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import GenerationError
+from ..models.gguf import block_count
 from .base import (Engine, FinishReason, Generation, Progress, ProgressCallback, Request, Result, Sampling, Stats,
                    check_unique_keys)
 from .chat import ChatFormatter, chat_template
@@ -143,7 +144,7 @@ class BatchedEngine(Engine):
         _, _, n_seq, cells = self._plan(requests, prompts)
         meta = self._model.metadata
         arch = meta.get("general.architecture", "llama")
-        n_layer = int(meta[f"{arch}.block_count"])
+        n_layer = block_count(meta)
         n_head = int(meta[f"{arch}.attention.head_count"])
         n_head_kv = int(meta.get(f"{arch}.attention.head_count_kv", n_head))
         head_dim = int(meta.get(f"{arch}.attention.key_length", int(meta[f"{arch}.embedding_length"]) // n_head))
