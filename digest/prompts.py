@@ -54,17 +54,19 @@ class Templates:
     directory: Path
     texts: dict[str, str]
     kinds: tuple[SectionKind, ...] = field(default=DEFAULT_KINDS, compare=False)
+    hashes: dict[str, str] = field(default_factory=dict, compare=False)  # `sha256()`: of the bytes read
 
     @classmethod
     def load(cls, directory: Path, kinds: tuple[SectionKind, ...] = DEFAULT_KINDS) -> "Templates":
         directory = Path(directory)
         if not directory.is_dir():
             raise PromptError(f"prompts folder not found: {directory}")
-        texts = {}
+        texts, hashes = {}, {}
         for name, allowed in [*fields_of(kinds).items(), (EXAMPLES, EXAMPLE_FIELDS)]:
             path = directory / f"{name}.txt"
             try:
-                text = path.read_text(encoding="utf-8").strip()
+                data = path.read_bytes()
+                text = data.decode("utf-8").strip()
             except FileNotFoundError:
                 if name == EXAMPLES:
                     continue
@@ -78,8 +80,8 @@ class Templates:
                 if used is not None and used not in allowed:
                     known = ", ".join(sorted(allowed)) or "none"
                     raise PromptError(f"{path}: unknown placeholder ${{{used}}} (this template knows: {known})")
-            texts[name] = text
-        templates = cls(directory, texts, tuple(kinds))
+            texts[name], hashes[name] = text, sha256_bytes(data)
+        templates = cls(directory, texts, tuple(kinds), hashes)
         templates.examples()  # a malformed examples file fails here, before any model is loaded
         return templates
 
@@ -121,7 +123,14 @@ class Templates:
         return Template(self.texts[name]).substitute(values)
 
     def sha256(self) -> dict[str, str]:
-        return {name: sha256_bytes(text.encode("utf-8")) for name, text in self.texts.items()}
+        """Each template file's sha256, of its bytes as read: what a manifest records and `digest
+        replay` checks (`template_sha256`)."""
+        return dict(self.hashes)
+
+
+def template_sha256(path: Path) -> str:
+    """A template file's sha256 as `Templates.sha256` gives it: of the file's bytes, not its text."""
+    return sha256_bytes(Path(path).read_bytes())
 
 
 @dataclass(frozen=True)

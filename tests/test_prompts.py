@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 from datetime import date
@@ -298,3 +299,16 @@ def test_topic_requests_have_no_grammar(templates):
 def test_prediction_grammar_only_depends_on_year():
     assert prediction_grammar(date(2026, 1, 1)) == prediction_grammar(date(2026, 12, 31))
     assert prediction_grammar(date(2026, 1, 1)) != prediction_grammar(date(2027, 1, 1))
+
+
+def test_the_loaded_templates_hash_as_the_manifest_records_them(prompts_copy):
+    """One definition of a template's sha256 (its file's bytes): a file whose text the loader strips
+    hashes the same in Templates, in a manifest's record and in `digest eval`'s."""
+    from digest.manifest import prompts_record
+
+    path = prompts_copy / "system.txt"
+    path.write_bytes(path.read_bytes().strip() + b"\n\n  \n")
+    templates = Templates.load(prompts_copy)
+    recorded = prompts_record(prompts_copy, list(templates.texts))["sha256"]
+    assert templates.sha256() == recorded
+    assert recorded["system"] == hashlib.sha256(path.read_bytes()).hexdigest()
