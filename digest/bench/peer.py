@@ -27,6 +27,7 @@ from typing import Iterable, Sequence
 
 from ..engine.base import Request
 from ..errors import OutputError, PeerError
+from ..files import write_atomic
 
 ENDPOINT = "/v1/chat/completions"
 HOST = "127.0.0.1"
@@ -51,15 +52,9 @@ def requests_json(requests: Iterable[Request]) -> list[dict]:
 
 def write_requests(path: Path, requests: Iterable[Request]) -> None:
     """Write `requests_json(requests)` to `path` (UTF-8, indented), replacing it whole or not at all."""
-    path = Path(path)
     text = json.dumps(requests_json(requests), indent=2, ensure_ascii=False) + "\n"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write the requests to {path}: {exc.strerror or exc}") from exc
+    write_atomic(Path(path), text, error=lambda _action, _where, exc: OutputError(
+        f"cannot write the requests to {path}: {exc.strerror or exc}"))
 
 
 def server_body(request: dict) -> dict:
