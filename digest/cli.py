@@ -20,7 +20,7 @@ from rich.markup import escape
 from . import pipeline
 from .config import CONFIG_NAME, Config, apply_flags, default_toml, load_config
 from .console import err, expected_errors, warning
-from .engine import ENGINES, create_engine
+from .engine import ENGINES, engine_of
 from .errors import EXIT_INVALID, EXIT_LOCKED, ConfigError, DigestError
 from .interrupts import sigterm_as_interrupt
 from .resources import samples_dir
@@ -117,7 +117,7 @@ def run(
                  f"model={config.model_path}")
         with _progress_display(enabled=not quiet and sys.stderr.isatty()) as progress:
             result = pipeline.run(
-                config, lambda: _make_engine(config), day=when, now=now, out=out, feeds_from=feeds_from,
+                config, lambda: engine_of(config), day=when, now=now, out=out, feeds_from=feeds_from,
                 snapshot=snapshot.resolve() if snapshot else None, force=force, progress=progress, status=say,
                 no_history=no_history, stage=log.stage,
             )
@@ -150,7 +150,7 @@ def _run_many(configs, *, out, feeds_from, snapshot, when, now, force, no_histor
         if engine_of(config) != engine_of(first):
             raise ConfigError(f"{name}: every config of one run must use the same engine and model settings as "
                               f"{first_name} (engine, model, server, ctx, threads, GPU layers, slots)")
-    with _progress_display(enabled=not quiet and sys.stderr.isatty()) as progress, _make_engine(first) as engine:
+    with _progress_display(enabled=not quiet and sys.stderr.isatty()) as progress, engine_of(first) as engine:
         outcomes = pipeline.run_many(configs, engine, progress=progress, status=say, day=when, now=now,
                                      feeds_from=feeds_from, snapshot=snapshot.resolve() if snapshot else None,
                                      force=force, no_history=no_history)
@@ -169,24 +169,6 @@ def _run_many(configs, *, out, feeds_from, snapshot, when, now, force, no_histor
             err.print(f"digest: {name}: " + "; ".join(outcome.warnings), markup=False)
     if failed is not None:
         raise typer.Exit(failed.exit_code)
-
-
-def _make_engine(config):
-    m = config.model
-    server = None
-    if config.generation.engine == "openai":
-        from .engine.openai import ServerOptions
-
-        if not m.url:
-            raise ConfigError("--engine openai needs [model] url, the server's base URL (e.g. http://gpu-box:8000/v1)")
-        if "@" in m.url.split("//", 1)[-1].split("/", 1)[0]:
-            raise ConfigError("[model] url must not hold a user name or password (a manifest records the URL): "
-                              "put the key in an environment variable and name it in [model] api_key_env")
-        server = ServerOptions(url=m.url, model=m.name, api_key_env=m.api_key_env, concurrency=m.concurrency,
-                               timeout=m.timeout, retries=m.retries, grammar=m.grammar, stream=m.stream)
-    return create_engine(config.generation.engine, config.model_path, n_ctx=m.n_ctx, threads=m.threads,
-                         n_gpu_layers=m.n_gpu_layers, slots=config.generation.slots, server=server,
-                         cache_type_k=m.cache_type_k)
 
 
 def _feeds_source(feeds_from: Path | None, snapshot: Path | None, sample_feeds: bool) -> Path | None:
@@ -386,7 +368,7 @@ def eval_(
             "generation.examples": ("--examples", examples),
         })
         with _progress_display(enabled=not as_json and sys.stderr.isatty()) as progress:
-            report = run_eval(config, lambda: _make_engine(config), inputs, topics=topics,
+            report = run_eval(config, lambda: engine_of(config), inputs, topics=topics,
                               progress=progress)
     if as_json:
         typer.echo(report.to_json())
@@ -472,7 +454,7 @@ def replay(
     from .replay import replay as replay_post
 
     with expected_errors():
-        outcome = replay_post(manifest, _make_engine, slots=slots)
+        outcome = replay_post(manifest, engine_of, slots=slots)
     if outcome.note:
         warning(outcome.note)
     if outcome.identical:

@@ -14,12 +14,14 @@ from typing import Any, get_type_hints
 
 from . import resources
 from .models import embedded
-from .engine import CACHE_TYPES_K, ENGINES
+from .engine import CACHE_TYPES_K, ENGINES, Sampling
+from .engine.openai import ServerOptions
 from .http import DEFAULT_USER_AGENT
 from .markdown import one_line
 from .prompts import EXAMPLE_KINDS
 from .sections import DEFAULT_SECTIONS
 from .post import DEFAULT_NOTICE, DEFAULT_PREDICTIONS_HEADING, Cover
+from .errors import ConfigError
 from .tomlcheck import Document, build, check_value, parse, read_text, rules
 
 CONFIG_NAME = "digest.toml"
@@ -93,11 +95,22 @@ class Model:
     url: str = ""
     name: str = ""
     api_key_env: str = ""
-    concurrency: int = field(default=0, metadata=rules(0, 4096))
-    timeout: float = field(default=300.0, metadata=rules(0.1, 86400.0))
-    retries: int = field(default=2, metadata=rules(0, 10))
-    grammar: str = field(default="auto", metadata=rules(choices=("auto", "llama", "vllm", "none")))
-    stream: bool = True
+    concurrency: int = field(default=ServerOptions.concurrency, metadata=rules(0, 4096))
+    timeout: float = field(default=ServerOptions.timeout, metadata=rules(0.1, 86400.0))
+    retries: int = field(default=ServerOptions.retries, metadata=rules(0, 10))
+    grammar: str = field(default=ServerOptions.grammar, metadata=rules(choices=("auto", "llama", "vllm", "none")))
+    stream: bool = ServerOptions.stream
+
+    def server_options(self):
+        """The server of --engine openai (its `ServerOptions`, whose defaults these are); a URL missing or holding a
+        password is a ConfigError."""
+        if not self.url:
+            raise ConfigError("--engine openai needs [model] url, the server's base URL (e.g. http://gpu-box:8000/v1)")
+        if "@" in self.url.split("//", 1)[-1].split("/", 1)[0]:
+            raise ConfigError("[model] url must not hold a user name or password (a manifest records the URL): "
+                              "put the key in an environment variable and name it in [model] api_key_env")
+        return ServerOptions(url=self.url, model=self.name, api_key_env=self.api_key_env, concurrency=self.concurrency,
+                             timeout=self.timeout, retries=self.retries, grammar=self.grammar, stream=self.stream)
 
 
 @dataclass
@@ -105,11 +118,12 @@ class Generation:
     engine: str = field(default="batched", metadata=rules(choices=ENGINES))
     seed: int = field(default=42, metadata=rules(0, 2**32 - 1))
     max_tokens: int = field(default=160, metadata=rules(1, 8192))
-    temperature: float = field(default=0.7, metadata=rules(0.0, 5.0))
-    top_k: int = field(default=40, metadata=rules(0, 100000))
-    top_p: float = field(default=0.9, metadata=rules(0.0, 1.0))
-    min_p: float = field(default=0.05, metadata=rules(0.0, 1.0))
-    repeat_penalty: float = field(default=1.15, metadata=rules(0.5, 5.0))
+    # The sampling settings; their defaults are the engines' (engine.base.Sampling).
+    temperature: float = field(default=Sampling.temperature, metadata=rules(0.0, 5.0))
+    top_k: int = field(default=Sampling.top_k, metadata=rules(0, 100000))
+    top_p: float = field(default=Sampling.top_p, metadata=rules(0.0, 1.0))
+    min_p: float = field(default=Sampling.min_p, metadata=rules(0.0, 1.0))
+    repeat_penalty: float = field(default=Sampling.repeat_penalty, metadata=rules(0.5, 5.0))
     slots: int = field(default=0, metadata=rules(0, 256))
     prompts_dir: str = ""
     examples: bool = True

@@ -176,7 +176,7 @@ def run_eval(config: Config, make_engine: Callable[[], Engine], inputs: Sequence
         chosen = generate(engine, requests, judge, candidates=g.candidates, retries=g.retries, progress=progress,
                           require_all=False)
         model = engine.model_name
-        engine_info = {"name": engine.name, "slots": g.slots, "threads": getattr(engine, "threads", None)}
+        engine_info = {"name": engine.name, "slots": g.slots, "threads": engine.threads}
     if engine_info["name"] == "fake":
         engine_info["note"] = "the fake engine's canned text, not a model: these rates say nothing of the writing"
         model_file = {}

@@ -395,7 +395,7 @@ def engine_record(config: Config, engine: Engine) -> dict:
     m, g = config.model, config.generation
     return {"name": engine.name, "slots": g.slots, "n_ctx": m.n_ctx, "threads": m.threads,
             "n_gpu_layers": m.n_gpu_layers, "cache_type_k": m.cache_type_k if engine.name == "batched" else None,
-            "threads_used": getattr(engine, "threads", None),
+            "threads_used": engine.threads,
             "candidates": g.candidates, "retries": g.retries}
 
 

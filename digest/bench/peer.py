@@ -157,9 +157,9 @@ def port_in_use(host: str, port: int) -> bool:
 
 def context_cells(model: Path, requests: Sequence[Request], n_ctx: int = 0) -> int:
     """KV cells per sequence that the batching engine gives these requests (all in one batch)."""
-    from ..engine.batched import BatchedEngine
+    from ..engine import create_engine
 
-    with BatchedEngine(model, n_ctx=n_ctx) as engine:
+    with create_engine("batched", model, n_ctx=n_ctx) as engine:
         prompts = [engine.tokenize(r) for r in requests]
         return engine._plan(requests, prompts)[3]
 

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
 
 from ..config import Config, as_before_the_keys
-from ..engine import create_engine
+from ..engine import engine_of
 from ..engine.base import Generation, Request, Stats
 from ..engine.llama import default_threads
 from ..errors import PeerError
@@ -179,9 +179,6 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
     `server`: the base URL of an OpenAI-compatible server: a row for --engine openai on it."""
     from contextlib import ExitStack
 
-    from ..engine.batched import BatchedEngine
-    from ..engine.sequential import SequentialEngine
-
     requests, judge = bench_inputs(config)
     g = config.generation
     threads = config.model.threads or default_threads()
@@ -201,8 +198,8 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
             # llama-cpp-python's default, which reuses the previous prompt's matching prefix (the
             # fastest baseline); "sequential-reread" resets before each call and reads every prompt
             # whole, the loop that the batching engine's target was first stated against.
-            engine = stack.enter_context(SequentialEngine(path, n_ctx=config.model.n_ctx, threads=threads,
-                                                          n_gpu_layers=gpu, reuse_prefix=reuse))
+            engine = stack.enter_context(engine_of(config, name="sequential", model_path=path, threads=threads,
+                                                   reuse_prefix=reuse))
             plan.append((Row(name, 0, tag), lambda: engine.generate(requests)))
             warm.append(lambda: engine.generate(requests[:1]))
 
@@ -211,8 +208,7 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
             for other in loop_models:
                 loop("sequential", Path(other), True, Path(other).name)
             loop("sequential-reread", model, False)
-        batched = stack.enter_context(BatchedEngine(model, n_ctx=config.model.n_ctx, threads=threads, n_gpu_layers=gpu,
-                                                    cache_type_k=config.model.cache_type_k))
+        batched = stack.enter_context(engine_of(config, name="batched", threads=threads, slots=0))
         warm.append(lambda: batched.generate(requests[:1]))
 
         def with_slots(n: int, run: Runner) -> Runner:
@@ -234,8 +230,7 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
         if g.examples and older != config:
             # The same digest as digest 0.1 made it: f16 K cache, every example before every section.
             old_requests = bench_inputs(older)[0]
-            old_engine = stack.enter_context(BatchedEngine(model, n_ctx=config.model.n_ctx, threads=threads,
-                                                           n_gpu_layers=gpu, cache_type_k=older.model.cache_type_k))
+            old_engine = stack.enter_context(engine_of(older, name="batched", threads=threads, slots=0))
             plan.append((Row("batched", 0, variant="f16 K, all examples: 0.1"), lambda: old_engine.generate(old_requests)))
             warm.append(lambda: old_engine.generate(old_requests[:1]))
         if configs > 1:
@@ -253,9 +248,8 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
             plan.append((Row("batched", 0, variant=f"{configs} digests, one batch"), with_slots(0, lambda: batched.generate(together))))
             plan.append((Row("batched", 0, variant=f"{configs} digests, one by one"), with_slots(0, one_by_one_digest)))
         if server:
-            from ..engine.openai import OpenAIEngine, ServerOptions
-
-            remote = OpenAIEngine(ServerOptions(url=server, retries=0))
+            remote = engine_of(dataclasses.replace(config, model=dataclasses.replace(config.model, url=server, retries=0)),
+                               name="openai")
             plan.append((Row("openai", 0, variant=remote.server["url"]), lambda: remote.generate(requests)))
             warm.append(lambda: remote.generate(requests[:1]))
         if checks:
@@ -356,8 +350,7 @@ def decode_throughput(config: Config, batch_sizes: Sequence[int], *, tokens: int
     # longer than the 128 prompt tokens to match
     base = [r for r in bench_inputs(config, examples=False)[0] if not r.grammar]
     out = []
-    with create_engine("batched", config.model_path, threads=config.model.threads or default_threads(),
-                       n_gpu_layers=config.model.n_gpu_layers, cache_type_k=config.model.cache_type_k) as engine:
+    with engine_of(config, name="batched", threads=config.model.threads or default_threads(), slots=0) as engine:
         fitted = [exact_prompt(engine, r, prompt) for r in base]
         for size in batch_sizes:
             requests = [dataclasses.replace(fitted[i % len(fitted)], key=f"decode{i}", max_tokens=tokens,
@@ -499,9 +492,6 @@ def memory_verdict(peak: int, exit_code: int, model_bytes: int, kv_bytes: int) -
 
 def kv_cache_bytes(config: Config, model: Path) -> int:
     """The batching engine's KV cache for the bench digest: cells x layers x (K + V), K as configured."""
-    from ..engine.batched import BatchedEngine
-
     requests = bench_requests(config)
-    with BatchedEngine(model, n_ctx=config.model.n_ctx, slots=config.generation.slots,
-                       cache_type_k=config.model.cache_type_k) as engine:
+    with engine_of(config, name="batched", model_path=model, threads=0, n_gpu_layers=0) as engine:
         return engine.kv_cache_bytes(requests)

@@ -121,6 +121,7 @@ class Engine(ABC):
     """Generates text for requests. Results come back in the order of the requests."""
 
     name: str = "engine"
+    threads: int | None = None  # the CPU threads it decodes with, where it runs the model here
 
     @property
     @abstractmethod
