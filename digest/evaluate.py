@@ -26,8 +26,7 @@ from .config import Config
 from .manifest import model_record, prompts_record
 from .engine.base import Engine, Stats
 from .errors import FeedError
-from .pipeline import generate, judge_of, kinds_of_config, sampling_of
-from .prompts import Templates, build_requests
+from .pipeline import generate, judge_of, requests_of, templates_of
 from .quality import Judge, Score
 from .sections import PARAGRAPH_CHECKS, PREDICTION_CHECKS
 from .select import pick
@@ -158,15 +157,14 @@ def _topics(path: Path, count: int):
 def run_eval(config: Config, make_engine: Callable[[], Engine], inputs: Sequence[Path], *, topics: int = 0,
              day: date = EVAL_DAY, progress=None) -> EvalReport:
     """Score every section of every input: `topics` topics from each (0: as many as a run takes)."""
-    templates = Templates.load(config.prompts_path, kinds_of_config(config))
+    templates = templates_of(config)
     g = config.generation
     requests, sections, owner = [], [], {}
     for path in inputs:
         stories = _topics(Path(path), topics or config.feeds.topics.count)
         prefix = f"{Path(path).parent.name}/{Path(path).stem}/"  # tune/news and holdout/news differ
         judge = judge_of(config, stories, day, templates, prefix)
-        built = build_requests(stories, day, templates, run_seed=g.seed, max_tokens=g.max_tokens,
-                               sampling=sampling_of(config), examples=g.examples, example_kinds=g.example_kinds)
+        built = requests_of(config, stories, day, templates)
         owner.update({s.key: Path(path) for s in judge.sections.values()})
         # Keys name the input too, so they are unique across inputs; seeds stay as a run makes them.
         requests += [dataclasses.replace(r, key=prefix + r.key) for r in built]

@@ -149,6 +149,20 @@ def sections_of(topics: Sequence[Story], kinds: Sequence[SectionKind], prefix: s
     return out
 
 
+def templates_of(config: Config) -> Templates:
+    """The prompt templates of the config's section kinds, from its prompts folder."""
+    return Templates.load(config.prompts_path, kinds_of_config(config))
+
+
+def requests_of(config: Config, topics: Sequence[Story], day: date, templates: Templates, *,
+                examples: bool | None = None) -> list[Request]:
+    """The requests of a post on these topics, as the config's [generation] settings make them (the
+    run, the bench and eval alike); `examples`: with or without the example exchanges (default: the config's)."""
+    g = config.generation
+    return build_requests(topics, day, templates, run_seed=g.seed, max_tokens=g.max_tokens, sampling=sampling_of(config),
+                          examples=g.examples if examples is None else examples, example_kinds=g.example_kinds)
+
+
 def judge_of(config: Config, topics: Sequence[Story], day: date, templates: Templates, prefix: str = "") -> Judge:
     g = config.generation
     return Judge(sections_of(topics, templates.kinds, prefix), day, templates.texts.values(), min_words=g.min_words,
@@ -333,8 +347,7 @@ def _write_post(
 
     ensure_writable(path.parent)
     warnings: list[str] = []
-    kinds = kinds_of_config(config)
-    templates = Templates.load(config.prompts_path, kinds)
+    templates = templates_of(config)
     status("reading feeds")
     with stage("feeds") as info:
         loaded, feed_source = load_feeds(config, feeds_from, snapshot, site, warnings)
@@ -343,9 +356,7 @@ def _write_post(
             covered = history.covered(day) if history else Covered()
         topics, trending = select_stories(config, loaded, warnings, covered)
         info.update(topics=len(topics), trending=len(trending), covered=len(covered))
-    requests = build_requests(topics, day, templates, run_seed=config.generation.seed,
-                              max_tokens=config.generation.max_tokens, sampling=sampling_of(config),
-                              examples=config.generation.examples, example_kinds=config.generation.example_kinds)
+    requests = requests_of(config, topics, day, templates)
     status("loading model")
     judge = judge_of(config, topics, day, templates)
     with stage("model") as info:
@@ -362,7 +373,7 @@ def _write_post(
         model_name = engine.model_name
         engine_settings = engine_record(config, engine)
         server = engine.describe()
-    post = assemble(config, now, model_name, topics, trending, chosen.generation.by_key(), kinds)
+    post = assemble(config, now, model_name, topics, trending, chosen.generation.by_key(), templates.kinds)
     text = render(post)
     result = RunResult(path, written=True, post=post, stats=chosen.generation.stats, warnings=warnings, chosen=chosen)
     with stage("write") as info:

@@ -28,9 +28,8 @@ from ..engine.base import Generation, Request, Stats
 from ..engine.llama import default_threads
 from ..errors import PeerError
 from ..resources import samples_dir
-from ..pipeline import generate, judge_of, kinds_of_config, load_feeds, sampling_of, select_stories
+from ..pipeline import generate, judge_of, load_feeds, requests_of, select_stories, templates_of
 from ..quality import Judge
-from ..prompts import Templates, build_requests
 
 BENCH_DAY = date(2026, 1, 1)
 MEMORY_MARGIN = 300 * 1024 * 1024
@@ -121,12 +120,8 @@ def bench_inputs(config: Config, examples: bool | None = None) -> tuple[list[Req
     the config says)."""
     feeds, _ = load_feeds(config, samples_dir())
     topics, _ = select_stories(config, feeds, [])
-    templates = Templates.load(config.prompts_path, kinds_of_config(config))
-    examples = config.generation.examples if examples is None else examples
-    requests = build_requests(topics, BENCH_DAY, templates, run_seed=config.generation.seed,
-                              max_tokens=config.generation.max_tokens, sampling=sampling_of(config), examples=examples,
-                              example_kinds=config.generation.example_kinds)
-    return requests, judge_of(config, topics, BENCH_DAY, templates)
+    templates = templates_of(config)
+    return requests_of(config, topics, BENCH_DAY, templates, examples=examples), judge_of(config, topics, BENCH_DAY, templates)
 
 
 def bench_requests(config: Config) -> list[Request]:
