@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import pipeline
-from .config import CONFIG_NAME, Config, apply_flags, default_toml, load_config
+from .config import CONFIG_NAME, Config, apply_flags, check_one_engine, default_toml, load_config
 from .console import err, expected_errors, warning
 from .engine import ENGINES, engine_of
 from .errors import EXIT_INVALID, EXIT_LOCKED, ConfigError, DigestError
@@ -141,15 +141,8 @@ def _run_many(configs, *, out, feeds_from, snapshot, when, now, force, no_histor
     """`digest run --config a.toml --config b.toml`: one post per config, through one shared engine."""
     if out is not None:
         raise ConfigError("--out with several --config: each config's [output] dir says where its post goes")
-    def engine_of(config):
-        m = config.model
-        return (config.generation.engine, str(config.model_path.resolve()) if not m.url else "", m.url, m.name,
-                m.n_ctx, m.threads, m.n_gpu_layers, config.generation.slots)
-    first_name, first = configs[0]
-    for name, config in configs[1:]:
-        if engine_of(config) != engine_of(first):
-            raise ConfigError(f"{name}: every config of one run must use the same engine and model settings as "
-                              f"{first_name} (engine, model, server, ctx, threads, GPU layers, slots)")
+    check_one_engine(configs)
+    first = configs[0][1]
     with _progress_display(enabled=not quiet and sys.stderr.isatty()) as progress, engine_of(first) as engine:
         outcomes = pipeline.run_many(configs, engine, progress=progress, status=say, day=when, now=now,
                                      feeds_from=feeds_from, snapshot=snapshot.resolve() if snapshot else None,

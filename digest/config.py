@@ -234,3 +234,19 @@ def load_config(path: Path | None = None, *, cwd: Path | None = None) -> Config:
     path = Path(path)
     text = read_text(path, "config file", "run 'digest init' to write one")
     return parse_config(text, path.resolve())
+
+
+def _engine_settings(config: Config) -> tuple:
+    m = config.model
+    return (config.generation.engine, str(config.model_path.resolve()) if not m.url else "", m.url, m.name,
+            m.n_ctx, m.threads, m.n_gpu_layers, config.generation.slots)
+
+
+def check_one_engine(configs: list[tuple[str, Config]]) -> None:
+    """Several configs of one run (`digest run --config a --config b`) share one engine: a ConfigError
+    unless each names the same engine and model settings as the first; `configs`: (name, config) pairs."""
+    first_name, first = configs[0]
+    for name, config in configs[1:]:
+        if _engine_settings(config) != _engine_settings(first):
+            raise ConfigError(f"{name}: every config of one run must use the same engine and model settings as "
+                              f"{first_name} (engine, model, server, ctx, threads, GPU layers, slots)")
