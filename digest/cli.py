@@ -242,7 +242,8 @@ def bench(
     llama_server: Annotated[Optional[Path], typer.Option("--llama-server", help="Also time llama.cpp's llama-server (this binary; `make peers` builds build/llama.cpp/bin/llama-server), fed the same requests at once over HTTP on 127.0.0.1.")] = None,
 ) -> None:
     """Time the batching engine against the one-by-one loops (and peers) on the bundled sample digest."""
-    from .bench.run import bench_requests, run_bench
+    from .bench.run import run_bench
+    from .bench.workload import bench_requests
 
     with expected_errors():
         config = load_config(config_path)

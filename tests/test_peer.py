@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PROJECT_ROOT, describe, serve
-from digest.bench.run import bench_requests
+from digest.bench.workload import bench_requests
 from digest.config import Config
 from digest.engine.base import derive_seed
 from digest.errors import EXIT_GENERATION, EXIT_OUTPUT, PeerError
