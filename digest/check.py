@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import timezone
 from itertools import zip_longest
 from os import PathLike
 from pathlib import Path
@@ -24,10 +24,13 @@ import frontmatter
 import yaml
 
 from .post import (
-    MONTHS,
+    COVER_KEYS,
     DEFAULT_PREDICTIONS_HEADING,
     DEFAULT_TOPICS_HEADING,
     DEFAULT_TRENDING_HEADING,
+    FRONT_KEYS,
+    MONTHS,
+    PREDICTIONS_HEADING_END,
     Cover,
     FrontMatter,
     Post,
@@ -42,15 +45,9 @@ Line = tuple[int, str]  # (1-based line number, text without its line break)
 TOPICS, TRENDING, PREDICTIONS = "topics", "trending", "predictions"
 SECTION_ORDER = (TOPICS, TRENDING, PREDICTIONS)
 SECTION_NAMES = {
-    TOPICS: "Possible consequences of current developments",
-    TRENDING: "Currently trending topics",
-    PREDICTIONS: "... predicts future events",
-}
-_PREDICTIONS_SUFFIX = "predicts future events"
-# How the tolerant check recognises each expected prediction in a subject.
-_SUBJECT_NEEDLES = {
-    "Artificial general intelligence": "general intelligence",
-    "Technological singularity": "singularity",
+    TOPICS: DEFAULT_TOPICS_HEADING,
+    TRENDING: DEFAULT_TRENDING_HEADING,
+    PREDICTIONS: f"... {PREDICTIONS_HEADING_END}",
 }
 
 _FENCE = re.compile(r"^---\s*$")
@@ -65,24 +62,6 @@ _BOLD = re.compile(r"\*\*(.+?)\*\*")
 _LEADING_DATE = re.compile(r"^([^:()*]{1,40}):")
 _YEAR = re.compile(r"(?<!\d)\d{4}(?!\d)")
 _MONTH_YEAR = re.compile(rf"^(?:{'|'.join(MONTHS)}) \d{{4}}$")
-
-_FRONT_TYPES: dict[str, tuple[type, str]] = {
-    "title": (str, "a string"),
-    "date": (datetime, "a timestamp like 2023-11-30T05:32:19Z"),
-    "draft": (bool, "true or false"),
-    "author": (str, "a string"),
-    "tags": (list, "a list of strings"),
-    "showToc": (bool, "true or false"),
-    "tocOpen": (bool, "true or false"),
-    "showReadingTime": (bool, "true or false"),
-    "showWordCount": (bool, "true or false"),
-    "cover": (dict, "a mapping with image, alt and hidden"),
-}
-_COVER_TYPES: dict[str, tuple[type, str]] = {
-    "image": (str, "a string"),
-    "alt": (str, "a string"),
-    "hidden": (bool, "true or false"),
-}
 
 
 @dataclass(frozen=True)
@@ -180,7 +159,7 @@ def _parse(text: str, kinds: tuple[SectionKind, ...]) -> _Parsed:
     drafts = _collect_predictions(sections[PREDICTIONS], report) if PREDICTIONS in sections else []
     predictions = [_read_prediction(draft, report) for draft in drafts]
     if PREDICTIONS in sections:
-        _check_prediction_subjects(sections[PREDICTIONS], predictions, report)
+        _check_prediction_subjects(sections[PREDICTIONS], predictions, report, kinds)
 
     post = None
     if front is not None:
@@ -267,38 +246,30 @@ def _front_from_metadata(metadata: dict, block: list[Line], report: _Report) -> 
     """Check the keys and types of the front matter and build it (None if anything is wrong)."""
     before = len(report)
     where = _key_lines(block)
-    for key, (kind, wanted) in _FRONT_TYPES.items():
-        if key not in metadata:
-            report.add(1, f"front matter has no '{key}' key")
-        elif not isinstance(metadata[key], kind):
-            report.add(where.get(key, 1), f"front matter '{key}' must be {wanted}")
+    for key in FRONT_KEYS:
+        if key.name not in metadata:
+            report.add(1, f"front matter has no '{key.name}' key")
+        elif not isinstance(metadata[key.name], key.type):
+            report.add(where.get(key.name, 1), f"front matter '{key.name}' must be {key.wanted}")
     tags = metadata.get("tags")
     if isinstance(tags, list) and not all(isinstance(tag, str) for tag in tags):
         report.add(where.get("tags", 1), "front matter 'tags' must be a list of strings")
     cover = metadata.get("cover")
     if isinstance(cover, dict):
-        for key, (kind, wanted) in _COVER_TYPES.items():
-            line = where.get(f"cover.{key}", where.get("cover", 1))
-            if key not in cover:
-                report.add(line, f"front matter 'cover' has no '{key}' key")
-            elif not isinstance(cover[key], kind):
-                report.add(line, f"front matter 'cover.{key}' must be {wanted}")
+        for key in COVER_KEYS:
+            line = where.get(f"cover.{key.name}", where.get("cover", 1))
+            if key.name not in cover:
+                report.add(line, f"front matter 'cover' has no '{key.name}' key")
+            elif not isinstance(cover[key.name], key.type):
+                report.add(line, f"front matter 'cover.{key.name}' must be {key.wanted}")
     if len(report) > before:
         return None
-    date = metadata["date"]
-    date = date.astimezone(timezone.utc) if date.tzinfo else date.replace(tzinfo=timezone.utc)
-    return FrontMatter(
-        title=metadata["title"],
-        date=date,
-        author=metadata["author"],
-        tags=list(tags),
-        draft=metadata["draft"],
-        show_toc=metadata["showToc"],
-        toc_open=metadata["tocOpen"],
-        show_reading_time=metadata["showReadingTime"],
-        show_word_count=metadata["showWordCount"],
-        cover=Cover(image=cover["image"], alt=cover["alt"], hidden=cover["hidden"]),
-    )
+    values = {key.attr: metadata[key.name] for key in FRONT_KEYS}
+    date = values["date"]
+    values["date"] = date.astimezone(timezone.utc) if date.tzinfo else date.replace(tzinfo=timezone.utc)
+    values["tags"] = list(tags)
+    values["cover"] = Cover(**{key.attr: cover[key.name] for key in COVER_KEYS})
+    return FrontMatter(**values)
 
 
 def _key_lines(block: list[Line]) -> dict[str, int]:
@@ -328,7 +299,7 @@ def _section_kind(heading: str) -> str | None:
         return TOPICS
     if name == SECTION_NAMES[TRENDING].lower():
         return TRENDING
-    if name.endswith(_PREDICTIONS_SUFFIX):
+    if name.endswith(PREDICTIONS_HEADING_END):
         return PREDICTIONS
     return None
 
@@ -652,13 +623,14 @@ def _after_colon(text: str) -> str:
 
 
 def _check_prediction_subjects(
-    section: _Section, predictions: list[Prediction], report: _Report
+    section: _Section, predictions: list[Prediction], report: _Report, kinds: tuple[SectionKind, ...]
 ) -> None:
     if not predictions:
         return  # already reported: no predictions at all
-    for subject, needle in _SUBJECT_NEEDLES.items():
-        if not any(needle in p.subject.lower() for p in predictions):
-            report.add(section.line, f"no prediction for {subject}")
+    for kind in post_kinds(kinds):
+        for subject in kind.subjects:
+            if not any(kind.is_subject(p.subject, subject) for p in predictions):
+                report.add(section.line, f"no prediction for {subject}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,25 +7,24 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
-import threading
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from . import pipeline
-from .config import CONFIG_NAME, apply_flags, default_toml, load_config
+from .config import CONFIG_NAME, Config, apply_flags, check_one_engine, default_toml, load_config
 from .console import err, expected_errors, warning
-from .engine import ENGINES, create_engine
-from .errors import EXIT_INVALID, ConfigError, DigestError, Terminated, forget_interrupts, interrupt_now_or_later
+from .engine import ENGINES, engine_of
+from .errors import EXIT_INVALID, EXIT_LOCKED, ConfigError, DigestError
+from .interrupts import sigterm_as_interrupt
 from .resources import samples_dir
-from .models_cli import app as models_app
+from .models.cli import app as models_app
+from .reports import show_bench, show_eval
 from .runlog import run_log
 
 app = typer.Typer(
@@ -37,29 +36,7 @@ app = typer.Typer(
 app.add_typer(models_app, name="models")
 
 
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """While inside, SIGTERM raises `Terminated` (a KeyboardInterrupt), so a `kill` stops a run with
-    the same cleanup as Ctrl-C: no partial post, the engine and the lock released. While llama.cpp
-    works, either signal is noted and raised when it returns (errors.interrupt_now_or_later): raised
-    in a native callback, ctypes would print it and drop it."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        interrupt_now_or_later(Terminated() if signum == signal.SIGTERM else KeyboardInterrupt())
-
-    forget_interrupts()
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-        forget_interrupts()
-
-
+_DEFAULTS = Config()  # the built-in settings, which the help texts quote
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help=f"Config file (default: ./{CONFIG_NAME} if present, else built-in defaults).")]
 
 
@@ -76,8 +53,8 @@ def run(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="A model name from 'digest models list', or a GGUF file (default: the embedded SmolLM2-135M).")] = None,
     engine: Annotated[Optional[str], typer.Option("--engine", help=f"Generation engine: {', '.join(ENGINES)}.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Run seed; the same inputs and seed give the same post.")] = None,
-    topics: Annotated[Optional[int], typer.Option("--topics", help="Number of topics (default 6).")] = None,
-    trending: Annotated[Optional[int], typer.Option("--trending", help="Number of trending headlines (default 3).")] = None,
+    topics: Annotated[Optional[int], typer.Option("--topics", help=f"Number of topics (default {_DEFAULTS.feeds.topics.count}).")] = None,
+    trending: Annotated[Optional[int], typer.Option("--trending", help=f"Number of trending headlines (default {_DEFAULTS.feeds.trending.count}).")] = None,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Token limit of each section.")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", help="Sampling temperature (0: greedy).")] = None,
     top_k: Annotated[Optional[int], typer.Option("--top-k", help="Top-k sampling (0: off).")] = None,
@@ -85,7 +62,7 @@ def run(
     min_p: Annotated[Optional[float], typer.Option("--min-p", help="Min-p sampling.")] = None,
     repeat_penalty: Annotated[Optional[float], typer.Option("--repeat-penalty", help="Penalty for repeating recent tokens (1: off).")] = None,
     slots: Annotated[Optional[int], typer.Option("--slots", help="Sections generated at once by the batched engine (0: all).")] = None,
-    candidates: Annotated[Optional[int], typer.Option("--candidates", help="Tries of each section generated side by side; the one that passes most quality checks is kept (default 1).")] = None,
+    candidates: Annotated[Optional[int], typer.Option("--candidates", help=f"Tries of each section generated side by side; the one that passes most quality checks is kept (default {_DEFAULTS.generation.candidates}).")] = None,
     ctx: Annotated[Optional[int], typer.Option("--ctx", help="Context size in tokens (0: automatic).")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads (0: one per core).")] = None,
     n_gpu_layers: Annotated[Optional[int], typer.Option("--n-gpu-layers", help="Layers to offload to a GPU (-1: all; needs a GPU build).")] = None,
@@ -93,7 +70,7 @@ def run(
     title: Annotated[Optional[str], typer.Option("--title", help="Post title in the front matter.")] = None,
     author: Annotated[Optional[str], typer.Option("--author", help="Post author in the front matter.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the post's path (and errors).")] = False,
-    lock_wait: Annotated[Optional[float], typer.Option("--lock-wait", help="Seconds to wait for another run on the same output to finish, then exit 8 (default 5).")] = None,
+    lock_wait: Annotated[Optional[float], typer.Option("--lock-wait", help=f"Seconds to wait for another run on the same output to finish, then exit {EXIT_LOCKED} (default {_DEFAULTS.output.lock_wait:g}).")] = None,
     no_history: Annotated[bool, typer.Option("--no-history", help="Pick topics even if covered on other days (see [history] days).")] = False,
     log_file: Annotated[Optional[Path], typer.Option("--log-file", help="Append one line per stage, with timings and the exit code, to this file.")] = None,
 ) -> None:
@@ -140,7 +117,7 @@ def run(
                  f"model={config.model_path}")
         with _progress_display(enabled=not quiet and sys.stderr.isatty()) as progress:
             result = pipeline.run(
-                config, lambda: _make_engine(config), day=when, now=now, out=out, feeds_from=feeds_from,
+                config, lambda: engine_of(config), day=when, now=now, out=out, feeds_from=feeds_from,
                 snapshot=snapshot.resolve() if snapshot else None, force=force, progress=progress, status=say,
                 no_history=no_history, stage=log.stage,
             )
@@ -164,16 +141,9 @@ def _run_many(configs, *, out, feeds_from, snapshot, when, now, force, no_histor
     """`digest run --config a.toml --config b.toml`: one post per config, through one shared engine."""
     if out is not None:
         raise ConfigError("--out with several --config: each config's [output] dir says where its post goes")
-    def engine_of(config):
-        m = config.model
-        return (config.generation.engine, str(config.model_path.resolve()) if not m.url else "", m.url, m.name,
-                m.n_ctx, m.threads, m.n_gpu_layers, config.generation.slots)
-    first_name, first = configs[0]
-    for name, config in configs[1:]:
-        if engine_of(config) != engine_of(first):
-            raise ConfigError(f"{name}: every config of one run must use the same engine and model settings as "
-                              f"{first_name} (engine, model, server, ctx, threads, GPU layers, slots)")
-    with _progress_display(enabled=not quiet and sys.stderr.isatty()) as progress, _make_engine(first) as engine:
+    check_one_engine(configs)
+    first = configs[0][1]
+    with _progress_display(enabled=not quiet and sys.stderr.isatty()) as progress, engine_of(first) as engine:
         outcomes = pipeline.run_many(configs, engine, progress=progress, status=say, day=when, now=now,
                                      feeds_from=feeds_from, snapshot=snapshot.resolve() if snapshot else None,
                                      force=force, no_history=no_history)
@@ -194,24 +164,6 @@ def _run_many(configs, *, out, feeds_from, snapshot, when, now, force, no_histor
         raise typer.Exit(failed.exit_code)
 
 
-def _make_engine(config):
-    m = config.model
-    server = None
-    if config.generation.engine == "openai":
-        from .engine.openai import ServerOptions
-
-        if not m.url:
-            raise ConfigError("--engine openai needs [model] url, the server's base URL (e.g. http://gpu-box:8000/v1)")
-        if "@" in m.url.split("//", 1)[-1].split("/", 1)[0]:
-            raise ConfigError("[model] url must not hold a user name or password (a manifest records the URL): "
-                              "put the key in an environment variable and name it in [model] api_key_env")
-        server = ServerOptions(url=m.url, model=m.name, api_key_env=m.api_key_env, concurrency=m.concurrency,
-                               timeout=m.timeout, retries=m.retries, grammar=m.grammar, stream=m.stream)
-    return create_engine(config.generation.engine, config.model_path, n_ctx=m.n_ctx, threads=m.threads,
-                         n_gpu_layers=m.n_gpu_layers, slots=config.generation.slots, server=server,
-                         cache_type_k=m.cache_type_k)
-
-
 def _feeds_source(feeds_from: Path | None, snapshot: Path | None, sample_feeds: bool) -> Path | None:
     """The --feeds-from folder (the bundled samples for --sample-feeds); at most one source of feeds."""
     given = [flag for flag, value in (("--feeds-from", feeds_from), ("--snapshot", snapshot),
@@ -223,7 +175,7 @@ def _feeds_source(feeds_from: Path | None, snapshot: Path | None, sample_feeds: 
 
 def _model_flag(value: str | None) -> str | None:
     """`--model`: a registry name or a GGUF path, as the absolute path of the file."""
-    from .registry import resolve_model
+    from .models.registry import resolve_model
 
     return str(resolve_model(value)) if value else None
 
@@ -290,7 +242,8 @@ def bench(
     llama_server: Annotated[Optional[Path], typer.Option("--llama-server", help="Also time llama.cpp's llama-server (this binary; `make peers` builds build/llama.cpp/bin/llama-server), fed the same requests at once over HTTP on 127.0.0.1.")] = None,
 ) -> None:
     """Time the batching engine against the one-by-one loops (and peers) on the bundled sample digest."""
-    from .bench import bench_requests, run_bench
+    from .bench.run import run_bench
+    from .bench.workload import bench_requests
 
     with expected_errors():
         config = load_config(config_path)
@@ -304,7 +257,7 @@ def bench(
         slot_list, decode_list = _numbers(slots, "--slots"), _numbers(decode, "--decode")
         say = (lambda m: None) if as_json else (lambda m: err.print(f"[dim]{escape(m)}[/dim]", markup=True))
         if requests_out is not None:
-            from .peer import write_requests
+            from .bench.peer import write_requests
 
             write_requests(requests_out, bench_requests(config))
             say(f"wrote the bench's requests to {requests_out}")
@@ -315,45 +268,7 @@ def bench(
     if as_json:
         typer.echo(report.to_json())
         return
-    from rich.table import Table
-
-    table = Table(title=f"digest bench: {report.requests} sections of the sample digest, {report.model}, "
-                        f"{report.threads} threads, max {report.max_tokens} tokens, {report.runs} interleaved runs "
-                        "(medians; ratios: median of per-run tok/s ratios)")
-    baselines = report.baselines
-    short = lambda label: label.replace("sequential-reread", "re-read").replace("sequential", "loop")  # noqa: E731
-    for column in ("engine", "slots", "wall s", "gen tokens", "tok/s", "prompt tok", "prompt decoded", "steps",
-                   *(f"x {short(b.label)}" for b in baselines)):
-        table.add_column(column, justify="left" if column == "engine" else "right", no_wrap=column == "engine")
-    ratio = lambda value: f"{value:.2f}x" if value else "-"  # noqa: E731
-    for row in report.rows:
-        table.add_row(row.label, str(row.slots or "all") if row.engine.startswith("batched") else "-",
-                      f"{row.median_wall_s:.2f}", str(row.completion_tokens), f"{row.tokens_per_s:.1f}",
-                      str(row.prompt_tokens), str(row.prompt_tokens_decoded), str(row.decode_steps or "-"),
-                      *(ratio(report.speedup(row, b)) for b in baselines))
-    Console(highlight=False, width=max(150, Console().width)).print(table)
-    system = report.system
-    typer.echo(f"backend: {', '.join(system.get('backends', [])) or '?'}; layers offloaded to a GPU: "
-               f"{system.get('layers_offloaded', 0)} of {system.get('layers', 0) + 1}"
-               f"{'' if system.get('gpu_offload_supported') else ' (this llama-cpp-python build has no GPU backend)'}")
-    native = report.native
-    for d in report.decode:
-        line = (f"steady decode, batch {d['batch']}, 128 prompt + 128 new tokens: {d['tokens_per_s']} tok/s")
-        if native:
-            n = native["batches"][d["batch"]]
-            line += f"; llama-batched-bench {n['native']} tok/s: {n['ratio'] * 100:.0f}% of native (per round: {n['ratios']})"
-        typer.echo(line)
-    for slots_label, seconds in native.get("ceiling_s", {}).items():
-        measured = next((r.median_wall_s for r in report.rows if r.engine == "batched" and str(r.slots or "all") == slots_label), 0)
-        typer.echo(f"simulated ceiling, batched slots={slots_label}: {seconds:.2f} s at llama.cpp's native rates; "
-                   f"measured {measured:.2f} s ({seconds / measured * 100 if measured else 0:.0f}% of ideal)")
-    if report.memory:
-        m = report.memory
-        mib = lambda b: f"{(b or 0) / 2**20:.0f} MiB"  # noqa: E731
-        typer.echo(f"peak memory of a run: {mib(m['peak_rss_bytes'])} (limit: model {mib(m['model_bytes'])} + "
-                   f"KV cache {mib(m['kv_cache_bytes'])} + 300 MiB = {mib(m['limit_bytes'])}): "
-                   f"{'within' if m['within_limit'] else 'OVER'} the limit")
-
+    show_bench(report)
 
 def _numbers(text: str, flag: str) -> list[int]:
     try:
@@ -386,10 +301,10 @@ def eval_(
     reasoning sentence. Prints a table per check with the first-try and final pass rates, per set
     (tune, holdout), and the worst sections.
     """
-    from .evaluate import EVAL_SET, default_inputs, run_eval
+    from .evaluate import EVAL_SET, SETS, default_inputs, run_eval
 
-    if which not in ("all", "tune", "holdout"):
-        raise typer.BadParameter(f"expected all, tune or holdout, got {which!r}", param_hint="--set")
+    if which not in ("all", *SETS):
+        raise typer.BadParameter(f"expected all, {' or '.join(SETS)}, got {which!r}", param_hint="--set")
     if not inputs:
         inputs = default_inputs(which)
         if len(inputs) == 1:
@@ -408,48 +323,12 @@ def eval_(
             "generation.examples": ("--examples", examples),
         })
         with _progress_display(enabled=not as_json and sys.stderr.isatty()) as progress:
-            report = run_eval(config, lambda: _make_engine(config), inputs, topics=topics,
+            report = run_eval(config, lambda: engine_of(config), inputs, topics=topics,
                               progress=progress)
     if as_json:
         typer.echo(report.to_json())
         return
-    from rich.table import Table
-
-    sets = report.sets()
-    fake = " (FAKE ENGINE: canned text, not a model)" if report.fake else ""
-    table = Table(title=f"digest eval: {len(report.sections)} sections from {len(report.inputs)} inputs, "
-                        f"{report.model}{fake}; pass rates on the first try / after retries")
-    table.add_column("check", justify="left")
-    table.add_column("sections", justify="right")
-    for name in sets:
-        table.add_column(f"{name}: first", justify="right")
-        table.add_column(f"{name}: final", justify="right")
-    rows = {name: {} for name in sets}
-    for name in sets:
-        for check, applied, first, final in report.by_check(name):
-            rows[name][check] = (applied, first, final)
-    checks = list(dict.fromkeys(check for name in sets for check in rows[name]))
-    for check in checks:
-        cells = []
-        for name in sets:
-            applied, first, final = rows[name].get(check, (0, 0, 0))
-            cells += [f"{first / applied:.0%}" if applied else "-", f"{final / applied:.0%}" if applied else "-"]
-        table.add_row(check, str(sum(rows[name].get(check, (0,))[0] for name in sets)), *cells)
-    out = Console(highlight=False, width=max(100, Console().width))
-    out.print(table)
-    for name in sets:
-        summary = report.summary(name)
-        n, first, final = summary["sections"], summary["first_try"]["passed"], summary["final"]["passed"]
-        typer.echo(f"{name}: pass every check: first try {first} of {n} ({first / n:.1%}), after retries "
-                   f"{final} of {n} ({final / n:.1%}); {summary['tries']} tries")
-    typer.echo(f"pass every check: {sum(s.passed for s in report.sections)} of {len(report.sections)} sections "
-               f"({report.pass_rate:.1%}; first try {report.first_pass_rate:.1%}); "
-               f"{report.stats.completion_tokens} tokens in {report.wall_seconds:.1f} s{fake}")
-    for s in report.worst(worst):
-        if s.passed:
-            break
-        typer.echo(f"\n{s.key}: fails {', '.join(s.failures)}\n  {s.text or s.raw}")
-
+    show_eval(report, worst)
 
 @app.command()
 def fetch(
@@ -494,7 +373,7 @@ def replay(
     from .replay import replay as replay_post
 
     with expected_errors():
-        outcome = replay_post(manifest, _make_engine, slots=slots)
+        outcome = replay_post(manifest, engine_of, slots=slots)
     if outcome.note:
         warning(outcome.note)
     if outcome.identical:

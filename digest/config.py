@@ -12,11 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from . import embedded, resources
-from .engine import CACHE_TYPES_K, ENGINES
+from . import resources
+from .models import embedded
+from .engine import CACHE_TYPES_K, ENGINES, Sampling
+from .engine.openai import ServerOptions
+from .http import DEFAULT_USER_AGENT
 from .markdown import one_line
 from .prompts import EXAMPLE_KINDS
+from .sections import DEFAULT_SECTIONS
 from .post import DEFAULT_NOTICE, DEFAULT_PREDICTIONS_HEADING, Cover
+from .errors import ConfigError
 from .tomlcheck import Document, build, check_value, parse, read_text, rules
 
 CONFIG_NAME = "digest.toml"
@@ -55,7 +60,7 @@ class Feeds:
         default_factory=lambda: FeedConfig("https://www.reddit.com/r/machinelearningnews/top/.rss?t=day", 3)
     )
     timeout: float = field(default=30.0, metadata=rules(0.1, 600))
-    user_agent: str = "digest/0.1 (offline daily digest generator)"
+    user_agent: str = DEFAULT_USER_AGENT
     retries: int = field(default=2, metadata=rules(0, 10))
     backoff: float = field(default=1.0, metadata=rules(0.0, 60))
     max_wait: float = field(default=30.0, metadata=rules(0.0, 600))
@@ -90,11 +95,22 @@ class Model:
     url: str = ""
     name: str = ""
     api_key_env: str = ""
-    concurrency: int = field(default=0, metadata=rules(0, 4096))
-    timeout: float = field(default=300.0, metadata=rules(0.1, 86400.0))
-    retries: int = field(default=2, metadata=rules(0, 10))
-    grammar: str = field(default="auto", metadata=rules(choices=("auto", "llama", "vllm", "none")))
-    stream: bool = True
+    concurrency: int = field(default=ServerOptions.concurrency, metadata=rules(0, 4096))
+    timeout: float = field(default=ServerOptions.timeout, metadata=rules(0.1, 86400.0))
+    retries: int = field(default=ServerOptions.retries, metadata=rules(0, 10))
+    grammar: str = field(default=ServerOptions.grammar, metadata=rules(choices=("auto", "llama", "vllm", "none")))
+    stream: bool = ServerOptions.stream
+
+    def server_options(self):
+        """The server of --engine openai (its `ServerOptions`, whose defaults these are); a URL missing or holding a
+        password is a ConfigError."""
+        if not self.url:
+            raise ConfigError("--engine openai needs [model] url, the server's base URL (e.g. http://gpu-box:8000/v1)")
+        if "@" in self.url.split("//", 1)[-1].split("/", 1)[0]:
+            raise ConfigError("[model] url must not hold a user name or password (a manifest records the URL): "
+                              "put the key in an environment variable and name it in [model] api_key_env")
+        return ServerOptions(url=self.url, model=self.name, api_key_env=self.api_key_env, concurrency=self.concurrency,
+                             timeout=self.timeout, retries=self.retries, grammar=self.grammar, stream=self.stream)
 
 
 @dataclass
@@ -102,11 +118,12 @@ class Generation:
     engine: str = field(default="batched", metadata=rules(choices=ENGINES))
     seed: int = field(default=42, metadata=rules(0, 2**32 - 1))
     max_tokens: int = field(default=160, metadata=rules(1, 8192))
-    temperature: float = field(default=0.7, metadata=rules(0.0, 5.0))
-    top_k: int = field(default=40, metadata=rules(0, 100000))
-    top_p: float = field(default=0.9, metadata=rules(0.0, 1.0))
-    min_p: float = field(default=0.05, metadata=rules(0.0, 1.0))
-    repeat_penalty: float = field(default=1.15, metadata=rules(0.5, 5.0))
+    # The sampling settings; their defaults are the engines' (engine.base.Sampling).
+    temperature: float = field(default=Sampling.temperature, metadata=rules(0.0, 5.0))
+    top_k: int = field(default=Sampling.top_k, metadata=rules(0, 100000))
+    top_p: float = field(default=Sampling.top_p, metadata=rules(0.0, 1.0))
+    min_p: float = field(default=Sampling.min_p, metadata=rules(0.0, 1.0))
+    repeat_penalty: float = field(default=Sampling.repeat_penalty, metadata=rules(0.5, 5.0))
     slots: int = field(default=0, metadata=rules(0, 256))
     prompts_dir: str = ""
     examples: bool = True
@@ -115,7 +132,7 @@ class Generation:
     min_words: int = field(default=40, metadata=rules(1, 1000))
     max_words: int = field(default=130, metadata=rules(1, 1000))
     # The paragraphs of each topic, in order: names of section kinds (digest.sections).
-    sections: list[str] = field(default_factory=lambda: ["benefits", "ramifications"])
+    sections: list[str] = field(default_factory=lambda: list(DEFAULT_SECTIONS))
     candidates: int = field(default=1, metadata=rules(1, 8))
     retries: int = field(default=2, metadata=rules(0, 10))
     # Prevent before checking (docs/quality.md): the fact guard keeps every number and name of a
@@ -228,3 +245,19 @@ def load_config(path: Path | None = None, *, cwd: Path | None = None) -> Config:
     path = Path(path)
     text = read_text(path, "config file", "run 'digest init' to write one")
     return parse_config(text, path.resolve())
+
+
+def _engine_settings(config: Config) -> tuple:
+    m = config.model
+    return (config.generation.engine, str(config.model_path.resolve()) if not m.url else "", m.url, m.name,
+            m.n_ctx, m.threads, m.n_gpu_layers, config.generation.slots)
+
+
+def check_one_engine(configs: list[tuple[str, Config]]) -> None:
+    """Several configs of one run (`digest run --config a --config b`) share one engine: a ConfigError
+    unless each names the same engine and model settings as the first; `configs`: (name, config) pairs."""
+    first_name, first = configs[0]
+    for name, config in configs[1:]:
+        if _engine_settings(config) != _engine_settings(first):
+            raise ConfigError(f"{name}: every config of one run must use the same engine and model settings as "
+                              f"{first_name} (engine, model, server, ctx, threads, GPU layers, slots)")

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-# Documented exit codes (README, "Exit codes").
-EXIT_OK = 0
+# The documented exit codes (docs/errors.md).
 EXIT_INVALID = 1  # `digest check` found problems
 EXIT_USAGE = 2  # bad command line (typer/click)
 EXIT_CONFIG = 3
@@ -63,50 +62,6 @@ class InputChangedError(DigestError):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised as an interrupt so that the same cleanup runs as for Ctrl-C."""
-
-
-# An interrupt raised while native code was calling back into Python (llama.cpp's log callback runs
-# thousands of times a run) is printed by ctypes, with a traceback, and dropped: the run would go on to
-# its end. So while llama.cpp works (`InNative`), the CLI's signal handlers only note the interrupt
-# (`interrupt_now_or_later`), and it is raised as soon as llama.cpp returns.
-_noted: list[KeyboardInterrupt] = []
-_in_native = [0]
-
-
-def note_interrupt(exc: KeyboardInterrupt) -> None:
-    _noted[:] = [exc]
-
-
-def forget_interrupts() -> None:
-    _noted.clear()
-
-
-def raise_noted_interrupt() -> None:
-    if _noted:
-        raise _noted.pop()
-
-
-def interrupt_now_or_later(exc: KeyboardInterrupt) -> None:
-    """What a signal handler does: raise `exc`, or, inside a native call, note it for its end."""
-    if _in_native[0]:
-        note_interrupt(exc)
-    else:
-        raise exc
-
-
-class InNative:
-    """`with IN_NATIVE:` around a llama.cpp call: an interrupt meanwhile is raised when it returns."""
-
-    def __enter__(self) -> None:
-        _in_native[0] += 1
-
-    def __exit__(self, *exc_info) -> None:
-        _in_native[0] -= 1
-        if exc_info[0] is None:
-            raise_noted_interrupt()
-
-
-IN_NATIVE = InNative()
 
 
 class PeerError(GenerationError):

@@ -26,22 +26,21 @@ from .config import Config
 from .manifest import model_record, prompts_record
 from .engine.base import Engine, Stats
 from .errors import FeedError
-from .pipeline import generate, judge_of, kinds_of_config, sampling_of
-from .prompts import Templates, build_requests
+from .pipeline import generate, judge_of, prevention, requests_of, templates_of
 from .quality import Judge, Score
 from .sections import PARAGRAPH_CHECKS, PREDICTION_CHECKS
 from .select import pick
 
 EVAL_DAY = date(2026, 11, 23)
 EVAL_SET = resources.CHECKOUT / "tests" / "eval"  # a source checkout has it; a wheel does not
-SETS = ("tune", "holdout")
+SETS = ("tune", "holdout")  # `digest eval --set`: either, or "all"
 
 
 def default_inputs(which: str = "all") -> list[Path]:
     """The tune set (the bundled sample feed and tests/eval/tune/), the held-out set, or both."""
     tune = [resources.samples_dir() / "topics.xml", *sorted((EVAL_SET / "tune").glob("*.xml"))]
     holdout = sorted((EVAL_SET / "holdout").glob("*.xml"))
-    return {"tune": tune, "holdout": holdout, "all": tune + holdout}[which]
+    return dict(zip(SETS, (tune, holdout)), all=tune + holdout)[which]
 
 
 def set_of(path: Path) -> str:
@@ -158,15 +157,14 @@ def _topics(path: Path, count: int):
 def run_eval(config: Config, make_engine: Callable[[], Engine], inputs: Sequence[Path], *, topics: int = 0,
              day: date = EVAL_DAY, progress=None) -> EvalReport:
     """Score every section of every input: `topics` topics from each (0: as many as a run takes)."""
-    templates = Templates.load(config.prompts_path, kinds_of_config(config))
+    templates = templates_of(config)
     g = config.generation
     requests, sections, owner = [], [], {}
     for path in inputs:
         stories = _topics(Path(path), topics or config.feeds.topics.count)
         prefix = f"{Path(path).parent.name}/{Path(path).stem}/"  # tune/news and holdout/news differ
         judge = judge_of(config, stories, day, templates, prefix)
-        built = build_requests(stories, day, templates, run_seed=g.seed, max_tokens=g.max_tokens,
-                               sampling=sampling_of(config), examples=g.examples, example_kinds=g.example_kinds)
+        built = requests_of(config, stories, day, templates)
         owner.update({s.key: Path(path) for s in judge.sections.values()})
         # Keys name the input too, so they are unique across inputs; seeds stay as a run makes them.
         requests += [dataclasses.replace(r, key=prefix + r.key) for r in built]
@@ -174,10 +172,10 @@ def run_eval(config: Config, make_engine: Callable[[], Engine], inputs: Sequence
     judge = Judge(sections, day, templates.texts.values(), min_words=g.min_words, max_words=g.max_words)
     with make_engine() as engine:
         chosen = generate(engine, requests, judge, candidates=g.candidates, retries=g.retries, progress=progress,
-                          guard=g.guard, sentence_attempts=g.sentence_attempts, point_bias=g.point_bias,
+                          **prevention(config),
                           require_all=False)
         model = engine.model_name
-        engine_info = {"name": engine.name, "slots": g.slots, "threads": getattr(engine, "threads", None)}
+        engine_info = {"name": engine.name, "slots": g.slots, "threads": engine.threads}
     if engine_info["name"] == "fake":
         engine_info["note"] = "the fake engine's canned text, not a model: these rates say nothing of the writing"
         model_file = {}

@@ -232,7 +232,3 @@ def fetch_first(urls: Sequence[str], *, name: str, validate: Callable[[bytes, st
     raise FeedError(f"feed '{name}': all {len(urls)} URLs failed: " + "; ".join(failures))
 
 
-def fetch_feed(url: str, *, name: str, **options) -> Feed:
-    return parse_feed(fetch(url, name=name, **options).body, name=name, source=url)
-
-

@@ -74,10 +74,7 @@ def atomic_path(path: Path, *, error: ErrorFn = output_error) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, _mode_for(path))
-        os.replace(tmp, path)
+        rename_into_place(tmp, path)
     except BaseException as exc:
         try:
             os.unlink(tmp)
@@ -86,6 +83,15 @@ def atomic_path(path: Path, *, error: ErrorFn = output_error) -> Iterator[Path]:
         if isinstance(exc, OSError):
             raise error("write", path, exc) from exc
         raise
+
+
+def rename_into_place(tmp: Path, path: Path) -> None:
+    """Flush the finished file `tmp` to disk, give it the permissions `path` keeps or would get, rename
+    it over `path` and flush the folder: the end of every atomic write (`atomic_path`, a download)."""
+    with open(tmp, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.chmod(tmp, _mode_for(path))
+    os.replace(tmp, path)
     fsync_dir(path.parent)
 
 

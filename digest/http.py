@@ -24,7 +24,7 @@ from email.message import Message
 from pathlib import Path
 from typing import Callable, Collection, Mapping, TypeVar
 
-DEFAULT_USER_AGENT = "digest/0.1 (offline daily digest generator; +https://example.invalid/digest)"
+DEFAULT_USER_AGENT = "digest/0.2 (offline daily digest generator)"  # [feeds] user_agent's default too
 MAX_BYTES = 32 * 1024 * 1024  # the default cap on a body read into memory
 _MIB = 1024 * 1024
 _CHUNK = 1 << 20
@@ -269,11 +269,17 @@ def get(url: str, *, headers: Mapping[str, str] | None = None, etag: str | None 
     return request("GET", url, headers=sent, accept=(304,) if etag or last_modified else (), **options)
 
 
+def post(url: str, payload: object, *, headers: Mapping[str, str] | None = None, **options) -> Response:
+    """POST `payload` as JSON to `url` (options as for `request`); the answer as it came (a stream of
+    events, say: `headers` says what it accepts)."""
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    return request("POST", url, data=json.dumps(payload).encode("utf-8"), headers=sent, **options)
+
+
 def post_json(url: str, payload: object, *, headers: Mapping[str, str] | None = None, **options) -> object:
     """POST `payload` as JSON to `url` (options as for `request`) and return the JSON answer.
     A body that is not JSON is an HTTPFailure (not tried again: the server would say the same)."""
-    sent = {"Content-Type": "application/json", "Accept": "application/json", **(headers or {})}
-    return _json_of(request("POST", url, data=json.dumps(payload).encode("utf-8"), headers=sent, **options))
+    return _json_of(post(url, payload, headers={"Accept": "application/json", **(headers or {})}, **options))
 
 
 def get_json(url: str, *, headers: Mapping[str, str] | None = None, **options) -> object:

@@ -21,6 +21,7 @@ from .errors import OutputError
 from .select import Covered, Story
 from .site import Site
 from .files import canonical_json, sha256_bytes, sha256_file, write_atomic, write_json
+from .prompts import template_sha256
 
 FORMAT = 1
 
@@ -73,7 +74,7 @@ def versions() -> dict:
 def model_record(path: Path, cache: Path) -> dict:
     """The model file (path, size, sha256) and, for a file of the model registry, its name there and,
     for a derived one (the default Q8_0), its source's name, file and sha256 and the recipe."""
-    from .registry import describe
+    from .models.registry import describe
 
     path = Path(path).resolve()
     if not path.is_file():
@@ -93,8 +94,7 @@ def server_record(server: dict) -> dict:
 
 def prompts_record(directory: Path, names: Sequence[str]) -> dict:
     directory = Path(directory).resolve()
-    return {"dir": str(directory),
-            "sha256": {name: sha256_bytes((directory / f"{name}.txt").read_bytes()) for name in names}}
+    return {"dir": str(directory), "sha256": {name: template_sha256(directory / f"{name}.txt") for name in names}}
 
 
 def config_sha256(effective: dict) -> str:

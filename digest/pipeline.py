@@ -149,6 +149,20 @@ def sections_of(topics: Sequence[Story], kinds: Sequence[SectionKind], prefix: s
     return out
 
 
+def templates_of(config: Config) -> Templates:
+    """The prompt templates of the config's section kinds, from its prompts folder."""
+    return Templates.load(config.prompts_path, kinds_of_config(config))
+
+
+def requests_of(config: Config, topics: Sequence[Story], day: date, templates: Templates, *,
+                examples: bool | None = None) -> list[Request]:
+    """The requests of a post on these topics, as the config's [generation] settings make them (the
+    run, the bench and eval alike); `examples`: with or without the example exchanges (default: the config's)."""
+    g = config.generation
+    return build_requests(topics, day, templates, run_seed=g.seed, max_tokens=g.max_tokens, sampling=sampling_of(config),
+                          examples=g.examples if examples is None else examples, example_kinds=g.example_kinds)
+
+
 def judge_of(config: Config, topics: Sequence[Story], day: date, templates: Templates, prefix: str = "") -> Judge:
     g = config.generation
     return Judge(sections_of(topics, templates.kinds, prefix), day, templates.texts.values(), min_words=g.min_words,
@@ -193,6 +207,13 @@ def choose(judge: Judge, requests: Sequence[Request], tries: dict[str, list[Resu
             i = best(scored)
             chosen[key], scores[key] = usable[i], scored[i]
     return chosen, scores
+
+
+def prevention(config: Config) -> dict:
+    """The `generate` options of the config's prevention settings ([generation] guard,
+    sentence_attempts, point_bias), for the run, the eval and the bench alike."""
+    g = config.generation
+    return {"guard": g.guard, "sentence_attempts": g.sentence_attempts, "point_bias": g.point_bias}
 
 
 def protect(requests: Sequence[Request], judge: Judge, *, guard: bool, sentence_attempts: int,
@@ -346,8 +367,7 @@ def _write_post(
 
     ensure_writable(path.parent)
     warnings: list[str] = []
-    kinds = kinds_of_config(config)
-    templates = Templates.load(config.prompts_path, kinds)
+    templates = templates_of(config)
     status("reading feeds")
     with stage("feeds") as info:
         loaded, feed_source = load_feeds(config, feeds_from, snapshot, site, warnings)
@@ -356,9 +376,7 @@ def _write_post(
             covered = history.covered(day) if history else Covered()
         topics, trending = select_stories(config, loaded, warnings, covered)
         info.update(topics=len(topics), trending=len(trending), covered=len(covered))
-    requests = build_requests(topics, day, templates, run_seed=config.generation.seed,
-                              max_tokens=config.generation.max_tokens, sampling=sampling_of(config),
-                              examples=config.generation.examples, example_kinds=config.generation.example_kinds)
+    requests = requests_of(config, topics, day, templates)
     status("loading model")
     judge = judge_of(config, topics, day, templates)
     with stage("model") as info:
@@ -372,16 +390,14 @@ def _write_post(
         status(f"generating {len(requests)} sections with {engine.model_name} ({engine.name} engine)")
         with stage("generation") as info:
             chosen = generate(engine, requests, judge, candidates=config.generation.candidates,
-                              retries=config.generation.retries, progress=progress, guard=config.generation.guard,
-                              sentence_attempts=config.generation.sentence_attempts,
-                              point_bias=config.generation.point_bias)
+                              retries=config.generation.retries, progress=progress, **prevention(config))
             s = chosen.generation.stats
             info.update(sections=len(requests), tokens=s.completion_tokens, **{"tok/s": f"{s.tokens_per_second:.1f}"},
                         passed=chosen.passed)
         model_name = engine.model_name
         engine_settings = engine_record(config, engine)
         server = engine.describe()
-    post = assemble(config, now, model_name, topics, trending, chosen.generation.by_key(), kinds)
+    post = assemble(config, now, model_name, topics, trending, chosen.generation.by_key(), templates.kinds)
     text = render(post)
     result = RunResult(path, written=True, post=post, stats=chosen.generation.stats, warnings=warnings, chosen=chosen)
     with stage("write") as info:
@@ -427,7 +443,7 @@ def engine_record(config: Config, engine: Engine) -> dict:
     m, g = config.model, config.generation
     return {"name": engine.name, "slots": g.slots, "n_ctx": m.n_ctx, "threads": m.threads,
             "n_gpu_layers": m.n_gpu_layers, "cache_type_k": m.cache_type_k if engine.name == "batched" else None,
-            "threads_used": getattr(engine, "threads", None),
+            "threads_used": engine.threads,
             "candidates": g.candidates, "retries": g.retries}
 
 

@@ -1,4 +1,6 @@
-"""The post: a plain data model of one "[Daily Automated AI Summary]" post.
+"""The post: a plain data model of one "[Daily Automated AI Summary]" post, and its layout's names:
+the front matter's keys and types (`FRONT_KEYS`, which render.py writes and check.py checks) and the
+section headings.
 
 Every string held here is Markdown-ready inline text: the pipeline escapes feed and model text
 (`digest.markdown.escape_inline`) before it builds a `Post`, and `digest.check` keeps the text as it
@@ -16,11 +18,12 @@ DEFAULT_NOTICE = (
 )
 DEFAULT_TOPICS_HEADING = "Possible consequences of current developments"
 DEFAULT_TRENDING_HEADING = "Currently trending topics"
-DEFAULT_PREDICTIONS_HEADING = "AI predicts future events"
+# `[blog] predictions_heading` is free text; a post's predictions heading is known by this ending.
+PREDICTIONS_HEADING_END = "predicts future events"
+DEFAULT_PREDICTIONS_HEADING = f"AI {PREDICTIONS_HEADING_END}"
 # The months a prediction's date is written with (English, whatever the locale).
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
           "November", "December")
-PREDICTION_SUBJECTS = ("Artificial general intelligence", "Technological singularity")
 
 
 @dataclass
@@ -42,6 +45,37 @@ class FrontMatter:
     show_reading_time: bool = True
     show_word_count: bool = True
     cover: Cover = field(default_factory=Cover)
+
+
+@dataclass(frozen=True)
+class Key:
+    """One front-matter key: its name in the file, the attribute that holds it, the type YAML gives
+    its value and, for an error, what the value must be."""
+
+    name: str
+    attr: str
+    type: type
+    wanted: str
+
+
+# The front matter, in the order the file writes it (the published series' keys).
+FRONT_KEYS = (
+    Key("title", "title", str, "a string"),
+    Key("date", "date", datetime, "a timestamp like 2023-11-30T05:32:19Z"),
+    Key("draft", "draft", bool, "true or false"),
+    Key("author", "author", str, "a string"),
+    Key("tags", "tags", list, "a list of strings"),
+    Key("showToc", "show_toc", bool, "true or false"),
+    Key("tocOpen", "toc_open", bool, "true or false"),
+    Key("showReadingTime", "show_reading_time", bool, "true or false"),
+    Key("showWordCount", "show_word_count", bool, "true or false"),
+    Key("cover", "cover", dict, "a mapping with image, alt and hidden"),
+)
+COVER_KEYS = (
+    Key("image", "image", str, "a string"),
+    Key("alt", "alt", str, "a string"),
+    Key("hidden", "hidden", bool, "true or false"),
+)
 
 
 @dataclass

@@ -33,7 +33,8 @@ from .sections import DEFAULT_KINDS, KINDS, POST, SectionKind, post_kinds, topic
 SYSTEM = "system"
 # Optional: example exchanges (see the module's docstring and prompts/examples.txt).
 EXAMPLES = "examples"
-EXAMPLE_FIELDS = frozenset({"later"})  # in an example prediction's answer: a year after the post's year
+EXAMPLE_YEARS_LATER = 6  # ${later} in an example prediction's answer: the post's year + this
+EXAMPLE_FIELDS = frozenset({"later"})
 
 
 def fields_of(kinds: Sequence[SectionKind] = DEFAULT_KINDS) -> dict[str, frozenset[str]]:
@@ -41,7 +42,6 @@ def fields_of(kinds: Sequence[SectionKind] = DEFAULT_KINDS) -> dict[str, frozens
     return {SYSTEM: frozenset(), **{kind.template_name: kind.fields for kind in kinds}}
 
 
-FIELDS = fields_of()  # the default kinds'
 
 
 def example_fields(kind: SectionKind) -> tuple[str, ...]:
@@ -54,17 +54,19 @@ class Templates:
     directory: Path
     texts: dict[str, str]
     kinds: tuple[SectionKind, ...] = field(default=DEFAULT_KINDS, compare=False)
+    hashes: dict[str, str] = field(default_factory=dict, compare=False)  # `sha256()`: of the bytes read
 
     @classmethod
     def load(cls, directory: Path, kinds: tuple[SectionKind, ...] = DEFAULT_KINDS) -> "Templates":
         directory = Path(directory)
         if not directory.is_dir():
             raise PromptError(f"prompts folder not found: {directory}")
-        texts = {}
+        texts, hashes = {}, {}
         for name, allowed in [*fields_of(kinds).items(), (EXAMPLES, EXAMPLE_FIELDS)]:
             path = directory / f"{name}.txt"
             try:
-                text = path.read_text(encoding="utf-8").strip()
+                data = path.read_bytes()
+                text = data.decode("utf-8").strip()
             except FileNotFoundError:
                 if name == EXAMPLES:
                     continue
@@ -78,8 +80,8 @@ class Templates:
                 if used is not None and used not in allowed:
                     known = ", ".join(sorted(allowed)) or "none"
                     raise PromptError(f"{path}: unknown placeholder ${{{used}}} (this template knows: {known})")
-            texts[name] = text
-        templates = cls(directory, texts, tuple(kinds))
+            texts[name], hashes[name] = text, sha256_bytes(data)
+        templates = cls(directory, texts, tuple(kinds), hashes)
         templates.examples()  # a malformed examples file fails here, before any model is loaded
         return templates
 
@@ -121,7 +123,14 @@ class Templates:
         return Template(self.texts[name]).substitute(values)
 
     def sha256(self) -> dict[str, str]:
-        return {name: sha256_bytes(text.encode("utf-8")) for name, text in self.texts.items()}
+        """Each template file's sha256, of its bytes as read: what a manifest records and `digest
+        replay` checks (`template_sha256`)."""
+        return dict(self.hashes)
+
+
+def template_sha256(path: Path) -> str:
+    """A template file's sha256 as `Templates.sha256` gives it: of the file's bytes, not its text."""
+    return sha256_bytes(Path(path).read_bytes())
 
 
 @dataclass(frozen=True)
@@ -129,7 +138,7 @@ class Example:
     kind: str  # the template of a section kind: "benefits", "ramifications" or "predictions" by default
     title: str  # the story's title, or the prediction's subject
     text: str  # the story's entry text ("" for a story without one, and for predictions)
-    answer: str  # the assistant's turn (a prediction's may use ${later}: a year after the post's)
+    answer: str  # the assistant's turn (a prediction's may use ${later}: EXAMPLE_YEARS_LATER after the post's year)
 
 
 EXAMPLE_KINDS = ("own", "all")  # which examples a section is shown (`[generation] example_kinds`)
@@ -144,7 +153,7 @@ def example_turns(templates: Templates, day: date, kind: SectionKind | None = No
         if kind is not None and ex.kind != kind.template_name:
             continue
         user = fill_for(templates, kinds[ex.kind], ex.title, ex.text, day)
-        answer = Template(ex.answer).substitute(later=str(day.year + 6))
+        answer = Template(ex.answer).substitute(later=str(day.year + EXAMPLE_YEARS_LATER))
         turns += [Message("user", user), Message("assistant", answer)]
     return tuple(turns)
 

@@ -16,11 +16,11 @@ from functools import lru_cache
 from typing import Iterable, Sequence
 
 from . import sections
-from .sections import PARAGRAPH_CHECKS, SectionKind
+from .sections import PARAGRAPH_CHECKS, POST, PREDICTION_CHECKS, SectionKind
 from .engine.base import Bias
 from .facts import Guard, unfaithful
 from .select import content_words
-from .text import parse_prediction, written
+from .text import Labels, label_words, parse_prediction, written
 
 # A paragraph is on topic when it uses at least this share of the title's content words (or close
 # forms: the same first CLOSE_PREFIX letters).
@@ -49,14 +49,12 @@ _MARKDOWN = re.compile(r"(?:^|\n)\s*(?:#{1,6}\s|[-*+]\s|\d+\.\s|>)|\*\*|__|`|\[[
 _URL = re.compile(r"\bhttps?://\S+|\bwww\.\S+", re.I)
 _ROLE = re.compile(r"\b(?:assistant|user|system)\s*:|<\|?im_(?:start|end)\|?>|<\|[a-z_]+\|>", re.I)
 _AS_AN_AI = re.compile(r"\bas an ai\b|\bas a (?:large )?language model\b|\bi(?:'m| am) (?:sorry|unable)\b|\bi cannot\b", re.I)
-_LABEL_WORDS = ("benefits?", "ramifications?", "prediction", "paragraph")
 
 
 @lru_cache(maxsize=64)
-def _label(labels: tuple[str, ...]) -> re.Pattern[str]:
-    """A section label followed by a colon: the usual ones and the section kinds' own `labels`."""
-    words = [*_LABEL_WORDS, *(r"\s+".join(map(re.escape, label.split())) for label in labels)]
-    return re.compile(r"\b(?:" + "|".join(dict.fromkeys(words)) + r")\s*:", re.I)
+def _label(words: str) -> re.Pattern[str]:
+    """A section label followed by a colon (`words`: `text.label_words`)."""
+    return re.compile(r"\b(?:" + words + r")\s*:", re.I)
 
 
 @dataclass(frozen=True)
@@ -153,11 +151,11 @@ def instruction_phrases(templates: Iterable[str]) -> set[tuple[str, ...]]:
 
 
 def check_clean(text: str, instructions: set[tuple[str, ...]] = frozenset(), source: str = "",
-                labels: Sequence[str] = ()) -> Check:
-    """No role words, "As an AI", label echoes (`labels`: the section kinds' own, besides the usual
-    ones), Markdown structure, invented URLs or instruction echoes."""
+                labels: Labels = None) -> Check:
+    """No role words, "As an AI", label echoes (`labels`: section labels, default every kind's, and
+    the usual words), Markdown structure, invented URLs or instruction echoes."""
     for pattern, why in ((_ROLE, "a chat role word"), (_AS_AN_AI, "an assistant disclaimer"),
-                         (_label(tuple(labels)), "a section label"), (_MARKDOWN, "Markdown structure")):
+                         (_label(label_words(labels)), "a section label"), (_MARKDOWN, "Markdown structure")):
         match = pattern.search(text)
         if match:
             return Check("clean", False, f"{why}: {match.group(0).strip()!r}")
@@ -347,7 +345,7 @@ def check_reasoning(reasoning: str, subject: str) -> Check:
 def score_paragraph(text: str, title: str, *, min_words: int, max_words: int,
                     instructions: set[tuple[str, ...]] = frozenset(), source: str = "", other: str | None = None,
                     point: str | None = None, wrote: str | None = None, checks: Sequence[str] = PARAGRAPH_CHECKS,
-                    labels: Sequence[str] = ()) -> Score:
+                    labels: Labels = None) -> Score:
     """`text`: what the post shows; `wrote`: all the model wrote (default: `text`); `source`: the
     story's title and entry text; `point`: what on_the_point asks (GAIN, RISK or None); `checks`:
     those that apply (a section kind's); `distinct` only with the `other` paragraph."""
@@ -368,21 +366,23 @@ def score_paragraph(text: str, title: str, *, min_words: int, max_words: int,
 
 def score_prediction(raw: str, day: date, *, min_words: int, max_words: int,
                      instructions: set[tuple[str, ...]] = frozenset(), subject: str = "",
-                     labels: Sequence[str] = ()) -> Score:
+                     labels: Labels = None, checks: Sequence[str] = PREDICTION_CHECKS) -> Score:
     """A real future month and year after `day`, then a finished reasoning sentence (cleaned within
-    the same word limits as a paragraph)."""
+    the same word limits as a paragraph); `checks`: those that apply (a section kind's)."""
     parsed = parse_prediction(raw, min_words, max_words, labels)
     if parsed is None:
-        return Score([Check("date", False, "no 'Month YYYY:' at the start"),
-                      Check("reasoning", False, "no reasoning"), Check("no_loops", True), Check("clean", True)])
+        unread = {"date": Check("date", False, "no 'Month YYYY:' at the start"),
+                  "reasoning": Check("reasoning", False, "no reasoning")}
+        return Score([unread.get(name, Check(name, True)) for name in checks])
     future = parsed.year > day.year
     reasoning = parsed.reasoning
-    return Score([
-        Check("date", future, "" if future else f"{parsed.when} is not after {day.isoformat()}"),
-        check_reasoning(reasoning, subject),
-        check_no_loops(reasoning),
-        check_clean(reasoning, instructions, labels=labels),
-    ])
+    run = {
+        "date": lambda: Check("date", future, "" if future else f"{parsed.when} is not after {day.isoformat()}"),
+        "reasoning": lambda: check_reasoning(reasoning, subject),
+        "no_loops": lambda: check_no_loops(reasoning),
+        "clean": lambda: check_clean(reasoning, instructions, labels=labels),
+    }
+    return Score([run[name]() for name in checks])
 
 
 # -- the sentence rule: what the engine asks of each sentence as soon as it is finished --------------
@@ -401,7 +401,7 @@ class SentenceRule:
     source: str
     title: str = ""
     instructions: frozenset = frozenset()
-    labels: tuple[str, ...] = ()
+    labels: Labels = None  # section labels (None: every kind's)
     min_words: int = 0
     max_words: int = 0  # 0: no limit
     attempts: int = 4
@@ -461,7 +461,6 @@ class Judge:
         self.day = day
         self.instructions = instruction_phrases(templates)
         self.min_words, self.max_words = min_words, max_words
-        self.labels = tuple(dict.fromkeys(s.kind.label for s in self.sections.values()))
 
     def text(self, key: str, raw: str) -> str:
         """What of `raw` lands in the post: its kind's cleaner, within the word limits."""
@@ -486,7 +485,7 @@ class Judge:
         section = self.sections[key]
         faithful = "faithful" in section.kind.checks
         return SentenceRule(self.source(key), section.title if "no_title_echo" in section.kind.checks else "",
-                            frozenset(self.instructions), self.labels, self.min_words if section.kind.place == "topic" else 0,
+                            frozenset(self.instructions), None, self.min_words if section.kind.place == sections.TOPIC else 0,
                             self.max_words if "length" in section.kind.checks else 0, attempts, numbers=faithful,
                             most=1 if section.kind.place == sections.POST else 0)
 
@@ -497,10 +496,10 @@ class Judge:
         """`other`: the text chosen for the section's pair, if any."""
         section = self.sections[key]
         kind = section.kind
-        if "date" in kind.checks:  # a dated kind: "Month YYYY: reasoning"
+        if kind.place == POST:  # a post-level kind: "Month YYYY: reasoning"
             return score_prediction(raw, self.day, instructions=self.instructions, subject=section.title,
-                                    min_words=self.min_words, max_words=self.max_words, labels=(kind.label,))
+                                    min_words=self.min_words, max_words=self.max_words, checks=kind.checks)
         return score_paragraph(self.text(key, raw), section.title, instructions=self.instructions,
                                source=section.source, other=other, min_words=self.min_words,
-                               max_words=self.max_words, point=kind.point, wrote=written(raw, (kind.label,)),
-                               checks=kind.checks, labels=self.labels)
+                               max_words=self.max_words, point=kind.point, wrote=written(raw),
+                               checks=kind.checks)

@@ -1,7 +1,9 @@
-"""Render a `Post` to the exact Markdown layout of the published series (seed `000`), and write it.
+"""Render a `Post` to the exact Markdown layout of the published series (seed `000`).
 
 The layout is fixed here, in code: headings, numbers, bullets, indentation and blank lines never
-come from the model. `render(parse(text)) == text` holds for a post in this layout.
+come from the model. `render(check.parse_post(text)) == text` holds for a post in this layout
+(`digest check --strict` demands it). The pipeline writes the text (files.write_atomic), after
+`ensure_writable` has checked the posts folder before any model runs.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ import json
 import os
 import re
 import tempfile
+from datetime import datetime
 from pathlib import Path
 
 from .files import output_error
-from .post import Post, format_date
+from .post import COVER_KEYS, FRONT_KEYS, Post, format_date
 
 # Characters that json.dumps(ensure_ascii=False) leaves as they are but that a YAML double-quoted
 # scalar cannot hold as they are: YAML's non-printable characters (DEL, C1 controls, lone
@@ -31,26 +34,27 @@ def yaml_bool(value: bool) -> str:
     return "true" if value else "false"
 
 
+def _yaml_value(value) -> str:
+    if isinstance(value, bool):
+        return yaml_bool(value)
+    if isinstance(value, datetime):
+        return format_date(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(yaml_str(v) for v in value) + "]"
+    return yaml_str(value)
+
+
 def render_front_matter(post: Post) -> str:
-    fm = post.front
-    tags = ", ".join(yaml_str(t) for t in fm.tags)
-    lines = [
-        "---",
-        f"title: {yaml_str(fm.title)}",
-        f"date: {format_date(fm.date)}",
-        f"draft: {yaml_bool(fm.draft)}",
-        f"author: {yaml_str(fm.author)}",
-        f"tags: [{tags}]",
-        f"showToc: {yaml_bool(fm.show_toc)}",
-        f"tocOpen: {yaml_bool(fm.toc_open)}",
-        f"showReadingTime: {yaml_bool(fm.show_reading_time)}",
-        f"showWordCount: {yaml_bool(fm.show_word_count)}",
-        "cover:",
-        f"    image: {yaml_str(fm.cover.image)}",
-        f"    alt: {yaml_str(fm.cover.alt)}",
-        f"    hidden: {yaml_bool(fm.cover.hidden)}",
-        "---",
-    ]
+    """The front matter: `post.FRONT_KEYS` in order, the cover's keys nested under it."""
+    lines = ["---"]
+    for key in FRONT_KEYS:
+        value = getattr(post.front, key.attr)
+        if key.type is dict:
+            lines.append(f"{key.name}:")
+            lines += [f"    {k.name}: {_yaml_value(getattr(value, k.attr))}" for k in COVER_KEYS]
+        else:
+            lines.append(f"{key.name}: {_yaml_value(value)}")
+    lines.append("---")
     return "\n".join(lines) + "\n"
 
 

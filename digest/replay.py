@@ -20,6 +20,7 @@ from .config import Config, config_from_dict
 from .engine.base import Engine
 from .errors import InputChangedError
 from .files import sha256_bytes, sha256_file
+from .prompts import template_sha256
 from .manifest import config_sha256
 from .select import Covered
 from .site import Site
@@ -66,7 +67,7 @@ def check_inputs(manifest: dict, site: Site) -> Config:
     config = config_from_dict(recorded["effective"])
     prompts = Path(manifest["prompts"]["dir"])
     for name, expected in manifest["prompts"]["sha256"].items():
-        _check_hash("prompt template", prompts / f"{name}.txt", expected)
+        _check_hash("prompt template", prompts / f"{name}.txt", expected, template_sha256)
     model = manifest["model"]
     if model.get("server"):
         # A model behind a server: nothing here to hash; the run goes to the config's [model] url.

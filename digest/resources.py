@@ -60,9 +60,3 @@ def samples_dir() -> Path:
 def default_config_text() -> str:
     """The default digest.toml, every key with its built-in value."""
     return _package_file("default.toml").read_text(encoding="utf-8")
-
-
-def eval_dir() -> Path | None:
-    """The evaluation sets (tests/eval/), which only a checkout has."""
-    folder = CHECKOUT / "tests" / "eval"
-    return folder if folder.is_dir() else None

@@ -4,11 +4,13 @@ A `SectionKind` says everything the rest of digest needs to know of one kind: it
 each request, hence each section's seed), its label in the post, its prompt template and the fields
 that template may use, the grammar its answers must follow (if any), how its raw text is cleaned,
 which quality checks apply to it, and where it sits in the post (a paragraph of every topic, in the
-configured order, or a list of its own at the post's end). prompts.py, pipeline.py, render.py,
-check.py, quality.py and evaluate.py read these definitions; none of them names a kind.
+configured order, or a list of its own at the post's end, one item per subject). prompts.py,
+pipeline.py, render.py, text.py, check.py, quality.py, evaluate.py and config.py read these
+definitions; none of them names a kind, a label or a subject.
 
 To add a kind: define it here (or `register` one), write its prompt template (`prompts/<template>.txt`)
-and list its name in the config's `[generation] sections`.
+and list its name in the config's `[generation] sections`. To add a prediction subject: add it to
+PREDICTION_SUBJECTS (and the word `digest check` knows it by in a post digest did not write).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from datetime import date
 from typing import Callable, Iterable, Sequence
 
 from .errors import ConfigError
-from .post import MONTHS, PREDICTION_SUBJECTS
+from .post import MONTHS
 from .text import clean_paragraph, clean_prediction, first_sentence
 
 TOPIC, POST = "topic", "post"  # a paragraph of every topic; a list of its own at the post's end
@@ -32,6 +34,11 @@ PREDICTION_CHECKS = ("date", "reasoning", "no_loops", "clean")
 GAIN, RISK = "gain", "risk"  # what `on_the_point` asks of a paragraph (its lexicons are in quality.py)
 PREDICTION_YEARS = 75
 _LABEL_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9 '’-]*")
+# The predictions' subjects, in the post's order, each with the word `digest check` knows it by in a
+# post it did not write (the published series wrote "Artificial General Intelligence (AGI)", "The Singularity").
+PREDICTION_SUBJECTS = ("Artificial general intelligence", "Technological singularity")
+PREDICTION_NEEDLES = ("general intelligence", "singularity")
+DEFAULT_SECTIONS = ("benefits", "ramifications")  # the config's `[generation] sections` unless it says
 
 
 def prediction_grammar(day: date) -> str:
@@ -61,6 +68,9 @@ class SectionKind:
     place: str = TOPIC  # TOPIC or POST
     fields: frozenset[str] = TOPIC_FIELDS  # the placeholders its template may use
     subjects: tuple[str, ...] = ()  # POST kinds: one section per subject, in this order
+    # ... and for each subject, the (lower-case) words a post's subject must hold to be it (`digest
+    # check` of a post digest did not write); none given: the subject itself
+    needles: tuple[str, ...] = ()
     grammar: Callable[[date], str] | None = None  # GBNF its answers must follow, for the post's day
     # (raw text, min_words, max_words, labels to strip) -> the text the post shows ("" if unusable)
     clean: Callable[[str, int, int, Sequence[str]], str] = clean_paragraph
@@ -79,7 +89,13 @@ class SectionKind:
         return f"{self.name}:{title}"
 
     def cleaned(self, raw: str, min_words: int, max_words: int) -> str:
-        return self.clean(raw, min_words, max_words, (self.label,))
+        """The text the post shows: any kind's label the model starts with is removed too."""
+        return self.clean(raw, min_words, max_words, labels())
+
+    def is_subject(self, written: str, subject: str) -> bool:
+        """Whether a post's prediction subject as `written` is `subject`, one of this kind's."""
+        needles = dict(zip(self.subjects, self.needles))
+        return needles.get(subject, subject).lower() in written.lower()
 
     def validate(self) -> None:
         """A bad definition is one ConfigError line naming the kind and what is wrong."""
@@ -94,6 +110,8 @@ class SectionKind:
             raise ConfigError(f"{where}: template {self.template_name!r} is not a plain file name")
         if self.place == POST and not self.subjects:
             raise ConfigError(f"{where}: a kind placed in the post needs its subjects")
+        if self.needles and len(self.needles) != len(self.subjects):
+            raise ConfigError(f"{where}: {len(self.needles)} needles for {len(self.subjects)} subjects")
         given = TOPIC_FIELDS if self.place == TOPIC else SUBJECT_FIELDS
         if not self.fields <= given:
             raise ConfigError(f"{where}: field {sorted(self.fields - given)[0]!r} is not one digest fills in "
@@ -108,12 +126,16 @@ class SectionKind:
 BENEFITS = SectionKind("benefits", "Benefits", point=GAIN)
 RAMIFICATIONS = SectionKind("ramifications", "Ramifications", point=RISK, pair="benefits")
 PREDICTION = SectionKind("prediction", "Prediction", template="predictions", place=POST, fields=SUBJECT_FIELDS,
-                         subjects=PREDICTION_SUBJECTS, grammar=prediction_grammar, clean=clean_prediction,
-                         checks=PREDICTION_CHECKS)
+                         subjects=PREDICTION_SUBJECTS, needles=PREDICTION_NEEDLES, grammar=prediction_grammar,
+                         clean=clean_prediction, checks=PREDICTION_CHECKS)
 
 # Every kind digest knows, by name: the config's `[generation] sections` picks topic kinds from it.
 KINDS: dict[str, SectionKind] = {k.name: k for k in (BENEFITS, RAMIFICATIONS, PREDICTION)}
-DEFAULT_SECTIONS = ("benefits", "ramifications")
+
+
+def labels() -> tuple[str, ...]:
+    """Every known kind's label: what cleaning removes and the quality check `clean` rejects (digest.text)."""
+    return tuple(k.label for k in KINDS.values())
 
 
 def register(kind: SectionKind) -> SectionKind:

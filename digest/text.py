@@ -10,21 +10,38 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
+from typing import Optional, Sequence
 
 from .markdown import one_line
 from .post import MONTHS
 
-# The labels a model puts before its answer; a section kind's own label is added to them.
-_LABEL_WORDS = ("benefits?", "ramifications?", "paragraph", "answer", "response", "summary", "topic", "prediction")
+# The labels a model puts before its answer besides the section kinds' own (digest.sections gives those).
+LABEL_WORDS = ("paragraph", "answer", "response", "summary", "topic")
+Labels = Optional[Sequence[str]]  # section labels; None: every section kind's (digest.sections.labels())
+
+
+def label_words(labels: Labels = None) -> str:
+    """A regex alternation of LABEL_WORDS and the section `labels`, each with or without a plural s:
+    the one list that cleaning (here) and the quality check `clean` (digest.quality) both use."""
+    if labels is None:
+        from .sections import labels as kind_labels  # sections imports this module: not at import time
+
+        labels = kind_labels()
+    return _label_words(tuple(labels))
 
 
 @lru_cache(maxsize=64)
-def _label(labels: tuple[str, ...]) -> re.Pattern[str]:
-    words = [*_LABEL_WORDS, *(r"\s+".join(map(re.escape, label.split())) for label in labels)]
+def _label_words(labels: tuple[str, ...]) -> str:
+    spelled = [r"\s+".join(map(re.escape, label.lower().split())) for label in labels]
+    words = [*LABEL_WORDS, *(w[:-1] if w.endswith("s") else w for w in spelled)]
+    return "|".join(dict.fromkeys(f"{w}s?" for w in words))
+
+
+@lru_cache(maxsize=64)
+def _label(words: str) -> re.Pattern[str]:
     return re.compile(
         r"^\s*(?:[-*+•>#]+\s*)?(?:\*\*|\*|__|_)?\s*"
-        r"(?:" + "|".join(dict.fromkeys(words)) + r")"
+        r"(?:" + words + r")"
         r"\s*(?:\*\*|\*|__|_)?\s*[:\-–—]\s*(?:\*\*|\*|__|_)?\s*",
         re.I,
     )
@@ -73,8 +90,8 @@ def shape(text: str, min_words: int, max_words: int) -> str:
     return " ".join(sentences) if sentences else text
 
 
-def _strip(raw: str, shaped: bool, min_words: int, max_words: int, labels: Sequence[str]) -> str:
-    label = _label(tuple(labels))
+def _strip(raw: str, shaped: bool, min_words: int, max_words: int, labels: Labels) -> str:
+    label = _label(label_words(labels))
     text = raw.replace("\r", "\n")
     text = _FENCE.sub(" ", text)
     text = _HEADING.sub(" ", text)
@@ -89,13 +106,13 @@ def _strip(raw: str, shaped: bool, min_words: int, max_words: int, labels: Seque
     return balance_quotes(one_line(text))
 
 
-def clean_paragraph(raw: str, min_words: int, max_words: int, labels: Sequence[str] = ()) -> str:
+def clean_paragraph(raw: str, min_words: int, max_words: int, labels: Labels = None) -> str:
     """One paragraph of plain sentences from the model's raw text ("" when nothing usable is left);
-    `labels`: a section kind's own labels, removed where the model starts with one."""
+    a section label (`labels`, default every kind's) where the model starts with one is removed."""
     return complete_sentences(_strip(raw, True, min_words, max_words, labels))
 
 
-def written(raw: str, labels: Sequence[str] = ()) -> str:
+def written(raw: str, labels: Labels = None) -> str:
     """All the prose the model wrote, its markup and labels removed but nothing cut: what the
     length and completeness checks look at, so that a cut paragraph or an unfinished last
     sentence shows even though the post never prints it."""
@@ -123,7 +140,7 @@ class ParsedPrediction:
         return f"{self.month} {self.year}"
 
 
-def parse_prediction(raw: str, min_words: int, max_words: int, labels: Sequence[str] = ()) -> ParsedPrediction | None:
+def parse_prediction(raw: str, min_words: int, max_words: int, labels: Labels = None) -> ParsedPrediction | None:
     """Read "Month YYYY: reasoning" (the predictions grammar's shape); None when it does not fit.
     The reasoning is cleaned as a paragraph is, within the same word limits."""
     match = _PREDICTION.match(one_line(raw))
@@ -137,7 +154,7 @@ def parse_prediction(raw: str, min_words: int, max_words: int, labels: Sequence[
     return ParsedPrediction(month, int(match.group(2)), reasoning)
 
 
-def clean_prediction(raw: str, min_words: int, max_words: int, labels: Sequence[str] = ()) -> str:
+def clean_prediction(raw: str, min_words: int, max_words: int, labels: Labels = None) -> str:
     """The cleaner of a dated kind: "Month YYYY: reasoning" as the post shows it ("" when unusable);
     `split_prediction` gives its two parts back."""
     parsed = parse_prediction(raw, min_words, max_words, labels)

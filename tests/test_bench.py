@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from digest.bench import Report, Row, exact_prompt, simulated_ceiling
+from digest.bench.native import simulated_ceiling
+from digest.bench.run import Report, Row
+from digest.bench.workload import exact_prompt
 from digest.config import Config
+from digest.errors import EXIT_CONFIG
 
 MODEL = Config().model_path
 
@@ -47,7 +50,7 @@ def test_ratios_are_medians_of_per_run_ratios():
 
 @pytest.mark.model
 def test_prompts_cut_or_padded_to_exactly_128_tokens():
-    from digest.bench import bench_inputs
+    from digest.bench.workload import bench_inputs
     from digest.engine.batched import BatchedEngine
 
     with BatchedEngine(MODEL) as engine:
@@ -64,7 +67,7 @@ def test_the_memory_step_measures_the_run_not_the_bench_that_forked_it():
     import subprocess
     import sys
 
-    from digest.bench import PEAK_OF_CHILD
+    from digest.bench.memory import PEAK_OF_CHILD
 
     ballast = bytearray(400 * 2**20)
     for i in range(0, len(ballast), 4096):
@@ -78,3 +81,18 @@ def test_the_memory_step_measures_the_run_not_the_bench_that_forked_it():
     assert code == 3
     assert 1 * 2**20 < peak < 100 * 2**20
     del ballast
+
+
+@pytest.mark.model
+def test_a_run_that_fails_is_not_within_the_memory_limit(tmp_path):
+    """A failed run stops early and holds little: its small peak must not pass as a run within the limit."""
+    import dataclasses
+
+    from digest.bench.memory import measure_run_memory
+
+    broken = tmp_path / "digest.toml"
+    broken.write_text("[generation\n", encoding="utf-8")  # the child `digest run` stops on it
+    memory = measure_run_memory(dataclasses.replace(Config(), source=broken), MODEL)
+    assert memory["exit_code"] == EXIT_CONFIG
+    assert memory["peak_rss_bytes"] <= memory["limit_bytes"]  # small: the run stopped before loading the model
+    assert memory["within_limit"] is False

@@ -391,7 +391,7 @@ def test_a_post_assembled_from_any_blog_config_passes_strict_check(heading, titl
     from digest.engine.base import Result
     from digest.markdown import one_line
     from digest.pipeline import assemble
-    from digest.post import PREDICTION_SUBJECTS
+    from digest.sections import PREDICTION_SUBJECTS
     from digest.sections import DEFAULT_KINDS, PREDICTION, topic_kinds
     from digest.render import render
     from digest.select import Story

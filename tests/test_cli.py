@@ -395,7 +395,7 @@ def test_every_file_a_run_writes_is_a_path_of_the_site_layout(run_cli, tmp_path)
 
 def test_models_commands_do_not_import_the_main_cli():
     """`digest models` reaches the console through digest.console, not through digest.cli (no cycle)."""
-    code = "import sys, digest.models_cli; print('digest.cli' in sys.modules)"
+    code = "import sys, digest.models.cli; print('digest.cli' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"

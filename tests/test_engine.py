@@ -244,7 +244,7 @@ def test_an_interrupt_that_lands_in_the_log_callback_stops_the_decode(batched, m
     """llama.cpp calls our log callback thousands of times a run; a Ctrl-C raised in it would be
     printed and dropped by ctypes. It is kept, and raised as soon as llama_decode returns."""
     from digest.engine import native
-    from digest.errors import forget_interrupts
+    from digest.interrupts import forget_interrupts
 
     calls = []
 
@@ -442,7 +442,8 @@ def test_repeat_guard_agrees_with_repetition_start_token_by_token():
 def test_a_signal_during_a_native_call_is_raised_when_it_returns():
     """The CLI's handlers raise at once in Python code, but inside a llama.cpp call only note the
     interrupt: raised from a native callback, ctypes would print a traceback and drop it."""
-    from digest.errors import IN_NATIVE, Terminated, forget_interrupts, interrupt_now_or_later
+    from digest.errors import Terminated
+    from digest.interrupts import IN_NATIVE, forget_interrupts, interrupt_now_or_later
 
     forget_interrupts()
     with pytest.raises(KeyboardInterrupt):

@@ -10,7 +10,7 @@ import pytest
 from conftest import Item, news_rss, reddit_atom
 from digest import feeds, http, resources
 from digest.errors import FeedError
-from digest.feeds import fetch, fetch_feed, parse_feed, read_feed_file
+from digest.feeds import fetch, parse_feed, read_feed_file
 
 TAG = re.compile(r"<[^>]*>")
 
@@ -254,8 +254,8 @@ def test_fetch_refuses_oversized_body(http_server, monkeypatch):
     assert fetch(url, name="topics", timeout=5).body == b"y" * 1000
 
 
-def test_fetch_feed_parses_what_it_fetched(http_server):
+def test_a_fetched_feed_parses(http_server):
     url = http_server.add("/top/.rss", reddit_atom(ATOM_ITEMS))
-    feed = fetch_feed(url, name="topics", timeout=5)
+    feed = parse_feed(fetch(url, name="topics", timeout=5).body, name="topics", source=url)
     assert feed.source == url
     assert [e.title for e in feed.entries] == [i.title for i in ATOM_ITEMS]

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import describe
-from digest import cli
+from digest import engine as engine_pkg  # engine_of builds every engine through its create_engine
 from digest.check import check_text, parse_post
 from digest.engine.fake import FakeEngine, fake_text
 from digest.feeds import read_feed_file
@@ -170,7 +170,7 @@ def hostile_respond(request):
 
 @pytest.fixture
 def hostile_engine(monkeypatch):
-    monkeypatch.setattr(cli, "create_engine",
+    monkeypatch.setattr(engine_pkg, "create_engine",
                         lambda name, model_path, **kw: FakeEngine(respond=hostile_respond, model_name=Path(model_path).stem))
 
 

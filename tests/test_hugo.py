@@ -22,12 +22,13 @@ from pathlib import Path
 import pytest
 
 from conftest import PROJECT_ROOT, _make_runner
-from digest import cli
+from digest import engine as engine_pkg  # engine_of builds every engine through its create_engine
 from digest.check import parse_post
 from digest.cli import app
 from digest.engine.fake import FakeEngine
 from digest.markdown import escape_inline, unescape_inline
-from digest.post import PREDICTION_SUBJECTS, Cover, FrontMatter, Post, Prediction, Topic
+from digest.sections import PREDICTION_SUBJECTS
+from digest.post import Cover, FrontMatter, Post, Prediction, Topic
 from digest.files import write_atomic
 from digest.render import render
 from test_hostile import CASES, HOSTILE_AUTHOR, HOSTILE_FEEDS, HOSTILE_MODEL, HOSTILE_TITLE, hostile_respond
@@ -84,7 +85,7 @@ def built(tmp_path_factory) -> Built:
     posts_dir = root / "content" / "posts"
     digest_run("run", "--engine", "fake", "--sample-feeds", "--out", root, "--date", "2026-01-02", "--quiet")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cli, "create_engine", lambda name, model_path, **kw: FakeEngine(
+        patch.setattr(engine_pkg, "create_engine", lambda name, model_path, **kw: FakeEngine(
             respond=hostile_respond, model_name=Path(model_path).stem))
         digest_run("run", "--feeds-from", HOSTILE_FEEDS, "--out", root, "--date", "2026-01-03", "--topics", 9,
                    "--trending", 4, "--title", HOSTILE_TITLE, "--author", HOSTILE_AUTHOR,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from digest import cli
+from digest import engine as engine_pkg  # engine_of builds every engine through its create_engine
 from digest.config import Config
 from digest.engine.base import derive_seed
 from digest.engine.fake import FakeEngine, fake_text
@@ -91,7 +91,7 @@ def junk_engines(monkeypatch, respond) -> list[FakeEngine]:
         made.append(FakeEngine(respond=respond, model_name=Path(model_path).stem))
         return made[-1]
 
-    monkeypatch.setattr(cli, "create_engine", create)
+    monkeypatch.setattr(engine_pkg, "create_engine", create)
     return made
 
 

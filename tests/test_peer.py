@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from conftest import PROJECT_ROOT, describe, serve
-from digest.bench import bench_requests
+from digest.bench.workload import bench_requests
 from digest.config import Config
 from digest.engine.base import derive_seed
 from digest.errors import EXIT_GENERATION, EXIT_OUTPUT, PeerError
-from digest.peer import (
+from digest.bench.peer import (
     ENDPOINT,
     LlamaServer,
     request_json,
@@ -83,11 +83,13 @@ def test_bench_requests_out_writes_the_file_then_a_missing_server_is_one_line(ru
     assert json.loads(out.read_text(encoding="utf-8")) == requests_json(requests)
 
 
-def test_requests_out_into_a_missing_folder_is_an_output_error(run_cli, tmp_path):
-    out = tmp_path / "nowhere" / "requests.json"
+def test_requests_out_where_no_folder_can_be_is_an_output_error(run_cli, tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    out = tmp_path / "a-file" / "requests.json"
     result = run_cli("bench", "--requests-out", out, "--llama-server", tmp_path / "missing")
     assert result.exit_code == EXIT_OUTPUT, describe(result)
-    assert result.stderr.strip() == f"digest: error: cannot write the requests to {out}: No such file or directory"
+    assert result.stderr.strip() == f"digest: error: cannot write the requests to {out}: File exists"
+    assert (tmp_path / "a-file").read_text() == "not a folder"
 
 
 # ---------------------------------------------------------------------------------------------

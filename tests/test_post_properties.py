@@ -15,7 +15,8 @@ from digest.config import Config
 from digest.engine.base import Result
 from digest.markdown import escape_inline, one_line, unescape_inline
 from digest.pipeline import assemble
-from digest.post import PREDICTION_SUBJECTS, Cover, FrontMatter, Post, Prediction, Topic
+from digest.sections import PREDICTION_SUBJECTS
+from digest.post import Cover, FrontMatter, Post, Prediction, Topic
 from digest.sections import DEFAULT_KINDS, PREDICTION, topic_kinds
 from digest.render import render
 from digest.select import Story, clean_title

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 from datetime import date
@@ -11,8 +12,8 @@ import pytest
 
 from digest.engine.base import Sampling
 from digest.errors import ConfigError, PromptError
-from digest.post import PREDICTION_SUBJECTS
-from digest.prompts import EXAMPLES, FIELDS, Templates, build_requests, example_turns
+from digest.sections import PREDICTION_SUBJECTS
+from digest.prompts import EXAMPLES, Templates, build_requests, example_turns, fields_of
 from digest.sections import KINDS, prediction_grammar
 from digest.select import Story
 
@@ -51,7 +52,7 @@ def requests_for(topics, templates, *, run_seed=42, day=DAY, max_tokens=160, sam
 
 
 def test_load_project_prompts(templates):
-    assert set(templates.texts) == {*FIELDS, EXAMPLES}
+    assert set(templates.texts) == {*fields_of(), EXAMPLES}
     for name, text in templates.texts.items():
         assert text == text.strip() and text
         assert text == (PROMPTS / f"{name}.txt").read_text(encoding="utf-8").strip()
@@ -93,7 +94,7 @@ def test_stray_dollar_is_an_error_and_double_dollar_is_fine(prompts_copy):
     assert str(path) in str(info.value)
 
 
-@pytest.mark.parametrize("name", sorted(FIELDS))
+@pytest.mark.parametrize("name", sorted(fields_of()))
 def test_missing_template(prompts_copy, name):
     (prompts_copy / f"{name}.txt").unlink()
     with pytest.raises(PromptError) as info:
@@ -298,3 +299,16 @@ def test_topic_requests_have_no_grammar(templates):
 def test_prediction_grammar_only_depends_on_year():
     assert prediction_grammar(date(2026, 1, 1)) == prediction_grammar(date(2026, 12, 31))
     assert prediction_grammar(date(2026, 1, 1)) != prediction_grammar(date(2027, 1, 1))
+
+
+def test_the_loaded_templates_hash_as_the_manifest_records_them(prompts_copy):
+    """One definition of a template's sha256 (its file's bytes): a file whose text the loader strips
+    hashes the same in Templates, in a manifest's record and in `digest eval`'s."""
+    from digest.manifest import prompts_record
+
+    path = prompts_copy / "system.txt"
+    path.write_bytes(path.read_bytes().strip() + b"\n\n  \n")
+    templates = Templates.load(prompts_copy)
+    recorded = prompts_record(prompts_copy, list(templates.texts))["sha256"]
+    assert templates.sha256() == recorded
+    assert recorded["system"] == hashlib.sha256(path.read_bytes()).hexdigest()

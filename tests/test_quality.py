@@ -280,7 +280,7 @@ def test_choose_does_not_depend_on_the_order_results_arrived_in():
 def test_the_prompt_examples_pass_every_check():
     """The examples the model imitates must themselves be what the checks want."""
     from digest.config import Config
-    from digest.prompts import Templates
+    from digest.prompts import EXAMPLE_YEARS_LATER, Templates
 
     templates = Templates.load(Config().prompts_path)
     day = date(2026, 11, 23)
@@ -288,7 +288,7 @@ def test_the_prompt_examples_pass_every_check():
     assert examples
     for ex in examples:
         if ex.kind == "predictions":
-            score = score_prediction(ex.answer.replace("${later}", str(day.year + 6)), day, **WORDS, subject=ex.title)
+            score = score_prediction(ex.answer.replace("${later}", str(day.year + EXAMPLE_YEARS_LATER)), day, **WORDS, subject=ex.title)
         else:
             score = score_paragraph(clean_paragraph(ex.answer, *LIMITS), ex.title, source=ex.text, point=KINDS[ex.kind].point, **WORDS,
                                     wrote=written(ex.answer))

@@ -1,4 +1,4 @@
-"""digest.quantize and `digest models quantize`: reading a GGUF's format, the lossy-requantization
+"""digest.models.quantize and `digest models quantize`: reading a GGUF's format, the lossy-requantization
 rule, llama.cpp's real quantizer on the real embedded model (deterministic bytes, whatever the
 thread count), and the fidelity of the derived default Q8_0 against its published Q4_1 source."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PROJECT_ROOT, describe
-from digest import embedded, quantize
+from digest.models import embedded, quantize
 from digest.errors import EXIT_MODEL, EXIT_OUTPUT, ModelError
 from digest.files import sha256_file
 from test_files import full_disk  # noqa: F401 - a fixture: a real, small tmpfs

@@ -8,7 +8,9 @@ page. A bad definition or a config naming a kind nobody defined is one line and 
 
 from __future__ import annotations
 
+import dataclasses
 import html
+import json
 import os
 import re
 import shutil
@@ -22,7 +24,9 @@ from digest import resources
 from digest.check import parse_post
 from digest.errors import EXIT_CONFIG, EXIT_INVALID, ConfigError
 from digest.markdown import unescape_inline
-from digest.sections import DEFAULT_KINDS, KINDS, SectionKind, kinds_of, one_sentence, register
+from digest.quality import check_clean
+from digest.sections import (BENEFITS, DEFAULT_KINDS, KINDS, PREDICTION, PREDICTION_SUBJECTS, SectionKind, kinds_of,
+                             one_sentence, register)
 from test_hugo import SITE, article_of, hugo_binary
 
 WHY = SectionKind("why", "Why it matters", clean=one_sentence,
@@ -178,3 +182,60 @@ def test_examples_may_show_the_new_kind(why, tmp_path):
     KINDS.pop("why")
     with pytest.raises(ConfigError, match=r"example kind 'why' is not one of benefits, ramifications, predictions$"):
         Templates.load(tmp_path / "prompts")
+
+
+QUANTUM = "Quantum computing"
+
+
+@pytest.fixture
+def quantum(monkeypatch):
+    """A third prediction subject, added to the kind's definition for the test only."""
+    kind = dataclasses.replace(PREDICTION, subjects=(*PREDICTION.subjects, QUANTUM),
+                               needles=(*PREDICTION.needles, "quantum"))
+    monkeypatch.setitem(KINDS, PREDICTION.name, kind)
+    return kind
+
+
+def test_a_new_kind_and_a_new_prediction_subject_take_sections_py_alone(why, quantum, tmp_path, run_cli):
+    """Written by `digest run`, its label cleaned away, checked by `digest check` (tolerant and
+    strict) and scored by `digest eval`, with nothing but the definitions (and the kind's prompt)."""
+    site, config = site_with_why(tmp_path)
+    result = run_cli("run", "--config", config, "--engine", "fake", "--sample-feeds", "--out", site, "--date", DAY,
+                     "--quiet")
+    assert result.exit_code == 0, describe(result)
+    post = Path(result.stdout.strip().splitlines()[-1])
+    text = post.read_text(encoding="utf-8")
+    parsed, problems = parse_post(text, kinds_of(["benefits", "ramifications", "why"]))
+    assert problems == [] and [p.subject for p in parsed.predictions] == [*PREDICTION_SUBJECTS, QUANTUM]
+    for strict in ([], ["--strict"]):
+        checked = run_cli("check", *strict, "--config", config, post)
+        assert checked.exit_code == 0, describe(checked)
+
+    # Tolerant: the subject as the published series would write it is known by its needle; strict is not
+    # fooled; a post without it lacks it.
+    line = next(x for x in text.splitlines() if x.startswith(f"- **{QUANTUM}**"))
+    drifted = tmp_path / "drifted.md"
+    drifted.write_text(text.replace(line, line.replace(f"**{QUANTUM}**", "**Quantum Computing (QC)**")), encoding="utf-8")
+    assert run_cli("check", "--config", config, drifted).exit_code == 0
+    strict = run_cli("check", "--strict", "--config", config, drifted)
+    assert strict.exit_code == EXIT_INVALID and "strict: the predictions must be exactly" in strict.stdout
+    missing = tmp_path / "missing.md"
+    missing.write_text(text.replace(line + "\n", ""), encoding="utf-8")
+    lacking = run_cli("check", "--config", config, missing)
+    assert lacking.exit_code == EXIT_INVALID and f"no prediction for {QUANTUM}" in lacking.stdout, describe(lacking)
+
+    # Cleaned: the new kind's label, where any kind's answer starts with it, is removed, and the
+    # quality check `clean` rejects it inside a text.
+    assert WHY.cleaned("**Why it matters:** It frees hours of chores. And more", 3, 60) == "It frees hours of chores."
+    assert BENEFITS.cleaned("Why it matters: Doctors read scans faster.", 3, 60) == "Doctors read scans faster."
+    echo = check_clean("Scans get faster. Why it matters: doctors save time.")
+    assert not echo.passed and "a section label" in echo.why
+
+    # Scored: every section of the new kind by its own checks, the new subject by the prediction's.
+    evaluated = run_cli("eval", "--config", config, "--engine", "fake", "--json", resources.samples_dir() / "topics.xml")
+    assert evaluated.exit_code == 0, describe(evaluated)
+    results = json.loads(evaluated.stdout)["results"]
+    whys = [r for r in results if r["kind"] == "why"]
+    assert len(whys) == 2 and all(list(r["checks"]) == list(WHY.checks) for r in whys)
+    (scored,) = [r for r in results if r["key"].endswith(f"prediction:{QUANTUM}")]
+    assert list(scored["checks"]) == list(PREDICTION.checks) and scored["text"]

@@ -18,7 +18,7 @@ else:  # pragma: no cover
 
 from digest.config import load_config, parse_config
 from digest.errors import EXIT_CONFIG, ConfigError
-from digest.registry import load_registry
+from digest.models.registry import load_registry
 from digest.tomlcheck import KeyLines
 
 SETTINGS = settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])

@@ -20,13 +20,29 @@ ENGINES = ("batched", "sequential", "fake", "openai")
 CACHE_TYPES_K = ("q8_0", "f16")
 
 __all__ = ["CACHE_TYPES_K", "ENGINES", "Engine", "Generation", "Message", "Progress", "Request", "Result", "Sampling",
-           "Stats", "create_engine", "derive_seed"]
+           "Stats", "create_engine", "derive_seed", "engine_of"]
+
+
+def engine_of(config, *, name: str | None = None, model_path: Path | None = None, **overrides) -> Engine:
+    """The engine a digest config (a `digest.config.Config`) asks for: [generation] engine and slots,
+    the [model] settings, the server of --engine openai. The one place where settings become an engine
+    (run, eval, replay, the bench); `name`, `model_path` and `overrides` (keywords of `create_engine`)
+    replace what the config says."""
+    m = config.model
+    name = name or config.generation.engine
+    options = dict(n_ctx=m.n_ctx, threads=m.threads, n_gpu_layers=m.n_gpu_layers, slots=config.generation.slots,
+                   cache_type_k=m.cache_type_k)
+    if name == "openai":
+        options["server"] = m.server_options()
+    options.update(overrides)
+    return create_engine(name, model_path or config.model_path, **options)
 
 
 def create_engine(name: str, model_path: Path, *, n_ctx: int = 0, threads: int = 0, n_gpu_layers: int = 0,
-                  slots: int = 0, server=None, cache_type_k: str = CACHE_TYPES_K[0]) -> Engine:
+                  slots: int = 0, server=None, cache_type_k: str = CACHE_TYPES_K[0], reuse_prefix: bool = False) -> Engine:
     """An engine by name; `server` (an openai.ServerOptions) is what the `openai` engine talks to;
-    `cache_type_k` is the batching engine's K cache format (the loop keeps llama-cpp-python's f16)."""
+    `cache_type_k` is the batching engine's K cache format (the loop keeps llama-cpp-python's f16);
+    `reuse_prefix`: the loop's (see SequentialEngine)."""
     if name == "openai":
         from .openai import OpenAIEngine
 
@@ -45,5 +61,6 @@ def create_engine(name: str, model_path: Path, *, n_ctx: int = 0, threads: int =
     if name == "sequential":
         from .sequential import SequentialEngine
 
-        return SequentialEngine(model_path, n_ctx=n_ctx, threads=threads, n_gpu_layers=n_gpu_layers)
+        return SequentialEngine(model_path, n_ctx=n_ctx, threads=threads, n_gpu_layers=n_gpu_layers,
+                                reuse_prefix=reuse_prefix)
     raise ValueError(f"unknown engine {name!r} (known: {', '.join(ENGINES)})")

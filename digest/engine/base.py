@@ -142,10 +142,6 @@ class Stats:
         self.decode_steps += result.sampled_tokens or result.completion_tokens
 
     @property
-    def prompt_tokens_saved(self) -> int:
-        return self.prompt_tokens - self.prompt_tokens_decoded
-
-    @property
     def sampled_per_kept(self) -> float:
         """Tokens sampled per token kept (1.0 when nothing was undone)."""
         return self.sampled_tokens / self.completion_tokens if self.completion_tokens else 1.0
@@ -183,6 +179,7 @@ class Engine(ABC):
     # What of a request's prevention the engine applies while it writes: "guard" (the fact guard),
     # "sentences" (sentence rollback), "bias" (the point bias). The rest is left to the checks.
     prevents: frozenset[str] = frozenset()
+    threads: int | None = None  # the CPU threads it decodes with, where it runs the model here
 
     @property
     @abstractmethod

@@ -42,6 +42,7 @@ import numpy as np
 
 from ..errors import GenerationError
 from ..facts import GuardState, plain_piece
+from ..models.gguf import block_count
 from .base import (Engine, FinishReason, Generation, Progress, ProgressCallback, Request, Result, Sampling, Stats,
                    Bias, check_unique_keys, derive_seed)
 from .chat import ChatFormatter, chat_template
@@ -202,7 +203,7 @@ class BatchedEngine(Engine):
         _, _, n_seq, cells = self._plan(requests, prompts)
         meta = self._model.metadata
         arch = meta.get("general.architecture", "llama")
-        n_layer = int(meta[f"{arch}.block_count"])
+        n_layer = block_count(meta)
         n_head = int(meta[f"{arch}.attention.head_count"])
         n_head_kv = int(meta.get(f"{arch}.attention.head_count_kv", n_head))
         head_dim = int(meta.get(f"{arch}.attention.key_length", int(meta[f"{arch}.embedding_length"]) // n_head))

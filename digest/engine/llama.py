@@ -6,10 +6,8 @@ import os
 from pathlib import Path
 
 from ..errors import ModelError
+from ..models.gguf import check_gguf
 from .chat import ChatFormatter, chat_template
-
-GGUF_MAGIC = b"GGUF"
-
 
 def default_threads() -> int:
     """Threads for decoding: the CPUs this process may use, halved where SMT likely doubles them."""
@@ -18,25 +16,6 @@ def default_threads() -> int:
     except AttributeError:  # pragma: no cover - not Linux
         cpus = os.cpu_count() or 1
     return cpus if cpus <= 4 else cpus // 2
-
-
-def check_gguf(path: Path) -> None:
-    """Fail early and clearly on a missing, unreadable or non-GGUF model file."""
-    path = Path(path)
-    if not path.exists():
-        raise ModelError(
-            f"model file not found: {path} (run 'make install' to extract the embedded model, "
-            "or pass --model PATH to a GGUF file)"
-        )
-    if not path.is_file():
-        raise ModelError(f"model path is not a file: {path}")
-    try:
-        with path.open("rb") as handle:
-            magic = handle.read(4)
-    except OSError as exc:
-        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}") from exc
-    if magic != GGUF_MAGIC:
-        raise ModelError(f"not a GGUF model file: {path} (it does not start with the GGUF magic bytes)")
 
 
 def load_llama(path: Path, *, n_ctx: int, threads: int = 0, n_gpu_layers: int = 0,

@@ -14,9 +14,10 @@ import llama_cpp
 import numpy as np
 from llama_cpp import _internals
 
-from ..errors import IN_NATIVE, GenerationError, ModelError, note_interrupt
+from ..errors import GenerationError, ModelError
+from ..interrupts import IN_NATIVE, note_interrupt
 from . import CACHE_TYPES_K
-from .llama import check_gguf
+from ..models.gguf import check_gguf
 
 STREAM_ALIGN = 256  # llama.cpp pads each sequence's KV stream to a multiple of this
 FLASH_ATTN = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED

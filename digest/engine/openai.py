@@ -224,10 +224,8 @@ class OpenAIEngine(Engine):
         first_token = None
         try:
             if self.options.stream:
-                response = http.request("POST", url, data=json.dumps(self.payload(request)).encode("utf-8"),
-                                        headers={**self.headers, "Content-Type": "application/json",
-                                                 "Accept": "text/event-stream"},
-                                        timeout=self.options.timeout, retries=self.options.retries)
+                response = http.post(url, self.payload(request), headers={**self.headers, "Accept": "text/event-stream"},
+                                     timeout=self.options.timeout, retries=self.options.retries)
                 text, reason, usage = _read_events(response.body, where)
                 first_token = response.first_byte_seconds
             else:

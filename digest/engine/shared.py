@@ -109,7 +109,7 @@ class Member(Engine):
 
     @property
     def threads(self):
-        return getattr(self._batch.engine, "threads", None)
+        return self._batch.engine.threads
 
     def describe(self) -> dict | None:
         return self._batch.engine.describe()

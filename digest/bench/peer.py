@@ -25,8 +25,9 @@ import time
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .engine.base import Request
-from .errors import OutputError, PeerError
+from ..engine.base import Request
+from ..errors import OutputError, PeerError
+from ..files import write_atomic
 
 ENDPOINT = "/v1/chat/completions"
 HOST = "127.0.0.1"
@@ -40,7 +41,7 @@ REQUEST_TIMEOUT_S = 600.0
 def request_json(request: Request) -> dict:
     """One request as a JSON object: its key, and the chat-completion body the openai engine sends
     a llama.cpp server (llama.cpp's sampling fields and grammar)."""
-    from .engine.openai import chat_body
+    from ..engine.openai import chat_body
 
     return {"key": request.key, **chat_body(request, "llama")}
 
@@ -51,15 +52,9 @@ def requests_json(requests: Iterable[Request]) -> list[dict]:
 
 def write_requests(path: Path, requests: Iterable[Request]) -> None:
     """Write `requests_json(requests)` to `path` (UTF-8, indented), replacing it whole or not at all."""
-    path = Path(path)
     text = json.dumps(requests_json(requests), indent=2, ensure_ascii=False) + "\n"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write the requests to {path}: {exc.strerror or exc}") from exc
+    write_atomic(Path(path), text, error=lambda _action, _where, exc: OutputError(
+        f"cannot write the requests to {path}: {exc.strerror or exc}"))
 
 
 def server_body(request: dict) -> dict:
@@ -162,9 +157,9 @@ def port_in_use(host: str, port: int) -> bool:
 
 def context_cells(model: Path, requests: Sequence[Request], n_ctx: int = 0) -> int:
     """KV cells per sequence that the batching engine gives these requests (all in one batch)."""
-    from .engine.batched import BatchedEngine
+    from ..engine import create_engine
 
-    with BatchedEngine(model, n_ctx=n_ctx) as engine:
+    with create_engine("batched", model, n_ctx=n_ctx) as engine:
         prompts = [engine.tokenize(r) for r in requests]
         return engine._plan(requests, prompts)[3]
 
@@ -303,7 +298,7 @@ def server_for(binary: Path, model: Path, requests: Sequence[Request], *, thread
                n_gpu_layers: int = 0, port: int = 0, cache_type_k: str = "f16") -> LlamaServer:
     """The peer server for a bench: one slot per request, each with the cells digest gives it, and
     digest's K cache format."""
-    from .engine.native import stream_cells
+    from ..engine.native import stream_cells
 
     check_binary(binary)  # before loading the model to count cells
     cells = stream_cells(context_cells(model, requests, n_ctx))

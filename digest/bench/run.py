@@ -6,35 +6,29 @@ of the per-run ratios, so that a noisy machine's drift hits both sides of a rati
 steady decode rate is compared with llama.cpp's own llama-batched-bench, and the batched rows get a
 simulated ceiling from those native rates. The peak memory of a whole `digest run` is measured in a
 child process.
+
+This module is the timing harness (`run_bench`, its rows and report); the workload is workload.py,
+llama-batched-bench and the ceiling native.py, the memory step memory.py, llama-server peer.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import statistics
-import subprocess
-import sys
-import tempfile
 from dataclasses import asdict, dataclass, field
-from datetime import date
 from pathlib import Path
 from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
 
-from .config import Config, as_before_the_keys
-from .engine import create_engine
-from .engine.base import Generation, Request, Stats
-from .engine.llama import default_threads
-from .errors import PeerError
-from .resources import samples_dir
-from .pipeline import generate, judge_of, kinds_of_config, load_feeds, sampling_of, select_stories
-from .quality import Judge
-from .prompts import Templates, build_requests
-
-BENCH_DAY = date(2026, 1, 1)
-MEMORY_MARGIN = 300 * 1024 * 1024
+from ..config import Config, as_before_the_keys
+from ..engine import engine_of
+from ..engine.base import Generation, Request, Stats
+from ..engine.llama import default_threads
+from ..pipeline import generate, prevention
+from .memory import measure_run_memory
+from .native import compare_native, decode_throughput, simulated_ceiling
+from .workload import bench_inputs
 
 
 @dataclass
@@ -114,26 +108,6 @@ class Report:
         out = {k: v for k, v in asdict(self).items() if k != "rows"}
         out["rows"] = rows
         return json.dumps(out, indent=2)
-
-
-def bench_inputs(config: Config, examples: bool | None = None) -> tuple[list[Request], Judge]:
-    """The requests of the digest that `make run` writes (bundled samples, default prompts), and the
-    judge of their quality checks. `examples`: with or without the example exchanges (default: as
-    the config says)."""
-    feeds, _ = load_feeds(config, samples_dir())
-    topics, _ = select_stories(config, feeds, [])
-    templates = Templates.load(config.prompts_path, kinds_of_config(config))
-    examples = config.generation.examples if examples is None else examples
-    requests = build_requests(topics, BENCH_DAY, templates, run_seed=config.generation.seed,
-                              max_tokens=config.generation.max_tokens, sampling=sampling_of(config), examples=examples,
-                              example_kinds=config.generation.example_kinds)
-    return requests, judge_of(config, topics, BENCH_DAY, templates)
-
-
-def bench_requests(config: Config) -> list[Request]:
-    return bench_inputs(config)[0]
-
-
 def system_info(n_gpu_layers: int, model: Path) -> dict:
     """The backend llama.cpp runs on (from its system info) and how many layers go to a GPU."""
     import llama_cpp
@@ -153,14 +127,10 @@ def system_info(n_gpu_layers: int, model: Path) -> dict:
 
 
 def _layer_count(model: Path) -> int:
-    from .engine.native import Model
+    """From the GGUF header: no need to load the model."""
+    from ..models.gguf import block_count, read_metadata
 
-    loaded = Model(model, n_gpu_layers=0)
-    try:
-        meta = loaded.metadata
-        return int(meta.get(f"{meta.get('general.architecture', 'llama')}.block_count", 0))
-    finally:
-        loaded.close()
+    return block_count(read_metadata(model))
 
 
 Runner = Callable[[], Generation]
@@ -184,9 +154,6 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
     `server`: the base URL of an OpenAI-compatible server: a row for --engine openai on it."""
     from contextlib import ExitStack
 
-    from .engine.batched import BatchedEngine
-    from .engine.sequential import SequentialEngine
-
     requests, judge = bench_inputs(config)
     g = config.generation
     threads = config.model.threads or default_threads()
@@ -206,8 +173,8 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
             # llama-cpp-python's default, which reuses the previous prompt's matching prefix (the
             # fastest baseline); "sequential-reread" resets before each call and reads every prompt
             # whole, the loop that the batching engine's target was first stated against.
-            engine = stack.enter_context(SequentialEngine(path, n_ctx=config.model.n_ctx, threads=threads,
-                                                          n_gpu_layers=gpu, reuse_prefix=reuse))
+            engine = stack.enter_context(engine_of(config, name="sequential", model_path=path, threads=threads,
+                                                   reuse_prefix=reuse))
             plan.append((Row(name, 0, tag), lambda: engine.generate(requests)))
             warm.append(lambda: engine.generate(requests[:1]))
 
@@ -216,8 +183,7 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
             for other in loop_models:
                 loop("sequential", Path(other), True, Path(other).name)
             loop("sequential-reread", model, False)
-        batched = stack.enter_context(BatchedEngine(model, n_ctx=config.model.n_ctx, threads=threads, n_gpu_layers=gpu,
-                                                    cache_type_k=config.model.cache_type_k))
+        batched = stack.enter_context(engine_of(config, name="batched", threads=threads, slots=0))
         warm.append(lambda: batched.generate(requests[:1]))
 
         def with_slots(n: int, run: Runner) -> Runner:
@@ -239,8 +205,7 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
         if g.examples and older != config:
             # The same digest as digest 0.1 made it: f16 K cache, every example before every section.
             old_requests = bench_inputs(older)[0]
-            old_engine = stack.enter_context(BatchedEngine(model, n_ctx=config.model.n_ctx, threads=threads,
-                                                           n_gpu_layers=gpu, cache_type_k=older.model.cache_type_k))
+            old_engine = stack.enter_context(engine_of(older, name="batched", threads=threads, slots=0))
             plan.append((Row("batched", 0, variant="f16 K, all examples: 0.1"), lambda: old_engine.generate(old_requests)))
             warm.append(lambda: old_engine.generate(old_requests[:1]))
         if configs > 1:
@@ -258,16 +223,17 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
             plan.append((Row("batched", 0, variant=f"{configs} digests, one batch"), with_slots(0, lambda: batched.generate(together))))
             plan.append((Row("batched", 0, variant=f"{configs} digests, one by one"), with_slots(0, one_by_one_digest)))
         if server:
-            from .engine.openai import OpenAIEngine, ServerOptions
-
-            remote = OpenAIEngine(ServerOptions(url=server, retries=0))
+            remote = engine_of(dataclasses.replace(config, model=dataclasses.replace(config.model, url=server, retries=0)),
+                               name="openai")
             plan.append((Row("openai", 0, variant=remote.server["url"]), lambda: remote.generate(requests)))
             warm.append(lambda: remote.generate(requests[:1]))
         if checks:
-            # What `digest run` does: the same requests, plus the quality checks' extra tries.
+            # What `digest run` does: the same requests with their prevention (fact guard, sentence
+            # rollback, point bias), plus the quality checks' extra tries.
             # (Timing only: a section with no usable try is not an error here.)
             plan.append((Row("batched+checks", 0), with_slots(0, lambda: generate(
-                batched, requests, judge, candidates=g.candidates, retries=g.retries, require_all=False).generation)))
+                batched, requests, judge, candidates=g.candidates, retries=g.retries, require_all=False,
+                **prevention(config)).generation)))
         for label, factory in peers:
             peer = stack.enter_context(factory(requests))
             plan.append((Row(label, 0), peer))
@@ -324,184 +290,3 @@ def server_peer(config: Config, requests: Sequence[Request], binary: Path, threa
             return Generation([], stats)
 
         yield run
-
-
-def exact_prompt(engine, request: Request, n_tokens: int) -> Request:
-    """`request` with its last message cut or padded so that its prompt is exactly `n_tokens` tokens,
-    as llama-batched-bench's -npp makes them (padding: ' the', one token each)."""
-    *head, last = request.messages
-    words = last.content.split()
-
-    def build(k: int, pad: int) -> Request:
-        content = " ".join(words[:k]) + " the" * pad
-        return dataclasses.replace(request, messages=(*head, dataclasses.replace(last, content=content)))
-
-    lo, hi = 0, len(words)
-    while lo < hi:  # the most words whose prompt still fits
-        mid = (lo + hi + 1) // 2
-        if len(engine.tokenize(build(mid, 0))) <= n_tokens:
-            lo = mid
-        else:
-            hi = mid - 1
-    fitted = build(lo, 0)
-    short = n_tokens - len(engine.tokenize(fitted))
-    for pad in range(short, short + 8):
-        padded = build(lo, pad)
-        if len(engine.tokenize(padded)) == n_tokens:
-            return padded
-    return fitted
-
-
-def decode_throughput(config: Config, batch_sizes: Sequence[int], *, tokens: int = 128, prompt: int = 128,
-                      say: Callable[[str], None] = lambda m: None) -> list[dict]:
-    """Steady decoding as llama-batched-bench measures text generation (S_TG at -npp 128 -ntg 128):
-    B sequences, each a sample prompt cut to exactly `prompt` tokens, each generating exactly `tokens`
-    tokens (end-of-generation ignored), with our sampling. Only the generation steps are timed."""
-    # free text, as llama-batched-bench; without the example exchanges, whose shared prefix alone is
-    # longer than the 128 prompt tokens to match
-    base = [r for r in bench_inputs(config, examples=False)[0] if not r.grammar]
-    out = []
-    with create_engine("batched", config.model_path, threads=config.model.threads or default_threads(),
-                       n_gpu_layers=config.model.n_gpu_layers, cache_type_k=config.model.cache_type_k) as engine:
-        fitted = [exact_prompt(engine, r, prompt) for r in base]
-        for size in batch_sizes:
-            requests = [dataclasses.replace(fitted[i % len(fitted)], key=f"decode{i}", max_tokens=tokens,
-                                            ignore_eos=True, seed=i) for i in range(size)]
-            engine.generate(requests[:1])
-            s = engine.generate(requests).stats
-            out.append({"batch": size, "generated": s.completion_tokens, "prompt_tokens": prompt,
-                        "generation_s": round(s.wall_seconds - s.prompt_seconds, 3),
-                        "tokens_per_s": round(s.generation_tokens_per_second, 1)})
-            say(f"decode B={size}: {s.generation_tokens_per_second:.1f} tok/s")
-    return out
-
-
-NATIVE_BATCHES = (1, 2, 3, 4, 6, 8, 12, 16)
-
-
-def native_batched_bench(binary: Path, model: Path, threads: int, batches: Sequence[int] = NATIVE_BATCHES, *,
-                         prompt: int = 128, tokens: int = 128, n_gpu_layers: int = 0,
-                         cache_type_k: str = "f16") -> dict[int, dict]:
-    """llama.cpp's own llama-batched-bench on `model` (-npp 128 -ntg 128 -fa off, the non-unified KV
-    cache as digest uses it): {batch: {"speed_tg", "speed_pp"}} from its JSON lines."""
-    cells = max(batches) * (prompt + tokens)
-    command = [str(binary), "-m", str(model), "-npp", str(prompt), "-ntg", str(tokens),
-               "-npl", ",".join(map(str, batches)), "-t", str(threads), "-fa", "off", "-ctk", cache_type_k,
-               "-c", str(cells),
-               "-ngl", str(n_gpu_layers if n_gpu_layers >= 0 else 999), "--output-format", "jsonl"]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
-    except OSError as exc:
-        raise PeerError(f"cannot run {binary}: {exc.strerror or exc} (build it with 'make peers')") from exc
-    rates = {}
-    for line in done.stdout.splitlines() + done.stderr.splitlines():
-        if line.startswith("{") and '"speed_tg"' in line:
-            row = json.loads(line)
-            rates[int(row["pl"])] = {"speed_tg": row["speed_tg"], "speed_pp": row["speed_pp"]}
-    if done.returncode != 0 or not rates:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise PeerError(f"{binary} failed (exit {done.returncode}): {tail}")
-    return rates
-
-
-def _rate_at(rates: dict[int, float], batch: int) -> float:
-    """Tokens per second at `batch`, linear between the measured batch sizes."""
-    sizes = sorted(rates)
-    if batch <= sizes[0]:
-        return rates[sizes[0]] * batch / sizes[0]
-    if batch >= sizes[-1]:
-        return rates[sizes[-1]]
-    lo = max(b for b in sizes if b <= batch)
-    hi = min(b for b in sizes if b >= batch)
-    if lo == hi:
-        return rates[lo]
-    return rates[lo] + (rates[hi] - rates[lo]) * (batch - lo) / (hi - lo)
-
-
-def simulated_ceiling(section_tokens: Sequence[int], prompt_tokens_decoded: int, tg_rates: dict[int, float],
-                      pp_rate: float, slots: int = 0) -> float:
-    """Seconds an ideal batched digest would take at llama.cpp's own rates: every prompt token at the
-    native prompt rate, and at each generation step B live sequences at the native rate of a batch of
-    B (sections on `slots` slots, refilled at once; 0: all at once). No sampling, no bookkeeping."""
-    seconds = prompt_tokens_decoded / pp_rate if pp_rate > 0 else 0.0
-    slots = slots or len(section_tokens)
-    ends: list[int] = []  # the step at which each slot's current section ends
-    queue = list(section_tokens)
-    step = 0
-    while queue or ends:
-        while queue and len(ends) < slots:
-            ends.append(step + queue.pop(0))
-        live = len(ends)
-        seconds += live / _rate_at(tg_rates, live)
-        step += 1
-        ends = [e for e in ends if e > step]
-    return seconds
-
-
-def compare_native(config: Config, binary: Path, batch_sizes: Sequence[int], runs: int,
-                   say: Callable[[str], None] = lambda m: None) -> dict:
-    """Our steady decode against llama-batched-bench's, interleaved (native, ours, native, ours, ...);
-    each ratio is the median of the per-round ratios."""
-    threads = config.model.threads or default_threads()
-    batches = sorted(set(NATIVE_BATCHES) | set(batch_sizes))
-    rounds = []
-    for n in range(runs):
-        native = native_batched_bench(binary, config.model_path, threads, batches, n_gpu_layers=config.model.n_gpu_layers,
-                                      cache_type_k=config.model.cache_type_k)
-        ours = {d["batch"]: d["tokens_per_s"] for d in decode_throughput(config, batch_sizes)}
-        rounds.append((native, ours))
-        say(f"native round {n + 1}/{runs}: " + ", ".join(
-            f"B={b} ours {ours[b]:.0f} native {native[b]['speed_tg']:.0f}" for b in batch_sizes))
-    out = {"binary": str(binary), "runs": runs, "batches": {}}
-    for b in batch_sizes:
-        ratios = [ours[b] / native[b]["speed_tg"] for native, ours in rounds]
-        out["batches"][b] = {"ours": round(statistics.median(o[b] for _, o in rounds), 1),
-                             "native": round(statistics.median(n[b]["speed_tg"] for n, _ in rounds), 1),
-                             "ratio": round(statistics.median(ratios), 3),
-                             "ratios": [round(r, 3) for r in ratios]}
-    out["tg_rates"] = {b: statistics.median(n[b]["speed_tg"] for n, _ in rounds) for b in batches}
-    out["pp_rate"] = statistics.median(n[1]["speed_pp"] for n, _ in rounds)
-    return out
-
-
-PEAK_OF_CHILD = """
-import os, subprocess, sys
-child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-_, status, usage = os.wait4(child.pid, 0)
-print(os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024)
-"""
-
-
-def measure_run_memory(config: Config, model: Path) -> dict:
-    """Peak RSS of a `digest run` on the samples, against model file + KV cache + 300 MB."""
-    with tempfile.TemporaryDirectory() as out:
-        command = [sys.executable, "-m", "digest.cli", "run", "--sample-feeds", "--quiet", "--out", out,
-                   "--model", str(model), "--engine", "batched", "--date", BENCH_DAY.isoformat()]
-        if config.source:
-            command += ["--config", str(config.source)]
-        # The run's own peak, from wait4 in a small go-between: RUSAGE_CHILDREN would give the largest of
-        # every child this process ever waited for (llama-server, llama-batched-bench), and Linux counts
-        # in a child's peak the RSS of the process it was forked from (this bench, models loaded), so the
-        # run is forked from a fresh interpreter of a few MB, which reports the run's exit code and peak.
-        done = subprocess.run([sys.executable, "-c", PEAK_OF_CHILD, *command], capture_output=True, text=True)
-        exit_code, peak = (int(x) for x in done.stdout.split())
-    kv = kv_cache_bytes(config, model)
-    limit = model.stat().st_size + kv + MEMORY_MARGIN
-    return {
-        "peak_rss_bytes": peak,
-        "model_bytes": model.stat().st_size,
-        "kv_cache_bytes": kv,
-        "limit_bytes": limit,
-        "within_limit": peak <= limit,
-        "exit_code": exit_code,
-    }
-
-
-def kv_cache_bytes(config: Config, model: Path) -> int:
-    """The batching engine's KV cache for the bench digest: cells x layers x (K + V), K as configured."""
-    from .engine.batched import BatchedEngine
-
-    requests = bench_requests(config)
-    with BatchedEngine(model, n_ctx=config.model.n_ctx, slots=config.generation.slots,
-                       cache_type_k=config.model.cache_type_k) as engine:
-        return engine.kv_cache_bytes(requests)
