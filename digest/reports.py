@@ -33,6 +33,9 @@ def show_bench(report) -> None:
     native = report.native
     for d in report.decode:
         line = (f"steady decode, batch {d['batch']}, 128 prompt + 128 new tokens: {d['tokens_per_s']} tok/s")
+        if d.get("guarded_tokens_per_s") is not None:
+            line += (f"; with the fact guard {d['guarded_tokens_per_s']} tok/s (it costs {d['guard_cost'] * 100:.1f}%, "
+                     f"median of {len(d['rounds']['on'])} interleaved rounds)")
         if native:
             n = native["batches"][d["batch"]]
             line += f"; llama-batched-bench {n['native']} tok/s: {n['ratio'] * 100:.0f}% of native (per round: {n['ratios']})"

@@ -18,25 +18,42 @@ from .workload import bench_inputs, exact_prompt
 
 
 def decode_throughput(config: Config, batch_sizes: Sequence[int], *, tokens: int = 128, prompt: int = 128,
-                      say: Callable[[str], None] = lambda m: None) -> list[dict]:
+                      runs: int = 1, guard: bool = True, say: Callable[[str], None] = lambda m: None) -> list[dict]:
     """Steady decoding as llama-batched-bench measures text generation (S_TG at -npp 128 -ntg 128):
     B sequences, each a sample prompt cut to exactly `prompt` tokens, each generating exactly `tokens`
-    tokens (end-of-generation ignored), with our sampling. Only the generation steps are timed."""
+    tokens (end-of-generation ignored), with our sampling. Only the generation steps are timed.
+    Each size runs `runs` rounds of the same requests without and with their fact guard, interleaved,
+    so that the guard's cost is the median of rounds taken side by side."""
     # free text, as llama-batched-bench; without the example exchanges, whose shared prefix alone is
     # longer than the 128 prompt tokens to match
-    base = [r for r in bench_inputs(config, examples=False)[0] if not r.grammar]
+    requests_, judge = bench_inputs(config, examples=False)
+    base = [r for r in requests_ if not r.grammar]
     out = []
     with engine_of(config, name="batched", threads=config.model.threads or default_threads(), slots=0) as engine:
         fitted = [exact_prompt(engine, r, prompt) for r in base]
         for size in batch_sizes:
-            requests = [dataclasses.replace(fitted[i % len(fitted)], key=f"decode{i}", max_tokens=tokens,
-                                            ignore_eos=True, seed=i) for i in range(size)]
-            engine.generate(requests[:1])
-            s = engine.generate(requests).stats
-            out.append({"batch": size, "generated": s.completion_tokens, "prompt_tokens": prompt,
-                        "generation_s": round(s.wall_seconds - s.prompt_seconds, 3),
-                        "tokens_per_s": round(s.generation_tokens_per_second, 1)})
-            say(f"decode B={size}: {s.generation_tokens_per_second:.1f} tok/s")
+            plain = [dataclasses.replace(fitted[i % len(fitted)], key=f"decode{i}", max_tokens=tokens,
+                                         ignore_eos=True, seed=i) for i in range(size)]
+            guarded = [dataclasses.replace(r, guard=judge.guard(base[i % len(base)].key)) for i, r in enumerate(plain)]
+            engine.generate(plain[:1])
+            if guard:
+                engine.generate(guarded[:1])
+            rates: dict[str, list[float]] = {"off": [], "on": []}
+            last = None
+            for _ in range(max(1, runs)):
+                for label, requests in (("off", plain), ("on", guarded))[: 2 if guard else 1]:
+                    s = engine.generate(requests).stats
+                    rates[label].append(s.generation_tokens_per_second)
+                    last = s if label == "off" else last
+            off = statistics.median(rates["off"])
+            row = {"batch": size, "generated": last.completion_tokens, "prompt_tokens": prompt,
+                   "generation_s": round(last.wall_seconds - last.prompt_seconds, 3), "tokens_per_s": round(off, 1)}
+            if guard:
+                on = statistics.median(rates["on"])
+                row.update(guarded_tokens_per_s=round(on, 1), guard_cost=round(1 - on / off, 4) if off else None,
+                           rounds={k: [round(v, 1) for v in vs] for k, vs in rates.items()})
+            out.append(row)
+            say(f"decode B={size}: {off:.1f} tok/s" + (f", {row['guarded_tokens_per_s']} with the fact guard" if guard else ""))
     return out
 
 
@@ -112,7 +129,7 @@ def compare_native(config: Config, binary: Path, batch_sizes: Sequence[int], run
     for n in range(runs):
         native = native_batched_bench(binary, config.model_path, threads, batches, n_gpu_layers=config.model.n_gpu_layers,
                                       cache_type_k=config.model.cache_type_k)
-        ours = {d["batch"]: d["tokens_per_s"] for d in decode_throughput(config, batch_sizes)}
+        ours = {d["batch"]: d["tokens_per_s"] for d in decode_throughput(config, batch_sizes, guard=False)}
         rounds.append((native, ours))
         say(f"native round {n + 1}/{runs}: " + ", ".join(
             f"B={b} ours {ours[b]:.0f} native {native[b]['speed_tg']:.0f}" for b in batch_sizes))

@@ -264,7 +264,7 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
                                                 report.native["tg_rates"], report.native["pp_rate"], row.slots)
                 report.native.setdefault("ceiling_s", {})[str(row.slots or "all")] = round(row_ceiling, 2)
     elif decode:
-        report.decode = decode_throughput(config, decode, say=say)
+        report.decode = decode_throughput(config, decode, runs=runs, say=say)
     if memory:
         say("measuring the peak memory of a whole `digest run` in a child process")
         report.memory = measure_run_memory(config, model)
