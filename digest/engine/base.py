@@ -12,7 +12,8 @@ from dataclasses import dataclass, field, fields
 from typing import Callable, Literal, Sequence
 
 Role = Literal["system", "user", "assistant"]
-FinishReason = Literal["stop", "length", "repeat"]
+# "thinking": a reasoning block (<think>...) was still open when its budget ran out; the text is empty.
+FinishReason = Literal["stop", "length", "repeat", "thinking"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ class Result:
     # Seconds from the request to its first generated text, where the engine can see it (a server's
     # streamed answer); None elsewhere.
     first_token_seconds: float | None = None
+    # Of completion_tokens, those of a reasoning block (<think>...</think>), which is never in `text`.
+    thinking_tokens: int = 0
 
 
 @dataclass
@@ -69,6 +72,7 @@ class Stats:
     prompt_tokens: int = 0
     prompt_tokens_decoded: int = 0
     completion_tokens: int = 0
+    thinking_tokens: int = 0  # of completion_tokens, those of reasoning blocks
     decode_steps: int = 0
     wall_seconds: float = 0.0
     prompt_seconds: float = 0.0  # of wall_seconds, spent decoding prompts
@@ -89,6 +93,7 @@ class Stats:
         self.prompt_tokens += result.prompt_tokens
         self.prompt_tokens_decoded += result.prompt_tokens
         self.completion_tokens += result.completion_tokens
+        self.thinking_tokens += result.thinking_tokens
         self.decode_steps += result.completion_tokens
 
     @property
@@ -138,6 +143,11 @@ class Engine(ABC):
     def describe(self) -> dict | None:
         """For a model digest cannot see (behind a server): what the server says about itself, for the
         manifest. None for a local model file, which the manifest records by its sha256."""
+        return None
+
+    def chat_template(self) -> dict | None:
+        """For a model whose prompts digest formats: what its chat template is and does (ChatFormatter.describe),
+        for the manifest. None where the template is not digest's to apply (a server's, the fake's)."""
         return None
 
     def close(self) -> None:

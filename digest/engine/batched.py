@@ -34,6 +34,7 @@ from .chat import ChatFormatter, chat_template
 from .llama import default_threads
 from .native import CACHE_TYPES, DEFAULT_CACHE_TYPE_K, MAX_SEQUENCES, Batch, Context, Grammar, Model, stream_cells
 from .sampling import RowSampler, choose_rows, top_k_allowed, top_k_rows
+from .thinking import ThinkingState, split_thinking
 
 # Repetition guard: a sequence ends when its last tokens are one short pattern repeated; a pattern of
 # `period` tokens must repeat max(3, REPEAT_SPAN // period) times.
@@ -107,6 +108,7 @@ class _Sequence:
     began: float = 0.0
     first: int = -1  # the token sampled right after the prompt
     guard: RepeatGuard = field(default_factory=RepeatGuard)
+    think: ThinkingState = field(default_factory=ThinkingState)
 
     def text(self) -> str:
         return b"".join(self.pieces).decode("utf-8", errors="ignore")
@@ -116,7 +118,10 @@ class BatchedEngine(Engine):
     name = "batched"
 
     def __init__(self, model_path: Path, *, n_ctx: int = 0, threads: int = 0, n_gpu_layers: int = 0, slots: int = 0,
-                 cache_type_k: str = DEFAULT_CACHE_TYPE_K):
+                 cache_type_k: str = DEFAULT_CACHE_TYPE_K, thinking: bool = False, thinking_tokens: int = 0):
+        """`thinking`: what a template that takes `enable_thinking` is given. `thinking_tokens`: the
+        budget of a reasoning block, apart from each request's max_tokens, for a model whose template
+        is a thinking one (0, and for any other model: the block counts against max_tokens)."""
         if cache_type_k not in CACHE_TYPES:
             raise ValueError(f"unknown K cache type {cache_type_k!r} (known: {', '.join(CACHE_TYPES)})")
         self.cache_type_k = cache_type_k
@@ -126,11 +131,16 @@ class BatchedEngine(Engine):
         self.slots = slots
         self._model = Model(self.model_path, n_gpu_layers=n_gpu_layers)
         self._format = ChatFormatter(chat_template(self._model.metadata, str(self.model_path)),
-                                     bos_token=self._model.bos_text, eos_token=self._model.eos_text)
+                                     bos_token=self._model.bos_text, eos_token=self._model.eos_text,
+                                     model_label=str(self.model_path), thinking=thinking)
+        self.thinking_budget = thinking_tokens if self._format.thinks else 0
 
     @property
     def model_name(self) -> str:
         return self.model_path.stem
+
+    def chat_template(self) -> dict:
+        return self._format.describe()
 
     def close(self) -> None:
         model, self._model = getattr(self, "_model", None), None
@@ -166,15 +176,18 @@ class BatchedEngine(Engine):
         # more requests than that run in waves, through the queue, as with any --slots below their count.
         n_slots = min(self.slots or len(requests), len(requests), MAX_SEQUENCES - (1 if shared else 0))
         n_seq = n_slots + (1 if shared else 0)
-        need = max(len(p) + r.max_tokens for p, r in zip(prompts, requests))
+        budget = self.thinking_budget
+        need = max(len(p) + r.max_tokens + budget for p, r in zip(prompts, requests))
         cells = self.n_ctx // n_seq if self.n_ctx else stream_cells(need)
         for prompt, request in zip(prompts, requests):
-            if len(prompt) + request.max_tokens > cells:
+            if len(prompt) + request.max_tokens + budget > cells:
                 how = (f"--ctx {self.n_ctx} over {n_seq} sequences gives each {cells}" if self.n_ctx
                        else f"each sequence gets {cells}")
+                thinking = f" + {budget} thinking" if budget else ""
                 raise GenerationError(
-                    f"request '{request.key}' needs {len(prompt)} prompt + {request.max_tokens} new tokens, "
+                    f"request '{request.key}' needs {len(prompt)} prompt + {request.max_tokens} new{thinking} tokens, "
                     f"but {how} cells: raise --ctx, or lower --slots or --max-tokens"
+                    + (" or [model] thinking_tokens" if budget else "")
                 )
         return n_slots, shared, n_seq, cells
 
@@ -186,7 +199,8 @@ class BatchedEngine(Engine):
         stats = Stats(requests=len(requests))
         if not requests:
             return Generation([], stats)
-        prompts = [self.tokenize(r) for r in requests]
+        texts = [self._format(r.messages) for r in requests]
+        prompts = [self._model.tokenize(text) for text in texts]
         n_slots, shared, n_seq, cells = self._plan(requests, prompts)
         holder = n_slots
         stats.prompt_tokens = sum(map(len, prompts))
@@ -200,7 +214,8 @@ class BatchedEngine(Engine):
         try:
             for i, request in enumerate(requests):
                 grammar = Grammar(self._model, request.grammar, key=request.key) if request.grammar else None
-                sequences.append(_Sequence(i, request, prompts[i], RowSampler(request.sampling, request.seed), grammar))
+                sequences.append(_Sequence(i, request, prompts[i], RowSampler(request.sampling, request.seed), grammar,
+                                           think=ThinkingState(self._format.opens_thinking(texts[i]))))
             if shared:
                 self._prefill(context, batch, holder, prompts[0], 0, shared, stats)
             results = self._run(context, batch, sequences, n_slots, shared, holder, stats, progress, started)
@@ -330,27 +345,42 @@ class BatchedEngine(Engine):
             return "stop"
         seq.tokens.append(token)
         seq.pieces.append(self._model.piece(token))
+        think = seq.think
+        if think.mode != "answer" and not request.ignore_eos:
+            think.update(seq.text(), len(seq.tokens))
+        if think.in_block:
+            # A reasoning block: no stop strings; its own budget where it has one, else max_tokens.
+            if not request.ignore_eos and seq.guard.push(token):
+                return "repeat"
+            limit = self.thinking_budget or request.max_tokens
+            return "thinking" if think.thinking_tokens >= limit else None
         if request.stop:
-            text = seq.text()
+            text = self._answer(seq)
             if any(stop in text for stop in request.stop):
                 return "stop"
         if not request.ignore_eos and seq.guard.push(token):
             return "repeat"
-        if len(seq.tokens) >= request.max_tokens:
+        # With a thinking budget the block is not counted against max_tokens (the context holds both).
+        counted = len(seq.tokens) - (think.thinking_tokens if self.thinking_budget else 0)
+        if counted >= request.max_tokens:
             return "length"
         return None
 
+    @staticmethod
+    def _answer(seq: _Sequence, cut: int | None = None) -> str:
+        """The sequence's text (up to token `cut`) without its reasoning block."""
+        text = b"".join(seq.pieces[:cut]).decode("utf-8", errors="ignore")
+        return split_thinking(text, inside=seq.think.inside).answer
+
     def _result(self, seq: _Sequence, reason: FinishReason) -> Result:
-        text = seq.text()
-        if reason == "repeat":
-            cut = repetition_start(seq.tokens)
-            text = b"".join(seq.pieces[:cut]).decode("utf-8", errors="ignore")
+        cut = repetition_start(seq.tokens) if reason == "repeat" else None
+        text = "" if reason == "thinking" else self._answer(seq, cut)
         for stop in seq.request.stop:
             at = text.find(stop)
             if at >= 0:
                 text = text[:at]
         return Result(seq.request.key, text, len(seq.prompt), len(seq.tokens), reason,
-                      time.perf_counter() - seq.began, tuple(seq.tokens))
+                      time.perf_counter() - seq.began, tuple(seq.tokens), thinking_tokens=seq.think.thinking_tokens)
 
     def _compact(self, context: Context, live: dict[int, _Sequence]) -> None:
         """Move the highest live sequences into the lowest free slots, so live slots are 0..n-1."""

@@ -84,6 +84,7 @@ class SharedBatch:
             # A member's counts are its own; the times and steps are those of the batch it shared.
             stats = Stats(requests=len(results), prompt_tokens=sum(r.prompt_tokens for r in results),
                           completion_tokens=sum(r.completion_tokens for r in results),
+                          thinking_tokens=sum(r.thinking_tokens for r in results),
                           decode_steps=whole.decode_steps, wall_seconds=whole.wall_seconds,
                           prompt_seconds=whole.prompt_seconds)
             stats.prompt_tokens_decoded = round(whole.prompt_tokens_decoded * stats.prompt_tokens / whole.prompt_tokens) \
@@ -110,6 +111,9 @@ class Member(Engine):
 
     def describe(self) -> dict | None:
         return self._batch.engine.describe()
+
+    def chat_template(self) -> dict | None:
+        return self._batch.engine.chat_template()
 
     def generate(self, requests: Sequence[Request], progress: ProgressCallback | None = None) -> Generation:
         return self._batch.generate(self.member_name, requests)
