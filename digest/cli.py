@@ -206,10 +206,11 @@ def _make_engine(config):
             raise ConfigError("[model] url must not hold a user name or password (a manifest records the URL): "
                               "put the key in an environment variable and name it in [model] api_key_env")
         server = ServerOptions(url=m.url, model=m.name, api_key_env=m.api_key_env, concurrency=m.concurrency,
-                               timeout=m.timeout, retries=m.retries, grammar=m.grammar, stream=m.stream)
+                               timeout=m.timeout, retries=m.retries, grammar=m.grammar, stream=m.stream,
+                               thinking=m.thinking, thinking_tokens=m.thinking_tokens)
     return create_engine(config.generation.engine, config.model_path, n_ctx=m.n_ctx, threads=m.threads,
                          n_gpu_layers=m.n_gpu_layers, slots=config.generation.slots, server=server,
-                         cache_type_k=m.cache_type_k)
+                         cache_type_k=m.cache_type_k, thinking=m.thinking, thinking_tokens=m.thinking_tokens)
 
 
 def _feeds_source(feeds_from: Path | None, snapshot: Path | None, sample_feeds: bool) -> Path | None:

@@ -95,6 +95,10 @@ class Model:
     retries: int = field(default=2, metadata=rules(0, 10))
     grammar: str = field(default="auto", metadata=rules(choices=("auto", "llama", "vllm", "none")))
     stream: bool = True
+    # Thinking models (Qwen3, SmolLM3, DeepSeek-R1 distills): `enable_thinking` for a template that takes
+    # it, and the reasoning block's token budget, apart from [generation] max_tokens.
+    thinking: bool = False
+    thinking_tokens: int = field(default=1024, metadata=rules(0, 32768))
 
 
 @dataclass

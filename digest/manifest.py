@@ -136,6 +136,7 @@ def build(
                  "failed_checks": [c.name for c in chosen.scores[r.key].failures] if r.key in chosen.scores else None,
                  "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
                  "finish_reason": r.finish_reason, "seconds": round(r.seconds, 4),
+                 **({"thinking_tokens": r.thinking_tokens} if r.thinking_tokens else {}),
                  **({"first_token_seconds": r.first_token_seconds} if r.first_token_seconds is not None else {})}
                 for r in generation.results]
     stats = dataclasses.asdict(generation.stats)
