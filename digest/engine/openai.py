@@ -254,10 +254,10 @@ class OpenAIEngine(Engine):
     @property
     def thinking_budget(self) -> int:
         """The reasoning budget added to each request's max_tokens: where the server shows its template
-        (llama-server's /props), for a thinking one only; elsewhere whenever thinking is asked for."""
+        (llama-server's /props), for a thinking one only; elsewhere always, since a model that thinks
+        whatever it is told (the DeepSeek-R1 distills) would otherwise spend max_tokens on reasoning."""
         template = (self.server.get("props") or {}).get("chat_template")
-        thinks = (isinstance(template, str) and (THINK_OPEN in template or "enable_thinking" in template)) \
-            if template else self.options.thinking
+        thinks = (THINK_OPEN in template or "enable_thinking" in template) if isinstance(template, str) else True
         return self.options.thinking_tokens if thinks else 0
 
     def payload(self, request: Request) -> dict:
