@@ -212,3 +212,27 @@ def test_openai_engine_a_post_from_a_thinking_server_passes_check_without_reason
     assert run_cli("check", post).exit_code == 0
     manifest = json.loads(next((tmp_path / "site" / ".digest" / "manifests").glob("*.json")).read_text())
     assert all(s["thinking_tokens"] > 0 for s in manifest["sections"])
+
+
+# ---------------------------------------------------------------------------------------------
+# A chat template that reads the date: the manifest and replay say so
+
+
+class _DatedFake(FakeEngine):
+    """The fake engine as a model whose template wrote the day into its prompts (Llama 3.x)."""
+
+    def chat_template(self) -> dict:
+        return {"sha256": "0" * 64, "system_role": "kept", "thinking_template": False, "enable_thinking": False,
+                "reads_date": True, "date_read": "2026-11-23"}
+
+
+def test_a_template_that_reads_the_date_is_recorded_and_replay_says_so(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "create_engine", lambda name, model_path, **kw: _DatedFake(model_name="fake-model"))
+    result = run_cli("run", "--sample-feeds", "--engine", "fake", "--out", tmp_path, "--date", DAY)
+    assert result.exit_code == 0, describe(result)
+    manifest_path = next((tmp_path / ".digest" / "manifests").glob("*.json"))
+    recorded = json.loads(manifest_path.read_text())["engine"]["chat_template"]
+    assert recorded["reads_date"] is True and recorded["date_read"] == "2026-11-23"
+    again = run_cli("replay", manifest_path)
+    assert again.exit_code == 0, describe(again)
+    assert "writes the day it runs on into the prompt" in again.stderr and "2026-11-23" in again.stderr
