@@ -1,4 +1,4 @@
-"""The `sequential` engine: one `create_chat_completion` per request, one after the other.
+"""The `sequential` engine: one llama.cpp completion per request, one after the other.
 
 This is the obvious user code, kept as the baseline that the batching engine is measured against.
 The prompt is digest's own ChatFormatter's (as the batching engine's), not llama-cpp-python's chat
