@@ -8,6 +8,7 @@ with the real model in tests/test_template_e2e.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -157,7 +158,11 @@ def test_openai_engine_reasoning_never_reaches_the_text(how, stream):
     assert result.text == PARAGRAPH and result.finish_reason == "stop"
     assert 0 < result.thinking_tokens < 80
     assert posts[0]["chat_template_kwargs"] == {"enable_thinking": False}
-    assert posts[0]["max_tokens"] == 160 + 256  # the server's template is unknown here: the budget is added
+    # The server shows no template here: the budget is added only when thinking is asked for.
+    assert posts[0]["max_tokens"] == 160
+    engine.options = dataclasses.replace(engine.options, thinking=True)
+    assert engine.payload(request)["max_tokens"] == 160 + 256
+    assert engine.payload(request)["chat_template_kwargs"] == {"enable_thinking": True}
 
 
 def test_openai_engine_counts_the_servers_reasoning_tokens_and_an_open_block_is_thinking():

@@ -254,10 +254,11 @@ class OpenAIEngine(Engine):
     @property
     def thinking_budget(self) -> int:
         """The reasoning budget added to each request's max_tokens: where the server shows its template
-        (llama-server's /props), for a thinking one only; elsewhere always, since a model that thinks
-        whatever it is told (the DeepSeek-R1 distills) would otherwise spend max_tokens on reasoning."""
+        (llama-server's /props), for a thinking one only; elsewhere when thinking is asked for (a model
+        that reasons whatever it is told, as the DeepSeek-R1 distills, needs `thinking = true` there)."""
         template = (self.server.get("props") or {}).get("chat_template")
-        thinks = (THINK_OPEN in template or "enable_thinking" in template) if isinstance(template, str) else True
+        thinks = (THINK_OPEN in template or "enable_thinking" in template) if isinstance(template, str) \
+            else self.options.thinking
         return self.options.thinking_tokens if thinks else 0
 
     def payload(self, request: Request) -> dict:
