@@ -119,6 +119,8 @@ def test_digests_prompt_through_each_family_matches_its_golden(name, request_mes
     if "bos_token" in fmt.template:  # (Granite's and Qwen's templates write none)
         assert prompt.startswith(family.bos)
     assert fmt.thinks == family.thinks
+    # Thinking off: a budget is kept only where the template cannot be told not to think.
+    assert fmt.thinking_budget(100) == (100 if family.thinks and "enable_thinking" not in fmt.template else 0)
     assert fmt.opens_thinking(prompt) == family.opens_thinking
     assert fmt.reads_date == family.reads_date
     if family.reads_date:

@@ -48,7 +48,7 @@ def qwen3_model(tmp_path_factory) -> Path:
 def batched(qwen3_model):
     from digest.engine.batched import BatchedEngine
 
-    engine = BatchedEngine(qwen3_model, thinking_tokens=64)
+    engine = BatchedEngine(qwen3_model, thinking=True, thinking_tokens=64)
     yield engine
     engine.close()
 
@@ -65,6 +65,8 @@ def test_a_chatml_family_template_writes_a_valid_post_with_the_batched_engine(qw
     template = manifest["engine"]["chat_template"]
     assert template["thinking_template"] is True and template["enable_thinking"] is False
     assert template["system_role"] == "kept" and template["reads_date"] is False
+    # Thinking off and a template that can say so: no context reserved for a block that will not come.
+    assert manifest["stats"]["thinking_tokens"] == 0
     import hashlib
 
     assert template["sha256"] == hashlib.sha256(QWEN3.encode("utf-8")).hexdigest()
@@ -95,7 +97,7 @@ def test_batched_engine_cuts_the_block_and_gives_it_its_own_budget(batched):
 def test_sequential_engine_cuts_the_block_too(qwen3_model):
     from digest.engine.sequential import SequentialEngine
 
-    engine = SequentialEngine(qwen3_model, thinking_tokens=64)
+    engine = SequentialEngine(qwen3_model, thinking=True, thinking_tokens=64)
     try:
         (result,) = engine.generate([REQUEST]).results
     finally:

@@ -133,7 +133,7 @@ class BatchedEngine(Engine):
         self._format = ChatFormatter(chat_template(self._model.metadata, str(self.model_path)),
                                      bos_token=self._model.bos_text, eos_token=self._model.eos_text,
                                      model_label=str(self.model_path), thinking=thinking)
-        self.thinking_budget = thinking_tokens if self._format.thinks else 0
+        self.thinking_budget = self._format.thinking_budget(thinking_tokens)
 
     @property
     def model_name(self) -> str:

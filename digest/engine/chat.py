@@ -98,6 +98,13 @@ class ChatFormatter:
         # A thinking family: its template writes or strips reasoning blocks, or takes enable_thinking.
         self.thinks = THINK_OPEN in template or THINK_CLOSE in template or "enable_thinking" in template
 
+    def thinking_budget(self, tokens: int) -> int:
+        """The reasoning budget an engine reserves beside max_tokens: `tokens` for a thinking template
+        that will reason (thinking asked for, or a template that cannot be told not to), else 0 (a
+        block then counts against max_tokens; no context is reserved for one that will not come)."""
+        will_think = self.thinking or "enable_thinking" not in self.template
+        return tokens if self.thinks and will_think else 0
+
     def _render(self, messages: Sequence[Message]) -> str:
         try:
             response = self._formatter(messages=[{"role": m.role, "content": m.content} for m in messages],

@@ -35,7 +35,7 @@ class SequentialEngine(Engine):
             self.model_path, n_ctx=self.n_ctx, threads=threads, n_gpu_layers=n_gpu_layers,
             repeat_last_n=repeat_last_n, thinking=thinking,
         )
-        self.thinking_budget = thinking_tokens if self._formatter.thinks else 0
+        self.thinking_budget = self._formatter.thinking_budget(thinking_tokens)
 
     @property
     def model_name(self) -> str:
