@@ -100,6 +100,10 @@ class Model:
     retries: int = field(default=ServerOptions.retries, metadata=rules(0, 10))
     grammar: str = field(default=ServerOptions.grammar, metadata=rules(choices=("auto", "llama", "vllm", "none")))
     stream: bool = ServerOptions.stream
+    # Thinking models (Qwen3, SmolLM3, DeepSeek-R1 distills): `enable_thinking` for a template that takes
+    # it, and the reasoning block's token budget, apart from [generation] max_tokens.
+    thinking: bool = False
+    thinking_tokens: int = field(default=1024, metadata=rules(0, 32768))
 
     def server_options(self):
         """The server of --engine openai (its `ServerOptions`, whose defaults these are); a URL missing or holding a
@@ -110,7 +114,8 @@ class Model:
             raise ConfigError("[model] url must not hold a user name or password (a manifest records the URL): "
                               "put the key in an environment variable and name it in [model] api_key_env")
         return ServerOptions(url=self.url, model=self.name, api_key_env=self.api_key_env, concurrency=self.concurrency,
-                             timeout=self.timeout, retries=self.retries, grammar=self.grammar, stream=self.stream)
+                             timeout=self.timeout, retries=self.retries, grammar=self.grammar, stream=self.stream,
+                             thinking=self.thinking, thinking_tokens=self.thinking_tokens)
 
 
 @dataclass

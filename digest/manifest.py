@@ -137,6 +137,7 @@ def build(
                  "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
                  "finish_reason": r.finish_reason, "seconds": round(r.seconds, 4),
                  **({"sampled_tokens": r.sampled_tokens, "rollbacks": r.rollbacks} if r.sampled_tokens else {}),
+                 **({"thinking_tokens": r.thinking_tokens} if r.thinking_tokens else {}),
                  **({"first_token_seconds": r.first_token_seconds} if r.first_token_seconds is not None else {})}
                 for r in generation.results]
     stats = dataclasses.asdict(generation.stats)

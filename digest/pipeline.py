@@ -260,6 +260,12 @@ def generate(engine: Engine, requests: Sequence[Request], judge: Judge, *, candi
         for key in missing:
             chosen[key], scores[key] = tries[key][-1], UNUSABLE
     elif missing:
+        if all(r.finish_reason == "thinking" for r in tries[missing[0]]):
+            raise GenerationError(
+                f"the model was still thinking (an unclosed <think> block) when its budget ran out for "
+                f"'{missing[0]}' in all {len(tries[missing[0]])} tries: raise [model] thinking_tokens, or set "
+                "[model] thinking = false"
+            )
         raise GenerationError(
             f"the model wrote no usable text for '{missing[0]}' in {len(tries[missing[0]])} tries: "
             "try another --seed, a larger --max-tokens, or a larger model"
@@ -444,7 +450,10 @@ def engine_record(config: Config, engine: Engine) -> dict:
     return {"name": engine.name, "slots": g.slots, "n_ctx": m.n_ctx, "threads": m.threads,
             "n_gpu_layers": m.n_gpu_layers, "cache_type_k": m.cache_type_k if engine.name == "batched" else None,
             "threads_used": engine.threads,
-            "candidates": g.candidates, "retries": g.retries}
+            "candidates": g.candidates, "retries": g.retries,
+            "thinking": m.thinking, "thinking_tokens": m.thinking_tokens,
+            # What the model's chat template is and does with digest's prompts (None behind a server).
+            "chat_template": engine.chat_template()}
 
 
 def run_many(

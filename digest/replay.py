@@ -115,6 +115,12 @@ def replay(manifest_path: Path, make_engine: Callable[[Config], Engine], *, slot
     server = manifest["model"].get("server")
     note = (f"the model is behind a server ({server.get('url')}, model '{server.get('model_id')}'): digest cannot "
             "check that it is the same model, so only the bytes are compared" if server else "")
+    template = (manifest.get("engine") or {}).get("chat_template") or {}
+    if template.get("reads_date"):
+        dated = ("the model's chat template writes the day it runs on into the prompt (strftime_now): run on "
+                 f"{template.get('date_read') or 'another day'}, replayed on {datetime.now().date()}, so on another "
+                 "day the model reads another prompt and its text may differ")
+        note = f"{note}; {dated}" if note else dated
     if again == before:
         return Replay(post, identical=True, note=note)
     diff = difflib.unified_diff(before.decode("utf-8", "replace").splitlines(keepends=True),

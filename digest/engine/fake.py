@@ -12,6 +12,7 @@ import re
 from typing import Callable, Sequence
 
 from .base import Engine, Generation, ProgressCallback, Request, Result, check_unique_keys, one_by_one
+from .thinking import split_thinking
 
 _FILLER = (
     "could help researchers move faster",
@@ -47,8 +48,13 @@ class FakeEngine(Engine):
     # prevent, and a config's prevention settings need no warning here.
     prevents = frozenset({"guard", "sentences", "bias"})
 
-    def __init__(self, respond: Callable[[Request], str] = fake_text, model_name: str = "fake-model"):
+    def __init__(self, respond: Callable[[Request], str] = fake_text, model_name: str = "fake-model",
+                 thinking_tokens: int = 0):
+        """`respond` may answer as a thinking model does (`<think>...</think>` first): the block is cut
+        from the text as every engine cuts it, its words counted as its tokens, at most
+        `thinking_tokens` of them (0: the block counts against max_tokens)."""
         self._respond = respond
+        self.thinking_budget = thinking_tokens
         self._model_name = model_name
         self.calls: list[list[Request]] = []
 
@@ -62,8 +68,17 @@ class FakeEngine(Engine):
         return one_by_one(requests, self._one, progress)
 
     def _one(self, request: Request) -> Result:
-        words = self._respond(request).split()
-        finish = "length" if len(words) > request.max_tokens else "stop"
-        text = " ".join(words[: request.max_tokens])
+        split = split_thinking(self._respond(request))
         prompt_tokens = sum(len(m.content.split()) for m in request.messages)
-        return Result(request.key, text, prompt_tokens, len(text.split()), finish)
+        thought = (split.thought or "").split()
+        if split.thought is not None:
+            limit = self.thinking_budget or request.max_tokens
+            if not split.closed or len(thought) + 2 > limit:
+                spent = min(len(thought) + 1, limit)
+                return Result(request.key, "", prompt_tokens, spent, "thinking", thinking_tokens=spent)
+        thinking = len(thought) + 2 if split.thought is not None else 0  # with <think> and </think>
+        room = request.max_tokens - (0 if self.thinking_budget else thinking)
+        words = split.answer.split()
+        finish = "length" if len(words) > room else "stop"
+        text = " ".join(words[: max(room, 0)])
+        return Result(request.key, text, prompt_tokens, len(text.split()) + thinking, finish, thinking_tokens=thinking)

@@ -19,7 +19,7 @@ def default_threads() -> int:
 
 
 def load_llama(path: Path, *, n_ctx: int, threads: int = 0, n_gpu_layers: int = 0,
-               repeat_last_n: int = 64):
+               repeat_last_n: int = 64, thinking: bool = False):
     """A `llama_cpp.Llama` for `path` and a formatter for its chat template."""
     check_gguf(path)
     import llama_cpp
@@ -42,4 +42,8 @@ def load_llama(path: Path, *, n_ctx: int, threads: int = 0, n_gpu_layers: int = 
     # The same special-token texts that llama-cpp-python gives its own Jinja2 chat handler.
     bos = llm._model.token_get_text(llm.token_bos()) if llm.token_bos() != -1 else ""
     eos = llm._model.token_get_text(llm.token_eos()) if llm.token_eos() != -1 else ""
-    return llm, ChatFormatter(template, bos_token=bos, eos_token=eos)
+    try:
+        return llm, ChatFormatter(template, bos_token=bos, eos_token=eos, model_label=str(path), thinking=thinking)
+    except BaseException:
+        llm.close()
+        raise

@@ -11,6 +11,11 @@ seeds, its checks, its format and its manifest.
 - Network, status and JSON failures go through digest's one HTTP client (digest.http), with its retries
   and backoff; what is left is one GenerationError line (exit 7). A server that cannot be reached at all
   when the engine starts is a ModelError (exit 5): there is no model.
+- Thinking models: the server applies the template, so `enable_thinking` goes to it as
+  `chat_template_kwargs` (llama.cpp's servers and vLLM read it). Its reasoning, whether sent apart
+  (`reasoning_content`, as llama-server and vLLM do with a reasoning parser) or as `<think>...</think>`
+  at the start of the content, is never part of the text; its tokens are counted (the server's
+  `reasoning_tokens` where it gives them, else one an event of a stream, else an estimate by length).
 - Whether the same seed gives the same bytes is the server's business: `describe()` records what the
   server says about itself for the manifest, and docs/models.md has what was measured.
 """
@@ -29,6 +34,8 @@ from .. import http
 from ..facts import guard_gbnf
 from ..errors import GenerationError, ModelError
 from .base import (Engine, Generation, Progress, ProgressCallback, Request, Result, Stats, check_unique_keys)
+from .chat import THINK_CLOSE, THINK_OPEN
+from .thinking import split_thinking
 
 GRAMMAR_MODES = ("auto", "llama", "vllm", "none")
 
@@ -43,6 +50,8 @@ class ServerOptions:
     retries: int = 2
     grammar: str = "auto"
     stream: bool = True  # streamed answers: the time to the first token is measured
+    thinking: bool = False  # enable_thinking for the server's chat template
+    thinking_tokens: int = 0  # a reasoning block's budget, on top of max_tokens, for a thinking model
 
 
 def public_url(url: str) -> str:
@@ -91,24 +100,46 @@ def chat_body(request: Request, grammar_mode: str = "llama") -> dict:
     return body
 
 
-def _read_answer(answer, where: str) -> tuple[str, str | None, dict]:
-    """(text, finish reason, usage) of a chat completion."""
+@dataclass
+class _Answer:
+    text: str
+    reason: str | None
+    usage: dict
+    reasoning: str = ""  # what the server sent apart as reasoning_content
+    reasoning_events: int = 0  # stream events of reasoning_content
+    content_events: list[int] | None = None  # for a stream: the text's length after each content event
+
+
+def _reasoning_tokens(usage: dict) -> int | None:
+    details = usage.get("completion_tokens_details")
+    value = details.get("reasoning_tokens") if isinstance(details, dict) else None
+    return int(value) if isinstance(value, int) and value >= 0 else None
+
+
+def _read_answer(answer, where: str) -> _Answer:
+    """The text, finish reason and usage of a chat completion."""
     try:
         choice = answer["choices"][0]
-        text = choice["message"]["content"]
+        message = choice["message"]
+        text = message["content"]
+        reasoning = message.get("reasoning_content") or ""
+        if text is None and isinstance(reasoning, str) and reasoning:
+            text = ""  # all of it went on reasoning
         if not isinstance(text, str):
             raise TypeError
-    except (KeyError, IndexError, TypeError):
+    except (KeyError, IndexError, TypeError, AttributeError):
         raise GenerationError(f"{where} without a choices[0].message.content string") from None
     usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
-    return text, choice.get("finish_reason"), usage
+    return _Answer(text, choice.get("finish_reason"), usage, reasoning if isinstance(reasoning, str) else "")
 
 
-def _read_events(body: bytes, where: str) -> tuple[str, str | None, dict]:
-    """(text, finish reason, usage) of a streamed chat completion: server-sent events, `data: {json}`
+def _read_events(body: bytes, where: str) -> _Answer:
+    """The text, finish reason and usage of a streamed chat completion: server-sent events, `data: {json}`
     lines ending with `data: [DONE]`. Without usage in the stream, each event with text counts as one
     token (llama.cpp's servers and vLLM send one token an event)."""
     parts: list[str] = []
+    reasoning: list[str] = []
+    ends: list[int] = []
     reason, usage, events, done = None, {}, 0, False
     for line in body.decode("utf-8", errors="replace").splitlines():
         if not line.startswith("data:"):
@@ -127,13 +158,33 @@ def _read_events(body: bytes, where: str) -> tuple[str, str | None, dict]:
             delta = choice.get("delta") or {}
             if isinstance(delta.get("content"), str) and delta["content"]:
                 parts.append(delta["content"])
+                ends.append((ends[-1] if ends else 0) + len(delta["content"]))
+                events += 1
+            if isinstance(delta.get("reasoning_content"), str) and delta["reasoning_content"]:
+                reasoning.append(delta["reasoning_content"])
                 events += 1
             reason = choice.get("finish_reason") or reason
     if not done:
         raise GenerationError(f"{where} with a stream that stopped before its end (no 'data: [DONE]')")
     if not usage.get("completion_tokens"):
         usage = {**usage, "completion_tokens": events}
-    return "".join(parts), reason, usage
+    return _Answer("".join(parts), reason, usage, "".join(reasoning), len(reasoning), ends)
+
+
+def _thinking_tokens(answer: _Answer, block_end: int) -> int:
+    """The tokens a reasoning block took: the server's own count where it gives one; else, for a
+    stream, one an event (reasoning events, and content events up to the end of a `<think>` block at
+    `block_end` characters of the content); else the block's share of the tokens by length."""
+    counted = _reasoning_tokens(answer.usage)
+    if counted is not None:
+        return counted
+    total = int(answer.usage.get("completion_tokens") or 0)
+    if answer.content_events is not None:
+        starts = [0, *answer.content_events[:-1]] if answer.content_events else []
+        return answer.reasoning_events + sum(1 for start in starts if start < block_end)
+    length = len(answer.reasoning) + block_end
+    whole = len(answer.reasoning) + len(answer.text)
+    return round(total * length / whole) if whole else 0
 
 
 class OpenAIEngine(Engine):
@@ -206,8 +257,21 @@ class OpenAIEngine(Engine):
             return "llama"  # llama-cpp-python's server
         return "none"
 
+    @property
+    def thinking_budget(self) -> int:
+        """The reasoning budget added to each request's max_tokens: where the server shows its template
+        (llama-server's /props), for a thinking one only; elsewhere when thinking is asked for (a model
+        that reasons whatever it is told, as the DeepSeek-R1 distills, needs `thinking = true` there)."""
+        template = (self.server.get("props") or {}).get("chat_template")
+        thinks = (THINK_OPEN in template or "enable_thinking" in template) if isinstance(template, str) \
+            else self.options.thinking
+        return self.options.thinking_tokens if thinks else 0
+
     def payload(self, request: Request) -> dict:
         body = {"model": self.model_id, **chat_body(request, self.grammar_mode), "stream": self.options.stream}
+        body["max_tokens"] = request.max_tokens + self.thinking_budget
+        if self.grammar_mode in ("llama", "vllm"):
+            body["chat_template_kwargs"] = {"enable_thinking": self.options.thinking}
         if self.grammar_mode == "llama":
             # llama-server reuses a slot's cached prompt by default, so a section's bits would depend on
             # what that slot served before (measured: a replay on the same server differed); off, every
@@ -226,18 +290,28 @@ class OpenAIEngine(Engine):
             if self.options.stream:
                 response = http.post(url, self.payload(request), headers={**self.headers, "Accept": "text/event-stream"},
                                      timeout=self.options.timeout, retries=self.options.retries)
-                text, reason, usage = _read_events(response.body, where)
+                answer = _read_events(response.body, where)
                 first_token = response.first_byte_seconds
             else:
-                answer = http.post_json(url, self.payload(request), headers=self.headers,
-                                        timeout=self.options.timeout, retries=self.options.retries)
-                text, reason, usage = _read_answer(answer, where)
+                answer = _read_answer(http.post_json(url, self.payload(request), headers=self.headers,
+                                                     timeout=self.options.timeout, retries=self.options.retries),
+                                      where)
         except http.HTTPFailure as exc:
             raise GenerationError(f"section '{request.key}': {exc}") from None
-        return Result(key=request.key, text=text.strip(), prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                      completion_tokens=int(usage.get("completion_tokens") or 0),
-                      finish_reason="length" if reason == "length" else "stop",
-                      seconds=time.perf_counter() - started, first_token_seconds=first_token)
+        split = split_thinking(answer.text)
+        reason = "length" if answer.reason == "length" else "stop"
+        block_end = 0
+        if split.thought is not None:
+            close = answer.text.find(THINK_CLOSE)
+            block_end = len(answer.text) if close < 0 else close + len(THINK_CLOSE)
+        thinking = _thinking_tokens(answer, block_end) if (answer.reasoning or split.thought is not None) else 0
+        if not split.closed or (answer.reasoning and not split.answer.strip() and reason == "length"):
+            reason = "thinking"  # the budget ran out inside the reasoning
+        return Result(key=request.key, text="" if reason == "thinking" else split.answer.strip(),
+                      prompt_tokens=int(answer.usage.get("prompt_tokens") or 0),
+                      completion_tokens=int(answer.usage.get("completion_tokens") or 0),
+                      finish_reason=reason, seconds=time.perf_counter() - started,
+                      first_token_seconds=first_token, thinking_tokens=thinking)
 
     # -- the Engine interface -----------------------------------------------------------------
 

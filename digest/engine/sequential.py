@@ -1,6 +1,11 @@
-"""The `sequential` engine: one `create_chat_completion` per request, one after the other.
+"""The `sequential` engine: one llama.cpp completion per request, one after the other.
 
 This is the obvious user code, kept as the baseline that the batching engine is measured against.
+The prompt is digest's own ChatFormatter's (as the batching engine's), not llama-cpp-python's chat
+handler's, so that a template without a system role or with `enable_thinking` is treated the same way
+in both; the completion call is the one that handler makes. A reasoning block is cut from the text
+afterwards; its budget and max_tokens are enforced together (the sum), not one by one.
+
 A request with a fact guard, a sentence rule or a point bias is written by the same rules, in the
 way this loop can: the guard and the bias as a logits processor on llama-cpp-python's sampler (only
 the allowed tokens among the row's top-k are left, as the batching engine does), and the paragraph
@@ -27,6 +32,7 @@ from .base import (Engine, Generation, ProgressCallback, Request, Result, check_
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*(?=\s)")
 _ENDS_A_SENTENCE = re.compile(r"[.!?][\"'”’)\]]*\s*$")
 from .llama import load_llama
+from .thinking import split_thinking
 
 
 class SequentialEngine(Engine):
@@ -34,7 +40,8 @@ class SequentialEngine(Engine):
     prevents = frozenset({"guard", "sentences", "bias"})
 
     def __init__(self, model_path: Path, *, n_ctx: int = 0, threads: int = 0, n_gpu_layers: int = 0,
-                 repeat_last_n: int = 64, reuse_prefix: bool = False):
+                 repeat_last_n: int = 64, reuse_prefix: bool = False, thinking: bool = False,
+                 thinking_tokens: int = 0):
         """`reuse_prefix`: keep llama-cpp-python's default of reusing the previous prompt's matching
         prefix (faster; the benchmark's baseline), at the price of texts that depend on the request
         before."""
@@ -43,12 +50,16 @@ class SequentialEngine(Engine):
         self.n_ctx = n_ctx or 2048
         self._llm, self._formatter = load_llama(
             self.model_path, n_ctx=self.n_ctx, threads=threads, n_gpu_layers=n_gpu_layers,
-            repeat_last_n=repeat_last_n,
+            repeat_last_n=repeat_last_n, thinking=thinking,
         )
+        self.thinking_budget = self._formatter.thinking_budget(thinking_tokens)
 
     @property
     def model_name(self) -> str:
         return self.model_path.stem
+
+    def chat_template(self) -> dict:
+        return self._formatter.describe()
 
     def prompt_tokens(self, request: Request) -> list[int]:
         prompt = self._formatter(request.messages)
@@ -59,7 +70,7 @@ class SequentialEngine(Engine):
         # Every request must fit before anything is decoded.
         lengths = [len(self.prompt_tokens(r)) for r in requests]
         for request, length in zip(requests, lengths):
-            if length + request.max_tokens > self.n_ctx:
+            if length + request.max_tokens + self.thinking_budget > self.n_ctx:
                 raise GenerationError(
                     f"request '{request.key}' needs {length} prompt + {request.max_tokens} new tokens, "
                     f"more than the context of {self.n_ctx}: raise --ctx or lower --max-tokens"
@@ -82,27 +93,39 @@ class SequentialEngine(Engine):
         # and so another text for the same request depending on what ran before it.
         if not self.reuse_prefix:
             self._llm.reset()
-        out = self._llm.create_chat_completion(
-            messages=[{"role": m.role, "content": m.content} for m in request.messages],
-            max_tokens=request.max_tokens,
+        prompt = self._formatter(request.messages)
+        tokens = self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        out = self._llm.create_completion(
+            prompt=tokens,
+            max_tokens=request.max_tokens + self.thinking_budget,
             temperature=s.temperature,
             top_k=s.top_k,
             top_p=s.top_p,
             min_p=s.min_p,
             repeat_penalty=s.repeat_penalty,
             seed=request.seed,
-            stop=list(request.stop) or None,
+            stop=[*request.stop, self._formatter.eos_token],
             grammar=grammar,
         )
         usage = out["usage"]
         choice = out["choices"][0]
+        text = choice["text"] or ""
+        split = split_thinking(text, inside=self._formatter.opens_thinking(prompt))
+        thinking = 0
+        if split.thought is not None:  # the block's tokens: the text up to its end, tokenized again
+            end = text.find("</think>")
+            block = text if end < 0 else text[: end + len("</think>")]
+            thinking = min(len(self._llm.tokenize(block.encode("utf-8"), add_bos=False, special=True)),
+                           usage["completion_tokens"])
+        reason = "length" if choice.get("finish_reason") == "length" else "stop"
         return Result(
             key=request.key,
-            text=choice["message"]["content"] or "",
+            text=split.answer,
             prompt_tokens=usage["prompt_tokens"],
             completion_tokens=usage["completion_tokens"],
-            finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+            finish_reason=reason if split.closed else "thinking",
             seconds=time.perf_counter() - began,
+            thinking_tokens=thinking,
         )
 
     # -- guard, bias and sentence rule ----------------------------------------------------------

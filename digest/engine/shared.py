@@ -86,6 +86,7 @@ class SharedBatch:
                           completion_tokens=sum(r.completion_tokens for r in results),
                           sampled_tokens=sum(r.sampled_tokens for r in results),
                           rollbacks=sum(r.rollbacks for r in results),
+                          thinking_tokens=sum(r.thinking_tokens for r in results),
                           decode_steps=whole.decode_steps, wall_seconds=whole.wall_seconds,
                           prompt_seconds=whole.prompt_seconds)
             stats.prompt_tokens_decoded = round(whole.prompt_tokens_decoded * stats.prompt_tokens / whole.prompt_tokens) \
@@ -113,6 +114,9 @@ class Member(Engine):
 
     def describe(self) -> dict | None:
         return self._batch.engine.describe()
+
+    def chat_template(self) -> dict | None:
+        return self._batch.engine.chat_template()
 
     def generate(self, requests: Sequence[Request], progress: ProgressCallback | None = None) -> Generation:
         return self._batch.generate(self.member_name, requests)

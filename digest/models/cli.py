@@ -51,20 +51,44 @@ def _presence(registry: reg.Registry, entry: reg.ModelEntry) -> str:
     return "no"
 
 
+# The speed estimate: decoding one sequence on a CPU reads every weight once a token, so its rate
+# scales about inversely with the file's size. Measured here (docs/speed.md): the embedded model's
+# 144,811,072-byte Q8_0 decodes ~78 tok/s at a batch of 1 on this 2-core machine.
+MEASURED_BYTES, MEASURED_TOK_S = 144_811_072, 78.0
+
+
+def speed_estimate(size: int | None) -> str:
+    """Expected decode rate of a model of `size` bytes on this CPU, at a batch of 1: an estimate."""
+    if not size:
+        return "unknown"
+    rate = MEASURED_TOK_S * MEASURED_BYTES / size
+    return f"~{rate:.0f} tok/s" if rate >= 10 else f"~{rate:.1f} tok/s"
+
+
+def template_kind(entry: reg.ModelEntry) -> str:
+    """The family of the model's chat template, as the registry names it, and whether it thinks."""
+    family = entry.chat_template.split(" (")[0].split(";")[0].split(",")[0].strip() or "unknown"
+    return f"{family}, thinking" if entry.thinking else family
+
+
 @app.command("list")
 def list_models() -> None:
-    """Known models: name, file, size, whether the file is here, what a derived one is made from; * marks the default."""
+    """Known models: name, file, size, chat template family (and whether it is a thinking one), whether the
+    file is here, the expected decode speed on this CPU (an estimate from the size), what a derived one
+    is made from; * marks the default."""
     with expected_errors():
         registry = _load()
-    rows = [("", "NAME", "FILE", "SIZE", "PRESENT", "MADE FROM")]
+    rows = [("", "NAME", "FILE", "SIZE", "TEMPLATE", "PRESENT", "SPEED (ESTIMATE)", "MADE FROM")]
     for entry in registry.models.values():
         made = f"{entry.derived_from} ({entry.quantize})" if entry.derived_from else ""
         rows.append(("*" if entry.name == registry.default else "", entry.name, entry.file, _mb(entry.size),
-                     _presence(registry, entry), made))
+                     template_kind(entry), _presence(registry, entry), speed_estimate(entry.size), made))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-    typer.echo(f"\n* default. Files live in {registry.folder}", err=True)
+    typer.echo(f"\n* default. Files live in {registry.folder}. Speed: decode at a batch of 1 on this CPU, "
+               f"estimated from the size against the embedded model's measured {MEASURED_TOK_S:.0f} tok/s "
+               "(docs/speed.md); measure a model with 'digest bench --model NAME'.", err=True)
 
 
 @app.command("path")

@@ -47,6 +47,7 @@ class ModelEntry:
     quantizer: str = ""  # what made the recorded sha256, e.g. "llama-cpp-python 0.3.36"
     licence: str = ""
     chat_template: str = ""
+    thinking: bool = False  # the family's template is a thinking one (<think> blocks, enable_thinking)
     notes: str = ""
 
 
