@@ -1,15 +1,15 @@
 """Shared helpers: feed documents written by the tests themselves, a feeds folder, the CLI runner,
-and a tiny HTTP server on 127.0.0.1 for `digest.feeds.fetch`; and the `model` marker's rule."""
+the one loopback HTTP server every networking test uses; and the `model` marker's rule."""
 
 from __future__ import annotations
 
 import inspect
 import os
+import re
 import subprocess
 import threading
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -45,6 +45,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if os.environ.get(REQUIRE_MODEL) == "1":
         pytest.fail(f"{reason}; {REQUIRE_MODEL}=1 (make test) requires it", pytrace=False)
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def batched_engine():
+    """The embedded model in the batching engine, loaded once for the whole run: for every test that
+    does not need an engine of its own. (A test that changes its settings puts them back.)"""
+    from digest.config import Config
+    from digest.engine import create_engine
+
+    with create_engine("batched", Config().model_path) as engine:
+        yield engine
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,83 +218,133 @@ def describe(result) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# A local HTTP server
+# The loopback HTTP server: every test that talks HTTP talks to this one
 
 
 @dataclass
-class Server:
-    base: str
-    routes: dict[str, tuple[int, bytes, float]] = field(default_factory=dict)
-    seen: list[dict[str, str]] = field(default_factory=list)
-    handlers: dict[str, Callable] = field(default_factory=dict)
+class Seen:
+    """One request as the server received it."""
 
-    def add(self, path: str, body: bytes = b"", status: int = 200, delay: float = 0.0) -> str:
-        self.routes[path] = (status, body, delay)
-        return self.base + path
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
 
-    def handle(self, path: str, handler: Callable) -> str:
-        """Answer `path` with `handler(request)`, which calls `request.reply(...)` or writes its own answer."""
-        self.handlers[path] = handler
-        return self.base + path
+
+class Request(BaseHTTPRequestHandler):
+    """What a route's handler is given: the request (`method`, `path`, `headers`, `body`) and
+    `reply(status, body, headers)`; a handler that misbehaves on purpose writes its own answer with
+    `send_response`, `send_header`, `end_headers` and `wfile`."""
+
+    server: "_QuietServer"
+    body: bytes = b""
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.body = self.rfile.read(length) if length else b""
+        state: LoopbackServer = self.server.state
+        state.seen.append(Seen(self.command, self.path, dict(self.headers.items()), self.body))
+        handler = state.route(self.path)
+        if handler is None:
+            self.reply(404, b"not found")
+        else:
+            handler(self)
+
+    do_GET = do_POST = _answer  # noqa: N815 - http.server's naming
+
+    @property
+    def method(self) -> str:
+        return self.command
+
+    def reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        """Answer with `status`, `body` and `headers` (Content-Length unless `headers` give one)."""
+        try:
+            self.send_response(status)
+            for key, value in {"Content-Length": str(len(body)), **(headers or {})}.items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            pass  # the client gave up (the timeout tests)
+
+    def log_message(self, *args):
+        pass
+
+
+class LoopbackServer:
+    """A threaded HTTP server on 127.0.0.1 whose answers each test sets per path:
+    `add(path, body, status, headers, delay)` the same answer every time, `script(path, *answers)`
+    (status, body, headers) in turn and then the last one again, `handle(path, handler)` a handler
+    of its own (`handler(request)`, see `Request`). A path ending in `*` is a prefix; a query string
+    is ignored when no route names it. Each returns the route's URL. `seen` holds every request."""
+
+    def __init__(self) -> None:
+        self.base = ""
+        self.seen: list[Seen] = []
+        self.routes: dict[str, Callable[[Request], None]] = {}
+
+    @property
+    def port(self) -> int:
+        return int(self.base.rsplit(":", 1)[1])
+
+    def handle(self, path: str, handler: Callable[[Request], None]) -> str:
+        self.routes[path] = handler
+        return self.base + path.rstrip("*")
+
+    def add(self, path: str, body: bytes = b"", status: int = 200, headers: dict[str, str] | None = None,
+            delay: float = 0.0) -> str:
+        def answer(request: Request) -> None:
+            if delay:
+                time.sleep(delay)  # a slow server (the timeout tests)
+            request.reply(status, body, headers)
+
+        return self.handle(path, answer)
+
+    def script(self, path: str, *answers: tuple[int, bytes, dict[str, str]]) -> str:
+        given = []
+
+        def answer(request: Request) -> None:
+            given.append(request.path)
+            status, body, headers = answers[min(len(given), len(answers)) - 1]
+            request.reply(status, body, headers)
+
+        return self.handle(path, answer)
+
+    def to(self, path: str) -> list[Seen]:
+        """The requests for `path`."""
+        return [seen for seen in self.seen if seen.path == path]
+
+    def route(self, path: str) -> Callable[[Request], None] | None:
+        for candidate in (path, path.split("?", 1)[0]):
+            if candidate in self.routes:
+                return self.routes[candidate]
+        prefixes = [p for p in self.routes if p.endswith("*") and path.startswith(p[:-1])]
+        return self.routes[max(prefixes, key=len)] if prefixes else None
 
 
 @pytest.fixture
-def http_server():
-    """A threaded HTTP server on 127.0.0.1 (port 0). `server.add(path, body, status, delay)`
-    registers a route and returns its URL, `server.handle(path, handler)` a scripted one;
-    `server.seen` records each request's headers."""
-    state = Server(base="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's naming
-            state.seen.append({"path": self.path, **{k: v for k, v in self.headers.items()}})
-            if self.path in state.handlers:
-                state.handlers[self.path](self)
-                return
-            status, body, delay = state.routes.get(self.path, (404, b"not found", 0.0))
-            if delay:
-                time.sleep(delay)
-            self.reply(status, body)
-
-        def reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/atom+xml")
-                self.send_header("Content-Length", str(len(body)))
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(body)
-            except OSError:
-                pass  # the client gave up (timeout tests)
-
-        def log_message(self, *args):
-            pass
-
-    with serve(Handler) as base:
-        state.base = base
-        yield state
-
-
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass  # a client that hung up is what some tests do on purpose
-
-
-@contextmanager
-def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
-    """Serve `handler` on 127.0.0.1 (a free port) in a thread; yields the base URL."""
-    server = _QuietServer(("127.0.0.1", 0), handler)
+def http_server() -> Iterator[LoopbackServer]:
+    """The loopback HTTP server (see LoopbackServer), on a free port for the test."""
+    state = LoopbackServer()
+    server = _QuietServer(("127.0.0.1", 0), Request)
+    server.state = state
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
+    state.base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield state
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+    state: LoopbackServer
+
+    def handle_error(self, request, client_address):
+        pass  # a client that hung up is what some tests do on purpose
 
 
 # A real full filesystem for tests of a full disk (root only; skipped with the reason otherwise).
@@ -303,3 +364,113 @@ def small_tmpfs(tmp_path) -> Path:
         yield folder
     finally:
         subprocess.run(["umount", str(folder)], capture_output=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# `digest` in a process of its own, at a terminal: what a user sees, as it happens
+
+
+_ESCAPE = re.compile(r"\x1b\[([0-9;?]*)([ -/]*[@-~])|\x1b[@-_]|[\r\n]")
+
+
+def screen(raw: str) -> str:
+    """The text a terminal shows after `raw`: rich's progress bar redraws its line in place
+    (carriage return, erase line, cursor up) and leaves nothing once it is gone."""
+    lines, row, col = [""], 0, 0
+
+    def put(text: str) -> None:
+        nonlocal col
+        line = lines[row]
+        lines[row] = line[:col].ljust(col) + text + line[col + len(text):]
+        col += len(text)
+
+    at = 0
+    for match in _ESCAPE.finditer(raw):
+        put(raw[at:match.start()])
+        at = match.end()
+        piece = match.group(0)
+        if piece == "\r":
+            col = 0
+        elif piece == "\n":
+            row, col = row + 1, 0
+            if row == len(lines):
+                lines.append("")
+        elif match.group(2) == "K":
+            lines[row] = "" if match.group(1) == "2" else lines[row][:col]
+        elif match.group(2) == "A":
+            row = max(0, row - int(match.group(1) or 1))
+    put(raw[at:])
+    return "\n".join(line.rstrip() for line in lines)
+
+
+class AtATerminal:
+    """`digest ARGS` in its own process, its stderr a pseudo-terminal (so it draws its progress bar
+    as it does for a user) and its stdout a pipe. `wait_for(text)` returns once the terminal shows
+    `text`: an event of the run itself, not a guess at how long it takes."""
+
+    def __init__(self, args: Sequence[object], *, env: dict[str, str] | None = None, cwd: Path = PROJECT_ROOT):
+        import fcntl
+        import pty
+        import struct
+        import sys
+        import termios
+
+        master, terminal = pty.openpty()
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))  # no line wraps
+        self.process = subprocess.Popen([sys.executable, "-m", "digest.cli", *map(str, args)], cwd=cwd,
+                                        env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=terminal)
+        os.close(terminal)
+        self.pid = self.process.pid
+        self._raw = b""
+        self._closed = False
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, args=(master,), daemon=True)
+        self._reader.start()
+
+    def _read(self, master: int) -> None:
+        try:
+            while True:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the process and its children closed the terminal
+                    data = b""
+                with self._changed:
+                    self._raw += data
+                    self._closed = not data
+                    self._changed.notify_all()
+                if not data:
+                    return
+        finally:
+            os.close(master)
+
+    @property
+    def stderr(self) -> str:
+        """What the terminal shows now."""
+        with self._changed:
+            return screen(self._raw.decode("utf-8", "replace"))
+
+    def wait_for(self, text: str, timeout: float = 300) -> str:
+        """Wait until the terminal shows `text` (anywhere it has been, progress bar included); the
+        test fails if the process ends first or `timeout` passes (a hang on a busy machine's scale,
+        not a speed limit)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while text not in self._raw.decode("utf-8", "replace"):
+                if self._closed:
+                    pytest.fail(f"the run ended (exit {self.process.wait()}) before it showed {text!r}:\n"
+                                f"{screen(self._raw.decode('utf-8', 'replace'))}")
+                if not self._changed.wait(max(0.0, deadline - time.monotonic())):
+                    pytest.fail(f"{text!r} not shown within {timeout} s:\n{screen(self._raw.decode('utf-8', 'replace'))}")
+        return self.stderr
+
+    def finish(self, timeout: float = 120) -> tuple[int, str, str]:
+        """(exit code, stdout, what the terminal shows) once the process has ended."""
+        stdout, _ = self.process.communicate(timeout=timeout)
+        self._reader.join(timeout)
+        return self.process.returncode, stdout.decode("utf-8", "replace"), self.stderr
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()

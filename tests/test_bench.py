@@ -49,15 +49,13 @@ def test_ratios_are_medians_of_per_run_ratios():
 
 
 @pytest.mark.model
-def test_prompts_cut_or_padded_to_exactly_128_tokens():
+def test_prompts_cut_or_padded_to_exactly_128_tokens(batched_engine):
     from digest.bench.workload import bench_inputs
-    from digest.engine.batched import BatchedEngine
 
-    with BatchedEngine(MODEL) as engine:
-        for request in bench_inputs(Config(), examples=False)[0][:4]:
-            for n in (128, 200):
-                fitted = exact_prompt(engine, request, n)
-                assert len(engine.tokenize(fitted)) == n
+    for request in bench_inputs(Config(), examples=False)[0][:4]:
+        for n in (128, 200):
+            fitted = exact_prompt(batched_engine, request, n)
+            assert len(batched_engine.tokenize(fitted)) == n
 
 
 def test_the_memory_step_measures_the_run_not_the_bench_that_forked_it():

@@ -382,6 +382,15 @@ def test_existing_post_is_checked_before_the_model(run_cli, tmp_path):
 # Structure: where a run writes, and who imports whom
 
 
+def test_the_slots_flag_is_the_runs_slot_count(run_cli, tmp_path):
+    """`run --slots 3` runs and records 3 slots (test_e2e shows the real model's bytes unchanged by it)."""
+    import json
+
+    assert fake_run(run_cli, tmp_path, "--slots", 3).exit_code == 0
+    manifest = json.loads((tmp_path / ".digest" / "manifests" / f"{DAY}.json").read_text(encoding="utf-8"))
+    assert manifest["generation"]["slots"] == manifest["engine"]["slots"] == 3
+
+
 def test_every_file_a_run_writes_is_a_path_of_the_site_layout(run_cli, tmp_path):
     from digest.site import Site
 

@@ -196,14 +196,14 @@ def test_fetch_200_returns_bytes_and_sends_user_agent(http_server):
 
     assert data == body
     assert len(http_server.seen) == 1
-    assert http_server.seen[0]["path"] == "/feed.xml"
-    assert http_server.seen[0]["User-Agent"] == agent
+    assert http_server.seen[0].path == "/feed.xml"
+    assert http_server.seen[0].headers["User-Agent"] == agent
 
 
 def test_fetch_default_user_agent_is_not_pythons(http_server):
     url = http_server.add("/feed.xml", b"<rss/>")
     fetch(url, name="news", timeout=5)
-    agent = http_server.seen[0]["User-Agent"]
+    agent = http_server.seen[0].headers["User-Agent"]
     assert agent == http.DEFAULT_USER_AGENT
     assert "Python-urllib" not in agent
 

@@ -41,23 +41,10 @@ def within(seconds: float, call):
     return box["value"]
 
 
-def scripted(*answers):
-    """A handler that gives `answers` in turn (then the last one again); each is (status, body, headers)."""
-    calls = []
-
-    def handler(request):
-        calls.append(request.path)
-        status, body, headers = answers[min(len(calls), len(answers)) - 1]
-        request.reply(status, body, headers)
-
-    handler.calls = calls
-    return handler
-
-
 def test_fetch_returns_raw_body_and_what_the_server_said(http_server):
     body = b'<?xml version="1.0" encoding="ISO-8859-1"?>\r\n' + BODY[38:]  # not re-encoded, CRLF kept
-    http_server.handle("/feed", scripted((200, body, {"ETag": '"v1"', "Last-Modified": "Wed, 01 Jan 2026 00:00:00 GMT"})))
-    old = http_server.handle("/old", scripted((301, b"", {"Location": "/feed"})))
+    http_server.add("/feed", body, headers={"ETag": '"v1"', "Last-Modified": "Wed, 01 Jan 2026 00:00:00 GMT"})
+    old = http_server.add("/old", status=301, headers={"Location": "/feed"})
 
     got = fetch(old, name="topics", **FAST)
 
@@ -66,7 +53,7 @@ def test_fetch_returns_raw_body_and_what_the_server_said(http_server):
     assert got.etag == '"v1"' and got.last_modified == "Wed, 01 Jan 2026 00:00:00 GMT"
     assert datetime.fromisoformat(got.fetched_at.replace("Z", "+00:00")).tzinfo is not None
     assert got.attempts == 1
-    assert "If-None-Match" not in http_server.seen[0]
+    assert "If-None-Match" not in http_server.seen[0].headers
 
 
 def test_conditional_request_and_304(http_server):
@@ -79,53 +66,48 @@ def test_conditional_request_and_304(http_server):
     url = http_server.handle("/feed", handler)
     got = fetch(url, name="topics", etag='"v1"', last_modified="Wed, 01 Jan 2026 00:00:00 GMT", **FAST)
     assert (got.status, got.body, got.etag) == (304, b"", '"v1"')
-    assert http_server.seen[0]["If-Modified-Since"] == "Wed, 01 Jan 2026 00:00:00 GMT"
+    assert http_server.seen[0].headers["If-Modified-Since"] == "Wed, 01 Jan 2026 00:00:00 GMT"
     assert fetch(url, name="topics", **FAST).body == BODY
 
 
 def test_404_is_not_tried_again(http_server):
-    handler = scripted((404, b"gone", {}), (200, BODY, {}))
-    url = http_server.handle("/gone", handler)
+    url = http_server.script("/gone", (404, b"gone", {}), (200, BODY, {}))
     with pytest.raises(FeedError) as info:
         fetch(url, name="topics", retries=3, **FAST)
-    assert handler.calls == ["/gone"]
+    assert [s.path for s in http_server.seen] == ["/gone"]
     assert "feed 'topics'" in str(info.value) and url in str(info.value) and "404" in str(info.value)
 
 
 def test_500_then_success(http_server):
-    handler = scripted((500, b"oops", {}), (503, b"busy", {}), (200, BODY, {}))
-    url = http_server.handle("/flaky", handler)
+    url = http_server.script("/flaky", (500, b"oops", {}), (503, b"busy", {}), (200, BODY, {}))
     retries_seen = []
     got = fetch(url, name="topics", retries=2, on_retry=retries_seen.append, **FAST)
-    assert got.body == BODY and got.attempts == 3 and len(handler.calls) == 3
+    assert got.body == BODY and got.attempts == 3 and len(http_server.seen) == 3
     assert "500" in retries_seen[0] and url in retries_seen[0]
 
 
 def test_500_every_time_gives_up_after_the_retries(http_server):
-    handler = scripted((500, b"oops", {}))
-    url = http_server.handle("/down", handler)
+    url = http_server.add("/down", b"oops", status=500)
     with pytest.raises(FeedError) as info:
         fetch(url, name="trending", retries=2, **FAST)
-    assert len(handler.calls) == 3
+    assert len(http_server.seen) == 3
     assert "HTTP 500" in str(info.value) and "after 3 tries" in str(info.value) and url in str(info.value)
 
 
 def test_429_retry_after_is_honoured(http_server):
-    handler = scripted((429, b"slow down", {"Retry-After": "1"}), (200, BODY, {}))
-    url = http_server.handle("/limited", handler)
+    url = http_server.script("/limited", (429, b"slow down", {"Retry-After": "1"}), (200, BODY, {}))
     said = []
     start = time.monotonic()
     got = within(HANG, lambda: fetch(url, name="topics", retries=1, timeout=5, backoff=0.0, max_wait=10,
                                      on_retry=said.append))
-    assert got.body == BODY and len(handler.calls) == 2
+    assert got.body == BODY and len(http_server.seen) == 2
     assert len(said) == 1 and url in said[0] and "HTTP 429" in said[0], said
     assert said[0].endswith("; trying again in 1 s"), said  # what Retry-After asked
     assert time.monotonic() - start >= 1.0  # it did wait
 
 
 def test_429_retry_after_is_capped_by_max_wait(http_server):
-    handler = scripted((429, b"come back tomorrow", {"Retry-After": "86400"}), (200, BODY, {}))
-    url = http_server.handle("/limited", handler)
+    url = http_server.script("/limited", (429, b"come back tomorrow", {"Retry-After": "86400"}), (200, BODY, {}))
     said = []
     start = time.monotonic()
     got = within(HANG, lambda: fetch(url, name="topics", retries=1, timeout=5, backoff=0.0, max_wait=0.3,
@@ -181,8 +163,8 @@ def test_a_trickling_body_cannot_outlast_the_timeout(http_server):
 
 
 def test_redirect_loop(http_server):
-    a = http_server.handle("/a", scripted((302, b"", {"Location": "/b"})))
-    http_server.handle("/b", scripted((302, b"", {"Location": "/a"})))
+    a = http_server.add("/a", status=302, headers={"Location": "/b"})
+    http_server.add("/b", status=302, headers={"Location": "/a"})
     with pytest.raises(FeedError) as info:
         fetch(a, name="topics", **FAST)
     message = str(info.value)
@@ -201,11 +183,11 @@ def test_body_cut_off_mid_way(http_server):
         fetch(url, name="topics", retries=1, **{**FAST, "timeout": 2})
     message = str(info.value)
     assert url in message and f"cut off after 100 of {len(BODY)} bytes" in message
-    assert len([s for s in http_server.seen if s["path"] == "/cut"]) == 2  # tried again once
+    assert len(http_server.to("/cut")) == 2  # tried again once
 
 
 def test_mirrors_are_tried_in_order(http_server):
-    down = http_server.handle("/down", scripted((404, b"", {})))
+    down = http_server.add("/down", status=404)
     html = http_server.add("/html", b"<!DOCTYPE html><html><body>Too many requests</body></html>")
     good = http_server.add("/good", news_rss(titled(["One", "Two"])))
     warnings = []
@@ -217,8 +199,8 @@ def test_mirrors_are_tried_in_order(http_server):
 
 
 def test_all_mirrors_failing_names_every_url(http_server):
-    a = http_server.handle("/a", scripted((404, b"", {})))
-    b = http_server.handle("/b", scripted((410, b"", {})))
+    a = http_server.add("/a", status=404)
+    b = http_server.add("/b", status=410)
     with pytest.raises(FeedError) as info:
         fetch_first([a, b], name="topics", **FAST)
     assert a in str(info.value) and b in str(info.value) and "410" in str(info.value)
@@ -229,8 +211,7 @@ def test_all_mirrors_failing_names_every_url(http_server):
 
 
 def test_live_run_warns_of_each_retry(run_cli, http_server, tmp_path):
-    topics = scripted((503, b"busy", {}), (200, BODY, {}))
-    topics_url = http_server.handle("/topics.rss", topics)
+    topics_url = http_server.script("/topics.rss", (503, b"busy", {}), (200, BODY, {}))
     trending_url = http_server.add("/trending.rss", news_rss(titled(["One story", "Another story", "Third"])))
     config = tmp_path / "digest.toml"
     config.write_text(f'[feeds]\nbackoff = 0.01\nretries = 2\n[feeds.topics]\nurl = "{topics_url}"\n'
@@ -238,7 +219,7 @@ def test_live_run_warns_of_each_retry(run_cli, http_server, tmp_path):
     out = tmp_path / "site"
     result = run_cli("run", "--config", config, "--engine", "fake", "--out", out, "--date", "2026-01-02")
     assert result.exit_code == 0, describe(result)
-    assert len(topics.calls) == 2
+    assert len(http_server.to("/topics.rss")) == 2
     warning = f"digest: warning: feed 'topics': {topics_url}: HTTP 503"
     lines = [line for line in result.stderr.splitlines() if line.startswith(warning)]
     assert len(lines) == 1 and lines[0].endswith("; trying again in 0.01 s"), describe(result)

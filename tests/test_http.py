@@ -7,107 +7,65 @@ from __future__ import annotations
 import json
 import socket
 import time
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from conftest import serve
 from digest import http
 
 FAST = {"timeout": 5, "backoff": 0.01, "max_wait": 5}
 
 
-@pytest.fixture
-def api():
-    """A server whose answers are scripted per path: `api.script[path]` is a list of
-    (status, body, headers) given in turn (the last one again when it runs out)."""
-
-    class State:
-        base = ""
-        script: dict[str, list[tuple[int, bytes, dict[str, str]]]] = {}
-        seen: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def answer(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            State.seen.append({"method": self.command, "path": self.path, "headers": dict(self.headers.items()),
-                               "body": self.rfile.read(length)})
-            answers = State.script.get(self.path, [(404, b"", {})])
-            status, body, headers = answers.pop(0) if len(answers) > 1 else answers[0]
-            if callable(body):
-                body(self)
-                return
-            self.send_response(status)
-            for key, value in {"Content-Length": str(len(body)), **headers}.items():
-                self.send_header(key, value)
-            self.end_headers()
-            try:
-                self.wfile.write(body)
-            except OSError:
-                pass
-
-        do_GET = do_POST = answer  # noqa: N815 - http.server's naming
-
-        def log_message(self, *args):
-            pass
-
-    with serve(Handler) as base:
-        State.base = base
-        yield State
-
-
 JSON = {"Content-Type": "application/json"}
 
 
-def test_post_json_sends_json_and_returns_the_answer(api):
-    api.script["/v1/chat/completions"] = [(200, b'{"choices": [{"message": {"content": "Hi"}}]}', JSON)]
-    url = api.base + "/v1/chat/completions"
+def test_post_json_sends_json_and_returns_the_answer(http_server):
+    url = http_server.add("/v1/chat/completions", b'{"choices": [{"message": {"content": "Hi"}}]}', headers=JSON)
     got = http.post_json(url, {"model": "m", "messages": [{"role": "user", "content": "é"}]},
                          headers={"Authorization": "Bearer k"}, **FAST)
     assert got == {"choices": [{"message": {"content": "Hi"}}]}
-    [seen] = api.seen
-    assert seen["method"] == "POST" and json.loads(seen["body"]) == {"model": "m", "messages": [{"role": "user", "content": "é"}]}
-    assert seen["headers"]["Content-Type"] == "application/json"
-    assert seen["headers"]["Authorization"] == "Bearer k"
-    assert seen["headers"]["User-Agent"] == http.DEFAULT_USER_AGENT
+    [seen] = http_server.seen
+    assert seen.method == "POST" and json.loads(seen.body) == {"model": "m", "messages": [{"role": "user", "content": "é"}]}
+    assert seen.headers["Content-Type"] == "application/json"
+    assert seen.headers["Authorization"] == "Bearer k"
+    assert seen.headers["User-Agent"] == http.DEFAULT_USER_AGENT
 
 
-def test_post_json_tries_a_500_again(api):
-    api.script["/v1"] = [(500, b"oops", {}), (200, b'{"ok": true}', JSON)]
+def test_post_json_tries_a_500_again(http_server):
+    http_server.script("/v1", (500, b"oops", {}), (200, b'{"ok": true}', JSON))
     said = []
-    assert http.post_json(api.base + "/v1", {}, on_retry=said.append, **FAST) == {"ok": True}
-    assert len(api.seen) == 2 and all(s["body"] == b"{}" for s in api.seen)  # the payload sent again
-    assert said == [f"{api.base}/v1: HTTP 500 Internal Server Error; trying again in 0.01 s"]
+    assert http.post_json(http_server.base + "/v1", {}, on_retry=said.append, **FAST) == {"ok": True}
+    assert len(http_server.seen) == 2 and all(s.body == b"{}" for s in http_server.seen)  # the payload sent again
+    assert said == [f"{http_server.base}/v1: HTTP 500 Internal Server Error; trying again in 0.01 s"]
 
 
-def test_post_json_waits_as_a_429_asks(api):
-    api.script["/v1"] = [(429, b"", {"Retry-After": "0"}), (200, b"[1, 2]", JSON)]
+def test_post_json_waits_as_a_429_asks(http_server):
+    http_server.script("/v1", (429, b"", {"Retry-After": "0"}), (200, b"[1, 2]", JSON))
     said = []
     # With a 5 s backoff the wait would be 5 s; Retry-After asks for none.
-    assert http.post_json(api.base + "/v1", {}, on_retry=said.append, timeout=5, backoff=5, max_wait=10) == [1, 2]
-    assert said == [f"{api.base}/v1: HTTP 429 Too Many Requests; trying again in 0 s"]
+    assert http.post_json(http_server.base + "/v1", {}, on_retry=said.append, timeout=5, backoff=5, max_wait=10) == [1, 2]
+    assert said == [f"{http_server.base}/v1: HTTP 429 Too Many Requests; trying again in 0 s"]
 
 
-def test_post_json_garbage_body_is_one_clear_line_and_not_tried_again(api):
-    api.script["/v1"] = [(200, b"<html>\n<body>Bad gateway</body></html>", {"Content-Type": "text/html"})]
+def test_post_json_garbage_body_is_one_clear_line_and_not_tried_again(http_server):
+    http_server.add("/v1", b"<html>\n<body>Bad gateway</body></html>", headers={"Content-Type": "text/html"})
     with pytest.raises(http.HTTPFailure) as info:
-        http.post_json(api.base + "/v1", {}, retries=3, **FAST)
+        http.post_json(http_server.base + "/v1", {}, retries=3, **FAST)
     message = str(info.value)
-    assert message.startswith(f"{api.base}/v1 answered HTTP 200 with a body that is not JSON")
+    assert message.startswith(f"{http_server.base}/v1 answered HTTP 200 with a body that is not JSON")
     assert "\n" not in message and "<html>" in message
-    assert len(api.seen) == 1 and not info.value.transient
+    assert len(http_server.seen) == 1 and not info.value.transient
 
 
-def test_post_json_4xx_names_what_the_server_said(api):
-    api.script["/v1"] = [(400, b'{"error": {"message": "context\\nlength exceeded"}}', JSON)]
+def test_post_json_4xx_names_what_the_server_said(http_server):
+    http_server.add("/v1", b'{"error": {"message": "context\\nlength exceeded"}}', status=400, headers=JSON)
     with pytest.raises(http.HTTPFailure) as info:
-        http.post_json(api.base + "/v1", {}, retries=3, **FAST)
-    assert str(info.value) == (f'{api.base}/v1 answered HTTP 400 Bad Request: '
+        http.post_json(http_server.base + "/v1", {}, retries=3, **FAST)
+    assert str(info.value) == (f'{http_server.base}/v1 answered HTTP 400 Bad Request: '
                                '{"error": {"message": "context\\nlength exceeded"}}')
-    assert info.value.status == 400 and len(api.seen) == 1
+    assert info.value.status == 400 and len(http_server.seen) == 1
 
 
-def test_post_json_gives_up_on_a_stalled_body_by_its_total_timeout(api):
+def test_post_json_gives_up_on_a_stalled_body_by_its_total_timeout(http_server):
     def stall(request):
         request.send_response(200)
         request.send_header("Content-Length", "1000")
@@ -116,12 +74,12 @@ def test_post_json_gives_up_on_a_stalled_body_by_its_total_timeout(api):
         request.wfile.flush()
         time.sleep(10)  # without a timeout the client would wait this long, then find the body cut off
 
-    api.script["/v1"] = [(200, stall, {})]
+    http_server.handle("/v1", stall)
     with pytest.raises(http.HTTPFailure) as info:
-        http.post_json(api.base + "/v1", {}, timeout=0.5, retries=1, backoff=0, max_wait=0)
-    assert str(info.value) == (f"{api.base}/v1: no complete answer within the 0.5 s timeout "
+        http.post_json(http_server.base + "/v1", {}, timeout=0.5, retries=1, backoff=0, max_wait=0)
+    assert str(info.value) == (f"{http_server.base}/v1: no complete answer within the 0.5 s timeout "
                                "(stalled after 13 bytes) (after 2 tries)")
-    assert info.value.transient and len(api.seen) == 2
+    assert info.value.transient and len(http_server.seen) == 2
 
 
 def test_a_refused_connection_is_tried_again_then_named():
@@ -134,19 +92,19 @@ def test_a_refused_connection_is_tried_again_then_named():
     assert str(info.value).startswith(f"{url}: cannot connect: ") and str(info.value).endswith("(after 2 tries)")
 
 
-def test_download_of_a_file_already_complete_is_a_416(api, tmp_path):
-    api.script["/f"] = [(416, b"", {})]
+def test_download_of_a_file_already_complete_is_a_416(http_server, tmp_path):
+    http_server.add("/f", status=416)
     part = tmp_path / "f.part"
     part.write_bytes(b"all of it")
-    assert http.download(api.base + "/f", part, **FAST) == 1
+    assert http.download(http_server.base + "/f", part, **FAST) == 1
     assert part.read_bytes() == b"all of it"
-    assert api.seen[0]["headers"]["Range"] == "bytes=9-"
+    assert http_server.seen[0].headers["Range"] == "bytes=9-"
 
 
-def test_download_416_without_a_file_begun_is_an_error(api, tmp_path):
-    api.script["/f"] = [(416, b"", {})]
+def test_download_416_without_a_file_begun_is_an_error(http_server, tmp_path):
+    http_server.add("/f", status=416)
     with pytest.raises(http.HTTPFailure, match="answered HTTP 416"):
-        http.download(api.base + "/f", tmp_path / "f.part", **FAST)
+        http.download(http_server.base + "/f", tmp_path / "f.part", **FAST)
 
 
 def test_a_url_that_cannot_be_fetched_is_one_line_not_a_traceback():

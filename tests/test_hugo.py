@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROJECT_ROOT, _make_runner
+from conftest import _make_runner
 from digest import engine as engine_pkg  # engine_of builds every engine through its create_engine
 from digest.check import parse_post
 from digest.cli import app
@@ -92,12 +92,8 @@ def built(tmp_path_factory) -> Built:
                    "--model", root / f"{HOSTILE_MODEL}.gguf", "--quiet")
     no_retries = root.parent / "digest.toml"  # the writing's retries are not what Hugo is tested on
     no_retries.write_text("[generation]\nretries = 0\n", encoding="utf-8")
-    real = subprocess.run([sys.executable, "-m", "digest.cli", "run", "--config", str(no_retries),
-                           "--feeds-from", str(HOSTILE_FEEDS),
-                           "--out", str(root), "--date", "2026-01-04", "--topics", "3", "--trending", "4",
-                           "--max-tokens", "64", "--threads", "1", "--no-history", "--quiet"],
-                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
-    assert real.returncode == 0, real.stderr
+    digest_run("run", "--config", no_retries, "--feeds-from", HOSTILE_FEEDS, "--out", root, "--date", "2026-01-04",
+               "--topics", 3, "--trending", 4, "--max-tokens", 64, "--threads", 1, "--no-history", "--quiet")
     write_atomic(posts_dir / "2026-01-05-ai-auto-summary.md",
                  render(cases_post(datetime(2026, 1, 5, 6, 0, 0, tzinfo=timezone.utc))))
     proc = subprocess.run([str(hugo_binary()), "--source", str(root), "--logLevel", "warn",

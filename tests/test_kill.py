@@ -3,42 +3,35 @@ Hugo would read, and the next run succeeds: the operating system released the lo
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
+from conftest import AtATerminal, describe
+from digest.errors import EXIT_LOCKED
 
 pytestmark = pytest.mark.model
-DIGEST = [sys.executable, "-m", "digest.cli"]
 DAY = "2026-11-23"
 
 
-def test_sigkill_mid_generation_leaves_no_post_and_the_next_run_writes(tmp_path):
+def test_sigkill_mid_generation_leaves_no_post_and_the_next_run_writes(tmp_path, run_cli, monkeypatch):
     out, log = tmp_path / "site", tmp_path / "digest.log"
-    args = [*DIGEST, "run", "--sample-feeds", "--out", str(out), "--date", DAY, "--log-file", str(log)]
-    env = {**os.environ, "SOURCE_DATE_EPOCH": "1795000000"}
-    run = subprocess.Popen([*args, "--max-tokens", "400"], stderr=subprocess.PIPE, text=True, env=env)
+    args = ["run", "--sample-feeds", "--out", out, "--date", DAY, "--log-file", log]
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1795000000")
+    # One topic (four sections): the first decode step comes soon, and 400 tokens each leave the run
+    # generating long after it.
+    run = AtATerminal([*args, "--topics", "1", "--max-tokens", "400"])
     try:
-        for line in run.stderr:
-            if line.startswith("generating"):
-                break
-        else:
-            pytest.fail(f"the run ended before generating (exit {run.wait()})")
-        time.sleep(1.0)
-        assert run.poll() is None, "the run finished before it could be killed"
+        # The progress bar's rate appears once the model has decoded tokens: the run is generating.
+        run.wait_for("tok/s", timeout=600)
         # Mid-generation, the run holds the lock: a second run is turned away.
-        second = subprocess.run([*args, "--engine", "fake", "--lock-wait", "0"], capture_output=True, text=True, env=env)
-        assert second.returncode == 8, second.stderr
+        second = run_cli(*args, "--engine", "fake", "--lock-wait", "0")
+        assert second.exit_code == EXIT_LOCKED, describe(second)
         assert f"pid {run.pid}" in second.stderr
-        os.kill(run.pid, signal.SIGKILL)
-        assert run.wait() == -signal.SIGKILL
+        run.process.send_signal(signal.SIGKILL)
+        assert run.process.wait() == -signal.SIGKILL
     finally:
         run.kill()
-        run.wait()
 
     posts = out / "content" / "posts"
     leftovers = sorted(p.name for p in posts.iterdir()) if posts.exists() else []
@@ -46,11 +39,10 @@ def test_sigkill_mid_generation_leaves_no_post_and_the_next_run_writes(tmp_path)
     lines = log.read_text().splitlines()
     assert any(" model ok " in l for l in lines) and not any(" generation ok " in l or " write " in l for l in lines)
 
-    no_retries = tmp_path / "digest.toml"  # the writing's retries are not what this test is about
-    no_retries.write_text("[generation]\nretries = 0\n", encoding="utf-8")
-    again = subprocess.run([*args, "--config", str(no_retries), "--max-tokens", "64", "--lock-wait", "0"],
-                           capture_output=True, text=True, env=env, timeout=600)
-    assert again.returncode == 0, again.stderr
+    # The next run on the same output takes the lock at once and writes (what the lock guards is the
+    # same whichever engine writes; the fake one keeps this test to one generation by the model).
+    again = run_cli(*args, "--engine", "fake", "--lock-wait", "0")
+    assert again.exit_code == 0, describe(again)
     assert again.stdout.strip().splitlines()[-1] == str(posts / f"{DAY}-ai-auto-summary.md")
     assert sorted(p.name for p in posts.iterdir()) == [f"{DAY}-ai-auto-summary.md"]
     assert log.read_text().splitlines()[-1].endswith(f"exit 0 wrote {posts / f'{DAY}-ai-auto-summary.md'}")

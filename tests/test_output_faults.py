@@ -9,13 +9,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from conftest import PROJECT_ROOT, describe
+from conftest import PROJECT_ROOT, AtATerminal, describe
 from digest import files
 from digest.config import Config
 from digest.errors import EXIT_FEED, EXIT_INTERRUPTED, EXIT_OUTPUT, EXIT_TERMINATED
@@ -246,13 +245,6 @@ def test_interrupt_while_writing_leaves_no_temporary_file(run_cli, tmp_path, mon
 # SIGINT and SIGTERM in the middle of generation, with the real model
 
 
-def start_run(out: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "digest.cli", "run", "--sample-feeds", "--out", str(out),
-                             "--date", DAY, "--max-tokens", "160"],
-                            cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 @pytest.mark.model
 @pytest.mark.parametrize("sig, code, said", [(signal.SIGINT, EXIT_INTERRUPTED, "digest: interrupted"),
                                              (signal.SIGTERM, EXIT_TERMINATED, "digest: interrupted by SIGTERM")],
@@ -260,29 +252,18 @@ def start_run(out: Path) -> subprocess.Popen:
 def test_signal_mid_generation_stops_cleanly(run_cli, tmp_path, sig, code, said):
     assert Config().model_path.is_file(), "the embedded model is needed (make install)"
     out = tmp_path / "site"
-    proc = start_run(out)
+    # One topic (four sections): the first decode step comes soon, and the run generates long after it.
+    run = AtATerminal(["run", "--sample-feeds", "--out", out, "--date", DAY, "--topics", "1", "--max-tokens", "160"])
     try:
-        seen = []
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line:
-                break
-            seen.append(line)
-            if line.startswith("generating"):
-                break
-        assert seen and seen[-1].startswith("generating"), seen
-        time.sleep(1.5)  # the model is loaded and decoding
-        assert proc.poll() is None, "the run ended before the signal"
-        proc.send_signal(sig)
-        stdout, rest = proc.communicate(timeout=60)
+        # The progress bar's rate appears once the model has decoded tokens: the run is generating.
+        run.wait_for("tok/s", timeout=600)
+        run.process.send_signal(sig)
+        returncode, stdout, stderr = run.finish(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-    stderr = "".join(seen) + rest
-    assert proc.returncode == code, stderr
+        run.kill()
+    assert returncode == code, stderr
     assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
-    assert stderr.strip().splitlines()[-1] == said
+    assert stderr.strip().splitlines()[-1] == said, stderr
     assert stdout == ""
     assert no_post_written(out) and leftovers(out) == []
     # The next run on the same output goes through.

@@ -8,12 +8,12 @@ import json
 import socket
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import PROJECT_ROOT, describe, serve
+from conftest import PROJECT_ROOT, describe
 from digest.bench.workload import bench_requests
 from digest.config import Config
 from digest.engine.base import derive_seed
@@ -99,50 +99,41 @@ def test_requests_out_where_no_folder_can_be_is_an_output_error(run_cli, tmp_pat
 class FakeChat:
     """A scripted /v1/chat/completions: `answer(body)` gives (status, raw bytes). The first `barrier`
     requests must all be in flight together, or each gets a 500: a client that sent them one after
-    another would fail."""
+    another would fail. `first_in`, `last_out`: when the first request came, the last answer went."""
 
     def __init__(self, answer, barrier: int = 0):
         self.answer = answer
         self.bodies: list[dict] = []
         self.barrier = threading.Barrier(barrier, timeout=10) if barrier else None
+        self.first_in = self.last_out = None
+        self._lock = threading.Lock()
+
+    def __call__(self, request) -> None:
+        with self._lock:
+            self.first_in = self.first_in or time.perf_counter()
+        body = json.loads(request.body)
+        self.bodies.append(body)
+        try:
+            if self.barrier is not None:
+                self.barrier.wait()
+            status, payload = self.answer(body)
+        except threading.BrokenBarrierError:
+            status, payload = 500, b'{"error": {"message": "requests were not sent together"}}'
+        with self._lock:
+            self.last_out = time.perf_counter()  # before the answer goes: the client has it only later
+        request.reply(status, payload, {"Content-Type": "application/json"})
 
 
 @pytest.fixture
-def fake_chat():
-    servers = []
+def fake_chat(http_server):
+    """Start a FakeChat on the loopback server: (the chat, the server's port)."""
 
     def start(answer, barrier: int = 0):
         chat = FakeChat(answer, barrier)
+        http_server.handle(ENDPOINT, chat)
+        return chat, http_server.port
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's naming
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                chat.bodies.append(body)
-                status, payload = 404, b'{"error": "not found"}'
-                if self.path == ENDPOINT:
-                    try:
-                        if chat.barrier is not None:
-                            chat.barrier.wait()
-                        status, payload = chat.answer(body)
-                    except threading.BrokenBarrierError:
-                        status, payload = 500, b'{"error": {"message": "requests were not sent together"}}'
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        context = serve(Handler)
-        base = context.__enter__()
-        servers.append(context)
-        return chat, int(base.rsplit(":", 1)[1])
-
-    yield start
-    for context in servers:
-        context.__exit__(None, None, None)
+    return start
 
 
 def completion(tokens: int, prompt: int = 50) -> bytes:
@@ -155,9 +146,11 @@ def test_all_requests_go_at_once_and_completion_tokens_are_summed(fake_chat, req
     data = requests_json(requests)
     # Each answer's length comes from its own body, so a mixed-up count would show.
     chat, port = fake_chat(lambda body: (200, completion(body["seed"] % 97)), barrier=len(data))
+    started = time.perf_counter()
     wall, tokens = run_server_once("127.0.0.1", port, data)
+    outside = time.perf_counter() - started
     assert tokens == sum(item["seed"] % 97 for item in data)
-    assert wall > 0
+    assert chat.last_out - chat.first_in <= wall <= outside  # from the first send to the last answer, in seconds
     assert len(chat.bodies) == len(data)
     by_seed = {body["seed"]: body for body in chat.bodies}
     for item in data:
@@ -321,22 +314,21 @@ def test_a_port_in_use_a_missing_binary_or_model_are_one_line(tmp_path):
 @pytest.mark.model
 @pytest.mark.skipif(not LLAMA_SERVER.is_file(), reason="llama-server not built (`make peers`, ~15 min; not in CI)")
 @pytest.mark.skipif(not Config().model_path.is_file(), reason="embedded model missing (make install)")
-def test_the_real_llama_server_reads_the_same_prompts_and_answers_them(requests):
-    from digest.engine.batched import BatchedEngine
-
+def test_the_real_llama_server_reads_the_same_prompts_and_answers_them(requests, batched_engine):
     config = Config()
     chosen = [requests[0], requests[1], next(r for r in requests if r.grammar)]
     data = [dict(item, max_tokens=16) for item in requests_json(chosen)]
-    with BatchedEngine(config.model_path) as engine:
-        digest_prompt_tokens = [len(engine.tokenize(r)) for r in chosen]
+    digest_prompt_tokens = [len(batched_engine.tokenize(r)) for r in chosen]
     with server_for(LLAMA_SERVER, config.model_path, chosen, threads=2) as server:
         process = server.process
         assert server.command[server.command.index("-np") + 1] == "3"
         cells = int(server.command[server.command.index("-c") + 1]) // 3
         assert cells % 256 == 0 and cells >= max(digest_prompt_tokens) + config.generation.max_tokens
+        started = time.perf_counter()
         wall, usages = run_batch(server.host, server.port, data)
+        outside = time.perf_counter() - started
         # The server formats the messages with the model's chat template as digest does: same prompts.
         assert [u["prompt_tokens"] for u in usages] == digest_prompt_tokens
         assert all(0 < u["completion_tokens"] <= 16 for u in usages)
-        assert wall > 0
+        assert 0 < wall <= outside  # the batch's time, in seconds
     assert process.poll() is not None

@@ -219,7 +219,22 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(run_cli, full_disk):
 # Fidelity: the derived default against its published source, over every position of a fixed text
 
 
-def _log_probs(model: Path, tokens: list[int], cache_type_k: str = "f16"):
+# The f16-cache log-probabilities of the two embedded files: two tests read each (~300 MB apiece,
+# so kept for this module only).
+_KEPT: dict[tuple, object] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _forget_log_probs():
+    yield
+    _KEPT.clear()
+
+
+def _log_probs(model: Path, tokens: tuple[int, ...], cache_type_k: str = "f16"):
+    """The model's log-probabilities after each token of `tokens` (read-only)."""
+    key = (model, tokens, cache_type_k)
+    if key in _KEPT:
+        return _KEPT[key]
     import llama_cpp
     import numpy as np
 
@@ -228,12 +243,15 @@ def _log_probs(model: Path, tokens: list[int], cache_type_k: str = "f16"):
     llm = llama_cpp.Llama(model_path=str(model), n_ctx=len(tokens) + 16, n_batch=512, n_threads=2,
                           n_threads_batch=2, logits_all=True, verbose=False, type_k=CACHE_TYPES[cache_type_k][0])
     try:
-        llm.eval(tokens)
+        llm.eval(list(tokens))
         logits = np.array(llm.scores[: len(tokens)], dtype=np.float32)
     finally:
         llm.close()
     logits -= logits.max(axis=1, keepdims=True)
     logits -= np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    logits.flags.writeable = False
+    if model in (SOURCE, DERIVED) and cache_type_k == "f16":
+        _KEPT[key] = logits
     return logits
 
 
@@ -243,7 +261,7 @@ def fidelity(source: Path, derived: Path, text: str, cache_type_k: str = "f16") 
     import numpy as np
 
     vocab = llama_cpp.Llama(model_path=str(source), vocab_only=True, verbose=False)
-    tokens = vocab.tokenize(text.encode("utf-8"), add_bos=True)
+    tokens = tuple(vocab.tokenize(text.encode("utf-8"), add_bos=True))
     vocab.close()
     p = _log_probs(source, tokens)
     q = _log_probs(derived, tokens, cache_type_k)

@@ -92,7 +92,7 @@ def test_fetch_writes_raw_bodies_and_an_index(run_cli, feeds_server, tmp_path):
         assert entry["last_modified"] == "Thu, 01 Jan 2026 00:00:00 GMT"
         assert entry["fetched_at"].endswith("Z")
     assert index["topics"]["etag"] == '"t1"'
-    assert {s["User-Agent"] for s in feeds_server.seen} == {"digest-test/1 (+mailto:ops@example.invalid)"}
+    assert {s.headers["User-Agent"] for s in feeds_server.seen} == {"digest-test/1 (+mailto:ops@example.invalid)"}
     assert sorted(p.name for p in snap.iterdir()) == ["index.json", "topics.xml", "trending.xml"]
 
 
@@ -104,8 +104,8 @@ def test_second_fetch_is_conditional_and_304_keeps_the_body(run_cli, feeds_serve
 
     again = run_cli("fetch", "--to", snap, "--config", config)
     assert again.exit_code == 0, describe(again)
-    assert {s["path"]: s.get("If-None-Match") for s in feeds_server.seen} == {"/topics.rss": '"t1"', "/trending.rss": '"n1"'}
-    assert all(s["If-Modified-Since"] == "Thu, 01 Jan 2026 00:00:00 GMT" for s in feeds_server.seen)
+    assert {s.path: s.headers.get("If-None-Match") for s in feeds_server.seen} == {"/topics.rss": '"t1"', "/trending.rss": '"n1"'}
+    assert all(s.headers["If-Modified-Since"] == "Thu, 01 Jan 2026 00:00:00 GMT" for s in feeds_server.seen)
     assert "not modified" in again.stderr
     index = index_of(snap)
     assert index["topics"]["status"] == 304 and index["topics"]["sha256"] == sha(TOPICS)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import describe
-from digest import cli
+from digest import engine as engine_pkg  # engine_of builds every engine through its create_engine
 from digest.engine.base import Message, Request
 from digest.engine.fake import FakeEngine, fake_text
 from digest.engine.openai import OpenAIEngine, ServerOptions
@@ -59,7 +59,7 @@ def _thinking_respond(request: Request) -> str:
 
 
 def _use(monkeypatch, respond, **kw):
-    monkeypatch.setattr(cli, "create_engine", lambda name, model_path, **options: FakeEngine(
+    monkeypatch.setattr(engine_pkg, "create_engine", lambda name, model_path, **options: FakeEngine(
         respond=respond, model_name="fake-model", thinking_tokens=options.get("thinking_tokens", 0), **kw))
 
 
@@ -106,7 +106,8 @@ def test_fake_engine_the_block_has_its_own_budget():
 # --engine openai against scripted servers that answer as thinking models do
 
 
-def _server(answers: list[dict], *, stream: bool):
+def _server(http_server, answers: list[dict], *, stream: bool) -> list[dict]:
+    """The loopback server answering as `answers` say (streamed or not); returns the POST bodies seen."""
     from test_openai_engine import scripted
 
     bodies = []
@@ -115,7 +116,7 @@ def _server(answers: list[dict], *, stream: bool):
             bodies.append((200, _events(answer), {}, 0))
         else:
             bodies.append((200, json.dumps(answer).encode(), {}, 0))
-    return scripted(bodies * 40)
+    return scripted(http_server, bodies * 40)
 
 
 def _events(answer: dict) -> bytes:
@@ -147,14 +148,14 @@ def _answer(content: str | None, reasoning: str | None = None, finish: str = "st
 
 @pytest.mark.parametrize("stream", [True, False])
 @pytest.mark.parametrize("how", ["reasoning_content", "think-in-content"])
-def test_openai_engine_reasoning_never_reaches_the_text(how, stream):
+def test_openai_engine_reasoning_never_reaches_the_text(how, stream, http_server):
     answer = (_answer(PARAGRAPH, REASONING) if how == "reasoning_content"
               else _answer(f"<think>\n{REASONING}\n</think>\n\n{PARAGRAPH}"))
-    server, posts = _server([answer], stream=stream)
-    with server as base:
-        engine = OpenAIEngine(ServerOptions(url=base + "/v1", grammar="llama", stream=stream, thinking_tokens=256))
-        request = Request("benefits:x", (Message("system", "s"), Message("user", "u")), seed=1, max_tokens=160)
-        (result,) = engine.generate([request]).results
+    posts = _server(http_server, [answer], stream=stream)
+    engine = OpenAIEngine(ServerOptions(url=http_server.base + "/v1", grammar="llama", stream=stream,
+                                        thinking_tokens=256))
+    request = Request("benefits:x", (Message("system", "s"), Message("user", "u")), seed=1, max_tokens=160)
+    (result,) = engine.generate([request]).results
     assert result.text == PARAGRAPH and result.finish_reason == "stop"
     assert 0 < result.thinking_tokens < 80
     assert posts[0]["chat_template_kwargs"] == {"enable_thinking": False}
@@ -165,51 +166,37 @@ def test_openai_engine_reasoning_never_reaches_the_text(how, stream):
     assert engine.payload(request)["chat_template_kwargs"] == {"enable_thinking": True}
 
 
-def test_openai_engine_counts_the_servers_reasoning_tokens_and_an_open_block_is_thinking():
-    server, _ = _server([_answer(PARAGRAPH, REASONING, completion_tokens_details={"reasoning_tokens": 33}),
-                         _answer(f"<think>{REASONING}", finish="length")], stream=False)
-    with server as base:
-        engine = OpenAIEngine(ServerOptions(url=base + "/v1", grammar="none", stream=False, concurrency=1))
-        first, second = engine.generate([Request("a", (Message("user", "u"),), seed=1),
-                                         Request("b", (Message("user", "u"),), seed=2)]).results
+def test_openai_engine_counts_the_servers_reasoning_tokens_and_an_open_block_is_thinking(http_server):
+    _server(http_server, [_answer(PARAGRAPH, REASONING, completion_tokens_details={"reasoning_tokens": 33}),
+                          _answer(f"<think>{REASONING}", finish="length")], stream=False)
+    engine = OpenAIEngine(ServerOptions(url=http_server.base + "/v1", grammar="none", stream=False, concurrency=1))
+    first, second = engine.generate([Request("a", (Message("user", "u"),), seed=1),
+                                     Request("b", (Message("user", "u"),), seed=2)]).results
     assert (first.text, first.thinking_tokens) == (PARAGRAPH, 33)
     assert (second.text, second.finish_reason) == ("", "thinking")
 
 
 @pytest.mark.parametrize("how", ["reasoning_content", "think-in-content"])
-def test_openai_engine_a_post_from_a_thinking_server_passes_check_without_reasoning(how, run_cli, tmp_path):
+def test_openai_engine_a_post_from_a_thinking_server_passes_check_without_reasoning(how, run_cli, tmp_path,
+                                                                                    http_server):
     """The issue's case: a server answering as a thinking model put its reasoning into the post."""
-    from http.server import BaseHTTPRequestHandler
+    json_headers = {"Content-Type": "application/json"}
 
-    from conftest import serve
+    def chat(request):
+        asked = json.loads(request.body)["messages"][-1]["content"]
+        text = "March 2031: " + PARAGRAPH.split(", so")[0] + "." if asked.startswith("Today is") else PARAGRAPH
+        answer = (_answer(text, REASONING) if how == "reasoning_content"
+                  else _answer(f"<think>\n{REASONING}\n</think>\n\n{text}"))
+        request.reply(200, json.dumps(answer).encode(), json_headers)
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            self._send(json.dumps({"object": "list", "data": [{"id": "qwen3-4b"}]}).encode())
-
-        def do_POST(self):  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            asked = body["messages"][-1]["content"]
-            text = "March 2031: " + PARAGRAPH.split(", so")[0] + "." if asked.startswith("Today is") else PARAGRAPH
-            answer = (_answer(text, REASONING) if how == "reasoning_content"
-                      else _answer(f"<think>\n{REASONING}\n</think>\n\n{text}"))
-            self._send(json.dumps(answer).encode())
-
-        def _send(self, body: bytes) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
+    http_server.add("/v1/models", json.dumps({"object": "list", "data": [{"id": "qwen3-4b"}]}).encode(),
+                    headers=json_headers)
+    http_server.handle("/v1/chat/completions", chat)
+    base = http_server.base
     config = tmp_path / "digest.toml"
-    with serve(Handler) as base:
-        config.write_text(f'[model]\nurl = "{base}/v1"\ngrammar = "none"\nstream = false\n'
-                          '[generation]\nengine = "openai"\n', encoding="utf-8")
-        result = run_cli("run", "--config", config, "--sample-feeds", "--out", tmp_path / "site", "--date", DAY)
+    config.write_text(f'[model]\nurl = "{base}/v1"\ngrammar = "none"\nstream = false\n'
+                      '[generation]\nengine = "openai"\n', encoding="utf-8")
+    result = run_cli("run", "--config", config, "--sample-feeds", "--out", tmp_path / "site", "--date", DAY)
     assert result.exit_code == 0, describe(result)
     post = _post(tmp_path / "site")
     text = post.read_text(encoding="utf-8")
@@ -232,7 +219,7 @@ class _DatedFake(FakeEngine):
 
 
 def test_a_template_that_reads_the_date_is_recorded_and_replay_says_so(run_cli, tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "create_engine", lambda name, model_path, **kw: _DatedFake(model_name="fake-model"))
+    monkeypatch.setattr(engine_pkg, "create_engine", lambda name, model_path, **kw: _DatedFake(model_name="fake-model"))
     result = run_cli("run", "--sample-feeds", "--engine", "fake", "--out", tmp_path, "--date", DAY)
     assert result.exit_code == 0, describe(result)
     manifest_path = next((tmp_path / ".digest" / "manifests").glob("*.json"))
