@@ -434,6 +434,9 @@ class SentenceRule:
         """Whether `sentence` would take the paragraph past its word limit."""
         return bool(self.max_words) and sum(len(s.split()) for s in (*before, sentence)) > self.max_words
 
+    def runaway(self, unfinished: str) -> bool:
+        return len(unfinished.split()) > SENTENCE_MAX_WORDS
+
 
 def best(scores: Sequence[Score]) -> int:
     """Index of the best of several tries: the one passing most checks, the first among equals, so

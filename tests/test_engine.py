@@ -4,6 +4,7 @@ batching engine's own guarantees (batch invariance, continuous batching) with th
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from datetime import date
 
@@ -52,6 +53,9 @@ class OddWordsRefused:
         return False
 
     def done(self, before):
+        return False
+
+    def runaway(self, unfinished):
         return False
 
 
@@ -494,3 +498,70 @@ def test_a_guarded_paragraph_names_and_numbers_only_what_its_story_gives(name, b
         for found in names(text):
             assert guard.name_ok(found, partial=False), (request.key, found, result.text)
         assert result.sampled_tokens >= result.completion_tokens
+
+
+class EverySentenceKept:
+    """A sentence rule that takes any finished sentence, refuses one past `words` words while it is
+    still being written, and tries a sentence three times."""
+
+    attempts = 3
+
+    def __init__(self, words: int = 10_000):
+        self.words = words
+
+    def problem(self, sentence, before):
+        return None
+
+    def long_enough(self, before):
+        return False
+
+    def too_long(self, sentence, before):
+        return False
+
+    def done(self, before):
+        return False
+
+    def runaway(self, unfinished):
+        return len(unfinished.split()) > self.words
+
+
+def _ends_a_sentence_or_is_empty(text: str) -> bool:
+    return not text.strip() or text.rstrip()[-1] in ".!?\"'”’)]"
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("name", ["batched", "sequential"])
+def test_a_sentence_the_guard_leaves_no_way_on_is_undone_never_left_half_written(name, batched, monkeypatch):
+    """Where the fact guard allows no token of the vocabulary (here: none once the paragraph has four
+    words), the sentence is undone and written again; when its attempts are spent the paragraph ends
+    before it. Never an exception, never half a sentence."""
+    import numpy as np
+
+    from digest.facts import GuardState
+
+    monkeypatch.setattr(GuardState, "mask", lambda self, pieces, plain: np.full(
+        len(pieces), len(self.text.split()) < 4, dtype=bool))
+    requests = [dataclasses.replace(r, sentences=EverySentenceKept(), bias=None)
+                for r in sample_requests(max_tokens=60, protected=True) if not r.grammar][:3]
+    if name == "batched":
+        results = batched.generate(requests).results
+    else:
+        with create_engine("sequential", MODEL) as engine:
+            results = engine.generate(requests).results
+    for result in results:
+        assert len(result.text.split()) <= 4 and _ends_a_sentence_or_is_empty(result.text), result
+        assert result.rollbacks >= 1 and result.sampled_tokens > result.completion_tokens, result
+
+
+@pytest.mark.model
+def test_a_sentence_past_the_limit_is_undone_while_it_is_written_the_same_in_any_batch(batched):
+    """A sentence rule's `runaway` refuses a sentence the moment it is too long (here: 12 words), not at
+    its end; what a sequence writes is still the same alone and beside others."""
+    requests = [dataclasses.replace(r, sentences=EverySentenceKept(words=12))
+                for r in sample_requests(max_tokens=80, protected=True) if not r.grammar][:4]
+    together = batched.generate(requests).results
+    assert sum(r.rollbacks for r in together) > 0
+    for request, result in zip(requests, together):
+        for sentence in re.split(r"(?<=[.!?])\s+", result.text.strip()):
+            assert len(sentence.split()) <= 12, result
+        assert batched.generate([request]).results[0].tokens == result.tokens, request.key

@@ -66,6 +66,10 @@ class SentenceRule(Protocol):
         """Whether `sentence` would take the paragraph past its word limit (then, if `before` is long
         enough, the paragraph ends before it)."""
 
+    def runaway(self, unfinished: str) -> bool:
+        """Whether a sentence still being written is already too long to pass (then it is refused at
+        once, not at its end)."""
+
 
 @dataclass(frozen=True)
 class Request:

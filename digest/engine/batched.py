@@ -53,6 +53,9 @@ from .thinking import ThinkingState, split_thinking
 
 # A sentence has ended when the text ends with . ! or ? (and any closing quotes or brackets), and the
 # next token starts with a space or a line break (so "9.5" is no end).
+# What `_sample_alone` gives where the fact guard allows no token of the vocabulary: the sentence
+# being written cannot go on (it is undone, or the paragraph ends before it).
+_DEAD_END = -1
 _ENDED = re.compile(r"[.!?][\"'”’)\]]*(\s*)$")
 
 # Repetition guard: a sequence ends when its last tokens are one short pattern repeated; a pattern of
@@ -403,7 +406,7 @@ class BatchedEngine(Engine):
         except GenerationError:
             if grammar is not None and facts is None:
                 raise
-            return self._model.eos_token
+            return _DEAD_END
         if seq.request.sentences is not None:
             seq.drawn = (tokens.copy(), values.copy(), list(seq.row.recent))
         token = seq.row.choose(tokens, values)
@@ -458,6 +461,10 @@ class BatchedEngine(Engine):
     def _advance(self, context: Context, seq: _Sequence, token: int) -> FinishReason | None:
         """Take a sampled token; say why the sequence ends, if it does."""
         request = seq.request
+        if token == _DEAD_END:
+            if self._judging(seq):
+                return None if self._refuse(context, seq, finished=False) == "undone" else "stop"
+            return "stop"  # no rule to undo it by: the text ends where the guard left no way on
         seq.sampled += 1
         eog = self._model.is_eog(token) and not request.ignore_eos
         piece = b"" if eog else self._model.piece(token)
@@ -477,6 +484,9 @@ class BatchedEngine(Engine):
                     if rule.done(seq.kept) or (b"\n" in piece and rule.long_enough(seq.kept)):
                         return "stop"
                     seq.sentence_start, seq.saved = len(seq.tokens), seq.drawn
+            elif eog and len(seq.tokens) > seq.sentence_start:
+                # The model ends the paragraph inside a sentence, which the post could not show.
+                return None if self._refuse(context, seq, last=True, finished=False) == "undone" else "stop"
         if eog:
             return "stop"
         answering = seq.think.mode == "answer"
@@ -485,6 +495,10 @@ class BatchedEngine(Engine):
                 and not seq.think.thinking_tokens:
             # The paragraph's first token (no reasoning block before it): its first sentence begins.
             seq.sentence_start, seq.saved = len(seq.tokens) - 1, seq.drawn
+        if reason is None and self._judging(seq) and piece[:1].isspace() \
+                and request.sentences.runaway(b"".join(seq.pieces[seq.sentence_start:]).decode("utf-8", errors="ignore")):
+            # A sentence already too long to pass: refused now, not at its end.
+            return None if self._refuse(context, seq, finished=False) == "undone" else "stop"
         if reason == "length" and request.sentences is not None and seq.kept \
                 and request.sentences.long_enough(seq.kept):
             # Out of tokens inside a sentence: the paragraph ends at the last finished one.
@@ -542,17 +556,31 @@ class BatchedEngine(Engine):
             seq.kept.append(sentence)
             seq.attempt = 0
             return "kept"
+        return self._refuse(context, seq, last=last)
+
+    @staticmethod
+    def _judging(seq: _Sequence) -> bool:
+        """Whether the sequence is writing a sentence that its rule may undo (in the answer, begun)."""
+        return seq.request.sentences is not None and seq.think.mode == "answer" and seq.saved is not None
+
+    def _refuse(self, context: Context, seq: _Sequence, *, last: bool = False, finished: bool = True) -> str:
+        """The sentence being written is refused: undone and begun again ("undone"), or, where the
+        paragraph is long enough or the attempts are spent, the paragraph ends before it ("ended"); a
+        `finished` sentence whose attempts are spent stands instead ("kept"). Not `finished`: the fact
+        guard left it no token to go on with, or it already runs past the sentence limit."""
+        rule = seq.request.sentences
+        start = seq.sentence_start
         seq.attempt += 1
-        if last and seq.kept and rule.long_enough(seq.kept):
+        if (last or not finished) and seq.kept and rule.long_enough(seq.kept):
             self._truncate(seq, start)
             return "ended"
         if seq.attempt >= rule.attempts:
             seq.attempt = 0
-            if seq.kept and rule.long_enough(seq.kept):
+            if not finished or (seq.kept and rule.long_enough(seq.kept)):
                 self._truncate(seq, start)
                 return "ended"
-            seq.kept.append(sentence)  # the last attempt stands
-            return "kept"
+            seq.kept.append(b"".join(seq.pieces[start:]).decode("utf-8", errors="ignore").strip())
+            return "kept"  # the last attempt stands
         # Undo it: its cells, its tokens, and the state that followed them; then draw its first token again.
         seq.rollbacks += 1
         context.remove_from(seq.slot, len(seq.prompt) + start)

@@ -152,10 +152,11 @@ class SequentialEngine(Engine):
             cache[bias] = (np.array(found[0], dtype=np.int64), np.array(found[1], dtype=np.int64))
         return cache[bias]
 
-    def _processor(self, request: Request, before: bytes, start: int):
+    def _processor(self, request: Request, before: bytes, start: int, ended: dict):
         """The logits processor of one completion: the point bias, then the fact guard over the row's
         top-k (widening where none is allowed); `before`: the paragraph's text kept so far, `start`:
-        where this completion's own tokens begin."""
+        where this completion's own tokens begin. Where the guard allows nothing at all, the completion
+        ends and `ended["dead"]` says so."""
         k = request.sampling.top_k or self._llm.n_vocab()
         state = GuardState(request.guard) if request.guard is not None else None
 
@@ -181,6 +182,7 @@ class SequentialEngine(Engine):
                 out[tokens[mask]] = scores[tokens[mask]]
             else:  # nothing at all may come next: only the end of the text
                 out[self._llm.token_eos()] = 0.0
+                ended["dead"] = True
             return out
 
         return process
@@ -203,16 +205,23 @@ class SequentialEngine(Engine):
             seed = request.seed if not kept and not attempt else derive_seed(
                 request.seed, f"sentence {len(kept)} attempt {attempt}")
 
+            ended = {"dead": False, "runaway": False}
+
             def sentence_done(input_ids: np.ndarray, logits: np.ndarray) -> bool:
+                if rule is None:
+                    return False
                 written = self._llm.detokenize(list(input_ids[start:])).decode("utf-8", errors="ignore")
-                return rule is not None and bool(_SENTENCE_END.search(written))
+                if _SENTENCE_END.search(written):
+                    return True
+                ended["runaway"] = rule.runaway(written)  # too long to pass already: refused now
+                return ended["runaway"]
 
             out = self._llm.create_completion(
                 prompt + text, max_tokens=request.max_tokens - kept_tokens, temperature=s.temperature,
                 top_k=s.top_k, top_p=s.top_p, min_p=s.min_p, repeat_penalty=s.repeat_penalty, seed=seed,
                 stop=list(request.stop) or None,
                 grammar=LlamaGrammar.from_string(request.grammar, verbose=False) if request.grammar and not kept else None,
-                logits_processor=LogitsProcessorList([self._processor(request, text.encode("utf-8"), start)]),
+                logits_processor=LogitsProcessorList([self._processor(request, text.encode("utf-8"), start, ended)]),
                 stopping_criteria=StoppingCriteriaList([sentence_done]))
             choice = out["choices"][0]
             written = choice["text"] or ""
@@ -222,6 +231,17 @@ class SequentialEngine(Engine):
                 text, kept_tokens, finish = text + written, kept_tokens + used, choice.get("finish_reason") or "stop"
                 break
             end = _SENTENCE_END.search(written)
+            unfinished = end is None and not _ENDS_A_SENTENCE.search(written)
+            if unfinished and (ended["dead"] or ended["runaway"] or (
+                    choice.get("finish_reason") != "length" and written.strip() and not request.stop)):
+                # A sentence that cannot go on, too long already, or that the model ends the paragraph
+                # inside: written again, or the paragraph ends before it where it is long enough or the
+                # attempts are spent.
+                attempt += 1
+                if attempt < rule.attempts and not (kept and rule.long_enough(kept)):
+                    rollbacks += 1
+                    continue
+                break
             last = end is None
             if last and not _ENDS_A_SENTENCE.search(written):  # out of tokens inside a sentence
                 if not (kept and rule.long_enough(kept)):
