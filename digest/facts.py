@@ -273,6 +273,28 @@ def _name_forms(guard: Guard) -> set[str]:
     return forms
 
 
+def _trie(words: Sequence[str]) -> str:
+    """An alternation of `words` as a GBNF group shaped like a trie (shared beginnings written once):
+    llama.cpp's grammar sampler keeps one stack per open alternative, so hundreds of flat literals
+    would cost it hundreds of stacks at every token of a name."""
+    by_first: dict[str, list[str]] = {}
+    for word in sorted(set(words)):
+        if word:
+            by_first.setdefault(word[0], []).append(word[1:])
+    branches = []
+    for first, rests in by_first.items():
+        prefix = first
+        ends = "" in rests
+        rests = [r for r in rests if r]
+        while rests and not ends and len({r[0] for r in rests}) == 1:  # one way on: a longer literal
+            prefix += rests[0][0]
+            rests = [r[1:] for r in rests]
+            ends = "" in rests
+            rests = [r for r in rests if r]
+        branches.append(_literal(prefix) + (f" {_trie(rests)}{'?' if ends else ''}" if rests else ""))
+    return "(" + " | ".join(branches) + ")"
+
+
 def guard_gbnf(guard: Guard) -> str:
     """The fact guard as a GBNF grammar (llama.cpp's servers take one per request): free text in which
     a capitalised word after a sentence's first word is one of the guard's names (or a close form),
@@ -302,7 +324,7 @@ def guard_gbnf(guard: Guard) -> str:
         "open ::= [\"“(\\[]",
         f"free ::= [{_UPPER}] [{_LOWER}]*",
         f"lower ::= [{_LOWER}] [{_LOWER}{_UPPER}]*",
-        "name ::= (" + " | ".join(_literal(n) for n in names) + ') ([a-z] ([a-z] [a-z]?)?)?',
+        "name ::= " + _trie(names) + ' ([a-z] ([a-z] [a-z]?)?)?',
     ]
     if number:
         rules.append(number)
