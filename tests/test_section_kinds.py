@@ -79,7 +79,7 @@ def written_and_shown(run_cli, site: Path, config: Path, post: Path) -> None:
     for label, paragraph in found:
         assert paragraph.strip()
         if label == "Why it matters":
-            assert len(re.findall(r"[.!?](?:\s|$)", unescape_inline(paragraph))) == 1, paragraph  # one sentence
+            assert len(re.findall(r"[.!?][\"'”’)\]]*(?:\s|$)", unescape_inline(paragraph))) == 1, paragraph  # one sentence
 
     for strict in ([], ["--strict"]):
         checked = run_cli("check", *strict, "--config", config, post)
