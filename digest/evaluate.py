@@ -136,7 +136,8 @@ class EvalReport:
             "pass_rate": round(self.pass_rate, 4), "first_try": whole["first_try"], "final": whole["final"],
             "checks": whole["checks"], "sets": {name: self.summary(name) for name in self.sets()},
             "tries": sum(s.tries for s in self.sections),
-            "completion_tokens": self.stats.completion_tokens,
+            "completion_tokens": self.stats.completion_tokens, "sampled_tokens": self.stats.sampled_tokens,
+            "rollbacks": self.stats.rollbacks,
             "prompt_tokens_decoded": self.stats.prompt_tokens_decoded, "wall_seconds": round(self.wall_seconds, 2),
             "results": [s.__dict__ for s in self.sections],
         }, indent=2)

@@ -87,7 +87,8 @@ def show_eval(report, worst: int) -> None:
                    f"{final} of {n} ({final / n:.1%}); {summary['tries']} tries")
     typer.echo(f"pass every check: {sum(s.passed for s in report.sections)} of {len(report.sections)} sections "
                f"({report.pass_rate:.1%}; first try {report.first_pass_rate:.1%}); "
-               f"{report.stats.completion_tokens} tokens in {report.wall_seconds:.1f} s{fake}")
+               f"{report.stats.completion_tokens} tokens kept of {report.stats.sampled_tokens} sampled "
+               f"({report.stats.rollbacks} sentences undone) in {report.wall_seconds:.1f} s{fake}")
     for s in report.worst(worst):
         if s.passed:
             break
