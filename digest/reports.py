@@ -26,6 +26,10 @@ def show_bench(report) -> None:
                       str(row.prompt_tokens), str(row.prompt_tokens_decoded), str(row.decode_steps or "-"),
                       *(ratio(report.speedup(row, b)) for b in baselines))
     Console(highlight=False, width=max(150, Console().width)).print(table)
+    cost = report.checks_cost()
+    if cost.get("wall_ratio"):
+        typer.echo(f"batched+checks (prevention, checks, retries) against batched: {cost['wall_ratio']:.2f}x the wall "
+                   f"time (median of per-run ratios); {cost['sampled_per_kept'] or 0:.2f} tokens sampled per token kept")
     system = report.system
     typer.echo(f"backend: {', '.join(system.get('backends', [])) or '?'}; layers offloaded to a GPU: "
                f"{system.get('layers_offloaded', 0)} of {system.get('layers', 0) + 1}"

@@ -48,6 +48,16 @@ def test_ratios_are_medians_of_per_run_ratios():
     assert Row("sequential", 0, "SmolLM2-135M-Instruct.Q4_1.gguf").label == "sequential [Q4_1]"
 
 
+def test_what_the_checks_cost_is_a_median_of_per_run_wall_ratios_and_sampled_per_kept():
+    plain = Row("batched", 0, wall_s=[2.0, 4.0, 2.0], tokens=[100, 100, 100])
+    checked = Row("batched+checks", 0, wall_s=[3.0, 4.0, 5.0], tokens=[150, 150, 150], sampled_tokens=260,
+                  kept_tokens=200)
+    report = Report("m", 2, 3, 160, 14, [plain, checked])
+    # per run: 1.5x, 1x, 2.5x: the median is 1.5x
+    assert report.checks_cost() == {"wall_ratio": 1.5, "sampled_per_kept": 1.3}
+    assert Report("m", 2, 3, 160, 14, [plain]).checks_cost() == {}
+
+
 @pytest.mark.model
 def test_prompts_cut_or_padded_to_exactly_128_tokens(batched_engine):
     from digest.bench.workload import bench_inputs

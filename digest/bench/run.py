@@ -44,6 +44,10 @@ class Row:
     prompt_tokens_decoded: int = 0
     decode_steps: int = 0
     section_tokens: list[int] = field(default_factory=list)  # completion tokens of each section, last run
+    # Tokens sampled in all (rolled-back sentences and discarded tries too) and of those, the ones in
+    # the texts kept (the results), last run: their ratio is what prevention and retries cost in tokens.
+    sampled_tokens: int = 0
+    kept_tokens: int = 0
 
     @property
     def label(self) -> str:
@@ -97,6 +101,24 @@ class Report:
         ratios = [a / b for a, b in zip(row.rates(), base.rates()) if b > 0]
         return statistics.median(ratios) if ratios else None
 
+    def wall_ratio(self, row: Row, baseline: Row | str) -> float | None:
+        """Median over interleaved runs of (row's wall time / baseline's, in the same run)."""
+        base = self.find(baseline) if isinstance(baseline, str) else baseline
+        if base is None or not row.wall_s:
+            return None
+        ratios = [a / b for a, b in zip(row.wall_s, base.wall_s) if b > 0]
+        return statistics.median(ratios) if ratios else None
+
+    def checks_cost(self) -> dict:
+        """What `digest run` costs against the plain batched engine: the batched+checks row's wall time
+        against batched's (median of per-run ratios) and its tokens sampled per token kept."""
+        row = self.find("batched+checks")
+        if row is None or self.find("batched") is None:
+            return {}
+        ratio = self.wall_ratio(row, "batched")
+        return {"wall_ratio": round(ratio, 3) if ratio else None,
+                "sampled_per_kept": round(row.sampled_tokens / row.kept_tokens, 3) if row.kept_tokens else None}
+
     def to_json(self) -> str:
         rows = []
         for row in self.rows:
@@ -107,6 +129,7 @@ class Report:
             rows.append(data)
         out = {k: v for k, v in asdict(self).items() if k != "rows"}
         out["rows"] = rows
+        out["checks_cost"] = self.checks_cost()
         return json.dumps(out, indent=2)
 def system_info(n_gpu_layers: int, model: Path) -> dict:
     """The backend llama.cpp runs on (from its system info) and how many layers go to a GPU."""
@@ -250,6 +273,8 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
                 row.completion_tokens, row.prompt_tokens = s.completion_tokens, s.prompt_tokens
                 row.prompt_tokens_decoded, row.decode_steps = s.prompt_tokens_decoded, s.decode_steps
                 row.section_tokens = [r.completion_tokens for r in generation.results]
+                row.sampled_tokens = s.sampled_tokens
+                row.kept_tokens = sum(r.completion_tokens for r in generation.results)
                 slots = f" slots={row.slots or 'all'}" if row.engine.startswith("batched") else ""
                 say(f"{row.label}{slots} run {n + 1}/{runs}: {s.wall_seconds:.2f} s, "
                     f"{s.completion_tokens} tokens, {s.tokens_per_second:.0f} tok/s")
