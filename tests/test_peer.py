@@ -24,7 +24,6 @@ from digest.bench.peer import (
     request_json,
     requests_json,
     run_batch,
-    run_server_once,
     server_for,
     write_requests,
 )
@@ -147,7 +146,8 @@ def test_all_requests_go_at_once_and_completion_tokens_are_summed(fake_chat, req
     # Each answer's length comes from its own body, so a mixed-up count would show.
     chat, port = fake_chat(lambda body: (200, completion(body["seed"] % 97)), barrier=len(data))
     started = time.perf_counter()
-    wall, tokens = run_server_once("127.0.0.1", port, data)
+    wall, usages = run_batch("127.0.0.1", port, data)
+    tokens = sum(u["completion_tokens"] for u in usages)
     outside = time.perf_counter() - started
     assert tokens == sum(item["seed"] % 97 for item in data)
     assert chat.last_out - chat.first_in <= wall <= outside  # from the first send to the last answer, in seconds
@@ -182,7 +182,7 @@ def test_a_bad_answer_is_one_line_naming_the_url_and_the_request(fake_chat, requ
     key = data[1]["key"]
     chat, port = fake_chat(lambda body: (status, payload) if body["seed"] == data[1]["seed"] else (200, completion(5)))
     with pytest.raises(PeerError) as caught:
-        run_server_once("127.0.0.1", port, data)
+        run_batch("127.0.0.1", port, data)
     assert str(caught.value) == f"http://127.0.0.1:{port}{ENDPOINT} (request '{key}') {message}"
     assert "\n" not in str(caught.value)
 
@@ -193,8 +193,8 @@ def test_nothing_listening_is_a_peer_error(requests):
         port = s.getsockname()[1]  # closed again: nothing listens there
     data = requests_json(requests)[:2]
     with pytest.raises(PeerError) as caught:
-        run_server_once("127.0.0.1", port, data, timeout=5)
-    assert str(caught.value) == f"http://127.0.0.1:{port}{ENDPOINT} (request '{data[0]['key']}') failed: Connection refused"
+        run_batch("127.0.0.1", port, data, timeout=5)
+    assert str(caught.value) == f"http://127.0.0.1:{port}{ENDPOINT} (request '{data[0]['key']}') failed: cannot connect: [Errno 111] Connection refused"
 
 
 def test_a_server_that_does_not_answer_in_time_is_a_timeout(fake_chat, requests):
@@ -203,7 +203,7 @@ def test_a_server_that_does_not_answer_in_time_is_a_timeout(fake_chat, requests)
     data = requests_json(requests)[:1]
     try:
         with pytest.raises(PeerError, match=r"\(request '.*'\) timed out after 1 s$"):
-            run_server_once("127.0.0.1", port, data, timeout=1)
+            run_batch("127.0.0.1", port, data, timeout=1)
     finally:
         release.set()
 

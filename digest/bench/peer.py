@@ -7,13 +7,12 @@ where set (`requests_json`, written by `digest bench --requests-out FILE`).
 `LlamaServer` owns one server process on 127.0.0.1: the same model file, `-np N` (one slot per
 request, continuous batching), a context of N x the KV cells per sequence that the batching engine
 gives each request, the same threads, flash attention off and a non-unified KV cache (as digest).
-`run_server_once` sends all requests at once, one thread each, with `cache_prompt: false`, and times
-the batch from the first send to the last answer. Only the standard library talks HTTP here.
+`run_batch` sends all requests at once, one thread each, with `cache_prompt: false`, and times the
+batch from the first send to the last answer, through digest's one HTTP client (digest.http).
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..engine.base import Request
+from .. import http
 from ..errors import OutputError, PeerError
 from ..files import write_atomic
 
@@ -67,15 +67,14 @@ def server_body(request: dict) -> dict:
 # -- one batch ----------------------------------------------------------------------------------
 
 
-def _post(host: str, port: int, body: dict, timeout: float) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request("POST", ENDPOINT, body=json.dumps(body).encode("utf-8"),
-                     headers={"Content-Type": "application/json"})
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
+# Every status is an answer here: what llama-server says in an error body is what the PeerError shows.
+_ANY_STATUS = range(100, 600)
+
+
+def _post(url: str, body: dict, timeout: float) -> tuple[int, bytes]:
+    """One answer by digest's HTTP client (digest.http), never tried again: a peer is timed once."""
+    response = http.post(url, body, timeout=timeout, retries=0, accept=_ANY_STATUS)
+    return response.status, response.body
 
 
 def _usage(status: int, payload: bytes, url: str, key: str) -> dict:
@@ -106,7 +105,7 @@ def run_batch(host: str, port: int, requests: Sequence[dict], *,
 
     def send(i: int) -> None:
         try:
-            answers[i] = _post(host, port, bodies[i], timeout)
+            answers[i] = _post(url, bodies[i], timeout)
         except Exception as exc:  # reported below, in the caller's thread
             answers[i] = exc
 
@@ -121,20 +120,13 @@ def run_batch(host: str, port: int, requests: Sequence[dict], *,
     for request, answer in zip(requests, answers):
         key = request.get("key", "?")
         if isinstance(answer, BaseException):
-            if isinstance(answer, (socket.timeout, TimeoutError)):
+            if "timeout" in str(answer):
                 what = f"timed out after {timeout:.0f} s"
             else:
-                what = f"failed: {getattr(answer, 'strerror', None) or answer}"
+                what = f"failed: {str(answer).removeprefix(url + ': ')}"
             raise PeerError(f"{url} (request '{key}') {what}")
         usages.append(_usage(*answer, url, key))
     return wall, usages
-
-
-def run_server_once(host: str, port: int, requests: Sequence[dict], *,
-                    timeout: float = REQUEST_TIMEOUT_S) -> tuple[float, int]:
-    """One timed batch: (wall seconds, completion tokens counted from the answers' `usage`)."""
-    wall, usages = run_batch(host, port, requests, timeout=timeout)
-    return wall, sum(u["completion_tokens"] for u in usages)
 
 
 # -- the server process ---------------------------------------------------------------------------
@@ -234,14 +226,10 @@ class LlamaServer:
             time.sleep(0.1)
 
     def _healthy(self) -> bool:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=2)
         try:
-            conn.request("GET", "/health")
-            return conn.getresponse().status == 200
-        except (OSError, http.client.HTTPException):
+            return http.get(f"http://{self.host}:{self.port}/health", timeout=2, retries=0).status == 200
+        except http.HTTPFailure:
             return False
-        finally:
-            conn.close()
 
     def log_text(self) -> str:
         if self._log is None:
@@ -260,7 +248,8 @@ class LlamaServer:
         return lines[-1] if lines else "(no output)"
 
     def run_once(self, requests: Sequence[dict], *, timeout: float = REQUEST_TIMEOUT_S) -> tuple[float, int]:
-        """`run_server_once` on this server; the answers' prompt tokens are kept in `prompt_tokens`."""
+        """One timed batch on this server (`run_batch`): (wall seconds, completion tokens counted from the
+        answers' `usage`); their prompt tokens are kept in `prompt_tokens`."""
         if self.process is None or self.process.poll() is not None:
             raise PeerError(f"llama-server is not running: {self.last_error()}")
         wall, usages = run_batch(self.host, self.port, requests, timeout=timeout)
