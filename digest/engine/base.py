@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Callable, Literal, Protocol, Sequence
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ..facts import Guard
 
 Role = Literal["system", "user", "assistant"]
@@ -45,6 +47,23 @@ class Bias:
     toward: tuple[str, ...] = ()
     away: tuple[str, ...] = ()
     amount: float = 0.0
+
+    def tokens(self, pieces: Sequence[bytes]) -> "tuple[np.ndarray, np.ndarray]":
+        """The tokens (indexes of a vocabulary's `pieces`) that begin a word of `toward`, and of `away`."""
+        import numpy as np
+
+        found: tuple[list[int], list[int]] = ([], [])
+        for token, piece in enumerate(pieces):
+            if not piece.startswith(b" "):
+                continue
+            word = piece[1:].decode("utf-8", errors="ignore").lower()
+            if len(word) < 3 or not word.isalpha():
+                continue
+            for out, stems in zip(found, (self.toward, self.away)):
+                if any(word.startswith(s) or (len(word) >= 4 and s.startswith(word)) for s in stems):
+                    out.append(token)
+                    break
+        return np.array(found[0], dtype=np.int64), np.array(found[1], dtype=np.int64)
 
 
 class SentenceRule(Protocol):

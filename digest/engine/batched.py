@@ -175,19 +175,7 @@ class BatchedEngine(Engine):
     def _bias_tokens(self, bias: Bias) -> tuple[np.ndarray, np.ndarray]:
         """The tokens that begin a word of `bias.toward`, and of `bias.away` (see `Bias`)."""
         if bias not in self._biases:
-            pieces, _ = self._piece_table()
-            found: tuple[list[int], list[int]] = ([], [])
-            for token, piece in enumerate(pieces):
-                if not piece.startswith(b" "):
-                    continue
-                word = piece[1:].decode("utf-8", errors="ignore").lower()
-                if len(word) < 3 or not word.isalpha():
-                    continue
-                for out, stems in zip(found, (bias.toward, bias.away)):
-                    if any(word.startswith(s) or (len(word) >= 4 and s.startswith(word)) for s in stems):
-                        out.append(token)
-                        break
-            self._biases[bias] = (np.array(found[0], dtype=np.int64), np.array(found[1], dtype=np.int64))
+            self._biases[bias] = bias.tokens(self._piece_table()[0])
         return self._biases[bias]
 
     def _piece_table(self) -> tuple[list[bytes], np.ndarray]:

@@ -139,17 +139,7 @@ class SequentialEngine(Engine):
     def _bias_tokens(self, bias) -> tuple[np.ndarray, np.ndarray]:
         cache = self.__dict__.setdefault("_biases", {})
         if bias not in cache:
-            found: tuple[list[int], list[int]] = ([], [])
-            for token in range(self._llm.n_vocab()):
-                piece = self._piece(token)
-                word = piece[1:].decode("utf-8", errors="ignore").lower() if piece.startswith(b" ") else ""
-                if len(word) < 3 or not word.isalpha():
-                    continue
-                for out, stems in zip(found, (bias.toward, bias.away)):
-                    if any(word.startswith(s) or (len(word) >= 4 and s.startswith(word)) for s in stems):
-                        out.append(token)
-                        break
-            cache[bias] = (np.array(found[0], dtype=np.int64), np.array(found[1], dtype=np.int64))
+            cache[bias] = bias.tokens([self._piece(token) for token in range(self._llm.n_vocab())])
         return cache[bias]
 
     def _processor(self, request: Request, before: bytes, start: int, ended: dict):
