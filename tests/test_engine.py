@@ -38,13 +38,17 @@ def sample_requests(max_tokens: int = SMALL, seed: int = 42, examples: bool = Fa
     return requests
 
 
-class OddWordsRefused:
-    """A sentence rule for tests: a sentence of an odd number of words is written again (twice at most)."""
+class EverySentenceKept:
+    """A sentence rule that takes any finished sentence, refuses one past `words` words while it is
+    still being written, and tries a sentence three times."""
 
     attempts = 3
 
+    def __init__(self, words: int = 10_000):
+        self.words = words
+
     def problem(self, sentence, before):
-        return "odd" if len(sentence.split()) % 2 else None
+        return None
 
     def long_enough(self, before):
         return False
@@ -56,7 +60,14 @@ class OddWordsRefused:
         return False
 
     def runaway(self, unfinished):
-        return False
+        return len(unfinished.split()) > self.words
+
+
+class OddWordsRefused(EverySentenceKept):
+    """A sentence rule for tests: a sentence of an odd number of words is written again (twice at most)."""
+
+    def problem(self, sentence, before):
+        return "odd" if len(sentence.split()) % 2 else None
 
 
 def sixteen_requests() -> list[Request]:
@@ -498,31 +509,6 @@ def test_a_guarded_paragraph_names_and_numbers_only_what_its_story_gives(name, b
         for found in names(text):
             assert guard.name_ok(found, partial=False), (request.key, found, result.text)
         assert result.sampled_tokens >= result.completion_tokens
-
-
-class EverySentenceKept:
-    """A sentence rule that takes any finished sentence, refuses one past `words` words while it is
-    still being written, and tries a sentence three times."""
-
-    attempts = 3
-
-    def __init__(self, words: int = 10_000):
-        self.words = words
-
-    def problem(self, sentence, before):
-        return None
-
-    def long_enough(self, before):
-        return False
-
-    def too_long(self, sentence, before):
-        return False
-
-    def done(self, before):
-        return False
-
-    def runaway(self, unfinished):
-        return len(unfinished.split()) > self.words
 
 
 def _ends_a_sentence_or_is_empty(text: str) -> bool:

@@ -37,20 +37,22 @@ def with_template(source: Path, target: Path, template: str) -> Path:
     return target
 
 
-@pytest.fixture(scope="module")
-def qwen3_model(tmp_path_factory) -> Path:
+def embedded_as(tmp_path_factory, name: str, template: str) -> Path:
+    """A copy of the embedded model, named `name`, with another chat template."""
     source = Config().model_path
     if not source.is_file():
         pytest.skip(f"embedded model missing: {source}")
-    return with_template(source, tmp_path_factory.mktemp("models") / "smollm2-as-qwen3.gguf", QWEN3)
+    return with_template(source, tmp_path_factory.mktemp("models") / name, template)
+
+
+@pytest.fixture(scope="module")
+def qwen3_model(tmp_path_factory) -> Path:
+    return embedded_as(tmp_path_factory, "smollm2-as-qwen3.gguf", QWEN3)
 
 
 @pytest.fixture(scope="module")
 def qwen25_model(tmp_path_factory) -> Path:
-    source = Config().model_path
-    if not source.is_file():
-        pytest.skip(f"embedded model missing: {source}")
-    return with_template(source, tmp_path_factory.mktemp("models") / "smollm2-as-qwen2.5.gguf", QWEN25)
+    return embedded_as(tmp_path_factory, "smollm2-as-qwen2.5.gguf", QWEN25)
 
 
 @pytest.fixture(scope="module")
