@@ -62,13 +62,20 @@ def vocabulary(text: str) -> set[str]:
     return out
 
 
-def known(word: str, words: set[str] | frozenset[str]) -> bool:
-    """`word` is in `words`, or differs from a word there only by a short ending (Kenya, Kenyan)."""
+def shortened(words: set[str] | frozenset[str]) -> frozenset[str]:
+    """The words of `words` cut by up to CLOSE_ENDING letters at the end, no shorter than CLOSE_MIN."""
+    return frozenset(v[:k] for v in words if len(v) >= CLOSE_MIN for k in range(max(CLOSE_MIN, len(v) - CLOSE_ENDING), len(v)))
+
+
+def known(word: str, words: set[str] | frozenset[str], cut: frozenset[str] | None = None) -> bool:
+    """`word` is in `words`, or differs from a word there only by a short ending (Kenya, Kenyan): a
+    word there with up to CLOSE_ENDING letters more or fewer, both at least CLOSE_MIN long. `cut`:
+    `shortened(words)`, where the caller keeps it (a few set lookups instead of a pass over `words`)."""
     if word in words:
         return True
-    return any(len(v) >= CLOSE_MIN and (word.startswith(v) and len(word) - len(v) <= CLOSE_ENDING or
-                                        v.startswith(word) and len(word) >= CLOSE_MIN and len(v) - len(word) <= CLOSE_ENDING)
-               for v in words)
+    if any(word[:k] in words for k in range(max(CLOSE_MIN, len(word) - CLOSE_ENDING), len(word))):
+        return True
+    return len(word) >= CLOSE_MIN and word in (cut if cut is not None else shortened(words))
 
 
 def _strip_possessive(token: str) -> str:
@@ -135,6 +142,10 @@ class Guard:
         return {"words": len(self.words), "numbers": None if self.numbers is None else sorted(self.numbers)}
 
     @cached_property
+    def _shortened(self) -> frozenset[str]:
+        return shortened(self.words)
+
+    @cached_property
     def _word_prefixes(self) -> frozenset[str]:
         return frozenset(w[:i] for w in self.words for i in range(1, len(w) + 1))
 
@@ -146,7 +157,7 @@ class Guard:
     def name_ok(self, token: str, partial: bool) -> bool:
         word = _strip_possessive(token).lower()
         if not partial:
-            return word in COMMON_TERMS or known(word, self.words)
+            return word in COMMON_TERMS or known(word, self.words, self._shortened)
         # Still on its way to a word of the source, or already one with a short ending to come.
         if word in self._word_prefixes:
             return True
@@ -159,24 +170,32 @@ class Guard:
             return normal_number(text) in self.numbers
         return text in self._number_prefixes or normal_number(text) in self.numbers
 
-    def allows(self, before: str, piece: str) -> bool:
-        """Whether `before + piece` still keeps to the rule, given that `before` did (its last word may
-        be unfinished: then it must still be able to become an allowed one)."""
-        text = before + piece
-        end = len(text)
-        # Where `before`'s last word or number begins: everything before it was judged already.
+    @staticmethod
+    def context(before: str) -> tuple[int, int]:
+        """What `allows` needs of `before` alone, the same for every candidate piece: where its last
+        word or number begins (everything before was judged already), and where the sentence segment
+        that holds it begins."""
         changed = len(before)
         while changed > 0 and (before[changed - 1].isalnum() or before[changed - 1] in ".,'’"):
             changed -= 1
+        begin = 0
+        for match in SEGMENT.finditer(before, 0, changed):
+            begin = match.end()
+        return changed, begin
+
+    def allows(self, before: str, piece: str, context: tuple[int, int] | None = None) -> bool:
+        """Whether `before + piece` still keeps to the rule, given that `before` did (its last word may
+        be unfinished: then it must still be able to become an allowed one). `context`:
+        `Guard.context(before)`, where the caller asks of many pieces after the same text."""
+        text = before + piece
+        end = len(text)
+        changed, begin = context or self.context(before)
         if self.numbers is not None:
             for match in NUMBER.finditer(text, changed):
                 rest = text[match.end():]
                 partial = rest == "" or rest in (".", ",")  # "9." may still become "9.5"
                 if not self.number_ok(match.group(0) + rest if partial else match.group(0), partial):
                     return False
-        begin = 0
-        for match in SEGMENT.finditer(text, 0, changed):
-            begin = match.end()
         for start, stop in _segments(text, begin):
             for i, match in enumerate(TOKEN.finditer(text, start, stop)):
                 if match.end() <= changed:
@@ -233,10 +252,13 @@ class GuardState:
         with no capital and no digit, which cannot break the rule unless the text is `open`."""
         out = np.ones(len(pieces), dtype=bool)
         open_ = self.open()
+        context = None
         for i, piece in enumerate(pieces):
             if plain[i] and not open_:
                 continue
-            out[i] = self.guard.allows(self.text, (self.tail + piece).decode("utf-8", errors="ignore"))
+            if context is None:
+                context = self.guard.context(self.text)
+            out[i] = self.guard.allows(self.text, (self.tail + piece).decode("utf-8", errors="ignore"), context)
         return out
 
 

@@ -93,6 +93,18 @@ def test_known_takes_close_forms_only():
     assert not known("ken", {"kenya"}) and not known("kenyattas", {"kenya"})
 
 
+LETTERS = st.text(alphabet="kenyats", min_size=1, max_size=9)
+
+
+@given(LETTERS, st.sets(LETTERS, max_size=6))
+def test_known_is_the_close_form_rule_by_set_lookups(word, words):
+    """`known` by its definition, a pass over every word, against the lookups the guard runs per token."""
+    by_definition = word in words or any(
+        len(v) >= 4 and (word.startswith(v) and len(word) - len(v) <= 3 or
+                         v.startswith(word) and len(word) >= 4 and len(v) - len(word) <= 3) for v in words)
+    assert known(word, words) == by_definition
+
+
 PIECES = st.sampled_from(["a", "e", "t", "S", "K", "O", "G", "P", "T", "4", "0", "9", "1", ",", ".", " ", ". ",
                           " Stan", "ford", " Kenya", "n", " GPUs", " 40", "000", " 9", ".5", "-", '"', "(", ":"])
 ONE_CHARACTER = ["a", "e", "n", "r", "s", "t", "o", "d", "f", "y", "u", "i", "l", "h", "m", "c", "g", "p", "k",
