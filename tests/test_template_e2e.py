@@ -69,7 +69,7 @@ def test_a_chatml_family_template_writes_a_valid_post_with_the_batched_engine(qw
     (With Qwen3's, SmolLM2 reads an empty think block it never saw in training and writes worse text;
     the engines' handling of that template is tested below on single requests.)"""
     result = run_cli("run", "--model", qwen25_model, "--engine", "batched", "--sample-feeds", "--out", tmp_path,
-                     "--date", DAY)
+                     "--date", DAY, "--topics", "2")
     assert result.exit_code == 0, describe(result)
     (post,) = (tmp_path / "content" / "posts").glob("*.md")
     assert run_cli("check", post).exit_code == 0
