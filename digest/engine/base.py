@@ -53,14 +53,17 @@ class Bias:
         import numpy as np
 
         found: tuple[list[int], list[int]] = ([], [])
+        # A word begins a stem's word where it starts with the stem, or is four or more of its first letters.
+        sides = [(out, tuple(stems), {s[:k] for s in stems for k in range(4, len(s) + 1)})
+                 for out, stems in zip(found, (self.toward, self.away))]
         for token, piece in enumerate(pieces):
             if not piece.startswith(b" "):
                 continue
             word = piece[1:].decode("utf-8", errors="ignore").lower()
             if len(word) < 3 or not word.isalpha():
                 continue
-            for out, stems in zip(found, (self.toward, self.away)):
-                if any(word.startswith(s) or (len(word) >= 4 and s.startswith(word)) for s in stems):
+            for out, stems, beginnings in sides:
+                if word.startswith(stems) or word in beginnings:
                     out.append(token)
                     break
         return np.array(found[0], dtype=np.int64), np.array(found[1], dtype=np.int64)
