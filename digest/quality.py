@@ -388,6 +388,10 @@ def score_prediction(raw: str, day: date, *, min_words: int, max_words: int,
 # -- the sentence rule: what the engine asks of each sentence as soon as it is finished --------------
 
 SENTENCE_MAX_WORDS = 45
+# From this many words on, a sentence being written is led toward its end: END_BIAS_STEP more logit on
+# the tokens that end a sentence for each word past it (7.5 at the limit).
+SENTENCE_SOFT_WORDS = 30
+END_BIAS_STEP = 0.5
 
 
 @dataclass(frozen=True, eq=False)
@@ -436,6 +440,9 @@ class SentenceRule:
 
     def runaway(self, unfinished: str) -> bool:
         return len(unfinished.split()) > SENTENCE_MAX_WORDS
+
+    def end_bias(self, unfinished: str) -> float:
+        return max(0, len(unfinished.split()) - SENTENCE_SOFT_WORDS) * END_BIAS_STEP
 
 
 def best(scores: Sequence[Score]) -> int:

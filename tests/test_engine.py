@@ -62,6 +62,9 @@ class EverySentenceKept:
     def runaway(self, unfinished):
         return len(unfinished.split()) > self.words
 
+    def end_bias(self, unfinished):
+        return 0.0
+
 
 class OddWordsRefused(EverySentenceKept):
     """A sentence rule for tests: a sentence of an odd number of words is written again (twice at most)."""

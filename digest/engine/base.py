@@ -92,6 +92,21 @@ class SentenceRule(Protocol):
         """Whether a sentence still being written is already too long to pass (then it is refused at
         once, not at its end)."""
 
+    def end_bias(self, unfinished: str) -> float:
+        """How much to add to the logits of the tokens that end a sentence, while this one is being
+        written (0: none): a long sentence is led to its end before it runs past the limit."""
+
+
+def sentence_enders(pieces: Sequence[bytes]) -> "np.ndarray":
+    """The tokens (indexes of a vocabulary's `pieces`) that end a sentence: ., ! or ? (and closing
+    quotes or brackets) with nothing else but white space."""
+    import re
+
+    import numpy as np
+
+    ender = re.compile(rb"\s*[.!?]+[\"')\]]*\s*")
+    return np.array([t for t, piece in enumerate(pieces) if piece and ender.fullmatch(piece)], dtype=np.int64)
+
 
 @dataclass(frozen=True)
 class Request:

@@ -44,7 +44,7 @@ from ..errors import GenerationError
 from ..facts import GuardState, plain_piece
 from ..models.gguf import block_count
 from .base import (Engine, FinishReason, Generation, Progress, ProgressCallback, Request, Result, Sampling, Stats,
-                   Bias, check_unique_keys, derive_seed)
+                   Bias, check_unique_keys, derive_seed, sentence_enders)
 from .chat import ChatFormatter, chat_template
 from .llama import default_threads
 from .native import CACHE_TYPES, DEFAULT_CACHE_TYPE_K, MAX_SEQUENCES, Batch, Context, Grammar, Model, stream_cells
@@ -169,6 +169,7 @@ class BatchedEngine(Engine):
                                      model_label=str(self.model_path), thinking=thinking)
         self.thinking_budget = self._format.thinking_budget(thinking_tokens)
         self._pieces: list[bytes] | None = None  # every token's piece, for the fact guard
+        self._enders: np.ndarray | None = None  # the tokens that end a sentence (sentence_enders)
         self._plain: np.ndarray | None = None
         self._biases: dict[Bias, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -338,6 +339,13 @@ class BatchedEngine(Engine):
                 toward, away = self._bias_tokens(bias)
                 logits[row, toward] += bias.amount
                 logits[row, away] -= bias.amount
+            if self._judging(seq):
+                lean = seq.request.sentences.end_bias(
+                    b"".join(seq.pieces[seq.sentence_start:]).decode("utf-8", errors="ignore"))
+                if lean:
+                    if self._enders is None:
+                        self._enders = sentence_enders(self._piece_table()[0])
+                    logits[row, self._enders] += lean
         by_sampling: dict[Sampling, list[tuple[_Sequence, int]]] = {}
         alone: list[tuple[_Sequence, int]] = []
         for seq, row in picks:

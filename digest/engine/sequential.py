@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import GenerationError
 from ..facts import GuardState, plain_piece
 from .base import (Engine, Generation, ProgressCallback, Request, Result, check_unique_keys, derive_seed,
-                   one_by_one)
+                   one_by_one, sentence_enders)
 
 # The end of a sentence followed by the space or line break that begins the next one.
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*(?=\s)")
@@ -156,6 +156,14 @@ class SequentialEngine(Engine):
                 toward, away = self._bias_tokens(request.bias)
                 scores[toward] += request.bias.amount
                 scores[away] -= request.bias.amount
+            if request.sentences is not None:  # this completion is one sentence: lean a long one to its end
+                lean = request.sentences.end_bias(
+                    b"".join(self._piece(int(t)) for t in input_ids[start:]).decode("utf-8", errors="ignore"))
+                if lean:
+                    cache = self.__dict__
+                    if "_enders" not in cache:
+                        cache["_enders"] = sentence_enders([self._piece(t) for t in range(self._llm.n_vocab())])
+                    scores[cache["_enders"]] += lean
             if state is None:
                 return scores
             state.reset(before + b"".join(self._piece(int(t)) for t in input_ids[start:]))
