@@ -142,6 +142,11 @@ class Guard:
         return {"words": len(self.words), "numbers": None if self.numbers is None else sorted(self.numbers)}
 
     @cached_property
+    def answers(self) -> dict:
+        """`GuardState.mask`'s remembered answers (this guard's own; they depend on nothing else)."""
+        return {}
+
+    @cached_property
     def _shortened(self) -> frozenset[str]:
         return shortened(self.words)
 
@@ -218,6 +223,11 @@ _TRAILING_WORD = re.compile(r"[^\W_]+(?:['’][^\W\d_]*)?$")
 _TRAILING_NUMBER = re.compile(r"\d[.,]?$")
 
 
+# How many characters before the last word `GuardState.mask` keys its answers by: a sentence's end and
+# the closing quotes and brackets after it.
+MEMO_BEFORE = 8
+
+
 class GuardState:
     """One sequence's guard: the text it has written so far (as bytes: a token may end inside a
     character), asked which candidate pieces may come next."""
@@ -249,16 +259,28 @@ class GuardState:
 
     def mask(self, pieces: Sequence[bytes], plain: Sequence[bool]) -> np.ndarray:
         """Which of the candidate `pieces` the rule allows next; `plain[i]`: pieces[i] is whole UTF-8
-        with no capital and no digit, which cannot break the rule unless the text is `open`."""
+        with no capital and no digit, which cannot break the rule unless the text is `open`.
+
+        An answer is remembered (per guard) by what it depends on: the text from the last word or
+        number on, the few characters before it (a sentence's end, a quote), whether a word comes
+        before it in its sentence, and the piece; the same candidates come back step after step."""
         out = np.ones(len(pieces), dtype=bool)
         open_ = self.open()
-        context = None
+        key = context = None
+        memo = self.guard.answers
         for i, piece in enumerate(pieces):
             if plain[i] and not open_:
                 continue
             if context is None:
                 context = self.guard.context(self.text)
-            out[i] = self.guard.allows(self.text, (self.tail + piece).decode("utf-8", errors="ignore"), context)
+                changed, begin = context
+                key = (self.text[max(begin, changed - MEMO_BEFORE):], self.tail,
+                       TOKEN.search(self.text, begin, changed) is None, begin >= changed - MEMO_BEFORE)
+            known_answer = memo.get((key, piece))
+            if known_answer is None:
+                known_answer = memo[key, piece] = self.guard.allows(
+                    self.text, (self.tail + piece).decode("utf-8", errors="ignore"), context)
+            out[i] = known_answer
         return out
 
 

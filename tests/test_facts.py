@@ -133,6 +133,37 @@ def test_every_text_the_guard_allows_keeps_to_its_source_and_can_go_on(pieces):
         assert g.name_ok(name, partial=False), (text, name)
 
 
+SHARED = Guard.of(SOURCE)  # one guard for every example below: its remembered answers pile up
+CANDIDATES = [p.encode() for p in ["S", "K", "O", "4", "9", "1", " Stan", " Kenya", " GPUs", " 40", "000", ".5",
+                                   " Oxford", " Teams", " The", "ford", "n", "'s", ".", " ", ". ", '"', ")"]]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(PIECES | st.sampled_from(['."', '.") ', " (", ": ", ' "', "!", "? ", "’s"]), max_size=40))
+def test_the_guards_remembered_answers_are_the_answers(pieces):
+    """`GuardState.mask` keys what it remembers by a short stretch of the text; whatever came before,
+    its answers are the rule's own (`Guard.allows` asked afresh)."""
+    state = GuardState(SHARED)
+    for piece in pieces:
+        state.take(piece.encode())
+        got = state.mask(CANDIDATES, [False] * len(CANDIDATES))
+        fresh = [Guard.of(SOURCE).allows(state.text, (state.tail + c).decode("utf-8", errors="ignore"))
+                 for c in CANDIDATES]
+        assert list(got) == fresh, state.text
+
+
+def test_a_remembered_answer_tells_a_sentences_end_from_a_bracket():
+    """The same last word, with a sentence's end or a bracket before the next one: a capitalised word
+    is free after the first and a name after the second, whichever was asked first."""
+    guard = Guard.of(SOURCE)
+    for first, second in (("It rose)", "It rose!"), ("It rose!", "It rose)")):
+        for text in (first, second):
+            state = GuardState(guard)
+            state.take(text.encode())
+            assert state.mask([b" Teams"], [False])[0] == guard.allows(text, " Teams"), text
+    assert guard.allows("It rose!", " Teams") and not guard.allows("It rose)", " Teams")
+
+
 @pytest.mark.model
 def test_the_guard_as_a_grammar_lets_through_what_the_guard_does():
     """What llama.cpp's servers are sent (facts.guard_gbnf), run by llama.cpp's own grammar sampler

@@ -40,8 +40,9 @@ def decode_throughput(config: Config, batch_sizes: Sequence[int], *, tokens: int
                 engine.generate(guarded[:1])
             rates: dict[str, list[float]] = {"off": [], "on": []}
             last = None
-            for _ in range(max(1, runs)):
-                for label, requests in (("off", plain), ("on", guarded))[: 2 if guard else 1]:
+            for n in range(max(1, runs)):
+                pair = (("off", plain), ("on", guarded))[: 2 if guard else 1]
+                for label, requests in (pair if n % 2 == 0 else pair[::-1]):  # each side first in turn
                     s = engine.generate(requests).stats
                     rates[label].append(s.generation_tokens_per_second)
                     last = s if label == "off" else last
@@ -50,7 +51,9 @@ def decode_throughput(config: Config, batch_sizes: Sequence[int], *, tokens: int
                    "generation_s": round(last.wall_seconds - last.prompt_seconds, 3), "tokens_per_s": round(off, 1)}
             if guard:
                 on = statistics.median(rates["on"])
-                row.update(guarded_tokens_per_s=round(on, 1), guard_cost=round(1 - on / off, 4) if off else None,
+                # The cost: the median of the rounds' own ratios (a slow round pairs with its own other side).
+                cost = 1 - statistics.median(a / b for a, b in zip(rates["on"], rates["off"]) if b)
+                row.update(guarded_tokens_per_s=round(on, 1), guard_cost=round(cost, 4),
                            rounds={k: [round(v, 1) for v in vs] for k, vs in rates.items()})
             out.append(row)
             say(f"decode B={size}: {off:.1f} tok/s" + (f", {row['guarded_tokens_per_s']} with the fact guard" if guard else ""))
