@@ -51,11 +51,11 @@ from .native import CACHE_TYPES, DEFAULT_CACHE_TYPE_K, MAX_SEQUENCES, Batch, Con
 from .sampling import RowSampler, choose_rows, top_k_allowed, top_k_rows
 from .thinking import ThinkingState, split_thinking
 
-# A sentence has ended when the text ends with . ! or ? (and any closing quotes or brackets), and the
-# next token starts with a space or a line break (so "9.5" is no end).
 # What `_sample_alone` gives where the fact guard allows no token of the vocabulary: the sentence
 # being written cannot go on (it is undone, or the paragraph ends before it).
 _DEAD_END = -1
+# A sentence has ended when the text ends with . ! or ? (and any closing quotes or brackets), and the
+# next token starts with a space or a line break (so "9.5" is no end).
 _ENDED = re.compile(r"[.!?][\"'”’)\]]*(\s*)$")
 
 # Repetition guard: a sequence ends when its last tokens are one short pattern repeated; a pattern of
@@ -145,6 +145,10 @@ class _Sequence:
 
     def text(self) -> str:
         return b"".join(self.pieces).decode("utf-8", errors="ignore")
+
+    def sentence(self) -> str:
+        """The sentence being written: the text from `sentence_start` on."""
+        return b"".join(self.pieces[self.sentence_start:]).decode("utf-8", errors="ignore")
 
 
 class BatchedEngine(Engine):
@@ -340,8 +344,7 @@ class BatchedEngine(Engine):
                 logits[row, toward] += bias.amount
                 logits[row, away] -= bias.amount
             if self._judging(seq):
-                lean = seq.request.sentences.end_bias(
-                    b"".join(seq.pieces[seq.sentence_start:]).decode("utf-8", errors="ignore"))
+                lean = seq.request.sentences.end_bias(seq.sentence())
                 if lean:
                     if self._enders is None:
                         self._enders = sentence_enders(self._piece_table()[0])
@@ -492,7 +495,7 @@ class BatchedEngine(Engine):
             # The paragraph's first token (no reasoning block before it): its first sentence begins.
             seq.sentence_start, seq.saved = len(seq.tokens) - 1, seq.drawn
         if reason is None and self._judging(seq) and piece[:1].isspace() \
-                and request.sentences.runaway(b"".join(seq.pieces[seq.sentence_start:]).decode("utf-8", errors="ignore")):
+                and request.sentences.runaway(seq.sentence()):
             # A sentence already too long to pass: refused now, not at its end.
             return None if self._refuse(context, seq, finished=False) == "undone" else "stop"
         if reason == "length" and request.sentences is not None and seq.kept \
@@ -535,7 +538,7 @@ class BatchedEngine(Engine):
     @staticmethod
     def _sentence_ends(seq: _Sequence, piece: bytes, eog: bool) -> bool:
         """Whether the text so far ends a sentence that the token `piece` (or the end) comes after."""
-        ended = _ENDED.search(b"".join(seq.pieces[seq.sentence_start:]).decode("utf-8", errors="ignore"))
+        ended = _ENDED.search(seq.sentence())
         return bool(ended) and (eog or bool(ended.group(1)) or piece[:1].isspace())
 
     def _judge_sentence(self, context: Context, seq: _Sequence, last: bool = False) -> str:
@@ -544,7 +547,7 @@ class BatchedEngine(Engine):
         before it: it would run past the word limit, or it fails and the paragraph is long enough)."""
         rule = seq.request.sentences
         start = seq.sentence_start
-        sentence = b"".join(seq.pieces[start:]).decode("utf-8", errors="ignore").strip()
+        sentence = seq.sentence().strip()
         if seq.kept and rule.long_enough(seq.kept) and rule.too_long(sentence, seq.kept):
             self._truncate(seq, start)
             return "ended"
@@ -575,7 +578,7 @@ class BatchedEngine(Engine):
             if not finished or (seq.kept and rule.long_enough(seq.kept)):
                 self._truncate(seq, start)
                 return "ended"
-            seq.kept.append(b"".join(seq.pieces[start:]).decode("utf-8", errors="ignore").strip())
+            seq.kept.append(seq.sentence().strip())
             return "kept"  # the last attempt stands
         # Undo it: its cells, its tokens, and the state that followed them; then draw its first token again.
         seq.rollbacks += 1

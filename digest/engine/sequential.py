@@ -136,11 +136,22 @@ class SequentialEngine(Engine):
             cache[token] = self._llm.detokenize([token])
         return cache[token]
 
+    def _vocabulary(self) -> list[bytes]:
+        """Every token's piece, in token order (made once)."""
+        if "_vocabulary_pieces" not in self.__dict__:
+            self._vocabulary_pieces = [self._piece(token) for token in range(self._llm.n_vocab())]
+        return self._vocabulary_pieces
+
     def _bias_tokens(self, bias) -> tuple[np.ndarray, np.ndarray]:
         cache = self.__dict__.setdefault("_biases", {})
         if bias not in cache:
-            cache[bias] = bias.tokens([self._piece(token) for token in range(self._llm.n_vocab())])
+            cache[bias] = bias.tokens(self._vocabulary())
         return cache[bias]
+
+    def _enders(self) -> np.ndarray:
+        if "_ender_tokens" not in self.__dict__:
+            self._ender_tokens = sentence_enders(self._vocabulary())
+        return self._ender_tokens
 
     def _processor(self, request: Request, before: bytes, start: int, ended: dict):
         """The logits processor of one completion: the point bias, then the fact guard over the row's
@@ -156,17 +167,14 @@ class SequentialEngine(Engine):
                 toward, away = self._bias_tokens(request.bias)
                 scores[toward] += request.bias.amount
                 scores[away] -= request.bias.amount
-            if request.sentences is not None:  # this completion is one sentence: lean a long one to its end
-                lean = request.sentences.end_bias(
-                    b"".join(self._piece(int(t)) for t in input_ids[start:]).decode("utf-8", errors="ignore"))
+            written = b"".join(self._piece(int(t)) for t in input_ids[start:])  # this completion's own
+            if request.sentences is not None:  # it is one sentence: lean a long one to its end
+                lean = request.sentences.end_bias(written.decode("utf-8", errors="ignore"))
                 if lean:
-                    cache = self.__dict__
-                    if "_enders" not in cache:
-                        cache["_enders"] = sentence_enders([self._piece(t) for t in range(self._llm.n_vocab())])
-                    scores[cache["_enders"]] += lean
+                    scores[self._enders()] += lean
             if state is None:
                 return scores
-            state.reset(before + b"".join(self._piece(int(t)) for t in input_ids[start:]))
+            state.reset(before + written)
             window = min(k, len(scores))
             while True:
                 tokens = np.argpartition(scores, len(scores) - window)[len(scores) - window:]
