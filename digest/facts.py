@@ -16,6 +16,7 @@ engine asks it, for each candidate token, whether the text would still keep to t
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Sequence
@@ -147,6 +148,11 @@ class Guard:
         return {}
 
     @cached_property
+    def spaced(self) -> dict:
+        """`GuardState.mask`'s remembered answers for pieces that begin with white space."""
+        return {}
+
+    @cached_property
     def _shortened(self) -> frozenset[str]:
         return shortened(self.words)
 
@@ -221,11 +227,44 @@ def _segments(text: str, begin: int):
 
 _TRAILING_WORD = re.compile(r"[^\W_]+(?:['’][^\W\d_]*)?$")
 _TRAILING_NUMBER = re.compile(r"\d[.,]?$")
+# How much of the text's end `GuardState.open` looks at (a longer word is looked at whole).
+_OPEN_LOOK = 64
+# A piece's first ASCII letters and digits, as far as `GuardState.mask` looks ahead on an open name.
+_LEAD = re.compile(r"[A-Za-z0-9]{1,3}")
+_STOPS = frozenset(string.punctuation) - {"'"}  # ASCII punctuation that ends a word
 
 
 # How many characters before the last word `GuardState.mask` keys its answers by: a sentence's end and
 # the closing quotes and brackets after it.
 MEMO_BEFORE = 8
+
+
+class PieceTable:
+    """A vocabulary's pieces (token id -> bytes), sorted once into what the guard asks of them:
+    `plain` (whole UTF-8 with no cased capital and no digit: it cannot start a name or a number),
+    `spaced` (whole UTF-8 beginning with white space: it ends any word or number before it), `stops`
+    (beginning with ASCII punctuation other than an apostrophe: it ends any word before it), and `lead`
+    (up to three ASCII letters or digits a piece begins with, else "")."""
+
+    def __init__(self, pieces: Sequence[bytes]):
+        self.pieces = list(pieces)
+        n = len(self.pieces)
+        self.plain = np.zeros(n, dtype=bool)
+        self.spaced = np.zeros(n, dtype=bool)
+        self.stops = np.zeros(n, dtype=bool)
+        self.lead = [""] * n
+        for i, piece in enumerate(self.pieces):
+            try:
+                text = piece.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            self.plain[i] = _is_plain(text)
+            if text[:1].isspace():
+                self.spaced[i] = True
+            elif lead := _LEAD.match(text):
+                self.lead[i] = lead.group(0)
+            elif text and text[0] in _STOPS:
+                self.stops[i] = True
 
 
 class GuardState:
@@ -238,6 +277,7 @@ class GuardState:
 
     def reset(self, data: bytes) -> None:
         self.data = data
+        self._key: tuple | None = None  # what `_answer` keys its answers by, for this text
         try:
             self.text, self.tail = data.decode("utf-8"), b""
         except UnicodeDecodeError as exc:
@@ -252,44 +292,114 @@ class GuardState:
         capital and no digit ("keley" after "Ber") must be looked at."""
         if self.tail:
             return True
-        if self.guard.numbers is not None and _TRAILING_NUMBER.search(self.text):
+        end = self.text[-_OPEN_LOOK:]
+        if self.guard.numbers is not None and _TRAILING_NUMBER.search(end):
             return True
-        word = _TRAILING_WORD.search(self.text)
+        word = _TRAILING_WORD.search(end)
+        if word and word.start() == 0 and len(end) < len(self.text):  # a longer word: look at it whole
+            word = _TRAILING_WORD.search(self.text)
         return bool(word) and word.group(0)[0].isupper()
 
-    def mask(self, pieces: Sequence[bytes], plain: Sequence[bool]) -> np.ndarray:
-        """Which of the candidate `pieces` the rule allows next; `plain[i]`: pieces[i] is whole UTF-8
-        with no capital and no digit, which cannot break the rule unless the text is `open`.
+    def mask(self, tokens: np.ndarray, table: PieceTable) -> np.ndarray:
+        """Which of the candidate `tokens` (ids into `table`) the rule allows next: the answers of
+        `Guard.allows`, found by shorter ways where the same answer is sure.
 
-        An answer is remembered (per guard) by what it depends on: the text from the last word or
-        number on, the few characters before it (a sentence's end, a quote), whether a word comes
-        before it in its sentence, and the piece; the same candidates come back step after step."""
-        out = np.ones(len(pieces), dtype=bool)
+        - A plain piece cannot break the rule unless the text is `open`.
+        - A spaced piece ends the text's last word or number: it is allowed if that word is (asked once,
+          as the text followed by a space) and its own words are, judged as if written at a segment's
+          start or after a word of it; those answers are remembered per guard by the piece alone.
+        - After an open name (not a segment's first word), a piece that goes on with letters or digits
+          is refused unless the name with its first few of them could still become an allowed one,
+          and a piece that begins with punctuation unless the name is an allowed one as it stands.
+        - Any other piece: its answer is remembered (per guard) by what it depends on: the text from the
+          last word or number on, the few characters before it (a sentence's end, a quote), whether a
+          word comes before it in its sentence, and the piece."""
+        out = np.ones(len(tokens), dtype=bool)
         open_ = self.open()
-        key = context = None
-        memo = self.guard.answers
-        for i, piece in enumerate(pieces):
-            if plain[i] and not open_:
-                continue
-            if context is None:
-                context = self.guard.context(self.text)
-                changed, begin = context
-                key = (self.text[max(begin, changed - MEMO_BEFORE):], self.tail,
-                       TOKEN.search(self.text, begin, changed) is None, begin >= changed - MEMO_BEFORE)
-            known_answer = memo.get((key, piece))
-            if known_answer is None:
-                known_answer = memo[key, piece] = self.guard.allows(
-                    self.text, (self.tail + piece).decode("utf-8", errors="ignore"), context)
-            out[i] = known_answer
+        look = np.ones(len(tokens), dtype=bool) if open_ else ~table.plain[tokens]
+        if not look.any():
+            return out
+        pieces = table.pieces
+        spaced = table.spaced[tokens] & look if not self.tail else np.zeros(len(tokens), dtype=bool)
+        if spaced.any():
+            if not self._answer(b" "):
+                out[spaced] = False
+            else:
+                first = None
+                memo = self.guard.spaced
+                for i in np.flatnonzero(spaced & ~table.plain[tokens]).tolist():
+                    if first is None:
+                        first = self._first_after_space()
+                    piece = pieces[tokens[i]]
+                    answer = memo.get((first, piece))
+                    if answer is None:
+                        answer = memo[first, piece] = self.guard.allows("" if first else "x", piece.decode("utf-8"))
+                    out[i] = answer
+        rest = np.flatnonzero(look & ~spaced).tolist()
+        name = self._open_name() if open_ and rest else None
+        leads: dict[str, bool] = {}
+        whole = None
+        for i in rest:
+            token = tokens[i]
+            if name is not None:
+                lead = table.lead[token]
+                if lead and "'" in name:  # after an apostrophe a word goes on with letters only
+                    lead = lead[: len(lead) - len(lead.lstrip(string.ascii_letters))]
+                if lead:
+                    fits = leads.get(lead)
+                    if fits is None:
+                        fits = leads[lead] = self.guard.name_ok(name + lead, partial=True)
+                    if not fits:
+                        out[i] = False
+                        continue
+                elif table.stops[token]:
+                    if whole is None:
+                        whole = self.guard.name_ok(name, partial=False)
+                    if not whole:
+                        out[i] = False
+                        continue
+            out[i] = self._answer(pieces[token])
         return out
 
+    def _answer(self, piece: bytes) -> bool:
+        """`Guard.allows` of the text and `piece`, remembered (see `mask`)."""
+        if self._key is None:
+            context = self.guard.context(self.text)
+            changed, begin = context
+            self._key = (context, (self.text[max(begin, changed - MEMO_BEFORE):], self.tail,
+                                   TOKEN.search(self.text, begin, changed) is None, begin >= changed - MEMO_BEFORE))
+        context, key = self._key
+        memo = self.guard.answers
+        answer = memo.get((key, piece))
+        if answer is None:
+            answer = memo[key, piece] = self.guard.allows(
+                self.text, (self.tail + piece).decode("utf-8", errors="ignore"), context)
+        return answer
 
-def plain_piece(piece: bytes) -> bool:
-    """A token's piece that can never start a name or a number: whole UTF-8, no cased capital, no digit."""
-    try:
-        text = piece.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
+    def _first_after_space(self) -> bool:
+        """Whether a word after the text and a space would be the first of its sentence segment."""
+        text = self.text + " "
+        _, begin = self.guard.context(text)
+        return TOKEN.search(text, begin) is None
+
+    def _open_name(self) -> str | None:
+        """The name the text ends in, unfinished, where it is an ASCII word after a word of its segment
+        (a piece that goes on with its letters makes it longer, one that begins with punctuation ends
+        it); else None."""
+        if self.tail:
+            return None
+        _, begin = self.guard.context(self.text)
+        last, count = None, 0
+        for count, last in enumerate(TOKEN.finditer(self.text, begin)):
+            pass
+        if last is None or count == 0 or last.end() != len(self.text):
+            return None
+        word = last.group(0)
+        return word if word.isascii() and word[0].isupper() else None
+
+
+def _is_plain(text: str) -> bool:
+    """Text that can never start a name or a number: no cased capital, no digit."""
     return not any(c.isupper() or c.istitle() or c.isdigit() for c in text)
 
 

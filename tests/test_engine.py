@@ -529,8 +529,8 @@ def test_a_sentence_the_guard_leaves_no_way_on_is_undone_never_left_half_written
 
     from digest.facts import GuardState
 
-    monkeypatch.setattr(GuardState, "mask", lambda self, pieces, plain: np.full(
-        len(pieces), len(self.text.split()) < 4, dtype=bool))
+    monkeypatch.setattr(GuardState, "mask", lambda self, tokens, table: np.full(
+        len(tokens), len(self.text.split()) < 4, dtype=bool))
     requests = [dataclasses.replace(r, sentences=EverySentenceKept(), bias=None)
                 for r in sample_requests(max_tokens=60, protected=True) if not r.grammar][:3]
     if name == "batched":

@@ -4,22 +4,28 @@ capitals only, accents, other scripts, no entry text) is handled alike."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digest.facts import Guard, GuardState, guard_gbnf, known, names, numbers_of, plain_piece, unfaithful
+from digest.facts import Guard, GuardState, PieceTable, guard_gbnf, known, names, numbers_of, unfaithful
 from digest.quality import check_faithful
 
 SOURCE = ("Researchers at Stanford trained a 7B model on 40,000 GPUs in Kenya; it scores 9.5% higher "
           "on MMLU than GPT-4 and costs $1,200 a day.")
 
 
+def allowed(state: GuardState, pieces: list[bytes]) -> np.ndarray:
+    """`state.mask` over a vocabulary of just `pieces`."""
+    return state.mask(np.arange(len(pieces)), PieceTable(pieces))
+
+
 def writes(guard: Guard, *pieces: str) -> bool:
     """Whether the guard lets the pieces be written one after another."""
     state = GuardState(guard)
     for piece in pieces:
-        if not state.mask([piece.encode()], [plain_piece(piece.encode())])[0]:
+        if not allowed(state, [piece.encode()])[0]:
             return False
         state.take(piece.encode())
     return True
@@ -121,10 +127,10 @@ def test_every_text_the_guard_allows_keeps_to_its_source_and_can_go_on(pieces):
     state = GuardState(g)
     for piece in pieces:
         data = piece.encode()
-        if state.mask([data], [plain_piece(data)])[0]:
+        if allowed(state, [data])[0]:
             state.take(data)
         singles = [c.encode() for c in ONE_CHARACTER]
-        assert state.mask(singles, [plain_piece(c) for c in singles]).any(), state.text
+        assert allowed(state, singles).any(), state.text
     text = state.text.rsplit(" ", 1)[0] if " " in state.text else ""  # its last word may be unfinished
     have = numbers_of(SOURCE)
     for number in numbers_of(text.rstrip(".,")):
@@ -135,21 +141,30 @@ def test_every_text_the_guard_allows_keeps_to_its_source_and_can_go_on(pieces):
 
 SHARED = Guard.of(SOURCE)  # one guard for every example below: its remembered answers pile up
 CANDIDATES = [p.encode() for p in ["S", "K", "O", "4", "9", "1", " Stan", " Kenya", " GPUs", " 40", "000", ".5",
-                                   " Oxford", " Teams", " The", "ford", "n", "'s", ".", " ", ". ", '"', ")"]]
+                                   " Oxford", " Teams", " The", "ford", "n", "'s", ".", " ", ". ", '"', ")",
+                                   " the", "keley", "ORD", "an", "yan", "LU", "PT", " 9", " (", " - The", "  It",
+                                   " it. The", "é", "\u00c9cole", " \u00c9cole", "-4", "\n", "_", "s", "st", "s4", "'"]]
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.lists(PIECES | st.sampled_from(['."', '.") ', " (", ": ", ' "', "!", "? ", "’s"]), max_size=40))
-def test_the_guards_remembered_answers_are_the_answers(pieces):
-    """`GuardState.mask` keys what it remembers by a short stretch of the text; whatever came before,
-    its answers are the rule's own (`Guard.allows` asked afresh)."""
+TABLE = PieceTable(CANDIDATES)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(PIECES | st.sampled_from(['."', '.") ', " (", ": ", ' "', "!", "? ", "’s", " -", " Stan", "ford",
+                                          " G", "PT", "-", "4", " MM", "LU", " Ken", "ya", "n", "É", "é",
+                                          "'s", "'", "_", "s"]), max_size=50))
+def test_the_guards_shortcuts_and_remembered_answers_are_the_answers(pieces):
+    """`GuardState.mask` skips, splits and remembers (see its docstring); after any text the guard
+    allowed, its answers are the rule's own (`Guard.allows` asked afresh). The text takes each piece
+    the rule allows."""
     state = GuardState(SHARED)
     for piece in pieces:
-        state.take(piece.encode())
-        got = state.mask(CANDIDATES, [False] * len(CANDIDATES))
+        got = state.mask(np.arange(len(CANDIDATES)), TABLE)
         fresh = [Guard.of(SOURCE).allows(state.text, (state.tail + c).decode("utf-8", errors="ignore"))
                  for c in CANDIDATES]
         assert list(got) == fresh, state.text
+        if Guard.of(SOURCE).allows(state.text, (state.tail + piece.encode()).decode("utf-8", errors="ignore")):
+            state.take(piece.encode())
 
 
 def test_a_remembered_answer_tells_a_sentences_end_from_a_bracket():
@@ -160,7 +175,7 @@ def test_a_remembered_answer_tells_a_sentences_end_from_a_bracket():
         for text in (first, second):
             state = GuardState(guard)
             state.take(text.encode())
-            assert state.mask([b" Teams"], [False])[0] == guard.allows(text, " Teams"), text
+            assert allowed(state, [b" Teams"])[0] == guard.allows(text, " Teams"), text
     assert guard.allows("It rose!", " Teams") and not guard.allows("It rose)", " Teams")
 
 

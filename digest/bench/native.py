@@ -34,16 +34,21 @@ def decode_throughput(config: Config, batch_sizes: Sequence[int], *, tokens: int
         for size in batch_sizes:
             plain = [dataclasses.replace(fitted[i % len(fitted)], key=f"decode{i}", max_tokens=tokens,
                                          ignore_eos=True, seed=i) for i in range(size)]
-            guarded = [dataclasses.replace(r, guard=judge.guard(base[i % len(base)].key)) for i, r in enumerate(plain)]
+
+            def guarded() -> list:
+                """The requests with their guards, each new: nothing it remembers is carried from a
+                round before, as in a run of its own."""
+                return [dataclasses.replace(r, guard=judge.guard(base[i % len(base)].key)) for i, r in enumerate(plain)]
+
             engine.generate(plain[:1])
             if guard:
-                engine.generate(guarded[:1])
+                engine.generate(guarded()[:1])
             rates: dict[str, list[float]] = {"off": [], "on": []}
             last = None
             for n in range(max(1, runs)):
-                pair = (("off", plain), ("on", guarded))[: 2 if guard else 1]
+                pair = (("off", lambda: plain), ("on", guarded))[: 2 if guard else 1]
                 for label, requests in (pair if n % 2 == 0 else pair[::-1]):  # each side first in turn
-                    s = engine.generate(requests).stats
+                    s = engine.generate(requests()).stats
                     rates[label].append(s.generation_tokens_per_second)
                     last = s if label == "off" else last
             off = statistics.median(rates["off"])

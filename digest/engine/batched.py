@@ -41,7 +41,7 @@ import re
 import numpy as np
 
 from ..errors import GenerationError
-from ..facts import GuardState, plain_piece
+from ..facts import GuardState, PieceTable
 from ..models.gguf import block_count
 from .base import (Engine, FinishReason, Generation, Progress, ProgressCallback, Request, Result, Sampling, Stats,
                    Bias, check_unique_keys, derive_seed, sentence_enders)
@@ -172,24 +172,21 @@ class BatchedEngine(Engine):
                                      bos_token=self._model.bos_text, eos_token=self._model.eos_text,
                                      model_label=str(self.model_path), thinking=thinking)
         self.thinking_budget = self._format.thinking_budget(thinking_tokens)
-        self._pieces: list[bytes] | None = None  # every token's piece, for the fact guard
+        self._pieces: PieceTable | None = None  # every token's piece, for the fact guard
         self._enders: np.ndarray | None = None  # the tokens that end a sentence (sentence_enders)
-        self._plain: np.ndarray | None = None
         self._biases: dict[Bias, tuple[np.ndarray, np.ndarray]] = {}
 
     def _bias_tokens(self, bias: Bias) -> tuple[np.ndarray, np.ndarray]:
         """The tokens that begin a word of `bias.toward`, and of `bias.away` (see `Bias`)."""
         if bias not in self._biases:
-            self._biases[bias] = bias.tokens(self._piece_table()[0])
+            self._biases[bias] = bias.tokens(self._piece_table().pieces)
         return self._biases[bias]
 
-    def _piece_table(self) -> tuple[list[bytes], np.ndarray]:
-        """Each token's bytes, and whether it is `plain` (digest.facts.plain_piece): made once, when a
-        request first has a guard."""
+    def _piece_table(self) -> PieceTable:
+        """Each token's bytes, sorted for the fact guard: made once, when a request first has a guard."""
         if self._pieces is None:
-            self._pieces = [self._model.piece(t) for t in range(self._model.n_vocab)]
-            self._plain = np.array([plain_piece(p) for p in self._pieces], dtype=bool)
-        return self._pieces, self._plain
+            self._pieces = PieceTable([self._model.piece(t) for t in range(self._model.n_vocab)])
+        return self._pieces
 
     @property
     def model_name(self) -> str:
@@ -347,7 +344,7 @@ class BatchedEngine(Engine):
                 lean = seq.request.sentences.end_bias(seq.sentence())
                 if lean:
                     if self._enders is None:
-                        self._enders = sentence_enders(self._piece_table()[0])
+                        self._enders = sentence_enders(self._piece_table().pieces)
                     logits[row, self._enders] += lean
         by_sampling: dict[Sampling, list[tuple[_Sequence, int]]] = {}
         alone: list[tuple[_Sequence, int]] = []
@@ -385,8 +382,7 @@ class BatchedEngine(Engine):
         return out
 
     def _facts_mask(self, seq: _Sequence, tokens: np.ndarray) -> np.ndarray:
-        pieces, plain = self._pieces, self._plain
-        return seq.facts.mask([pieces[t] for t in tokens.tolist()], plain[tokens])
+        return seq.facts.mask(tokens, self._pieces)
 
     def _sample_alone(self, seq: _Sequence, row_logits: np.ndarray) -> int:
         """A row with a grammar, or whose fact guard allowed none of its k best: its candidates among the

@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import GenerationError
-from ..facts import GuardState, plain_piece
+from ..facts import GuardState, PieceTable
 from .base import (Engine, Generation, ProgressCallback, Request, Result, check_unique_keys, derive_seed,
                    one_by_one, sentence_enders)
 
@@ -142,6 +142,12 @@ class SequentialEngine(Engine):
             self._vocabulary_pieces = [self._piece(token) for token in range(self._llm.n_vocab())]
         return self._vocabulary_pieces
 
+    def _table(self) -> PieceTable:
+        """The vocabulary sorted for the fact guard (made once)."""
+        if "_piece_table" not in self.__dict__:
+            self._piece_table = PieceTable(self._vocabulary())
+        return self._piece_table
+
     def _bias_tokens(self, bias) -> tuple[np.ndarray, np.ndarray]:
         cache = self.__dict__.setdefault("_biases", {})
         if bias not in cache:
@@ -160,6 +166,7 @@ class SequentialEngine(Engine):
         ends and `ended["dead"]` says so."""
         k = request.sampling.top_k or self._llm.n_vocab()
         state = GuardState(request.guard) if request.guard is not None else None
+        table = self._table() if state is not None else None
 
         def process(input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
             scores = np.array(scores, dtype=np.float32, copy=True)
@@ -178,8 +185,7 @@ class SequentialEngine(Engine):
             window = min(k, len(scores))
             while True:
                 tokens = np.argpartition(scores, len(scores) - window)[len(scores) - window:]
-                pieces = [self._piece(int(t)) for t in tokens]
-                mask = state.mask(pieces, [plain_piece(p) for p in pieces])
+                mask = state.mask(tokens, table)
                 if mask.any() or window >= len(scores):
                     break
                 window = min(window * 8, len(scores))
