@@ -149,6 +149,9 @@ class Generation:
     # paragraph's who and gain words, a Ramifications paragraph's risk words) and taken from the
     # words against it. 0: none.
     point_bias: float = field(default=2.0, metadata=rules(0.0, 10.0))
+    # The topic bias: added to the logits of the words of a paragraph's title (its content words of four
+    # letters or more) from its second sentence on, so that it keeps to its story. 0: none.
+    topic_bias: float = field(default=1.5, metadata=rules(0.0, 10.0))
 
 
 @dataclass
@@ -214,7 +217,7 @@ def config_to_dict(config: Config) -> dict:
 # of an older release) ran with this value, not with today's default.
 BEFORE_THE_KEY = {("model", "cache_type_k"): "f16", ("generation", "example_kinds"): "all",
                   ("generation", "guard"): False, ("generation", "sentence_attempts"): 1,
-                  ("generation", "point_bias"): 0.0}
+                  ("generation", "point_bias"): 0.0, ("generation", "topic_bias"): 0.0}
 
 
 def as_before_the_keys(config: Config, data: dict | None = None) -> Config:

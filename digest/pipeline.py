@@ -211,30 +211,34 @@ def choose(judge: Judge, requests: Sequence[Request], tries: dict[str, list[Resu
 
 def prevention(config: Config) -> dict:
     """The `generate` options of the config's prevention settings ([generation] guard,
-    sentence_attempts, point_bias), for the run, the eval and the bench alike."""
+    sentence_attempts, point_bias, topic_bias), for the run, the eval and the bench alike."""
     g = config.generation
-    return {"guard": g.guard, "sentence_attempts": g.sentence_attempts, "point_bias": g.point_bias}
+    return {"guard": g.guard, "sentence_attempts": g.sentence_attempts, "point_bias": g.point_bias,
+            "topic_bias": g.topic_bias}
 
 
 def protect(requests: Sequence[Request], judge: Judge, *, guard: bool, sentence_attempts: int,
-            point_bias: float = 0.0) -> list[Request]:
+            point_bias: float = 0.0, topic_bias: float = 0.0) -> list[Request]:
     """`requests` with their fact guard (`guard`), their sentence rule (`sentence_attempts` > 1) and
-    their point bias, all made from what the judge knows of each section: prevention, before the checks."""
+    their point and topic biases, all made from what the judge knows of each section: prevention,
+    before the checks."""
     return [dataclasses.replace(
         r, guard=judge.guard(r.key) if guard else None,
         sentences=judge.sentence_rule(r.key, sentence_attempts) if sentence_attempts > 1 else None,
-        bias=judge.bias(r.key, point_bias))
+        bias=judge.bias(r.key, point_bias, topic_bias))
         for r in requests]
 
 
 def generate(engine: Engine, requests: Sequence[Request], judge: Judge, *, candidates: int = 1,
              retries: int = 2, progress: ProgressCallback | None = None, require_all: bool = True,
-             guard: bool = False, sentence_attempts: int = 1, point_bias: float = 0.0) -> Chosen:
+             guard: bool = False, sentence_attempts: int = 1, point_bias: float = 0.0,
+             topic_bias: float = 0.0) -> Chosen:
     """Generate `candidates` tries of each section side by side; while a section's best try fails a
     quality check, generate new tries of it (seeds derived from its own), at most `retries` rounds.
     Fails when a section has no usable try at all, unless not `require_all` (then its last try is
     kept, scored as unusable). `guard`, `sentence_attempts`: see `protect`."""
-    requests = protect(requests, judge, guard=guard, sentence_attempts=sentence_attempts, point_bias=point_bias)
+    requests = protect(requests, judge, guard=guard, sentence_attempts=sentence_attempts, point_bias=point_bias,
+                       topic_bias=topic_bias)
     tries: dict[str, list[Result]] = {r.key: [] for r in requests}
     stats = Stats()
     todo = list(requests)
@@ -433,13 +437,15 @@ def _write_post(
 
 def prevention_unapplied(config: Config, engine: Engine) -> str | None:
     """One line, when the config asks for prevention (`[generation] guard`, `sentence_attempts`,
-    `point_bias`) that the engine cannot apply: those sections are then only checked after the fact."""
+    `point_bias`, `topic_bias`) that the engine cannot apply: those sections are then only checked after
+    the fact."""
     g = config.generation
-    asked = {"guard": g.guard, "sentences": g.sentence_attempts > 1, "bias": bool(g.point_bias)}
+    asked = {"guard": g.guard, "sentences": g.sentence_attempts > 1, "bias": bool(g.point_bias or g.topic_bias)}
     missing = [what for what, on in asked.items() if on and what not in engine.prevents]
     if not missing:
         return None
-    names = {"guard": "guard", "sentences": "sentence_attempts", "bias": "point_bias"}
+    names = {"guard": "guard", "sentences": "sentence_attempts",
+             "bias": " and ".join(n for n in ("point_bias", "topic_bias") if getattr(g, n))}
     return (f"the {engine.name} engine cannot apply [generation] {', '.join(names[m] for m in missing)} while it "
             "writes: its sections are only checked and retried after the fact")
 

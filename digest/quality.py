@@ -25,6 +25,9 @@ from .text import Labels, label_words, parse_prediction, written
 # A paragraph is on topic when it uses at least this share of the title's content words (or close
 # forms: the same first CLOSE_PREFIX letters).
 ON_TOPIC_MIN = 0.25
+# The topic bias leans toward the title's content words of at least this many letters (shorter ones,
+# "new", "lab", begin too many other words).
+TOPIC_MIN_LETTERS = 4
 CLOSE_PREFIX = 6
 # A loop: a sentence said twice, or this share of the word 3-grams repeating earlier ones.
 LOOP_MAX_REPEATS = 0.12
@@ -486,10 +489,16 @@ class Judge:
         """The fact guard of a section's request (digest.facts)."""
         return Guard.of(self.source(key), guard_numbers="faithful" in self.sections[key].kind.checks)
 
-    def bias(self, key: str, amount: float) -> Bias | None:
-        """The point bias of a section's request: toward its kind's point, away from the opposite."""
-        toward, away = lexicon(self.sections[key].kind.point)
-        return Bias(toward, away, amount) if amount and toward else None
+    def bias(self, key: str, amount: float, topic_amount: float = 0.0) -> Bias | None:
+        """The biases of a section's request: the point bias (`amount`), toward its kind's point and away
+        from the opposite; the topic bias (`topic_amount`), toward its title's words where its kind is
+        checked on topic."""
+        section = self.sections[key]
+        toward, away = lexicon(section.kind.point)
+        topic = tuple(sorted(w for w in content_words(section.title) if len(w) >= TOPIC_MIN_LETTERS and w.isalpha())) \
+            if topic_amount and "on_topic" in section.kind.checks else ()
+        bias = Bias(toward, away, amount if toward else 0.0, topic, topic_amount if topic else 0.0)
+        return bias if bias else None
 
     def sentence_rule(self, key: str, attempts: int) -> SentenceRule:
         section = self.sections[key]

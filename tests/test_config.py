@@ -345,7 +345,8 @@ def test_a_recorded_config_without_a_newer_key_means_what_it_did_before_the_key(
     read = config_from_dict(older)
     assert (read.model.cache_type_k, read.generation.example_kinds) == ("f16", "all")
     assert dataclasses.replace(read.model, cache_type_k="q8_0") == Config().model
-    assert (read.generation.guard, read.generation.sentence_attempts, read.generation.point_bias) == (False, 1, 0.0)
+    assert (read.generation.guard, read.generation.sentence_attempts, read.generation.point_bias,
+            read.generation.topic_bias) == (False, 1, 0.0, 0.0)
     explicit = config_to_dict(Config())
     for (table, key), value in BEFORE_THE_KEY.items():
         explicit[table][key] = value
@@ -353,14 +354,15 @@ def test_a_recorded_config_without_a_newer_key_means_what_it_did_before_the_key(
 
 
 def test_a_recorded_config_without_the_guard_keys_replays_without_prevention():
-    """A 0.2 manifest (no guard keys) ran without the fact guard, rollback or point bias."""
+    """A 0.2 manifest (no guard keys) ran without the fact guard, rollback, point or topic bias."""
     from digest.config import config_from_dict, config_to_dict
 
     older = config_to_dict(Config())
-    for key in ("guard", "sentence_attempts", "point_bias"):
+    for key in ("guard", "sentence_attempts", "point_bias", "topic_bias"):
         del older["generation"][key]
     read = config_from_dict(older)
-    assert (read.generation.guard, read.generation.sentence_attempts, read.generation.point_bias) == (False, 1, 0.0)
+    assert (read.generation.guard, read.generation.sentence_attempts, read.generation.point_bias,
+            read.generation.topic_bias) == (False, 1, 0.0, 0.0)
     assert read.model == Config().model and read.generation.example_kinds == "own"
 
 

@@ -345,3 +345,34 @@ def test_generate_fails_clearly_when_no_try_is_usable():
     with FakeEngine(lambda request: "## Heading only") as engine:  # digest eval scores it instead of failing
         kept = generate(engine, [Request("benefits:T", (), seed=1, max_tokens=50)], j, retries=1, require_all=False)
     assert [c.name for c in kept.scores["benefits:T"].failures] == ["usable"] and kept.tries["benefits:T"] == 2
+
+
+def test_the_topic_bias_leans_to_the_titles_longer_words_where_on_topic_is_checked():
+    """`Judge.bias`: the point bias for every kind with a point, the topic bias toward the title's
+    content words of four letters or more for a kind checked on topic; a prediction gets neither."""
+    from digest.sections import PREDICTION
+
+    j = Judge([Section("benefits:T", BENEFITS, TITLE), Section("prediction:P", PREDICTION, "Technological singularity")],
+              date(2026, 11, 23), [TEMPLATE], **WORDS)
+    bias = j.bias("benefits:T", 2.0, 1.5)
+    assert bias.amount == 2.0 and bias.topic_amount == 1.5 and bias.toward
+    assert {"sparse", "dense", "quality", "third", "train", "compute"} <= set(bias.topic)
+    assert all(len(w) >= 4 for w in bias.topic) and "7b" not in bias.topic
+    assert j.bias("benefits:T", 2.0, 0.0).topic == ()
+    assert j.bias("benefits:T", 0.0, 0.0) is None
+    assert j.bias("prediction:P", 2.0, 1.5) is None
+
+
+def test_a_bias_adds_its_amounts_to_the_tokens_that_begin_its_words():
+    """`Bias.deltas` over a small vocabulary: toward words up, away words down, topic words up by
+    their own amount (added to the point's), only where the topic lean is asked; a piece must be a
+    space and letters."""
+    from digest.engine.base import Bias
+
+    pieces = [b" gain", b" risk", b" spar", b" sparse", b" benefit", b"gain", b" x", b" gains", b" 7B"]
+    bias = Bias(toward=("gain", "benefit"), away=("risk",), amount=2.0, topic=("sparse", "benefit"), topic_amount=1.5)
+    tokens, amounts = bias.deltas(pieces, topic=True)
+    assert dict(zip(tokens.tolist(), amounts.tolist())) == {0: 2.0, 1: -2.0, 2: 1.5, 3: 1.5, 4: 3.5, 7: 2.0}
+    tokens, amounts = bias.deltas(pieces, topic=False)
+    assert dict(zip(tokens.tolist(), amounts.tolist())) == {0: 2.0, 1: -2.0, 4: 2.0, 7: 2.0}
+    assert not Bias(topic=("sparse",)) and Bias(topic=("sparse",), topic_amount=1.0)

@@ -41,32 +41,42 @@ class Sampling:
 @dataclass(frozen=True)
 class Bias:
     """Words to lean the sampler toward and away from: `amount` is added to (taken from) the logit of
-    every token that begins a word of `toward` (`away`): a token of a space and letters that start
-    with one of the stems, or are four or more of its first letters."""
+    every token that begins a word of `toward` (`away`), and `topic_amount` to that of every token that
+    begins a word of `topic` (see `deltas`): a token of a space and letters that start with one of the stems, or are
+    four or more of its first letters."""
 
     toward: tuple[str, ...] = ()
     away: tuple[str, ...] = ()
     amount: float = 0.0
+    topic: tuple[str, ...] = ()
+    topic_amount: float = 0.0
 
-    def tokens(self, pieces: Sequence[bytes]) -> "tuple[np.ndarray, np.ndarray]":
-        """The tokens (indexes of a vocabulary's `pieces`) that begin a word of `toward`, and of `away`."""
+    def __bool__(self) -> bool:
+        return bool(self.amount and (self.toward or self.away) or self.topic_amount and self.topic)
+
+    def deltas(self, pieces: Sequence[bytes], *, topic: bool) -> "tuple[np.ndarray, np.ndarray]":
+        """What the bias adds to the logits: (tokens, amounts), tokens as indexes of a vocabulary's
+        `pieces`, each once. `topic`: with the topic lean, which an engine applies from a paragraph's
+        second sentence on (where it tells sentences apart: a sentence rule), since a first sentence
+        leaning to the title's words copies the title."""
         import numpy as np
 
-        found: tuple[list[int], list[int]] = ([], [])
         # A word begins a stem's word where it starts with the stem, or is four or more of its first letters.
-        sides = [(out, tuple(stems), {s[:k] for s in stems for k in range(4, len(s) + 1)})
-                 for out, stems in zip(found, (self.toward, self.away))]
+        sides = [(tuple(stems), {s[:k] for s in stems for k in range(4, len(s) + 1)})
+                 for stems in (self.toward, self.away, self.topic)]
+        tokens, amounts = [], []
         for token, piece in enumerate(pieces):
             if not piece.startswith(b" "):
                 continue
             word = piece[1:].decode("utf-8", errors="ignore").lower()
             if len(word) < 3 or not word.isalpha():
                 continue
-            for out, stems, beginnings in sides:
-                if word.startswith(stems) or word in beginnings:
-                    out.append(token)
-                    break
-        return np.array(found[0], dtype=np.int64), np.array(found[1], dtype=np.int64)
+            hits = [word.startswith(stems) or word in beginnings for stems, beginnings in sides]
+            delta = (self.amount if hits[0] else -self.amount if hits[1] else 0.0) + (self.topic_amount if hits[2] and topic else 0.0)
+            if delta:
+                tokens.append(token)
+                amounts.append(delta)
+        return np.array(tokens, dtype=np.int64), np.array(amounts, dtype=np.float32)
 
 
 class SentenceRule(Protocol):

@@ -176,11 +176,11 @@ class BatchedEngine(Engine):
         self._enders: np.ndarray | None = None  # the tokens that end a sentence (sentence_enders)
         self._biases: dict[Bias, tuple[np.ndarray, np.ndarray]] = {}
 
-    def _bias_tokens(self, bias: Bias) -> tuple[np.ndarray, np.ndarray]:
-        """The tokens that begin a word of `bias.toward`, and of `bias.away` (see `Bias`)."""
-        if bias not in self._biases:
-            self._biases[bias] = bias.tokens(self._piece_table().pieces)
-        return self._biases[bias]
+    def _bias_tokens(self, bias: Bias, *, topic: bool) -> tuple[np.ndarray, np.ndarray]:
+        """What `bias` adds to the logits: (tokens, amounts) (see `Bias.deltas`)."""
+        if (bias, topic) not in self._biases:
+            self._biases[bias, topic] = bias.deltas(self._piece_table().pieces, topic=topic)
+        return self._biases[bias, topic]
 
     def _piece_table(self) -> PieceTable:
         """Each token's bytes, sorted for the fact guard: made once, when a request first has a guard."""
@@ -336,16 +336,18 @@ class BatchedEngine(Engine):
         logits = context.logits(rows, self._model.n_vocab)
         for seq, row in picks:  # (the logits are the engine's own until the next decode)
             bias = seq.request.bias
-            if bias is not None and bias.amount and not seq.think.in_block:
-                toward, away = self._bias_tokens(bias)
-                logits[row, toward] += bias.amount
-                logits[row, away] -= bias.amount
+            if bias and not seq.think.in_block:
+                tokens, amounts = self._bias_tokens(bias, topic=bool(seq.kept))
+                logits[row, tokens] += amounts
             if self._judging(seq):
-                lean = seq.request.sentences.end_bias(seq.sentence())
+                rule, sentence = seq.request.sentences, seq.sentence()
+                lean = rule.end_bias(sentence)
                 if lean:
                     if self._enders is None:
                         self._enders = sentence_enders(self._piece_table().pieces)
                     logits[row, self._enders] += lean
+                if not seq.request.ignore_eos and not rule.long_enough([*seq.kept, sentence]):
+                    logits[row, self._model.eog_tokens] = -np.inf  # a paragraph too short to end
         by_sampling: dict[Sampling, list[tuple[_Sequence, int]]] = {}
         alone: list[tuple[_Sequence, int]] = []
         for seq, row in picks:

@@ -7,6 +7,7 @@ reverse order of creation. Nothing here knows about requests or scheduling.
 from __future__ import annotations
 
 import ctypes
+import functools
 from collections import deque
 from pathlib import Path
 
@@ -135,6 +136,11 @@ class Model:
 
     def is_eog(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+
+    @functools.cached_property
+    def eog_tokens(self) -> np.ndarray:
+        """Every end-of-generation token of the vocabulary."""
+        return np.array([t for t in range(self.n_vocab) if self.is_eog(t)], dtype=np.int64)
 
     def close(self) -> None:
         model, self._model = getattr(self, "_model", None), None

@@ -148,11 +148,20 @@ class SequentialEngine(Engine):
             self._piece_table = PieceTable(self._vocabulary())
         return self._piece_table
 
-    def _bias_tokens(self, bias) -> tuple[np.ndarray, np.ndarray]:
+    def _bias_tokens(self, bias, *, topic: bool) -> tuple[np.ndarray, np.ndarray]:
         cache = self.__dict__.setdefault("_biases", {})
-        if bias not in cache:
-            cache[bias] = bias.tokens(self._vocabulary())
-        return cache[bias]
+        if (bias, topic) not in cache:
+            cache[bias, topic] = bias.deltas(self._vocabulary(), topic=topic)
+        return cache[bias, topic]
+
+    def _eog_tokens(self) -> np.ndarray:
+        if "_eog" not in self.__dict__:
+            import llama_cpp
+
+            vocab = self._llm._model.vocab
+            self._eog = np.array([t for t in range(self._llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)],
+                                 dtype=np.int64)
+        return self._eog
 
     def _enders(self) -> np.ndarray:
         if "_ender_tokens" not in self.__dict__:
@@ -170,15 +179,17 @@ class SequentialEngine(Engine):
 
         def process(input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
             scores = np.array(scores, dtype=np.float32, copy=True)
-            if request.bias is not None and request.bias.amount:
-                toward, away = self._bias_tokens(request.bias)
-                scores[toward] += request.bias.amount
-                scores[away] -= request.bias.amount
+            if request.bias:
+                tokens, amounts = self._bias_tokens(request.bias, topic=bool(before))
+                scores[tokens] += amounts
             written = b"".join(self._piece(int(t)) for t in input_ids[start:])  # this completion's own
             if request.sentences is not None:  # it is one sentence: lean a long one to its end
-                lean = request.sentences.end_bias(written.decode("utf-8", errors="ignore"))
+                sentence = written.decode("utf-8", errors="ignore")
+                lean = request.sentences.end_bias(sentence)
                 if lean:
                     scores[self._enders()] += lean
+                if not request.sentences.long_enough([before.decode("utf-8", errors="ignore"), sentence]):
+                    scores[self._eog_tokens()] = -np.inf  # a paragraph too short to end
             if state is None:
                 return scores
             state.reset(before + written)
