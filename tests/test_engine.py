@@ -73,6 +73,15 @@ class OddWordsRefused(EverySentenceKept):
         return "odd" if len(sentence.split()) % 2 else None
 
 
+def generate_on(name: str, batched, *batches: list[Request]) -> list[list]:
+    """The results of each batch of requests on the session's batching engine ("batched") or on a
+    sequential one."""
+    if name == "batched":
+        return [batched.generate(b).results for b in batches]
+    with create_engine("sequential", MODEL) as engine:
+        return [engine.generate(b).results for b in batches]
+
+
 def sixteen_requests() -> list[Request]:
     base = sample_requests()
     extra = [dataclasses.replace(r, key=f"{r.key}#again", seed=derive_seed(r.seed, "again")) for r in base[:2]]
@@ -533,11 +542,7 @@ def test_a_sentence_the_guard_leaves_no_way_on_is_undone_never_left_half_written
         len(tokens), len(self.text.split()) < 4, dtype=bool))
     requests = [dataclasses.replace(r, sentences=EverySentenceKept(), bias=None)
                 for r in sample_requests(max_tokens=60, protected=True) if not r.grammar][:3]
-    if name == "batched":
-        results = batched.generate(requests).results
-    else:
-        with create_engine("sequential", MODEL) as engine:
-            results = engine.generate(requests).results
+    results, = generate_on(name, batched, requests)
     for result in results:
         assert len(result.text.split()) <= 4 and _ends_a_sentence_or_is_empty(result.text), result
         assert result.rollbacks >= 1 and result.sampled_tokens > result.completion_tokens, result
@@ -574,12 +579,7 @@ def test_the_topic_lean_begins_at_a_paragraphs_second_sentence(name, batched):
                 for r in sample_requests(protected=True) if not r.grammar][:1]
     leaning = [dataclasses.replace(r, bias=Bias(topic=("water",), topic_amount=30.0)) for r in requests]
     plain = [dataclasses.replace(r, bias=None) for r in requests]
-    engine = batched if name == "batched" else create_engine("sequential", MODEL)
-    try:
-        leant, free = engine.generate(leaning).results, engine.generate(plain).results
-    finally:
-        if engine is not batched:
-            engine.close()
+    leant, free = generate_on(name, batched, leaning, plain)
     for with_lean, without in zip(leant, free):
         first, rest = _first_sentence_and_rest(with_lean.text)
         assert rest and "water" not in first.lower() and "water" in rest.lower(), with_lean.text
@@ -594,11 +594,6 @@ def test_a_paragraph_is_not_ended_before_it_is_long_enough(name, which, batched)
     engine ends at 23 to 60 words when its end is not refused.)"""
     requests = [r for r in sample_requests(max_tokens=160, protected=True) if not r.grammar][which]
     requests = [dataclasses.replace(r, sentences=dataclasses.replace(r.sentences, min_words=70)) for r in requests]
-    engine = batched if name == "batched" else create_engine("sequential", MODEL)
-    try:
-        results = engine.generate(requests).results
-    finally:
-        if engine is not batched:
-            engine.close()
+    results, = generate_on(name, batched, requests)
     for result in results:
         assert len(result.text.split()) >= 70 or result.finish_reason == "length", result
