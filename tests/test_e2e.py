@@ -85,9 +85,9 @@ def test_second_run_for_the_same_day_keeps_the_post(written, run_cli):
 def test_bench_times_both_engines_and_the_checks_on_the_same_requests(tmp_path):
     # The smallest workload that shows every row's point: two topics (6 sections: two share each
     # kind's example; with one topic, 0.1's shared examples would be no cheaper than one a section)
-    # and 8 tokens each; every row times the very same requests.
+    # and 8 tokens each; every row times the very same requests; one retry round for the checks' row.
     config = tmp_path / "digest.toml"
-    config.write_text("[feeds.topics]\ncount = 2\n", encoding="utf-8")
+    config.write_text("[feeds.topics]\ncount = 2\n\n[generation]\nretries = 1\n", encoding="utf-8")
     done = digest("bench", "--config", str(config), "--runs", "1", "--slots", "4", "--decode", "", "--no-memory",
                   "--max-tokens", "8", "--configs", "2", "--json")
     assert done.returncode == 0, done.stderr

@@ -423,11 +423,11 @@ def test_full_160_token_outputs_are_batch_invariant(batched):
 
 @pytest.mark.model
 def test_guarded_paragraphs_with_rollback_are_the_same_at_slots_1_and_16(batched):
-    """Sections of the sample digest as a run makes them (guard, sentence rule, point bias; three
-    topics and a prediction), at --slots 1 and all at once: sentences are undone and written again in
-    both, and every text is the same."""
+    """Sections of the sample digest as a run makes them (guard, sentence rule, point and topic
+    biases, without the example exchanges; three topics and a prediction, 120 tokens), at --slots 1
+    and all at once: sentences are undone and written again in both, and every text is the same."""
     requests = [dataclasses.replace(r, bias=b) for r, b in zip(
-        sample_requests(max_tokens=160, examples=True, protected=True), _biases())]
+        sample_requests(max_tokens=120, protected=True), _biases())]
     requests = requests[:6] + requests[-1:]
     together = batched.generate(requests)
     batched.slots = 1
@@ -493,11 +493,13 @@ def test_a_signal_during_a_native_call_is_raised_when_it_returns():
 
 
 def _biases():
-    """The point bias a run at [generation] point_bias = 2 gives each of the sample digest's requests."""
+    """The point and topic biases a run with the default settings gives each of the sample digest's
+    requests."""
     topics = pick(read_feed_file(samples_dir(), "topics").entries, 6)
     day, templates = date(2026, 11, 23), Templates.load(Config().prompts_path)
     judge = judge_of(Config(), topics, day, templates)
-    return [judge.bias(r.key, 2.0) for r in sample_requests()]
+    g = Config().generation
+    return [judge.bias(r.key, g.point_bias, g.topic_bias) for r in sample_requests()]
 
 
 @pytest.mark.model

@@ -75,17 +75,17 @@ def real_server():
     _stop(process)
 
 
-def _config(tmp_path: Path, url: str, **model) -> Path:
+def _config(tmp_path: Path, url: str, retries: int = 2, **model) -> Path:
     extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in model.items())
     path = tmp_path / "digest.toml"
     path.write_text(f'[model]\nurl = "{url}"\n{extra}\n[generation]\nengine = "openai"\nmax_tokens = 48\n'
-                    'examples = false\n\n[feeds.topics]\ncount = 1\n\n[feeds.trending]\ncount = 1\n')
+                    f'retries = {retries}\nexamples = false\n\n[feeds.topics]\ncount = 1\n\n[feeds.trending]\ncount = 1\n')
     return path
 
 
 @pytest.mark.model
 def test_a_post_through_a_real_server_checks_replays_and_names_the_server(real_server, tmp_path, run_cli):
-    config = _config(tmp_path, real_server, concurrency=1)
+    config = _config(tmp_path, real_server, retries=1, concurrency=1)  # one retry round: the checks' tries
     out = tmp_path / "site"
     result = run_cli("run", "--config", config, "--sample-feeds", "--out", out, "--date", DAY, "--quiet")
     assert result.exit_code == 0, describe(result)
@@ -98,6 +98,7 @@ def test_a_post_through_a_real_server_checks_replays_and_names_the_server(real_s
     manifest = json.loads(manifest_path.read_text())
     server = manifest["model"]["server"]
     assert server["url"] == real_server and server["model_id"].endswith("SmolLM2-135M-Instruct.Q8_0.gguf")
+    assert any("cannot apply [generation] sentence_attempts, point_bias and topic_bias" in w for w in manifest["warnings"])
     assert manifest["model"]["sha256"] is None  # no hash claimed for a file digest cannot see
     assert manifest["engine"]["name"] == "openai"
     assert all(s["completion_tokens"] > 0 for s in manifest["sections"])  # counted from the stream
@@ -311,3 +312,22 @@ def test_a_post_through_llama_server_with_one_slot_replays_identical(tmp_path, r
         assert run_cli("check", out / "content" / "posts" / f"{DAY}-ai-auto-summary.md").exit_code == 0
         replayed = run_cli("replay", manifest_path)
         assert replayed.exit_code == 0 and "identical" in replayed.stdout, describe(replayed)
+
+
+def test_a_config_asking_for_what_the_engine_cannot_apply_says_so_in_one_line():
+    """`pipeline.prevention_unapplied`: the settings an engine cannot apply while it writes, named in
+    one line (the run prints it and the manifest keeps it); none where it applies them all."""
+    from digest.config import Config
+    from digest.pipeline import prevention_unapplied
+
+    class Server:
+        name, prevents = "openai", frozenset({"guard"})
+
+    assert prevention_unapplied(Config(), Server()) == (
+        "the openai engine cannot apply [generation] sentence_attempts, point_bias and topic_bias while it writes: "
+        "its sections are only checked and retried after the fact")
+    config = Config()
+    config.generation.point_bias = 0.0
+    assert "[generation] sentence_attempts, topic_bias while" in prevention_unapplied(config, Server())
+    Server.prevents = frozenset({"guard", "sentences", "bias"})
+    assert prevention_unapplied(Config(), Server()) is None

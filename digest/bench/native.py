@@ -17,6 +17,12 @@ from ..errors import PeerError
 from .workload import bench_inputs, exact_prompt
 
 
+def paired_median(values: Sequence[float], bases: Sequence[float]) -> float | None:
+    """The median of value / base, run by run (a slow run pairs with its own other side)."""
+    ratios = [a / b for a, b in zip(values, bases) if b > 0]
+    return statistics.median(ratios) if ratios else None
+
+
 def decode_throughput(config: Config, batch_sizes: Sequence[int], *, tokens: int = 128, prompt: int = 128,
                       runs: int = 1, guard: bool = True, say: Callable[[str], None] = lambda m: None) -> list[dict]:
     """Steady decoding as llama-batched-bench measures text generation (S_TG at -npp 128 -ntg 128):
@@ -57,7 +63,7 @@ def decode_throughput(config: Config, batch_sizes: Sequence[int], *, tokens: int
             if guard:
                 on = statistics.median(rates["on"])
                 # The cost: the median of the rounds' own ratios (a slow round pairs with its own other side).
-                cost = 1 - statistics.median(a / b for a, b in zip(rates["on"], rates["off"]) if b)
+                cost = 1 - (paired_median(rates["on"], rates["off"]) or 1.0)
                 row.update(guarded_tokens_per_s=round(on, 1), guard_cost=round(cost, 4),
                            rounds={k: [round(v, 1) for v in vs] for k, vs in rates.items()})
             out.append(row)

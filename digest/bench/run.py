@@ -27,7 +27,7 @@ from ..engine.base import Generation, Request, Stats
 from ..engine.llama import default_threads
 from ..pipeline import generate, prevention
 from .memory import measure_run_memory
-from .native import compare_native, decode_throughput, simulated_ceiling
+from .native import compare_native, decode_throughput, paired_median, simulated_ceiling
 from .workload import bench_inputs
 
 
@@ -71,12 +71,6 @@ class Row:
         return [t / w for t, w in zip(self.tokens, self.wall_s) if w > 0]
 
 
-def _paired_median(values: Sequence[float], bases: Sequence[float]) -> float | None:
-    """The median of value / base, run by run (a slow run pairs with its own other side)."""
-    ratios = [a / b for a, b in zip(values, bases) if b > 0]
-    return statistics.median(ratios) if ratios else None
-
-
 @dataclass
 class Report:
     model: str
@@ -104,14 +98,14 @@ class Report:
         base = base or self.find("sequential")
         if base is None or not row.wall_s:
             return None
-        return _paired_median(row.rates(), base.rates())
+        return paired_median(row.rates(), base.rates())
 
     def wall_ratio(self, row: Row, baseline: Row | str) -> float | None:
         """Median over interleaved runs of (row's wall time / baseline's, in the same run)."""
         base = self.find(baseline) if isinstance(baseline, str) else baseline
         if base is None or not row.wall_s:
             return None
-        return _paired_median(row.wall_s, base.wall_s)
+        return paired_median(row.wall_s, base.wall_s)
 
     def checks_cost(self) -> dict:
         """What `digest run` costs against the plain batched engine: the batched+checks row's wall time
