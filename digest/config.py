@@ -152,6 +152,9 @@ class Generation:
     # The topic bias: added to the logits of the words of a paragraph's title (its content words of four
     # letters or more) from its second sentence on, so that it keeps to its story. 0: none.
     topic_bias: float = field(default=1.5, metadata=rules(0.0, 10.0))
+    # Under sentence rollback, the model may not end a paragraph before it has min_words words (its
+    # end-of-text tokens are refused until then). false: it may, and the length check fails it.
+    hold_to_min_words: bool = True
 
 
 @dataclass
@@ -217,7 +220,8 @@ def config_to_dict(config: Config) -> dict:
 # of an older release) ran with this value, not with today's default.
 BEFORE_THE_KEY = {("model", "cache_type_k"): "f16", ("generation", "example_kinds"): "all",
                   ("generation", "guard"): False, ("generation", "sentence_attempts"): 1,
-                  ("generation", "point_bias"): 0.0, ("generation", "topic_bias"): 0.0}
+                  ("generation", "point_bias"): 0.0, ("generation", "topic_bias"): 0.0,
+                  ("generation", "hold_to_min_words"): False}
 
 
 def as_before_the_keys(config: Config, data: dict | None = None) -> Config:

@@ -195,7 +195,8 @@ def run_eval(config: Config, make_engine: Callable[[], Engine], inputs: Sequence
     settings = {name: getattr(g, name) for name in ("seed", "max_tokens", "temperature", "top_k", "top_p", "min_p",
                                                     "repeat_penalty", "candidates", "retries", "min_words",
                                                     "max_words", "examples", "sections", "guard",
-                                                    "sentence_attempts", "point_bias", "topic_bias")}
+                                                    "sentence_attempts", "point_bias", "topic_bias",
+                                                    "hold_to_min_words")}
     settings["day"] = day.isoformat()
     settings["topics_per_input"] = topics or config.feeds.topics.count
     prompts = prompts_record(templates.directory, list(templates.texts))

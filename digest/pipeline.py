@@ -214,17 +214,17 @@ def prevention(config: Config) -> dict:
     sentence_attempts, point_bias, topic_bias), for the run, the eval and the bench alike."""
     g = config.generation
     return {"guard": g.guard, "sentence_attempts": g.sentence_attempts, "point_bias": g.point_bias,
-            "topic_bias": g.topic_bias}
+            "topic_bias": g.topic_bias, "hold_to_min_words": g.hold_to_min_words}
 
 
 def protect(requests: Sequence[Request], judge: Judge, *, guard: bool, sentence_attempts: int,
-            point_bias: float = 0.0, topic_bias: float = 0.0) -> list[Request]:
-    """`requests` with their fact guard (`guard`), their sentence rule (`sentence_attempts` > 1) and
-    their point and topic biases, all made from what the judge knows of each section: prevention,
-    before the checks."""
+            point_bias: float = 0.0, topic_bias: float = 0.0, hold_to_min_words: bool = True) -> list[Request]:
+    """`requests` with their fact guard (`guard`), their sentence rule (`sentence_attempts` > 1; with
+    `hold_to_min_words`, no end before `min_words`) and their point and topic biases, all made from
+    what the judge knows of each section: prevention, before the checks."""
     return [dataclasses.replace(
         r, guard=judge.guard(r.key) if guard else None,
-        sentences=judge.sentence_rule(r.key, sentence_attempts) if sentence_attempts > 1 else None,
+        sentences=judge.sentence_rule(r.key, sentence_attempts, hold_to_min_words) if sentence_attempts > 1 else None,
         bias=judge.bias(r.key, point_bias, topic_bias))
         for r in requests]
 
@@ -232,13 +232,13 @@ def protect(requests: Sequence[Request], judge: Judge, *, guard: bool, sentence_
 def generate(engine: Engine, requests: Sequence[Request], judge: Judge, *, candidates: int = 1,
              retries: int = 2, progress: ProgressCallback | None = None, require_all: bool = True,
              guard: bool = False, sentence_attempts: int = 1, point_bias: float = 0.0,
-             topic_bias: float = 0.0) -> Chosen:
+             topic_bias: float = 0.0, hold_to_min_words: bool = True) -> Chosen:
     """Generate `candidates` tries of each section side by side; while a section's best try fails a
     quality check, generate new tries of it (seeds derived from its own), at most `retries` rounds.
     Fails when a section has no usable try at all, unless not `require_all` (then its last try is
     kept, scored as unusable). `guard`, `sentence_attempts`: see `protect`."""
     requests = protect(requests, judge, guard=guard, sentence_attempts=sentence_attempts, point_bias=point_bias,
-                       topic_bias=topic_bias)
+                       topic_bias=topic_bias, hold_to_min_words=hold_to_min_words)
     tries: dict[str, list[Result]] = {r.key: [] for r in requests}
     stats = Stats()
     todo = list(requests)

@@ -414,6 +414,7 @@ class SentenceRule:
     attempts: int = 4
     numbers: bool = True  # False: a prediction's reason, whose numbers are not its subject's
     most: int = 0  # sentences the post shows of it (a one-sentence kind's: 1); 0: no limit
+    hold: bool = True  # the model may not end the paragraph before min_words ([generation] hold_to_min_words)
 
     def problem(self, sentence: str, before: Sequence[str]) -> str | None:
         n = len(sentence.split())
@@ -432,6 +433,9 @@ class SentenceRule:
 
     def long_enough(self, before: Sequence[str]) -> bool:
         return sum(len(s.split()) for s in before) >= self.min_words
+
+    def may_end(self, before: Sequence[str]) -> bool:
+        return not self.hold or self.long_enough(before)
 
     def done(self, before: Sequence[str]) -> bool:
         """Whether the paragraph has every sentence the post will show of it."""
@@ -500,13 +504,13 @@ class Judge:
         bias = Bias(toward, away, amount if toward else 0.0, topic, topic_amount if topic else 0.0)
         return bias if bias else None
 
-    def sentence_rule(self, key: str, attempts: int) -> SentenceRule:
+    def sentence_rule(self, key: str, attempts: int, hold: bool = True) -> SentenceRule:
         section = self.sections[key]
         faithful = "faithful" in section.kind.checks
         return SentenceRule(self.source(key), section.title if "no_title_echo" in section.kind.checks else "",
                             frozenset(self.instructions), None, self.min_words if section.kind.place == sections.TOPIC else 0,
                             self.max_words if "length" in section.kind.checks else 0, attempts, numbers=faithful,
-                            most=1 if section.kind.place == sections.POST else 0)
+                            most=1 if section.kind.place == sections.POST else 0, hold=hold)
 
     def usable(self, key: str, raw: str) -> bool:
         return bool(self.text(key, raw))

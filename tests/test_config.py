@@ -346,7 +346,7 @@ def test_a_recorded_config_without_a_newer_key_means_what_it_did_before_the_key(
     assert (read.model.cache_type_k, read.generation.example_kinds) == ("f16", "all")
     assert dataclasses.replace(read.model, cache_type_k="q8_0") == Config().model
     assert (read.generation.guard, read.generation.sentence_attempts, read.generation.point_bias,
-            read.generation.topic_bias) == (False, 1, 0.0, 0.0)
+            read.generation.topic_bias, read.generation.hold_to_min_words) == (False, 1, 0.0, 0.0, False)
     explicit = config_to_dict(Config())
     for (table, key), value in BEFORE_THE_KEY.items():
         explicit[table][key] = value
@@ -358,12 +358,26 @@ def test_a_recorded_config_without_the_guard_keys_replays_without_prevention():
     from digest.config import config_from_dict, config_to_dict
 
     older = config_to_dict(Config())
-    for key in ("guard", "sentence_attempts", "point_bias", "topic_bias"):
+    for key in ("guard", "sentence_attempts", "point_bias", "topic_bias", "hold_to_min_words"):
         del older["generation"][key]
     read = config_from_dict(older)
     assert (read.generation.guard, read.generation.sentence_attempts, read.generation.point_bias,
-            read.generation.topic_bias) == (False, 1, 0.0, 0.0)
+            read.generation.topic_bias, read.generation.hold_to_min_words) == (False, 1, 0.0, 0.0, False)
     assert read.model == Config().model and read.generation.example_kinds == "own"
+
+
+def test_a_recorded_config_from_before_the_topic_bias_replays_without_it_and_without_the_hold():
+    """A manifest with the guard keys but not `topic_bias` and `hold_to_min_words` (written before
+    they came) ran with the guard, rollback and point bias it records, no topic bias, and a model
+    free to end a paragraph early."""
+    from digest.config import config_from_dict, config_to_dict
+
+    older = config_to_dict(Config())
+    for key in ("topic_bias", "hold_to_min_words"):
+        del older["generation"][key]
+    read = config_from_dict(older)
+    g = read.generation
+    assert (g.guard, g.sentence_attempts, g.point_bias, g.topic_bias, g.hold_to_min_words) == (True, 4, 2.0, 0.0, False)
 
 
 def test_the_new_choices_are_checked_with_their_line():

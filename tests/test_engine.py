@@ -40,7 +40,7 @@ def sample_requests(max_tokens: int = SMALL, seed: int = 42, examples: bool = Fa
 
 class EverySentenceKept:
     """A sentence rule that takes any finished sentence, refuses one past `words` words while it is
-    still being written, and tries a sentence three times."""
+    still being written, and tries a sentence three times; the model may end the paragraph anywhere."""
 
     attempts = 3
 
@@ -52,6 +52,9 @@ class EverySentenceKept:
 
     def long_enough(self, before):
         return False
+
+    def may_end(self, before):
+        return True
 
     def too_long(self, sentence, before):
         return False

@@ -167,7 +167,7 @@ def test_a_manifest_of_an_older_release_replays(run_cli, site):
     m = load(site["manifest"])
     effective = m["config"]["effective"]
     del effective["generation"]["sections"]
-    for key in ("example_kinds", "guard", "sentence_attempts", "point_bias", "topic_bias"):
+    for key in ("example_kinds", "guard", "sentence_attempts", "point_bias", "topic_bias", "hold_to_min_words"):
         del effective["generation"][key]
     for key in ("url", "name", "api_key_env", "concurrency", "timeout", "retries", "grammar", "stream", "cache_type_k"):
         del effective["model"][key]

@@ -91,6 +91,10 @@ class SentenceRule(Protocol):
     def long_enough(self, before: Sequence[str]) -> bool:
         """Whether the paragraph may end after `before` (a last sentence that keeps failing is dropped)."""
 
+    def may_end(self, before: Sequence[str]) -> bool:
+        """Whether the model may end the paragraph after `before` (the sentences so far, the one being
+        written last): until then its end-of-text tokens are refused."""
+
     def done(self, before: Sequence[str]) -> bool:
         """Whether the paragraph has every sentence it needs after `before` (then it ends there)."""
 

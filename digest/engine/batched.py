@@ -346,7 +346,7 @@ class BatchedEngine(Engine):
                     if self._enders is None:
                         self._enders = sentence_enders(self._piece_table().pieces)
                     logits[row, self._enders] += lean
-                if not seq.request.ignore_eos and not rule.long_enough([*seq.kept, sentence]):
+                if not seq.request.ignore_eos and not rule.may_end([*seq.kept, sentence]):
                     logits[row, self._model.eog_tokens] = -np.inf  # a paragraph too short to end
         by_sampling: dict[Sampling, list[tuple[_Sequence, int]]] = {}
         alone: list[tuple[_Sequence, int]] = []

@@ -188,7 +188,7 @@ class SequentialEngine(Engine):
                 lean = request.sentences.end_bias(sentence)
                 if lean:
                     scores[self._enders()] += lean
-                if not request.sentences.long_enough([before.decode("utf-8", errors="ignore"), sentence]):
+                if not request.sentences.may_end([before.decode("utf-8", errors="ignore"), sentence]):
                     scores[self._eog_tokens()] = -np.inf  # a paragraph too short to end
             if state is None:
                 return scores
