@@ -232,6 +232,7 @@ _OPEN_LOOK = 64
 # A piece's first ASCII letters and digits, as far as `GuardState.mask` looks ahead on an open name.
 _LEAD = re.compile(r"[A-Za-z0-9]{1,3}")
 _STOPS = frozenset(string.punctuation) - {"'"}  # ASCII punctuation that ends a word
+_CLOSERS = "\"'”’)]"  # what may follow a sentence's end before the space that ends it (SEGMENT)
 
 
 # How many characters before the last word `GuardState.mask` keys its answers by: a sentence's end and
@@ -296,7 +297,7 @@ class GuardState:
         if self.guard.numbers is not None and _TRAILING_NUMBER.search(end):
             return True
         word = _TRAILING_WORD.search(end)
-        if word and word.start() == 0 and len(end) < len(self.text):  # a longer word: look at it whole
+        if word and word.start() <= 1 and len(end) < len(self.text):  # a longer word: look at it whole
             word = _TRAILING_WORD.search(self.text)
         return bool(word) and word.group(0)[0].isupper()
 
@@ -366,7 +367,14 @@ class GuardState:
         if self._key is None:
             context = self.guard.context(self.text)
             changed, begin = context
-            self._key = (context, (self.text[max(begin, changed - MEMO_BEFORE):], self.tail,
+            # From MEMO_BEFORE characters before the last word, or before the run of closing quotes,
+            # brackets and spaces it follows, whichever is longer: what ended before them tells a
+            # sentence's end ("!)))") from a bracket (",)))").
+            cut = changed
+            while cut > begin and (self.text[cut - 1] in _CLOSERS or self.text[cut - 1].isspace()):
+                cut -= 1
+            cut = max(begin, min(changed - MEMO_BEFORE, cut - 1))
+            self._key = (context, (self.text[cut:], self.tail,
                                    TOKEN.search(self.text, begin, changed) is None, begin >= changed - MEMO_BEFORE))
         context, key = self._key
         memo = self.guard.answers

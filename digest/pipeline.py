@@ -218,7 +218,7 @@ def prevention(config: Config) -> dict:
 
 
 def protect(requests: Sequence[Request], judge: Judge, *, guard: bool, sentence_attempts: int,
-            point_bias: float = 0.0, topic_bias: float = 0.0, hold_to_min_words: bool = True) -> list[Request]:
+            point_bias: float = 0.0, topic_bias: float = 0.0, hold_to_min_words: bool = False) -> list[Request]:
     """`requests` with their fact guard (`guard`), their sentence rule (`sentence_attempts` > 1; with
     `hold_to_min_words`, no end before `min_words`) and their point and topic biases, all made from
     what the judge knows of each section: prevention, before the checks."""
@@ -232,7 +232,7 @@ def protect(requests: Sequence[Request], judge: Judge, *, guard: bool, sentence_
 def generate(engine: Engine, requests: Sequence[Request], judge: Judge, *, candidates: int = 1,
              retries: int = 2, progress: ProgressCallback | None = None, require_all: bool = True,
              guard: bool = False, sentence_attempts: int = 1, point_bias: float = 0.0,
-             topic_bias: float = 0.0, hold_to_min_words: bool = True) -> Chosen:
+             topic_bias: float = 0.0, hold_to_min_words: bool = False) -> Chosen:
     """Generate `candidates` tries of each section side by side; while a section's best try fails a
     quality check, generate new tries of it (seeds derived from its own), at most `retries` rounds.
     Fails when a section has no usable try at all, unless not `require_all` (then its last try is

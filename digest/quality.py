@@ -46,6 +46,7 @@ TITLE_MAX_REPEATS = 1
 
 _WORDS = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
 _SENTENCES = re.compile(r"[^.!?]+[.!?]+")
+_ENDED = re.compile(r"[.!?][\"'”’)\]]*\s*$")  # text that ends with a finished sentence
 _ENDS_WELL = re.compile(r"[.!?][\"'”’)\]]*$")
 # Markdown structure: a heading, list marker or quote at a line's start, emphasis, code, a link, a table.
 _MARKDOWN = re.compile(r"(?:^|\n)\s*(?:#{1,6}\s|[-*+]\s|\d+\.\s|>)|\*\*|__|`|\[[^\]]*\]\(|\|\s*-{3}")
@@ -414,7 +415,8 @@ class SentenceRule:
     attempts: int = 4
     numbers: bool = True  # False: a prediction's reason, whose numbers are not its subject's
     most: int = 0  # sentences the post shows of it (a one-sentence kind's: 1); 0: no limit
-    hold: bool = True  # the model may not end the paragraph before min_words ([generation] hold_to_min_words)
+    hold: bool = False  # the model may end the paragraph only after a finished sentence and min_words
+    # ([generation] hold_to_min_words)
 
     def problem(self, sentence: str, before: Sequence[str]) -> str | None:
         n = len(sentence.split())
@@ -435,7 +437,11 @@ class SentenceRule:
         return sum(len(s.split()) for s in before) >= self.min_words
 
     def may_end(self, before: Sequence[str]) -> bool:
-        return not self.hold or self.long_enough(before)
+        """With `hold`: only after a finished sentence, and once the paragraph has `min_words`."""
+        if not self.hold:
+            return True
+        text = " ".join(s for s in before if s.strip())
+        return self.long_enough(before) and (not text or bool(_ENDED.search(text)))
 
     def done(self, before: Sequence[str]) -> bool:
         """Whether the paragraph has every sentence the post will show of it."""
@@ -504,7 +510,7 @@ class Judge:
         bias = Bias(toward, away, amount if toward else 0.0, topic, topic_amount if topic else 0.0)
         return bias if bias else None
 
-    def sentence_rule(self, key: str, attempts: int, hold: bool = True) -> SentenceRule:
+    def sentence_rule(self, key: str, attempts: int, hold: bool = False) -> SentenceRule:
         section = self.sections[key]
         faithful = "faithful" in section.kind.checks
         return SentenceRule(self.source(key), section.title if "no_title_echo" in section.kind.checks else "",

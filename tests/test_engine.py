@@ -594,11 +594,13 @@ def test_the_topic_lean_begins_at_a_paragraphs_second_sentence(name, batched):
 @pytest.mark.model
 @pytest.mark.parametrize("name, which", [("batched", slice(3, 5)), ("sequential", slice(2, 3))])
 def test_a_paragraph_is_not_ended_before_it_is_long_enough(name, which, batched):
-    """Under a sentence rule the model's end of text is refused until the paragraph has the rule's
-    fewest words: each paragraph has them, or ran out of tokens. (`which`: sample requests that each
-    engine ends at 23 to 60 words when its end is not refused.)"""
+    """Under a sentence rule that holds to `min_words`, the model's end of text is refused until the
+    paragraph has the rule's fewest words and its last sentence is finished: each paragraph has them,
+    or ran out of tokens. (`which`: sample requests that each engine ends at 23 to 60 words when its
+    end is not refused.)"""
     requests = [r for r in sample_requests(max_tokens=160, protected=True) if not r.grammar][which]
-    requests = [dataclasses.replace(r, sentences=dataclasses.replace(r.sentences, min_words=70)) for r in requests]
+    requests = [dataclasses.replace(r, sentences=dataclasses.replace(r.sentences, min_words=70, hold=True))
+                for r in requests]
     results, = generate_on(name, batched, requests)
     for result in results:
         assert len(result.text.split()) >= 70 or result.finish_reason == "length", result

@@ -363,6 +363,19 @@ def test_the_topic_bias_leans_to_the_titles_longer_words_where_on_topic_is_check
     assert j.bias("prediction:P", 2.0, 1.5) is None
 
 
+def test_a_paragraph_that_holds_to_min_words_may_end_only_after_a_finished_sentence_and_min_words():
+    """`SentenceRule.may_end` (what the engines ask before they let the model end a paragraph)."""
+    from digest.quality import SentenceRule
+
+    rule = SentenceRule("source", min_words=6, hold=True)
+    assert not rule.may_end([]) and not rule.may_end(["One two three."])
+    assert rule.may_end(["One two three.", "Four five six."]) and rule.may_end(["One two three four five six.", ""])
+    assert not rule.may_end(["One two three.", "Four five six seven"])  # long enough, but mid-sentence
+    assert rule.may_end(['One two three.', 'Four five "six."  '])
+    assert SentenceRule("source", min_words=6).may_end(["One"])  # without the hold: anywhere
+    assert SentenceRule("source", min_words=0, hold=True).may_end([])
+
+
 def test_a_bias_adds_its_amounts_to_the_tokens_that_begin_its_words():
     """`Bias.deltas` over a small vocabulary: toward words up, away words down, topic words up by
     their own amount (added to the point's), only where the topic lean is asked; a piece must be a

@@ -60,14 +60,13 @@ def decode_throughput(config: Config, batch_sizes: Sequence[int], *, tokens: int
             off = statistics.median(rates["off"])
             row = {"batch": size, "generated": last.completion_tokens, "prompt_tokens": prompt,
                    "generation_s": round(last.wall_seconds - last.prompt_seconds, 3), "tokens_per_s": round(off, 1)}
-            if guard:
-                on = statistics.median(rates["on"])
-                # The cost: the median of the rounds' own ratios (a slow round pairs with its own other side).
-                cost = 1 - (paired_median(rates["on"], rates["off"]) or 1.0)
-                row.update(guarded_tokens_per_s=round(on, 1), guard_cost=round(cost, 4),
+            # The cost: the median of the rounds' own ratios (a slow round pairs with its own other side).
+            ratio = paired_median(rates["on"], rates["off"]) if guard else None
+            if ratio is not None:
+                row.update(guarded_tokens_per_s=round(statistics.median(rates["on"]), 1), guard_cost=round(1 - ratio, 4),
                            rounds={k: [round(v, 1) for v in vs] for k, vs in rates.items()})
             out.append(row)
-            say(f"decode B={size}: {off:.1f} tok/s" + (f", {row['guarded_tokens_per_s']} with the fact guard" if guard else ""))
+            say(f"decode B={size}: {off:.1f} tok/s" + (f", {row['guarded_tokens_per_s']} with the fact guard" if ratio is not None else ""))
     return out
 
 

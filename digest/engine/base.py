@@ -93,7 +93,8 @@ class SentenceRule(Protocol):
 
     def may_end(self, before: Sequence[str]) -> bool:
         """Whether the model may end the paragraph after `before` (the sentences so far, the one being
-        written last): until then its end-of-text tokens are refused."""
+        written last, finished or not): where not, its end-of-text tokens are refused (a request
+        without a grammar)."""
 
     def done(self, before: Sequence[str]) -> bool:
         """Whether the paragraph has every sentence it needs after `before` (then it ends there)."""

@@ -335,19 +335,23 @@ class BatchedEngine(Engine):
         out: dict[int, int] = {}
         logits = context.logits(rows, self._model.n_vocab)
         for seq, row in picks:  # (the logits are the engine's own until the next decode)
-            bias = seq.request.bias
-            if bias and not seq.think.in_block:
-                tokens, amounts = self._bias_tokens(bias, topic=bool(seq.kept))
+            request, answering = seq.request, not seq.think.in_block
+            rule = request.sentences if answering else None
+            sentence = seq.sentence() if rule is not None else ""
+            if request.bias and answering:
+                # the topic lean from the paragraph's second sentence on: a sentence kept, or just ended
+                topic = bool(seq.kept) or (rule is not None and bool(_ENDED.search(sentence)))
+                tokens, amounts = self._bias_tokens(request.bias, topic=topic)
                 logits[row, tokens] += amounts
-            if self._judging(seq):
-                rule, sentence = seq.request.sentences, seq.sentence()
+            if rule is not None and self._judging(seq):
                 lean = rule.end_bias(sentence)
                 if lean:
                     if self._enders is None:
                         self._enders = sentence_enders(self._piece_table().pieces)
                     logits[row, self._enders] += lean
-                if not seq.request.ignore_eos and not rule.may_end([*seq.kept, sentence]):
-                    logits[row, self._model.eog_tokens] = -np.inf  # a paragraph too short to end
+            if rule is not None and seq.grammar is None and not request.ignore_eos \
+                    and not rule.may_end([*seq.kept, sentence]):
+                logits[row, self._model.eog_tokens] = -np.inf  # no end here (too short, or mid-sentence)
         by_sampling: dict[Sampling, list[tuple[_Sequence, int]]] = {}
         alone: list[tuple[_Sequence, int]] = []
         for seq, row in picks:

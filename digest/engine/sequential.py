@@ -188,8 +188,8 @@ class SequentialEngine(Engine):
                 lean = request.sentences.end_bias(sentence)
                 if lean:
                     scores[self._enders()] += lean
-                if not request.sentences.may_end([before.decode("utf-8", errors="ignore"), sentence]):
-                    scores[self._eog_tokens()] = -np.inf  # a paragraph too short to end
+                if not request.grammar and not request.sentences.may_end([before.decode("utf-8", errors="ignore"), sentence]):
+                    scores[self._eog_tokens()] = -np.inf  # no end here (too short, or mid-sentence)
             if state is None:
                 return scores
             state.reset(before + written)
