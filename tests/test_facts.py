@@ -232,3 +232,13 @@ def test_a_llama_cpp_server_is_sent_the_guard_as_its_grammar():
     assert "grammar" not in chat_body(request, "none") and "structured_outputs" not in chat_body(request, "vllm")
     dated = Request("p", (Message("user", "hi"),), seed=1, guard=Guard.of(SOURCE), grammar='root ::= "x"')
     assert chat_body(dated, "llama")["grammar"] == 'root ::= "x"'  # its own grammar first
+
+
+def test_a_name_longer_than_the_look_back_is_still_open_when_the_cut_falls_on_its_apostrophe():
+    """`GuardState.open` looks at the text's last 64 characters, and at a longer word whole: also when
+    the cut leaves the word's apostrophe as the first character it sees."""
+    source = "Xa'" + "b" * 70
+    state = GuardState(Guard.of(source))
+    state.take(("We met Xa'" + "b" * 63).encode())
+    assert state.open()
+    assert allowed(state, [b"q"])[0] == Guard.of(source).allows(state.text, "q") is False
