@@ -152,8 +152,9 @@ class Generation:
     # The topic bias: added to the logits of the words of a paragraph's title (its content words of four
     # letters or more) from its second sentence on, so that it keeps to its story. 0: none.
     topic_bias: float = field(default=1.5, metadata=rules(0.0, 10.0))
-    # Under sentence rollback, the model may not end a paragraph before it has min_words words (its
-    # end-of-text tokens are refused until then). false: it may, and the length check fails it.
+    # Under sentence rollback, the model may not end a paragraph before it has min_words words, nor
+    # inside a sentence (its end-of-text tokens are refused there). false: it may, and the checks or
+    # the rollback fail it.
     hold_to_min_words: bool = True
 
 

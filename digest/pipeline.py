@@ -220,7 +220,7 @@ def prevention(config: Config) -> dict:
 def protect(requests: Sequence[Request], judge: Judge, *, guard: bool, sentence_attempts: int,
             point_bias: float = 0.0, topic_bias: float = 0.0, hold_to_min_words: bool = False) -> list[Request]:
     """`requests` with their fact guard (`guard`), their sentence rule (`sentence_attempts` > 1; with
-    `hold_to_min_words`, no end before `min_words`) and their point and topic biases, all made from
+    `hold_to_min_words`, no end before `min_words` or inside a sentence) and their point and topic biases, all made from
     what the judge knows of each section: prevention, before the checks."""
     return [dataclasses.replace(
         r, guard=judge.guard(r.key) if guard else None,

@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 
 from . import sections
 from .sections import PARAGRAPH_CHECKS, POST, PREDICTION_CHECKS, SectionKind
-from .engine.base import Bias
+from .engine.base import ENDS_A_SENTENCE, Bias
 from .facts import Guard, unfaithful
 from .select import content_words
 from .text import Labels, label_words, parse_prediction, written
@@ -46,7 +46,6 @@ TITLE_MAX_REPEATS = 1
 
 _WORDS = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
 _SENTENCES = re.compile(r"[^.!?]+[.!?]+")
-_ENDED = re.compile(r"[.!?][\"'”’)\]]*\s*$")  # text that ends with a finished sentence
 _ENDS_WELL = re.compile(r"[.!?][\"'”’)\]]*$")
 # Markdown structure: a heading, list marker or quote at a line's start, emphasis, code, a link, a table.
 _MARKDOWN = re.compile(r"(?:^|\n)\s*(?:#{1,6}\s|[-*+]\s|\d+\.\s|>)|\*\*|__|`|\[[^\]]*\]\(|\|\s*-{3}")
@@ -441,7 +440,7 @@ class SentenceRule:
         if not self.hold:
             return True
         text = " ".join(s for s in before if s.strip())
-        return self.long_enough(before) and (not text or bool(_ENDED.search(text)))
+        return self.long_enough(before) and (not text or bool(ENDS_A_SENTENCE.search(text)))
 
     def done(self, before: Sequence[str]) -> bool:
         """Whether the paragraph has every sentence the post will show of it."""

@@ -6,6 +6,7 @@ An engine knows nothing of feeds, Markdown or Hugo. It never prints: progress go
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields
@@ -112,11 +113,14 @@ class SentenceRule(Protocol):
         written (0: none): a long sentence is led to its end before it runs past the limit."""
 
 
+# Text that ends with a finished sentence: . ! or ? and any closing quotes or brackets, then only white
+# space (the group). Where no space follows yet, the next token must begin with one ("9." may go on as 9.5).
+ENDS_A_SENTENCE = re.compile(r"[.!?][\"'”’)\]]*(\s*)$")
+
+
 def sentence_enders(pieces: Sequence[bytes]) -> "np.ndarray":
     """The tokens (indexes of a vocabulary's `pieces`) that end a sentence: ., ! or ? (and closing
     quotes or brackets) with nothing else but white space."""
-    import re
-
     import numpy as np
 
     ender = re.compile(rb"\s*[.!?]+[\"')\]]*\s*")

@@ -36,27 +36,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import re
 
 import numpy as np
 
 from ..errors import GenerationError
-from ..facts import GuardState, PieceTable
+from ..facts import GuardState
 from ..models.gguf import block_count
 from .base import (Engine, FinishReason, Generation, Progress, ProgressCallback, Request, Result, Sampling, Stats,
-                   Bias, check_unique_keys, derive_seed, sentence_enders)
+                   ENDS_A_SENTENCE, check_unique_keys, derive_seed)
 from .chat import ChatFormatter, chat_template
 from .llama import default_threads
 from .native import CACHE_TYPES, DEFAULT_CACHE_TYPE_K, MAX_SEQUENCES, Batch, Context, Grammar, Model, stream_cells
 from .sampling import RowSampler, choose_rows, top_k_allowed, top_k_rows
 from .thinking import ThinkingState, split_thinking
+from .vocabulary import Vocabulary
 
 # What `_sample_alone` gives where the fact guard allows no token of the vocabulary: the sentence
 # being written cannot go on (it is undone, or the paragraph ends before it).
 _DEAD_END = -1
-# A sentence has ended when the text ends with . ! or ? (and any closing quotes or brackets), and the
-# next token starts with a space or a line break (so "9.5" is no end).
-_ENDED = re.compile(r"[.!?][\"'”’)\]]*(\s*)$")
 
 # Repetition guard: a sequence ends when its last tokens are one short pattern repeated; a pattern of
 # `period` tokens must repeat max(3, REPEAT_SPAN // period) times.
@@ -172,21 +169,7 @@ class BatchedEngine(Engine):
                                      bos_token=self._model.bos_text, eos_token=self._model.eos_text,
                                      model_label=str(self.model_path), thinking=thinking)
         self.thinking_budget = self._format.thinking_budget(thinking_tokens)
-        self._pieces: PieceTable | None = None  # every token's piece, for the fact guard
-        self._enders: np.ndarray | None = None  # the tokens that end a sentence (sentence_enders)
-        self._biases: dict[Bias, tuple[np.ndarray, np.ndarray]] = {}
-
-    def _bias_tokens(self, bias: Bias, *, topic: bool) -> tuple[np.ndarray, np.ndarray]:
-        """What `bias` adds to the logits: (tokens, amounts) (see `Bias.deltas`)."""
-        if (bias, topic) not in self._biases:
-            self._biases[bias, topic] = bias.deltas(self._piece_table().pieces, topic=topic)
-        return self._biases[bias, topic]
-
-    def _piece_table(self) -> PieceTable:
-        """Each token's bytes, sorted for the fact guard: made once, when a request first has a guard."""
-        if self._pieces is None:
-            self._pieces = PieceTable([self._model.piece(t) for t in range(self._model.n_vocab)])
-        return self._pieces
+        self._vocabulary = Vocabulary(lambda: [self._model.piece(t) for t in range(self._model.n_vocab)])
 
     @property
     def model_name(self) -> str:
@@ -271,7 +254,7 @@ class BatchedEngine(Engine):
                                            think=ThinkingState(self._format.opens_thinking(texts[i])),
                                            facts=GuardState(request.guard) if request.guard is not None else None))
             if any(seq.facts or seq.request.bias for seq in sequences):
-                self._piece_table()
+                self._vocabulary.table  # made before the clock of the first step runs
             if shared:
                 self._prefill(context, batch, holder, prompts[0], 0, shared, stats)
             results = self._run(context, batch, sequences, n_slots, shared, holder, stats, progress, started)
@@ -340,15 +323,13 @@ class BatchedEngine(Engine):
             sentence = seq.sentence() if rule is not None else ""
             if request.bias and answering:
                 # the topic lean from the paragraph's second sentence on: a sentence kept, or just ended
-                topic = bool(seq.kept) or (rule is not None and bool(_ENDED.search(sentence)))
-                tokens, amounts = self._bias_tokens(request.bias, topic=topic)
+                topic = bool(seq.kept) or (rule is not None and bool(ENDS_A_SENTENCE.search(sentence)))
+                tokens, amounts = self._vocabulary.bias(request.bias, topic=topic)
                 logits[row, tokens] += amounts
             if rule is not None and self._judging(seq):
                 lean = rule.end_bias(sentence)
                 if lean:
-                    if self._enders is None:
-                        self._enders = sentence_enders(self._piece_table().pieces)
-                    logits[row, self._enders] += lean
+                    logits[row, self._vocabulary.enders] += lean
             if rule is not None and seq.grammar is None and not request.ignore_eos \
                     and not rule.may_end([*seq.kept, sentence]):
                 logits[row, self._model.eog_tokens] = -np.inf  # no end here (too short, or mid-sentence)
@@ -388,7 +369,7 @@ class BatchedEngine(Engine):
         return out
 
     def _facts_mask(self, seq: _Sequence, tokens: np.ndarray) -> np.ndarray:
-        return seq.facts.mask(tokens, self._pieces)
+        return seq.facts.mask(tokens, self._vocabulary.table)
 
     def _sample_alone(self, seq: _Sequence, row_logits: np.ndarray) -> int:
         """A row with a grammar, or whose fact guard allowed none of its k best: its candidates among the
@@ -540,7 +521,7 @@ class BatchedEngine(Engine):
     @staticmethod
     def _sentence_ends(seq: _Sequence, piece: bytes, eog: bool) -> bool:
         """Whether the text so far ends a sentence that the token `piece` (or the end) comes after."""
-        ended = _ENDED.search(seq.sentence())
+        ended = ENDS_A_SENTENCE.search(seq.sentence())
         return bool(ended) and (eog or bool(ended.group(1)) or piece[:1].isspace())
 
     def _judge_sentence(self, context: Context, seq: _Sequence, last: bool = False) -> str:

@@ -85,6 +85,11 @@ def clear_errors() -> None:
     _pending.clear()
 
 
+def eog_tokens(vocab, n_vocab: int) -> np.ndarray:
+    """Every end-of-generation token of a llama.cpp vocabulary (`llama_vocab *`)."""
+    return np.array([t for t in range(n_vocab) if llama_cpp.llama_vocab_is_eog(vocab, t)], dtype=np.int64)
+
+
 class Model:
     """A loaded GGUF model and its vocabulary."""
 
@@ -140,7 +145,7 @@ class Model:
     @functools.cached_property
     def eog_tokens(self) -> np.ndarray:
         """Every end-of-generation token of the vocabulary."""
-        return np.array([t for t in range(self.n_vocab) if self.is_eog(t)], dtype=np.int64)
+        return eog_tokens(self.vocab, self.n_vocab)
 
     def close(self) -> None:
         model, self._model = getattr(self, "_model", None), None

@@ -24,15 +24,16 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import GenerationError
-from ..facts import GuardState, PieceTable
+from ..facts import GuardState
 from .base import (Engine, Generation, ProgressCallback, Request, Result, check_unique_keys, derive_seed,
-                   one_by_one, sentence_enders)
+                   ENDS_A_SENTENCE, one_by_one)
+from .llama import load_llama
+from .native import eog_tokens
+from .thinking import split_thinking
+from .vocabulary import Vocabulary
 
 # The end of a sentence followed by the space or line break that begins the next one.
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*(?=\s)")
-_ENDS_A_SENTENCE = re.compile(r"[.!?][\"'”’)\]]*\s*$")
-from .llama import load_llama
-from .thinking import split_thinking
 
 
 class SequentialEngine(Engine):
@@ -53,6 +54,7 @@ class SequentialEngine(Engine):
             repeat_last_n=repeat_last_n, thinking=thinking,
         )
         self.thinking_budget = self._formatter.thinking_budget(thinking_tokens)
+        self._vocabulary = Vocabulary(lambda: [self._piece(t) for t in range(self._llm.n_vocab())])
 
     @property
     def model_name(self) -> str:
@@ -136,37 +138,10 @@ class SequentialEngine(Engine):
             cache[token] = self._llm.detokenize([token])
         return cache[token]
 
-    def _vocabulary(self) -> list[bytes]:
-        """Every token's piece, in token order (made once)."""
-        if "_vocabulary_pieces" not in self.__dict__:
-            self._vocabulary_pieces = [self._piece(token) for token in range(self._llm.n_vocab())]
-        return self._vocabulary_pieces
-
-    def _table(self) -> PieceTable:
-        """The vocabulary sorted for the fact guard (made once)."""
-        if "_piece_table" not in self.__dict__:
-            self._piece_table = PieceTable(self._vocabulary())
-        return self._piece_table
-
-    def _bias_tokens(self, bias, *, topic: bool) -> tuple[np.ndarray, np.ndarray]:
-        cache = self.__dict__.setdefault("_biases", {})
-        if (bias, topic) not in cache:
-            cache[bias, topic] = bias.deltas(self._vocabulary(), topic=topic)
-        return cache[bias, topic]
-
     def _eog_tokens(self) -> np.ndarray:
         if "_eog" not in self.__dict__:
-            import llama_cpp
-
-            vocab = self._llm._model.vocab
-            self._eog = np.array([t for t in range(self._llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)],
-                                 dtype=np.int64)
+            self._eog = eog_tokens(self._llm._model.vocab, self._llm.n_vocab())
         return self._eog
-
-    def _enders(self) -> np.ndarray:
-        if "_ender_tokens" not in self.__dict__:
-            self._ender_tokens = sentence_enders(self._vocabulary())
-        return self._ender_tokens
 
     def _processor(self, request: Request, before: bytes, start: int, ended: dict):
         """The logits processor of one completion: the point bias, then the fact guard over the row's
@@ -175,19 +150,19 @@ class SequentialEngine(Engine):
         ends and `ended["dead"]` says so."""
         k = request.sampling.top_k or self._llm.n_vocab()
         state = GuardState(request.guard) if request.guard is not None else None
-        table = self._table() if state is not None else None
+        vocabulary = self._vocabulary
 
         def process(input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
             scores = np.array(scores, dtype=np.float32, copy=True)
             if request.bias:
-                tokens, amounts = self._bias_tokens(request.bias, topic=bool(before))
+                tokens, amounts = vocabulary.bias(request.bias, topic=bool(before))
                 scores[tokens] += amounts
             written = b"".join(self._piece(int(t)) for t in input_ids[start:])  # this completion's own
             if request.sentences is not None:  # it is one sentence: lean a long one to its end
                 sentence = written.decode("utf-8", errors="ignore")
                 lean = request.sentences.end_bias(sentence)
                 if lean:
-                    scores[self._enders()] += lean
+                    scores[vocabulary.enders] += lean
                 if not request.grammar and not request.sentences.may_end([before.decode("utf-8", errors="ignore"), sentence]):
                     scores[self._eog_tokens()] = -np.inf  # no end here (too short, or mid-sentence)
             if state is None:
@@ -196,7 +171,7 @@ class SequentialEngine(Engine):
             window = min(k, len(scores))
             while True:
                 tokens = np.argpartition(scores, len(scores) - window)[len(scores) - window:]
-                mask = state.mask(tokens, table)
+                mask = state.mask(tokens, vocabulary.table)
                 if mask.any() or window >= len(scores):
                     break
                 window = min(window * 8, len(scores))
@@ -254,7 +229,7 @@ class SequentialEngine(Engine):
                 text, kept_tokens, finish = text + written, kept_tokens + used, choice.get("finish_reason") or "stop"
                 break
             end = _SENTENCE_END.search(written)
-            unfinished = end is None and not _ENDS_A_SENTENCE.search(written)
+            unfinished = end is None and not ENDS_A_SENTENCE.search(written)
             if unfinished and (ended["dead"] or ended["runaway"] or (
                     choice.get("finish_reason") != "length" and written.strip() and not request.stop)):
                 # A sentence that cannot go on, too long already, or that the model ends the paragraph
@@ -266,7 +241,7 @@ class SequentialEngine(Engine):
                     continue
                 break
             last = end is None
-            if last and not _ENDS_A_SENTENCE.search(written):  # out of tokens inside a sentence
+            if last and not ENDS_A_SENTENCE.search(written):  # out of tokens inside a sentence
                 if not (kept and rule.long_enough(kept)):
                     text, kept_tokens = text + written, kept_tokens + used
                     finish = "length" if choice.get("finish_reason") == "length" else "stop"
