@@ -26,8 +26,8 @@ from .embedded import model_write_error
 REGISTRY_ENV = "DIGEST_REGISTRY"
 DEFAULT_REGISTRY = resources.registry_file()
 _SHA256 = rules(check=(re.compile(r"^[0-9a-f]{64}$").match, "must be 64 lowercase hex digits"))
-_PINNED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9][A-Za-z0-9.+!_-]*$")  # a pip requirement NAME==VERSION
-_CHAT_FORMAT = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # a llama.cpp built-in template's name: chatml, gemma, llama3, ...
+_PINNED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9][A-Za-z0-9.+!_-]*$")  # pip's NAME==VERSION
+_CHAT_FORMAT = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # a llama.cpp built-in template's name: chatml, gemma, ...
 
 
 def _plain(name: str) -> bool:
@@ -36,19 +36,14 @@ def _plain(name: str) -> bool:
 
 @dataclass(frozen=True)
 class Sampling:
-    """The sampling a model's publisher recommends (`sampling = { temperature = ..., source = "..." }`):
-    registry data, shown by `digest models list`; `source` says where it was read."""
+    """The sampling a model's publisher recommends (`sampling = { temperature = ..., source = "..." }`), for
+    a thinking family the values without thinking: registry data; `source` says where it was read."""
 
     source: str = field(metadata=rules(required=True))
     temperature: float | None = field(default=None, metadata=rules(0.0, 2.0))
     top_p: float | None = field(default=None, metadata=rules(0.0, 1.0))
     top_k: int | None = field(default=None, metadata=rules(0))
     min_p: float | None = field(default=None, metadata=rules(0.0, 1.0))
-
-    def describe(self) -> str:
-        """"temperature 0.7, top_p 0.8, top_k 20": the values the entry sets, in this order."""
-        return ", ".join(f"{key} {getattr(self, key):g}" for key in ("temperature", "top_p", "top_k", "min_p")
-                         if getattr(self, key) is not None)
 
 
 @dataclass(frozen=True)
@@ -72,8 +67,8 @@ class ModelEntry:
     family: str = ""  # the model family, as `digest models list` shows it: "Qwen3", "Gemma 3", ...
     chat_template: str = ""
     # the name of the llama.cpp built-in chat template to use where the GGUF has none ("gemma", "chatml", ...)
-    chat_format: str = field(default="", metadata=rules(check=(_CHAT_FORMAT.match, "must be the name of one of "
-                                                               "llama.cpp's built-in chat templates (chatml, gemma, llama3, ...)")))
+    chat_format: str = field(default="", metadata=rules(check=(
+        _CHAT_FORMAT.match, "must be the name of one of llama.cpp's built-in chat templates (chatml, gemma, ...)")))
     thinking: bool = False  # the family's template is a thinking one (<think> blocks, enable_thinking)
     sampling: Sampling | None = None  # what its publisher recommends (without thinking, for a thinking family)
     notes: str = ""
