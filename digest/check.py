@@ -62,6 +62,11 @@ _BOLD = re.compile(r"\*\*(.+?)\*\*")
 _LEADING_DATE = re.compile(r"^([^:()*]{1,40}):")
 _YEAR = re.compile(r"(?<!\d)\d{4}(?!\d)")
 _MONTH_YEAR = re.compile(rf"^(?:{'|'.join(MONTHS)}) \d{{4}}$")
+# Raw HTML as CommonMark starts it, after a '<' that no backslash escapes: an open or closing tag (also
+# one whose '>' is on a later line), a comment, a declaration, CDATA, a processing instruction.
+_RAW_HTML = re.compile(r"(?<!\\)(?:\\\\)*(<(?:/?[A-Za-z][A-Za-z0-9-]*(?=[\s/>]|$)|!--|!\[CDATA\[|![A-Za-z]|\?)[^>]*>?)")
+# A Hugo shortcode: Hugo runs it before the Markdown is read, so no backslash or code span stops it.
+_SHORTCODE = re.compile(r"\{\{[<%].*?(?:[>%]\}\}|$)")
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,7 @@ def _parse(text: str, kinds: tuple[SectionKind, ...]) -> _Parsed:
     lines = _split_lines(text)
     last_line = lines[-1][0] if lines else 1
     front, body = _read_front_matter(lines, report)
+    _check_markup(body, report)
     preamble, sections = _split_sections(body, report)
     notice = _read_notice(preamble, body[0][0] if body else last_line, report)
     _report_missing_sections(sections, last_line, report)
@@ -201,6 +207,21 @@ def _quote(value: str | None, limit: int = 60) -> str:
     if len(shown) > limit:
         shown = shown[: limit - 3] + "..."
     return f"'{shown}'"
+
+
+def _check_markup(body: list[Line], report: _Report) -> None:
+    """Raw HTML and Hugo shortcodes in the body: Hugo would put the one into the page and run the
+    other. digest writes every text of a feed or the model escaped ('\\<', '\\{'), so a post it wrote
+    holds neither; one edited by hand, or written by something else, may."""
+    for number, line in body:
+        html = _RAW_HTML.search(line)
+        if html is not None:
+            report.add(number, f"raw HTML {_quote(html.group(1), 40)}: Hugo would put it into the page as it is "
+                               "(digest writes '\\<' for a '<' in text)")
+        shortcode = _SHORTCODE.search(line)
+        if shortcode is not None:
+            report.add(number, f"Hugo shortcode {_quote(shortcode.group(0), 40)}: Hugo would run it "
+                               "(digest writes '\\{' for a '{' in text)")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -367,8 +367,10 @@ def replay(
 ) -> None:
     """Regenerate a post from what its manifest names and compare it with the post on disk.
 
-    Exit 0 and "identical" when the bytes match; a unified diff and exit 1 when they differ;
-    exit 9 when an input the manifest names is missing or has changed.
+    First, before any model is loaded: exit 9 when the manifest contradicts itself (its seed, a
+    section's seed, a format this release does not read) or an input it names (config, post, prompt,
+    model, feed file) is missing or has changed. Then exit 0 and "identical" when the regenerated
+    bytes match; a unified diff and exit 1 when they differ.
     """
     from .replay import replay as replay_post
 

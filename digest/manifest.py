@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .config import Config, config_to_dict
-from .engine.base import Generation, Request, Sampling
-from .errors import OutputError
+from .engine.base import Generation, Request, Sampling, derive_seed
+from .errors import InputChangedError, OutputError
 from .select import Covered, Story
 from .site import Site
 from .files import canonical_json, sha256_bytes, sha256_file, write_atomic, write_json
@@ -26,6 +26,35 @@ from .prompts import template_sha256
 FORMAT = 1
 
 
+def check_claims(manifest: dict, path: Path) -> None:
+    """Raise InputChangedError where the manifest at `path` is of a format this release does not read
+    or contradicts itself: its config against the config's sha256, its run seed against its config's,
+    each section's seed against the one the run derives from the run seed. A missing key: KeyError."""
+    found = manifest["format"]
+    if isinstance(found, bool) or not isinstance(found, int) or found < 1:
+        raise InputChangedError(f"manifest {path} has an unknown format {found!r}: this digest reads format {FORMAT}")
+    if found > FORMAT:
+        versions = manifest.get("versions")
+        wrote = versions.get("digest") if isinstance(versions, dict) else None
+        raise InputChangedError(f"manifest {path} has format {found}, newer than this digest reads ({FORMAT}): "
+                                f"replay it with the release that wrote it (digest {wrote or 'unknown'})")
+    # The recorded config as it was written, not as this release reads it back: a manifest of an older
+    # release lacks the keys added since, which then take their defaults (its behaviour then).
+    config = manifest["config"]
+    hashed = config_sha256(config["effective"])
+    if hashed != config["sha256"]:
+        raise InputChangedError(f"the config recorded in manifest {path} has been edited: sha256 expected "
+                                f"{config['sha256']}, found {hashed}")
+    seed = manifest["seed"]
+    recorded = config["effective"]["generation"]["seed"]
+    if seed != recorded:
+        raise InputChangedError(f"manifest {path} contradicts itself: its seed is {seed!r}, its config's "
+                                f"[generation] seed {recorded!r}")
+    for section in manifest["sections"]:
+        derived = derive_seed(seed, section["key"])
+        if section["seed"] != derived:
+            raise InputChangedError(f"manifest {path} contradicts itself: section '{section['key']}' has seed "
+                                    f"{section['seed']!r}, but run seed {seed} gives it {derived}")
 
 
 def _dist_version(name: str) -> str | None:

@@ -1,8 +1,11 @@
 """`digest replay MANIFEST`: regenerate a post from what its manifest names, and compare.
 
-Every input is checked against the manifest before anything is generated: the config recorded in
-it, the prompt templates, the model file and the feed files (a snapshot's, or a feeds folder's).
-A missing or changed input is an InputChangedError (exit 9) that names it, expected vs found.
+Every claim of the manifest is checked before anything is generated, cheapest first: the config
+recorded in it, that it agrees with itself (its format, run seed and each section's seed), the post
+(a post edited after it was written needs no regeneration to tell), the prompt templates, the model
+file and the feed files (a snapshot's, or a feeds folder's). A missing or changed input, or a manifest
+that contradicts itself, is an InputChangedError (exit 9) that names it, expected vs found. Only a
+post that matches its manifest is regenerated: a difference then is the engine's (exit 1, a diff).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from .engine.base import Engine
 from .errors import InputChangedError
 from .files import sha256_bytes, sha256_file
 from .prompts import template_sha256
-from .manifest import config_sha256
+from .manifest import check_claims
 from .select import Covered
 from .site import Site
 from .snapshot import SnapshotError
@@ -55,16 +58,12 @@ def _check_hash(what: str, path: Path, expected: str,
         raise InputChangedError(f"{what} {path} has changed: sha256 expected {expected}, found {found}")
 
 
-def check_inputs(manifest: dict, site: Site) -> Config:
-    """The run's config, with the model and prompts the manifest names, once every input checks out."""
-    recorded = manifest["config"]
-    # The recorded config as it was written, not as this release reads it back: a manifest of an older
-    # release lacks the keys added since, which then take their defaults (its behaviour then).
-    found = config_sha256(recorded["effective"])
-    if found != recorded["sha256"]:
-        raise InputChangedError(f"the config recorded in the manifest has been edited: sha256 expected "
-                                f"{recorded['sha256']}, found {found}")
-    config = config_from_dict(recorded["effective"])
+def check_inputs(manifest: dict, site: Site, where: Path) -> Config:
+    """The run's config, with the model and prompts the manifest (at `where`) names, once the manifest
+    agrees with itself and every input, the post included, checks out."""
+    check_claims(manifest, where)
+    _check_hash("post", site.root / manifest["post"]["path"], manifest["post"]["sha256"])
+    config = config_from_dict(manifest["config"]["effective"])
     prompts = Path(manifest["prompts"]["dir"])
     for name, expected in manifest["prompts"]["sha256"].items():
         _check_hash("prompt template", prompts / f"{name}.txt", expected, template_sha256)
@@ -89,7 +88,7 @@ def replay(manifest_path: Path, make_engine: Callable[[Config], Engine], *, slot
     manifest = _load(manifest_path)
     site = Site.of_manifest(manifest_path)
     try:
-        config = check_inputs(manifest, site)
+        config = check_inputs(manifest, site, manifest_path)
         post = site.root / manifest["post"]["path"]
         feeds = site.root / manifest["feeds"]["directory"]
         snapshot = feeds if manifest["feeds"]["snapshot"] else None
@@ -99,8 +98,6 @@ def replay(manifest_path: Path, make_engine: Callable[[Config], Engine], *, slot
         covered = Covered(frozenset(skipped["ids"]), frozenset(skipped["titles"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise InputChangedError(f"{manifest_path} is not a digest manifest ({exc.__class__.__name__}: {exc})") from exc
-    if not post.is_file():
-        raise InputChangedError(f"post {post} is missing (the manifest was written for it)")
     if slots is not None:
         config.generation.slots = slots
     with tempfile.TemporaryDirectory(prefix="digest-replay-") as tmp:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from digest.check import Problem, check_file, check_text, parse_post
 from digest.errors import EXIT_CONFIG
+from digest.markdown import escape_inline
 
 SEEDS = Path(__file__).resolve().parents[1].parent / "shared" / "seeds"
 
@@ -410,3 +411,44 @@ def test_a_post_assembled_from_any_blog_config_passes_strict_check(heading, titl
         results[key] = Result(key, f"May 2041: {paragraph}", 0, 0, "stop")
     post = assemble(config, datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc), model, stories, stories[:1], results)
     assert check_text(render(post), strict=True) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw HTML and Hugo shortcodes: Hugo would put the one into the page and run the other.
+
+MARKUP = [
+    ("<script>alert(1)</script>", "raw HTML '<script>'"),
+    ("</div>", "raw HTML '</div>'"),
+    ('<img src=x onerror="alert(1)"', "raw HTML '<img src=x"),
+    ("<!-- hidden -->", "raw HTML '<!-- hidden -->'"),
+    ("\\\\<b>bold</b>", "raw HTML '<b>'"),  # the backslash is escaped, not the '<'
+    ("{{< youtube id >}}", "Hugo shortcode '{{< youtube id >}}'"),
+    ("{{% include x %}}", "Hugo shortcode '{{% include x %}}'"),
+    ("\\{{< param x >}}", "Hugo shortcode '{{< param x >}}'"),  # Hugo reads no Markdown escapes
+]
+
+
+@pytest.mark.parametrize("raw, words", MARKUP, ids=[m[0] for m in MARKUP])
+@pytest.mark.parametrize("strict", [False, True], ids=["tolerant", "strict"])
+def test_raw_html_and_shortcodes_in_a_paragraph_are_reported(raw, words, strict):
+    text = seed("000")
+    edited = text.replace(" It could lead", f" {raw} It could lead", 1)
+    problems = check_text(edited, strict=strict)
+    line = line_of(edited, f"     This discovery")
+    assert [p for p in problems if p.line == line and words in p.message], problems
+
+
+@pytest.mark.parametrize("written", [escape_inline(m[0]) for m in MARKUP]
+                         + ["a < b > c", "<3 and 1 <2", "x <- y", "&lt;script&gt;", "{ {< x", "{\\{< x"])
+def test_what_digest_writes_for_them_and_a_bare_angle_bracket_are_text(written):
+    edited = seed("000").replace(" It could lead", f" {written} It could lead", 1)
+    assert check_text(edited) == [] and check_text(edited, strict=True) == []
+
+
+def test_digest_check_reports_a_script_as_file_and_line(run_cli, tmp_path):
+    text = seed("000")
+    path = tmp_path / "post.md"
+    path.write_text(text.replace(" It could lead", " <script>alert(1)</script> It could lead", 1), encoding="utf-8")
+    result = run_cli("check", path)
+    assert result.exit_code == 1
+    assert f"{path}:{line_of(text, '     This discovery')}: raw HTML '<script>'" in result.stdout

@@ -100,11 +100,30 @@ def test_replay_is_identical(run_cli, site, monkeypatch):
     assert result.stdout.startswith("identical")
 
 
-def test_replay_of_a_hand_edited_post_shows_a_diff(run_cli, site):
-    post = site["post"]
+def edit_by_hand(post: Path) -> str:
+    """Replace one trending line of the post; return that line."""
     text = post.read_text(encoding="utf-8")
     line = next(x for x in text.splitlines() if x.startswith("- ") and "**" not in x)
     post.write_text(text.replace(line, "- Edited by hand"), encoding="utf-8")
+    return line
+
+
+def test_replay_checks_the_post_against_its_manifest_before_regenerating(run_cli, site):
+    """The manifest says which bytes were written: a post whose sha256 is not the manifest's (the
+    manifest's edited, or the post edited by hand since) is exit 9, both hashes named, nothing
+    regenerated. A post that is as its manifest says, yet not what its inputs make, is the engine's
+    failure to reproduce it: exit 1 and the diff."""
+    post, written = site["post"], site["manifest"].read_text(encoding="utf-8")
+    before = sha(post.read_bytes())
+    edit_manifest(site, lambda m: m["post"].update(sha256="0" * 64))
+    refused(run_cli, site, f"post {post} has changed", "0" * 64, before)
+    site["manifest"].write_text(written, encoding="utf-8")
+
+    line = edit_by_hand(post)
+    result = refused(run_cli, site, f"post {post} has changed", before, sha(post.read_bytes()))
+    assert result.stdout == ""
+
+    edit_manifest(site, lambda m: m["post"].update(sha256=sha(post.read_bytes())))
     result = run_cli("replay", site["manifest"])
     assert result.exit_code == EXIT_INVALID, describe(result)
     assert "-- Edited by hand\n" in result.stdout and f"+{line}\n" in result.stdout
@@ -118,6 +137,45 @@ def refused(run_cli, site, *needles: str):
     assert len(error) == 1 and "Traceback" not in result.stderr
     for needle in needles:
         assert needle in error[0], (needle, error[0])
+    return result
+
+
+def edit_manifest(site, edit) -> dict:
+    m = load(site["manifest"])
+    edit(m)
+    site["manifest"].write_text(json.dumps(m), encoding="utf-8")
+    return m
+
+
+def other_section_seed(m: dict) -> list[str]:
+    section = m["sections"][3]
+    section["seed"] += 1
+    return ["contradicts itself", f"section '{section['key']}' has seed {section['seed']}",
+            f"run seed 11 gives it {section['seed'] - 1}"]
+
+
+CONTRADICTIONS = {
+    "run seed": lambda m: m.update(seed=999) or ["contradicts itself", "its seed is 999", "config's [generation] seed 11"],
+    "section seed": other_section_seed,
+    "newer format": lambda m: m.update(format=99) or ["format 99, newer than this digest reads (1)", "release that wrote it"],
+    "format a string": lambda m: m.update(format="1") or ["unknown format '1'", "reads format 1"],
+    "format 0": lambda m: m.update(format=0) or ["unknown format 0"],
+    # The issue's case: with the seed 999 and the post's sha256 zeros, replay said 'identical'.
+    "seed and post": lambda m: m.update(seed=999) or m["post"].update(sha256="0" * 64) or ["its seed is 999"],
+}
+
+
+def test_replay_refuses_a_manifest_that_contradicts_itself(run_cli, site):
+    """Each claim edited alone is refused (exit 9, its own line), and before the post, the prompts or
+    the model are looked at: the manifest's own claims come first."""
+    written = site["manifest"].read_text(encoding="utf-8")
+    site["model"].unlink()
+    edit_by_hand(site["post"])
+    for edit in CONTRADICTIONS.values():
+        m = json.loads(written)
+        needles = edit(m)
+        site["manifest"].write_text(json.dumps(m), encoding="utf-8")
+        refused(run_cli, site, str(site["manifest"]), *needles)
 
 
 def test_replay_refuses_a_changed_prompt(run_cli, site):
