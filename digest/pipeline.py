@@ -22,6 +22,7 @@ from .sections import SectionKind, kinds_of, post_kinds, topic_kinds
 from .files import remove_stale_temp, sha256_bytes, write_atomic
 from .render import ensure_writable, render
 from .history import History
+from .resources import samples_dir
 from .lock import output_lock
 from .site import Site
 from .select import Covered, Story, pick
@@ -368,16 +369,24 @@ def run(
 
     The run holds the site's lock throughout (`hold_site`). The stories to skip come from the site's
     history (none with `no_history`), or are given as `covered` (a replay gives those its manifest
-    recorded); the topics are recorded in the history when `record`.
+    recorded); the topics are recorded in the history when `record`. A run from the bundled sample
+    feeds (`--sample-feeds`) neither reads nor writes the history: their stories never change, so
+    the history would only use them up, and they are not news a real site has covered.
 
     Nothing is written unless all of it succeeded.
     """
     site = site_of(config, out)
     with hold_site(site, wait=config.output.lock_wait, status=status, stage=stage):
-        history = History(site.history, 0 if no_history else config.history.days) if record else None
+        use_history = record and not is_sample(feeds_from)
+        history = History(site.history, 0 if no_history else config.history.days) if use_history else None
         return _write_post(config, make_engine, site, history, day=day, now=now, feeds_from=feeds_from,
                            snapshot=snapshot, force=force, record=record, progress=progress, status=status,
                            covered=covered, stage=stage)
+
+
+def is_sample(feeds_from: Path | None) -> bool:
+    """Whether `feeds_from` is the folder of the bundled sample feeds (`--sample-feeds`)."""
+    return feeds_from is not None and Path(feeds_from).resolve() == samples_dir().resolve()
 
 
 def _write_post(
