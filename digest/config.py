@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
+from urllib.parse import urlsplit
 
 from . import resources
 from .models import embedded
@@ -19,12 +20,29 @@ from .engine.openai import ServerOptions
 from .http import DEFAULT_USER_AGENT
 from .markdown import one_line
 from .prompts import EXAMPLE_KINDS
-from .sections import DEFAULT_SECTIONS
+from .quality import SENTENCE_MAX_WORDS
+from .sections import DEFAULT_SECTIONS, kinds_of
 from .post import DEFAULT_NOTICE, DEFAULT_PREDICTIONS_HEADING, Cover
 from .errors import ConfigError
 from .tomlcheck import Document, build, check_value, parse, read_text, rules
 
 CONFIG_NAME = "digest.toml"
+
+
+def _fetchable(url: str) -> bool:
+    """A feed URL digest can fetch: http:// or https:// with a host and no white space (or none: "")."""
+    if not url:
+        return True
+    if any(char.isspace() or not char.isprintable() for char in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # a malformed host ("http://[::1")
+        return False
+
+
+FEED_URL = rules(check=(_fetchable, "must be an http:// or https:// URL"))
 
 
 @dataclass
@@ -41,10 +59,10 @@ class Blog:
 
 @dataclass
 class FeedConfig:
-    url: str = ""
+    url: str = field(default="", metadata=FEED_URL)
     count: int = field(default=3, metadata=rules(1, 50))
     # Other URLs of the same feed, tried in order when `url` fails.
-    mirrors: list[str] = field(default_factory=list)
+    mirrors: list[str] = field(default_factory=list, metadata=FEED_URL)
 
     @property
     def urls(self) -> list[str]:
@@ -134,8 +152,10 @@ class Generation:
     examples: bool = True
     # Which examples a section is shown: "own" (those of its kind) or "all" (every one, as before 0.2).
     example_kinds: str = field(default=EXAMPLE_KINDS[0], metadata=rules(choices=EXAMPLE_KINDS))
+    # Words of a paragraph: min_words at most max_words (checked in `check_together`), and max_words
+    # room for at least one sentence as long as the sentence rule lets one be.
     min_words: int = field(default=40, metadata=rules(1, 1000))
-    max_words: int = field(default=130, metadata=rules(1, 1000))
+    max_words: int = field(default=130, metadata=rules(SENTENCE_MAX_WORDS, 1000))
     # The paragraphs of each topic, in order: names of section kinds (digest.sections).
     sections: list[str] = field(default_factory=lambda: list(DEFAULT_SECTIONS))
     candidates: int = field(default=1, metadata=rules(1, 8))
@@ -241,9 +261,24 @@ def config_from_dict(data: dict) -> Config:
     return as_before_the_keys(build(Config, data, Document("config", data), base=Config()), data)
 
 
+def check_together(config: Config, doc: Document) -> None:
+    """The rules between settings, each one alone being in range: a ConfigError at the line of the
+    key that breaks one. min_words at most max_words; `sections` names at least one topic kind, each
+    once, a kind after the one it pairs with (digest.sections.kinds_of)."""
+    g = config.generation
+    if g.min_words > g.max_words:
+        raise doc.error(("generation", "min_words"), f"'generation.min_words' = {g.min_words} is more than "
+                        f"'generation.max_words' = {g.max_words} (min_words must be 1 to max_words)")
+    try:
+        kinds_of(g.sections)
+    except ConfigError as exc:
+        raise doc.error(("generation", "sections"), str(exc)) from None
+
+
 def parse_config(text: str, source: Path | None = None) -> Config:
     doc = parse(text, str(source) if source else "config")
     config = build(Config, doc.data, doc, base=Config())
+    check_together(config, doc)
     config.source = source
     return config
 

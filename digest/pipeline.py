@@ -22,6 +22,7 @@ from .sections import SectionKind, kinds_of, post_kinds, topic_kinds
 from .files import remove_stale_temp, sha256_bytes, write_atomic
 from .render import ensure_writable, render
 from .history import History
+from .resources import samples_dir
 from .lock import output_lock
 from .site import Site
 from .select import Covered, Story, pick
@@ -95,9 +96,15 @@ def load_feeds(config: Config, feeds_from: Path | None, snapshot: Path | None = 
     return loaded, {"snapshot": snapshot is not None, "directory": directory, "files": files}
 
 
+def failed_feeds(feed_source: dict) -> dict[str, str]:
+    """The feeds that `load_feeds` found failed (a snapshot records why), by name: why each failed."""
+    return {name: entry["error"] for name, entry in feed_source["files"].items() if "error" in entry}
+
+
 def fill_failed_feeds(loaded: dict[str, feedlib.Feed], failed: dict[str, str], *, strict: bool,
                       warnings: list[str]) -> None:
-    """A failed feed's section is filled from a feed that worked (its entries not already used)."""
+    """A failed feed's section is filled from a feed that worked (`select_stories` shares its stories
+    between the two sections)."""
     if failed and strict:
         raise FeedError(f"{next(iter(failed.values()))} ({STRICT})")
     if failed and not loaded:
@@ -108,21 +115,45 @@ def fill_failed_feeds(loaded: dict[str, feedlib.Feed], failed: dict[str, str], *
         warnings.append(f"{error}; the {name} section is filled from feed '{other}' instead")
 
 
+def _none_usable(section: str, loaded: dict[str, feedlib.Feed], failed: dict[str, str], left: str = "") -> FeedError:
+    """No usable entry (`left`) for `section`: the feeds that failed first, they are the cause."""
+    feed = loaded[section]
+    filled = [name for name in failed if loaded.get(name) is feed]
+    fills = f", which fills the {' and '.join(filled)} section instead," if filled else ""
+    return FeedError("; ".join([*failed.values(), f"feed '{feed.name}' ({feed.source}){fills} has no usable entries{left}"]))
+
+
 def select_stories(config: Config, loaded: dict[str, feedlib.Feed], warnings: list[str],
-                   covered: Covered = Covered()) -> tuple[list[Story], list[Story]]:
+                   covered: Covered = Covered(), failed: dict[str, str] | None = None) -> tuple[list[Story], list[Story]]:
+    """The day's topics (the topics feed's first usable stories not in `covered`) and trending
+    headlines (the trending feed's first that are not a topic already).
+
+    When one feed fills both sections (the other failed: `failed` maps its name to why), the
+    headlines are its stories after the topics; a feed too short for both gives its last topic to
+    the headlines, so that the post has at least one. When a section is left with nothing, the error
+    names the feed that failed."""
+    failed = failed or {}
     wanted_topics, wanted_trending = config.feeds.topics.count, config.feeds.trending.count
     topics = pick(loaded["topics"].entries, wanted_topics, covered=covered)
     if not topics:
         hint = (f" left: every one was covered in the last {config.history.days} days (--no-history to pick them anyway)"
                 if covered else "")
-        raise FeedError(f"feed 'topics' ({loaded['topics'].source}) has no usable entries{hint}")
-    if len(topics) < wanted_topics:
-        warnings.append(f"feed 'topics' gave {len(topics)} usable topics, fewer than the {wanted_topics} wanted")
+        raise _none_usable("topics", loaded, failed, hint)
+    shared = loaded["topics"] is loaded["trending"]
     trending = pick(loaded["trending"].entries, wanted_trending, avoid=topics)
+    if not trending and shared and len(topics) > 1:
+        topics = topics[:-1]
+        trending = pick(loaded["trending"].entries, wanted_trending, avoid=topics)
+    if len(topics) < wanted_topics:
+        warnings.append(f"feed '{loaded['topics'].name}' gave {len(topics)} usable topics, "
+                        f"fewer than the {wanted_topics} wanted")
     if not trending:
-        raise FeedError(f"feed 'trending' ({loaded['trending'].source}) has no usable entries")
+        after = (f" left for the trending headlines after the {len(topics)} {'topic' if len(topics) == 1 else 'topics'}"
+                 if shared else "")
+        raise _none_usable("trending", loaded, failed, after)
     if len(trending) < wanted_trending:
-        warnings.append(f"feed 'trending' gave {len(trending)} usable headlines, fewer than the {wanted_trending} wanted")
+        warnings.append(f"feed '{loaded['trending'].name}' gave {len(trending)} usable headlines, "
+                        f"fewer than the {wanted_trending} wanted")
     return topics, trending
 
 
@@ -338,16 +369,24 @@ def run(
 
     The run holds the site's lock throughout (`hold_site`). The stories to skip come from the site's
     history (none with `no_history`), or are given as `covered` (a replay gives those its manifest
-    recorded); the topics are recorded in the history when `record`.
+    recorded); the topics are recorded in the history when `record`. A run from the bundled sample
+    feeds (`--sample-feeds`) neither reads nor writes the history: their stories never change, so
+    the history would only use them up, and they are not news a real site has covered.
 
     Nothing is written unless all of it succeeded.
     """
     site = site_of(config, out)
     with hold_site(site, wait=config.output.lock_wait, status=status, stage=stage):
-        history = History(site.history, 0 if no_history else config.history.days) if record else None
+        use_history = record and not is_sample(feeds_from)
+        history = History(site.history, 0 if no_history else config.history.days) if use_history else None
         return _write_post(config, make_engine, site, history, day=day, now=now, feeds_from=feeds_from,
                            snapshot=snapshot, force=force, record=record, progress=progress, status=status,
                            covered=covered, stage=stage)
+
+
+def is_sample(feeds_from: Path | None) -> bool:
+    """Whether `feeds_from` is the folder of the bundled sample feeds (`--sample-feeds`)."""
+    return feeds_from is not None and Path(feeds_from).resolve() == samples_dir().resolve()
 
 
 def _write_post(
@@ -384,7 +423,7 @@ def _write_post(
         warnings.extend(dict.fromkeys(warning for feed in loaded.values() for warning in feed.warnings))
         if covered is None:
             covered = history.covered(day) if history else Covered()
-        topics, trending = select_stories(config, loaded, warnings, covered)
+        topics, trending = select_stories(config, loaded, warnings, covered, failed_feeds(feed_source))
         info.update(topics=len(topics), trending=len(trending), covered=len(covered))
     requests = requests_of(config, topics, day, templates)
     status("loading model")

@@ -36,7 +36,7 @@ def rules(lo: float | None = None, hi: float | None = None, *, choices: tuple = 
           check: tuple[Callable[[Any], Any], str] | None = None) -> dict:
     """Field metadata for `build`: the range [lo, hi], the allowed values, whether the key must be
     given (and not empty), and `check`: (a test of the value, what the value must be if it fails,
-    e.g. "must be a plain file name")."""
+    e.g. "must be a plain file name"; a list's `check` tests each of its items)."""
     return {"min": lo, "max": hi, "choices": choices, "required": required, "check": check}
 
 
@@ -282,6 +282,10 @@ def check_value(hint: Any, value: Any, meta: dict, subject: str) -> Any:
         (item,) = get_args(hint)
         if not isinstance(value, list) or not all(isinstance(v, item) for v in value):
             raise ConfigError(f"{subject} must be a list of {_PLURAL[item]}, not {value!r}")
+        check = meta.get("check")
+        for v in value if check else ():
+            if not check[0](v):
+                raise ConfigError(f"{subject}: each one {check[1]}, not {v!r}")
         return list(value)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)

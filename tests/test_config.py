@@ -385,3 +385,49 @@ def test_the_new_choices_are_checked_with_their_line():
         parse_config('[model]\ncache_type_k = "q4_0"\n')
     with pytest.raises(ConfigError, match=r"config:3.*example_kinds.*own, all"):
         parse_config('[generation]\nseed = 1\nexample_kinds = "mine"\n')
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings that contradict each other, or that no run could use, are refused when the file is read
+
+
+@pytest.mark.parametrize("text, key, words", [
+    ("[generation]\nmin_words = 200\nmax_words = 130\n", "min_words",
+     "'generation.min_words' = 200 is more than 'generation.max_words' = 130 (min_words must be 1 to max_words)"),
+    ("[generation]\nmax_words = 60\nmin_words = 61\n", "min_words", "'generation.min_words' = 61 is more than"),
+    ("[generation]\nmin_words = 131\n", "min_words", "'generation.max_words' = 130"),
+    ("[generation]\nmax_words = 5\n", "max_words", "'generation.max_words' = 5 is out of range (45 to 1000)"),
+    ("[generation]\nmax_words = 44\n", "max_words", "out of range (45 to 1000)"),
+    ("[generation]\nsections = []\n", "sections", "[generation] sections is empty: name at least one topic section"),
+    ("[generation]\nsections = ['benefits', 'benefits']\n", "sections", "'benefits' is named twice"),
+    ("[generation]\nsections = ['ramifications', 'benefits']\n", "sections", "must come after 'benefits'"),
+    ("[generation]\nsections = ['nope']\n", "sections", "unknown section kind 'nope'"),
+    ("[feeds.topics]\nurl = 'ftp://example.com/feed.xml'\n", "url",
+     "'feeds.topics.url' must be an http:// or https:// URL, not 'ftp://example.com/feed.xml'"),
+    ("[feeds.trending]\nurl = 'example.com/feed.xml'\n", "url", "must be an http:// or https:// URL"),
+    ("[feeds.trending]\nurl = 'https://'\n", "url", "must be an http:// or https:// URL"),
+    ("[feeds.trending]\nurl = 'file:///etc/hosts'\n", "url", "must be an http:// or https:// URL"),
+    ("[feeds.topics]\nmirrors = ['https://ok.example/feed', 'ftp://mirror.example/feed']\n", "mirrors",
+     "'feeds.topics.mirrors': each one must be an http:// or https:// URL, not 'ftp://mirror.example/feed'"),
+])
+def test_settings_no_run_could_use_are_refused_at_their_line(text, key, words):
+    text = "# my digest\n\n[blog]\ntitle = 'x'\n" + text
+    message = config_error(text, SOURCE)
+    assert message.startswith(f"{SOURCE}:{line_of(text, key)}: "), message
+    assert words in message, message
+
+
+def test_the_edges_of_the_word_limits_and_feed_urls_are_accepted():
+    config = parse_config("[generation]\nmin_words = 45\nmax_words = 45\n[feeds.topics]\nurl = 'HTTPS://Example.com/x'\n"
+                          "mirrors = ['http://127.0.0.1:8000/feed']\n[feeds.trending]\nurl = ''\n")
+    assert (config.generation.min_words, config.generation.max_words) == (45, 45)
+    assert config.feeds.topics.urls == ["HTTPS://Example.com/x", "http://127.0.0.1:8000/feed"]
+
+
+def test_a_run_with_contradicting_word_limits_exits_with_the_config_code(run_cli, tmp_path):
+    path = tmp_path / "digest.toml"
+    path.write_text("[generation]\nengine = 'fake'\nmin_words = 200\nmax_words = 130\n", encoding="utf-8")
+    result = run_cli("run", "--config", path, "--sample-feeds", "--out", tmp_path / "site")
+    assert result.exit_code == EXIT_CONFIG, result.stderr
+    assert f"{path}:3: 'generation.min_words' = 200 is more than" in result.stderr
+    assert not (tmp_path / "site").exists()

@@ -142,3 +142,35 @@ def test_a_failed_run_records_nothing(run_cli, tmp_path, feeds):
     assert not History(Site(out).history, days=7).covered(date(2026, 1, 2))
     second, _ = run_day(run_cli, out, feeds, "2026-01-02")
     assert second == TOPIC_TITLES[:6]
+
+
+def test_make_run_on_three_days_writes_three_whole_posts(run_cli, tmp_path, monkeypatch):
+    """`make run` (its recipe's own arguments, read from the Makefile) with RUN_ARGS="--date ..." on
+    three days running, the model replaced by the fake engine: the bundled sample feeds neither read
+    nor write the history, so every post has all six topics, the same every day (before, day two had
+    three and day three failed: every one covered)."""
+    import shlex
+    from pathlib import Path
+
+    from conftest import PROJECT_ROOT
+    from digest import engine as engine_pkg
+    from digest.engine.fake import FakeEngine
+    from digest.feeds import read_feed_file
+    from digest.resources import samples_dir
+
+    recipe = (PROJECT_ROOT / "Makefile").read_text(encoding="utf-8").split("\nrun:", 1)[1].split("\n")[1]
+    args = shlex.split(recipe.split("/bin/digest", 1)[1].replace("$(RUN_ARGS)", ""))
+    assert args == ["run", "--sample-feeds", "--out", "site"], recipe
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(engine_pkg, "create_engine",
+                        lambda name, model_path, **kw: FakeEngine(model_name=Path(model_path).stem))
+    whole = [s.title for s in pick(read_feed_file(samples_dir(), "topics").entries, 6)]
+    for day in ("2026-11-20", "2026-11-21", "2026-11-22"):
+        result = run_cli(*args, "--date", day)
+        assert result.exit_code == 0, describe(result)
+        post = tmp_path / "site" / "content" / "posts" / f"{day}-ai-auto-summary.md"
+        assert post.is_file()
+        assert topic_titles(post.read_text(encoding="utf-8")) == whole
+        assert "fewer than" not in result.stderr
+    assert not Site(tmp_path / "site").history.exists()
+

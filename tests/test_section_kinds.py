@@ -159,7 +159,7 @@ def test_a_config_naming_an_undefined_kind_is_one_line_in_run_and_check(tmp_path
         result = run_cli(*args)
         assert result.exit_code == EXIT_CONFIG, describe(result)
         (line,) = result.stderr.strip().splitlines()
-        assert line.startswith(f"digest: error: {message}"), line
+        assert line.startswith(f"digest: error: {config}:3: {message}"), line  # the file and line of `sections`
 
 
 def test_examples_may_show_the_new_kind(why, tmp_path):

@@ -198,13 +198,13 @@ CONFIG_ERRORS = [
 # like keys and headers.
 CONFIG_FILLERS = {
     ("generation",): ["prompts_dir = '''\n[feeds.topics]\nsede = 4\n'''", "examples = true"],
-    ("feeds", "topics"): ['mirrors = [\n  "http://m/?count=0",\n  "[blog]",\n]', 'url = "http://x/"'],
+    ("feeds", "topics"): ['mirrors = [\n  "http://m/?count=0",\n  "http://m/[blog]",\n]', 'url = "http://x/"'],
     ("blog",): ['title = """\ncover = 3\n[[blog]]\n"""', "author = 'x'"],
     ("blog", "cover"): ['alt = """\nhidden = 3\n"""', "image = 'a.png'"],
     ("blog", "covr"): [],
 }
 # Whole tables written before the one with the error.
-CONFIG_BEFORE = ["[feeds.trending]\nmirrors = [\n  'http://a/',\n  'count = 0',\n]",
+CONFIG_BEFORE = ["[feeds.trending]\nmirrors = [\n  'http://a/',\n  'http://b/?count=0',\n]",
                  "[history]\ndays = 3 # [generation]", "[output]\ndir = '''\nengine = 'turbo'\n'''"]
 
 REGISTRY = '# a registry\ndefault = "tiny"\n'
