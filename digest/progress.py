@@ -96,7 +96,7 @@ class _LogProgress:
             self.round, self.total, self.done = self.round + 1, p.total, 0
         if p.done > self.done or now - self.last >= self.reporter.every or (begins and self.round > 1):
             self.done, self.last = p.done, now
-            rate = f", {p.completion_tokens / p.elapsed:.0f} tok/s" if p.elapsed > 0 else ""
+            rate = f", {p.completion_tokens / p.elapsed:.0f} tok/s" if p.elapsed > 0 and p.completion_tokens else ""
             where = f" (round {self.round})" if self.round > 1 else ""
             self.reporter.line(f"{self.what}{where}: {p.done}/{p.total} sections, {p.completion_tokens} tokens{rate}")
 
@@ -111,7 +111,7 @@ def _bar(what: str) -> Iterator[ProgressCallback]:
         task = bar.add_task(what, total=None, rate="")
 
         def update(p: Progress) -> None:
-            rate = f"{p.completion_tokens / p.elapsed:.0f} tok/s" if p.elapsed > 0 else ""
+            rate = f"{p.completion_tokens / p.elapsed:.0f} tok/s" if p.elapsed > 0 and p.completion_tokens else ""
             bar.update(task, total=p.total, completed=p.done, rate=rate)
 
         yield update

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from conftest import describe
 from digest.engine.base import Progress
 from digest.progress import Reporter
@@ -152,3 +154,18 @@ def test_quiet_says_nothing_and_gives_no_progress(capsys):
     with report.progress() as progress:
         assert progress is None
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.model
+def test_the_batching_engine_reports_while_it_reads_the_prompts(batched_engine):
+    """Before the first token the engine reads every prompt (seconds on a busy machine): the progress
+    callback hears each prompt read, so that a log's heartbeat does not fall silent there."""
+    from digest.engine.base import Message, Request
+
+    requests = [Request(key=f"r{n}", messages=(Message("user", f"Say the number {n}."),), seed=n, max_tokens=2)
+                for n in range(3)]
+    heard: list[Progress] = []
+    batched_engine.generate(requests, heard.append)
+    before_a_token = [p for p in heard if p.completion_tokens == 0]
+    assert len(before_a_token) >= len(requests) and all(p.done == 0 and p.total == 3 for p in before_a_token)
+    assert heard[-1].done == 3
