@@ -2,7 +2,8 @@
 
 On a terminal: a dim line per phase and a rich progress bar, redrawn in place and gone at the end.
 Anywhere else (cron, systemd, a pipe): one plain line per phase, per finished section and, while
-tokens are being generated, at least every `HEARTBEAT` seconds, each with the UTC time, for a log:
+the engine works, one every `HEARTBEAT` seconds (when it reports: the batching engine after each prompt
+it reads and each step, the others after each section), each with the UTC time, for a log:
 
     2026-12-07T10:15:02Z digest: reading feeds
     2026-12-07T10:15:03Z digest: generating 14 sections with SmolLM2-135M-Instruct.Q8_0 (batched engine)
@@ -23,7 +24,7 @@ from typing import Callable, Iterator
 from .console import err
 from .engine.base import Progress, ProgressCallback
 
-# At most this many seconds between two lines of a log while tokens are being generated.
+# Seconds between two lines of a log while the engine reports and no section is finished.
 HEARTBEAT = 5.0
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # as `run --log-file` writes it (runlog.py)
 
