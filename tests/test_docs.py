@@ -266,3 +266,21 @@ def test_the_model_tables_give_the_sizes_and_speeds_models_list_prints():
                 checked += bool(sizes)
     assert not problems, "\n".join(problems)
     assert checked >= len(entries), "the tables of docs/models.md name every model with its size"
+
+
+def test_the_version_is_written_once_and_the_changelog_names_it():
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    import digest
+    from digest.config import default_toml
+    from digest.http import DEFAULT_USER_AGENT
+
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "digest.__version__"}
+    releases = re.findall(r"^## \[(\d+\.\d+\.\d+)\]", (PROJECT_ROOT / "CHANGELOG.md").read_text(encoding="utf-8"), re.M)
+    assert releases and releases[0] == digest.__version__, "CHANGELOG.md's newest release is not __version__"
+    assert f"digest/{digest.__version__} " in DEFAULT_USER_AGENT and DEFAULT_USER_AGENT in default_toml()
