@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Annotated, Optional
@@ -22,6 +20,7 @@ from .console import err, expected_errors, warning
 from .engine import ENGINES, engine_of
 from .errors import EXIT_INVALID, EXIT_LOCKED, ConfigError, DigestError
 from .interrupts import sigterm_as_interrupt
+from .progress import Reporter
 from .resources import samples_dir
 from .models.cli import app as models_app
 from .reports import show_bench, show_eval
@@ -107,18 +106,18 @@ def run(
         feeds_from = _feeds_source(feeds_from, snapshot, sample_feeds)
         when = _parse_day(day)
         now = _source_date_epoch()
-        say = (lambda message: None) if quiet else (lambda message: err.print(f"[dim]{escape(message)}…[/dim]"))
+        report = Reporter(quiet=quiet)
         if len(configs) > 1:
             _run_many(configs, out=out, feeds_from=feeds_from, snapshot=snapshot, when=when, now=now, force=force,
-                      no_history=no_history, quiet=quiet, say=say)
+                      no_history=no_history, report=report)
             return
         config = configs[0][1]
         log.line(f"start out={pipeline.site_of(config, out).root} engine={config.generation.engine} "
                  f"model={config.model_path}")
-        with _progress_display(enabled=not quiet and sys.stderr.isatty()) as progress:
+        with report.progress() as progress:
             result = pipeline.run(
                 config, lambda: engine_of(config), day=when, now=now, out=out, feeds_from=feeds_from,
-                snapshot=snapshot.resolve() if snapshot else None, force=force, progress=progress, status=say,
+                snapshot=snapshot.resolve() if snapshot else None, force=force, progress=progress, status=report.say,
                 no_history=no_history, stage=log.stage,
             )
         log.outcome = f"wrote {result.path}" if result.written else "nothing to do: " + "; ".join(result.warnings)
@@ -127,24 +126,23 @@ def run(
                 warning(message)
             else:
                 err.print(f"digest: {message}", markup=False)
-        if result.written and not quiet and result.stats:
+        if result.written and result.stats:
             s = result.stats
             chosen = result.chosen
-            err.print(f"wrote {len(result.post.topics)} topics: {s.completion_tokens} tokens in "
-                      f"{s.wall_seconds:.1f} s ({s.tokens_per_second:.0f} tok/s); {chosen.passed} of "
-                      f"{len(chosen.scores)} sections pass every quality check; manifest: {result.manifest}",
-                      markup=False)
+            report.tell(f"wrote {len(result.post.topics)} topics: {s.completion_tokens} tokens in "
+                        f"{s.wall_seconds:.1f} s ({s.tokens_per_second:.0f} tok/s); {chosen.passed} of "
+                        f"{len(chosen.scores)} sections pass every quality check; manifest: {result.manifest}")
         typer.echo(str(result.path))
 
 
-def _run_many(configs, *, out, feeds_from, snapshot, when, now, force, no_history, quiet, say) -> None:
+def _run_many(configs, *, out, feeds_from, snapshot, when, now, force, no_history, report) -> None:
     """`digest run --config a.toml --config b.toml`: one post per config, through one shared engine."""
     if out is not None:
         raise ConfigError("--out with several --config: each config's [output] dir says where its post goes")
     check_one_engine(configs)
     first = configs[0][1]
-    with _progress_display(enabled=not quiet and sys.stderr.isatty()) as progress, engine_of(first) as engine:
-        outcomes = pipeline.run_many(configs, engine, progress=progress, status=say, day=when, now=now,
+    with report.progress() as progress, engine_of(first) as engine:
+        outcomes = pipeline.run_many(configs, engine, progress=progress, status=report.say, day=when, now=now,
                                      feeds_from=feeds_from, snapshot=snapshot.resolve() if snapshot else None,
                                      force=force, no_history=no_history)
     failed = None
@@ -198,25 +196,6 @@ def _parse_day(value: str | None) -> date | None:
         return date.fromisoformat(value)
     except ValueError:
         raise typer.BadParameter(f"expected YYYY-MM-DD, got {value!r}", param_hint="--date")
-
-
-@contextmanager
-def _progress_display(enabled: bool):
-    """A rich progress bar on stderr (sections done / total, tokens/s); None when disabled."""
-    if not enabled:
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TextColumn("sections"),
-                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=err, transient=True) as bar:
-        task = bar.add_task("generating", total=None, rate="")
-
-        def update(p) -> None:
-            rate = f"{p.completion_tokens / p.elapsed:.0f} tok/s" if p.elapsed > 0 else ""
-            bar.update(task, total=p.total, completed=p.done, rate=rate)
-
-        yield update
 
 
 @app.command()
@@ -322,9 +301,10 @@ def eval_(
             "generation.engine": ("--engine", engine),
             "generation.examples": ("--examples", examples),
         })
-        with _progress_display(enabled=not as_json and sys.stderr.isatty()) as progress:
+        reporter = Reporter()  # on stderr, --json or not: stdout has the report alone
+        with reporter.progress() as progress:
             report = run_eval(config, lambda: engine_of(config), inputs, topics=topics,
-                              progress=progress)
+                              progress=progress, status=reporter.say)
     if as_json:
         typer.echo(report.to_json())
         return
@@ -375,7 +355,9 @@ def replay(
     from .replay import replay as replay_post
 
     with expected_errors():
-        outcome = replay_post(manifest, engine_of, slots=slots)
+        report = Reporter()
+        with report.progress() as progress:
+            outcome = replay_post(manifest, engine_of, slots=slots, progress=progress, status=report.say)
     if outcome.note:
         warning(outcome.note)
     if outcome.identical:

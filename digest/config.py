@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
-from . import resources
+from . import __version__, resources
 from .models import embedded
 from .engine import CACHE_TYPES_K, ENGINES, Sampling
 from .engine.openai import ServerOptions
@@ -209,7 +209,8 @@ class Config:
 
 
 def default_toml() -> str:
-    return resources.default_config_text()
+    """The default digest.toml, as `digest init` writes it (the User-Agent with this version in it)."""
+    return resources.default_config_text().replace("@VERSION@", __version__)
 
 
 def apply_flags(config: Config, flags: dict[str, tuple[str, Any]]) -> None:

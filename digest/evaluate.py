@@ -24,7 +24,7 @@ from . import feeds as feedlib
 from . import resources
 from .config import Config
 from .manifest import model_record, prompts_record
-from .engine.base import Engine, Stats
+from .engine.base import Engine, ProgressCallback, Stats
 from .errors import FeedError
 from .pipeline import generate, judge_of, prevention, requests_of, templates_of
 from .quality import Judge, Score
@@ -156,8 +156,11 @@ def _topics(path: Path, count: int):
 
 
 def run_eval(config: Config, make_engine: Callable[[], Engine], inputs: Sequence[Path], *, topics: int = 0,
-             day: date = EVAL_DAY, progress=None) -> EvalReport:
-    """Score every section of every input: `topics` topics from each (0: as many as a run takes)."""
+             day: date = EVAL_DAY, progress: ProgressCallback | None = None,
+             status: Callable[[str], None] = lambda message: None) -> EvalReport:
+    """Score every section of every input: `topics` topics from each (0: as many as a run takes).
+    `status` hears each phase, `progress` the engine (as in pipeline.run)."""
+    status(f"reading {len(inputs)} input{'s' if len(inputs) != 1 else ''}")
     templates = templates_of(config)
     g = config.generation
     requests, sections, owner = [], [], {}
@@ -171,7 +174,10 @@ def run_eval(config: Config, make_engine: Callable[[], Engine], inputs: Sequence
         requests += [dataclasses.replace(r, key=prefix + r.key) for r in built]
         sections += judge.sections.values()
     judge = Judge(sections, day, templates.texts.values(), min_words=g.min_words, max_words=g.max_words)
+    status("loading model")
     with make_engine() as engine:
+        status(f"generating {len(requests)} sections of {len(inputs)} input{'s' if len(inputs) != 1 else ''} "
+               f"with {engine.model_name} ({engine.name} engine)")
         chosen = generate(engine, requests, judge, candidates=g.candidates, retries=g.retries, progress=progress,
                           **prevention(config),
                           require_all=False)

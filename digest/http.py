@@ -24,7 +24,9 @@ from email.message import Message
 from pathlib import Path
 from typing import Callable, Collection, Mapping, TypeVar
 
-DEFAULT_USER_AGENT = "digest/0.2 (offline daily digest generator)"  # [feeds] user_agent's default too
+from . import __version__
+
+DEFAULT_USER_AGENT = f"digest/{__version__} (offline daily digest generator)"  # [feeds] user_agent's default too
 MAX_BYTES = 32 * 1024 * 1024  # the default cap on a body read into memory
 _MIB = 1024 * 1024
 _CHUNK = 1 << 20

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Sequence
 
+from . import __version__
 from .config import Config, config_to_dict
 from .engine.base import Generation, Request, Sampling, derive_seed
 from .errors import InputChangedError, OutputError
@@ -92,7 +93,7 @@ def llama_cpp_build() -> dict:
 
 def versions() -> dict:
     return {
-        "digest": _dist_version("digest"),
+        "digest": __version__,  # the code's own, even where the installed metadata is older (an editable install)
         "python": platform.python_version(),
         "llama_cpp_python": _dist_version("llama-cpp-python"),
         "llama_cpp": llama_cpp_build(),

@@ -280,7 +280,7 @@ def generate(engine: Engine, requests: Sequence[Request], judge: Judge, *, candi
                 key = request.key if n == 0 else f"{request.key} #{n}"
                 origin[key] = request.key
                 batch.append(dataclasses.replace(request, key=key, seed=_try_seed(request.seed, n)))
-        generation = engine.generate(batch, progress if round_ == 0 else None)
+        generation = engine.generate(batch, progress)  # the retry rounds too: a log hears them (progress.py)
         stats.merge(generation.stats)
         for result in generation.results:
             tries[origin[result.key]].append(dataclasses.replace(result, key=origin[result.key]))

@@ -20,7 +20,7 @@ from typing import Callable
 
 from . import pipeline
 from .config import Config, config_from_dict
-from .engine.base import Engine
+from .engine.base import Engine, ProgressCallback
 from .errors import InputChangedError
 from .files import sha256_bytes, sha256_file
 from .prompts import template_sha256
@@ -84,9 +84,11 @@ def check_inputs(manifest: dict, site: Site, where: Path) -> Config:
     return config
 
 
-def replay(manifest_path: Path, make_engine: Callable[[Config], Engine], *, slots: int | None = None) -> Replay:
+def replay(manifest_path: Path, make_engine: Callable[[Config], Engine], *, slots: int | None = None,
+           progress: ProgressCallback | None = None, status: Callable[[str], None] = lambda message: None) -> Replay:
     manifest = _load(manifest_path)
     site = Site.of_manifest(manifest_path)
+    status("checking the inputs the manifest names")
     try:
         config = check_inputs(manifest, site, manifest_path)
         post = site.root / manifest["post"]["path"]
@@ -104,7 +106,7 @@ def replay(manifest_path: Path, make_engine: Callable[[Config], Engine], *, slot
         try:
             result = pipeline.run(config, lambda: make_engine(config), now=when, out=Path(tmp),
                                   feeds_from=None if snapshot else feeds, snapshot=snapshot, force=True, record=False,
-                                  covered=covered)
+                                  covered=covered, progress=progress, status=status)
         except SnapshotError as exc:
             raise InputChangedError(str(exc)) from exc
         again = result.path.read_bytes()

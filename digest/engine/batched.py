@@ -34,7 +34,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 
 import numpy as np
@@ -282,9 +282,9 @@ class BatchedEngine(Engine):
         stats.prompt_seconds += time.perf_counter() - began
 
     def _admit(self, context: Context, batch: Batch, new: list[_Sequence], shared: int, holder: int,
-               stats: Stats) -> None:
+               stats: Stats, tick: Callable[[], None] = lambda: None) -> None:
         """Put `new` sequences in their slots, decode their prompts (sharing what they can), and sample
-        each one's first token."""
+        each one's first token; `tick` after each prompt (the progress callback hears the prefill too)."""
         for seq in new:
             if shared:
                 context.copy_sequence(holder, seq.slot)
@@ -312,6 +312,7 @@ class BatchedEngine(Engine):
             self._prefill(context, batch, seq.slot, seq.prompt, seq.start, len(seq.prompt), stats, logits=True)
             seq.n_past = len(seq.prompt)
             seq.first = self._sample(context, [(seq, 0)], 1)[seq.index]
+            tick()
 
     def _sample(self, context: Context, picks: list[tuple[_Sequence, int]], rows: int) -> dict[int, int]:
         """Next token of each (sequence, logits row) after a decode with `rows` outputs."""
@@ -401,6 +402,13 @@ class BatchedEngine(Engine):
         queue = deque(sequences)
         live: dict[int, _Sequence] = {}  # slot -> sequence
         results: dict[int, Result] = {}
+
+        def report(last: Result | None = None) -> None:
+            if progress:
+                in_flight = sum(len(s.tokens) for s in live.values())
+                progress(Progress(len(results), len(sequences), stats.completion_tokens + in_flight,
+                                  time.perf_counter() - started, last))
+
         while queue or live:
             new = []
             for slot in [s for s in range(n_slots) if s not in live][: len(queue)]:
@@ -410,7 +418,7 @@ class BatchedEngine(Engine):
                 new.append(seq)
             sampled: dict[int, int] = {}
             if new:
-                self._admit(context, batch, new, shared, holder, stats)
+                self._admit(context, batch, new, shared, holder, stats, report)
                 sampled = {seq.slot: seq.first for seq in new}
             stepping = [live[slot] for slot in sorted(live) if slot not in sampled]
             if stepping:
@@ -434,10 +442,7 @@ class BatchedEngine(Engine):
                     stats.rollbacks += last.rollbacks
                     del live[slot]
             self._compact(context, live)
-            if progress:
-                in_flight = sum(len(s.tokens) for s in live.values())
-                progress(Progress(len(results), len(sequences), stats.completion_tokens + in_flight,
-                                  time.perf_counter() - started, last))
+            report(last)
         return [results[i] for i in range(len(sequences))]
 
     def _advance(self, context: Context, seq: _Sequence, token: int) -> FinishReason | None:
