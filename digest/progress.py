@@ -3,11 +3,15 @@
 On a terminal: a dim line per phase and a rich progress bar, redrawn in place and gone at the end.
 Anywhere else (cron, systemd, a pipe): one plain line per phase, per finished section and, while
 the engine works, one every `HEARTBEAT` seconds (when it reports: the batching engine after each prompt
-it reads and each step, the others after each section), each with the UTC time, for a log:
+it reads and each step, the others after each section), each with the UTC time, for a log. Where
+nothing reports for `HEARTBEAT` seconds inside a block of work (loading a model, the sequential
+engine's long section, a machine too busy for the next step), a watch thread says what is still
+going on, so that a log never goes quiet for long:
 
     2026-12-07T10:15:02Z digest: reading feeds
     2026-12-07T10:15:03Z digest: generating 14 sections with SmolLM2-135M-Instruct.Q8_0 (batched engine)
     2026-12-07T10:15:09Z digest: generating: 3/14 sections, 412 tokens, 38 tok/s
+    2026-12-07T10:15:14Z digest: still generating 14 sections with ... (11 s)
 
 No bar, colour or markup there. Quiet: nothing (the command prints its result alone). The engines
 never print: they call the progress callback that `Reporter.progress` gives (engine/base.py).
@@ -16,6 +20,7 @@ never print: they call the progress callback that `Reporter.progress` gives (eng
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -46,20 +51,37 @@ class Reporter:
             terminal = sys.stderr.isatty()
         self.mode = "off" if quiet else "bar" if terminal else "log"
         self.clock, self.now, self.every = clock, now, every
+        # The log's last line (its clock time) and the phase under way, for the watch thread.
+        self.last_line, self.phase, self.phase_began = clock(), "", clock()
+        self._writing = threading.Lock()
 
     def say(self, message: str) -> None:
         """A phase begins: `reading feeds`, `loading model`, ..."""
         if self.mode == "bar":
             err.print(f"{message}…", style="dim", markup=False, emoji=False, highlight=False)
         elif self.mode == "log":
-            self.line(message)
+            self.phase, self.phase_began = message, self.clock()
+            self.log(message)
 
     def tell(self, message: str) -> None:
         """What the work came to (`wrote 7 topics: ...`): as it is on a terminal, timestamped in a log."""
         if self.mode == "bar":
             err.print(message, markup=False, emoji=False, highlight=False)
         elif self.mode == "log":
+            self.log(message)
+
+    def log(self, message: str) -> None:
+        """A line of the log, noted as its last (both the work's thread and the watch thread write)."""
+        with self._writing:
+            self.last_line = self.clock()
             self.line(message)
+
+    def watch_tick(self) -> None:
+        """The watch thread's look: when the log has had no line for `every` seconds, say what goes on."""
+        now = self.clock()
+        if now - self.last_line >= self.every:
+            what = self.phase or "working"
+            self.log(f"still {what} ({now - self.phase_began:.0f} s)")
 
     def line(self, message: str) -> None:
         """`TIME digest: MESSAGE` on stderr, as it is, at once."""
@@ -73,10 +95,30 @@ class Reporter:
         if self.mode == "off":
             yield None
         elif self.mode == "log":
-            yield _LogProgress(self, what)
+            with self._watching():
+                yield _LogProgress(self, what)
         else:
             with _bar(what) as update:
                 yield update
+
+
+    @contextmanager
+    def _watching(self) -> Iterator[None]:
+        """A daemon thread that calls `watch_tick` a few times a heartbeat, for the block's length
+        (llama.cpp's decode releases the GIL, so it runs while the engine works)."""
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(self.every / 4):
+                self.watch_tick()
+
+        thread = threading.Thread(target=watch, name="digest-log-watch", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
 
 class _LogProgress:
@@ -99,7 +141,7 @@ class _LogProgress:
             self.done, self.last = p.done, now
             rate = f", {p.completion_tokens / p.elapsed:.0f} tok/s" if p.elapsed > 0 and p.completion_tokens else ""
             where = f" (round {self.round})" if self.round > 1 else ""
-            self.reporter.line(f"{self.what}{where}: {p.done}/{p.total} sections, {p.completion_tokens} tokens{rate}")
+            self.reporter.log(f"{self.what}{where}: {p.done}/{p.total} sections, {p.completion_tokens} tokens{rate}")
 
 
 @contextmanager

@@ -169,3 +169,29 @@ def test_the_batching_engine_reports_while_it_reads_the_prompts(batched_engine):
     before_a_token = [p for p in heard if p.completion_tokens == 0]
     assert len(before_a_token) >= len(requests) and all(p.done == 0 and p.total == 3 for p in before_a_token)
     assert heard[-1].done == 3
+
+
+def test_where_nothing_reports_the_log_still_says_what_goes_on_every_heartbeat():
+    lines: list[str] = []
+    clock = Clock()
+    report = reporter(lines, clock)
+    report.say("loading model")
+    for clock.seconds in (3.0, 4.9, 5.0, 7.0, 9.9, 10.0):
+        report.watch_tick()
+    assert lines == ["loading model", "still loading model (5 s)", "still loading model (10 s)"]
+
+
+def test_the_watch_thread_writes_while_the_work_is_silent():
+    """Inside a block of work with no progress at all (the sequential engine's long section, a model
+    loading), the watch thread writes the line: waited for as an event, not slept for."""
+    import threading
+
+    written = threading.Event()
+    lines: list[str] = []
+    report = Reporter(terminal=False, every=0.05)
+    report.line = lambda message: (lines.append(message), written.set())  # type: ignore[method-assign]
+    report.say("generating 2 sections")
+    written.clear()
+    with report.progress():
+        assert written.wait(timeout=30)
+    assert lines[0] == "generating 2 sections" and lines[1].startswith("still generating 2 sections (")
