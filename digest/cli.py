@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import date, datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -16,9 +18,9 @@ from rich.markup import escape
 
 from . import pipeline
 from .config import CONFIG_NAME, Config, apply_flags, check_one_engine, default_toml, load_config
-from .console import err, expected_errors, warning
+from .console import OneLineErrors, err, expected_errors, warning
 from .engine import ENGINES, engine_of
-from .errors import EXIT_INVALID, EXIT_LOCKED, ConfigError, DigestError
+from .errors import EXIT_INVALID, EXIT_LOCKED, ConfigError, DigestError, OutputError
 from .interrupts import sigterm_as_interrupt
 from .progress import Reporter
 from .resources import samples_dir
@@ -27,12 +29,36 @@ from .reports import show_bench, show_eval
 from .runlog import run_log
 
 app = typer.Typer(
+    cls=OneLineErrors,
     add_completion=False,
     no_args_is_help=True,
     rich_markup_mode=None,
     help="Write the daily AI digest post from feeds with a local language model, offline.",
 )
 app.add_typer(models_app, name="models")
+
+
+def _version() -> str:
+    """digest's version, from the installed package's metadata."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("digest")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"digest {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_show_version, help="Print digest's version and exit.")] = False,
+) -> None:
+    pass
 
 
 _DEFAULTS = Config()  # the built-in settings, which the help texts quote
@@ -116,7 +142,7 @@ def run(
                  f"model={config.model_path}")
         with report.progress() as progress:
             result = pipeline.run(
-                config, lambda: engine_of(config), day=when, now=now, out=out, feeds_from=feeds_from,
+                config, lambda: engine_of(config, warn=warning), day=when, now=now, out=out, feeds_from=feeds_from,
                 snapshot=snapshot.resolve() if snapshot else None, force=force, progress=progress, status=report.say,
                 no_history=no_history, stage=log.stage,
             )
@@ -124,7 +150,7 @@ def run(
         for message in result.warnings:
             if result.written:
                 warning(message)
-            else:
+            elif not quiet:
                 err.print(f"digest: {message}", markup=False)
         if result.written and result.stats:
             s = result.stats
@@ -141,7 +167,7 @@ def _run_many(configs, *, out, feeds_from, snapshot, when, now, force, no_histor
         raise ConfigError("--out with several --config: each config's [output] dir says where its post goes")
     check_one_engine(configs)
     first = configs[0][1]
-    with report.progress() as progress, engine_of(first) as engine:
+    with report.progress() as progress, engine_of(first, warn=warning) as engine:
         outcomes = pipeline.run_many(configs, engine, progress=progress, status=report.say, day=when, now=now,
                                      feeds_from=feeds_from, snapshot=snapshot.resolve() if snapshot else None,
                                      force=force, no_history=no_history)
@@ -156,7 +182,7 @@ def _run_many(configs, *, out, feeds_from, snapshot, when, now, force, no_histor
             for message in outcome.warnings:
                 warning(f"{name}: {message}")
             typer.echo(str(outcome.path))
-        else:
+        elif not quiet:
             err.print(f"digest: {name}: " + "; ".join(outcome.warnings), markup=False)
     if failed is not None:
         raise typer.Exit(failed.exit_code)
@@ -190,12 +216,15 @@ def _source_date_epoch() -> datetime | None:
 
 
 def _parse_day(value: str | None) -> date | None:
+    """`--date`: exactly YYYY-MM-DD (not the other forms date.fromisoformat takes, such as 20261120)."""
     if value is None:
         return None
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise typer.BadParameter(f"expected YYYY-MM-DD, got {value!r}", param_hint="--date")
     try:
         return date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"expected YYYY-MM-DD, got {value!r}", param_hint="--date")
+    except ValueError as exc:
+        raise typer.BadParameter(f"{value} is not a date: {exc}", param_hint="--date")
 
 
 @app.command()
@@ -303,7 +332,7 @@ def eval_(
         })
         reporter = Reporter()  # on stderr, --json or not: stdout has the report alone
         with reporter.progress() as progress:
-            report = run_eval(config, lambda: engine_of(config), inputs, topics=topics,
+            report = run_eval(config, lambda: engine_of(config, warn=warning), inputs, topics=topics,
                               progress=progress, status=reporter.say)
     if as_json:
         typer.echo(report.to_json())
@@ -357,7 +386,7 @@ def replay(
     with expected_errors():
         report = Reporter()
         with report.progress() as progress:
-            outcome = replay_post(manifest, engine_of, slots=slots, progress=progress, status=report.say)
+            outcome = replay_post(manifest, partial(engine_of, warn=warning), slots=slots, progress=progress, status=report.say)
     if outcome.note:
         warning(outcome.note)
     if outcome.identical:
@@ -402,9 +431,12 @@ def init(
     prompts: Annotated[Optional[Path], typer.Option("--prompts", help="Also copy the prompt templates into this folder, to edit, and point the config's prompts_dir at it.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace existing files.")] = False,
 ) -> None:
-    """Write a commented default config file (digest.toml), and with --prompts, copies of the prompts."""
+    """Write a commented default config file (digest.toml), and with --prompts, copies of the prompts.
+
+    Exit 6 when a file is there already (without --force) or cannot be written.
+    """
     with expected_errors():
-        from .files import write_atomic
+        from .files import output_error_saying, write_atomic
         from .resources import prompts_dir
 
         text = default_toml()
@@ -417,18 +449,19 @@ def init(
             text = text.replace('prompts_dir = ""', f"prompts_dir = {json.dumps(where)}", 1)
         existing = [t for t in targets if t.exists()]
         if existing and not force:
-            raise ConfigError(f"{existing[0]} already exists (use --force to replace it)")
+            raise OutputError(f"{existing[0]} already exists (use --force to replace it)")
+        cannot = output_error_saying("choose another path, or fix the folder's permissions or free space")
         if prompts is not None:
             for source in shipped:
-                write_atomic(prompts / source.name, source.read_bytes())
-        write_atomic(path, text)
+                write_atomic(prompts / source.name, source.read_bytes(), error=cannot)
+        write_atomic(path, text, error=cannot)
         typer.echo(str(path))
         if prompts is not None:
             typer.echo(str(prompts))
 
 
 def main() -> None:
-    app(prog_name="digest")
+    app(prog_name="digest")  # OneLineErrors: a command-line mistake is one line and exit 2
 
 
 if __name__ == "__main__":

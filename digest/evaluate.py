@@ -148,7 +148,7 @@ def _failures(score: Score) -> list[str]:
 
 
 def _topics(path: Path, count: int):
-    feed = feedlib.read_feed_file(path.parent, path.stem)
+    feed = feedlib.read_feed_path(path)
     topics = pick(feed.entries, count)
     if not topics:
         raise FeedError(f"evaluation feed {path} has no usable entries")

@@ -179,10 +179,14 @@ def _entries(count: int) -> str:
 def read_feed_bytes(directory: Path, name: str) -> tuple[Path, bytes]:
     """The path and raw bytes of `directory/<name>.xml`, the layout that `--feeds-from` and snapshots use."""
     path = Path(directory) / f"{name}.xml"
+    return path, _file_bytes(path, " (expected one file per configured feed)")
+
+
+def _file_bytes(path: Path, hint: str = "") -> bytes:
     try:
-        return path, path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
-        raise FeedError(f"feed file not found: {path} (expected one file per configured feed)")
+        raise FeedError(f"feed file not found: {path}{hint}")
     except OSError as exc:
         raise FeedError(f"cannot read feed file {path}: {exc.strerror or exc}") from exc
 
@@ -191,6 +195,12 @@ def read_feed_file(directory: Path, name: str) -> Feed:
     """Read and parse `directory/<name>.xml`."""
     path, data = read_feed_bytes(directory, name)
     return parse_feed(data, name=name, source=str(path))
+
+
+def read_feed_path(path: Path) -> Feed:
+    """Read and parse the feed file at `path`, whatever its name (`digest eval FILE`), named by its stem."""
+    path = Path(path)
+    return parse_feed(_file_bytes(path), name=path.stem, source=str(path))
 
 
 def fetch(url: str, *, name: str, on_retry: Callable[[str], None] | None = None, **options) -> http.Response:

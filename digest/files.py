@@ -30,6 +30,12 @@ def output_error(action: str, where: Path, exc: OSError) -> OutputError:
     return OutputError(f"cannot {action} {where}: {exc.strerror or exc} ({_WHAT_TO_DO})")
 
 
+def output_error_saying(what_to_do: str) -> "ErrorFn":
+    """`output_error` for a command without --out (`init`): what to do is `what_to_do`."""
+    return lambda action, where, exc: OutputError(f"cannot {action} {where}: {exc.strerror or exc} "
+                                                  f"(nothing was written; {what_to_do})")
+
+
 ErrorFn = Callable[[str, Path, OSError], DigestError]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -68,17 +69,17 @@ def feed_urls(config: Config) -> dict[str, list[str]]:
 
 
 def load_feeds(config: Config, feeds_from: Path | None, snapshot: Path | None = None, site: Site | None = None,
-               warnings: list[str] | None = None) -> tuple[dict[str, feedlib.Feed], dict]:
+               warnings: list[str] | None = None, fresh: Path | None = None) -> tuple[dict[str, feedlib.Feed], dict]:
     """Each configured feed, and where the bytes came from (for the manifest).
 
     From `feeds_from/<name>.xml`; or from a snapshot, each file checked against its index; or, with
     neither, fetched from the feeds' URLs into a new snapshot in the site's snapshots folder first,
-    so that the run can be replayed. A feed the snapshot records as failed is filled from the other.
-    Each retry and each mirror given up on is a warning.
+    so that the run can be replayed (into `fresh`, when the caller named that new folder). A feed the
+    snapshot records as failed is filled from the other. Each retry and each mirror given up on is a warning.
     """
     warnings = [] if warnings is None else warnings
     if feeds_from is None and snapshot is None:
-        snapshot = (site or site_of(config)).new_snapshot()
+        snapshot = fresh or (site or site_of(config)).new_snapshot()
         fetch_snapshot(snapshot, feed_urls(config), strict=config.feeds.strict,
                        options={**config.feeds.fetch_options(), "on_retry": warnings.append}, warn=warnings.append)
     if snapshot is not None:
@@ -373,15 +374,22 @@ def run(
     feeds (`--sample-feeds`) neither reads nor writes the history: their stories never change, so
     the history would only use them up, and they are not news a real site has covered.
 
-    Nothing is written unless all of it succeeded.
+    Nothing is written unless all of it succeeded: the snapshot of the feeds a failed run fetched is
+    removed too.
     """
     site = site_of(config, out)
     with hold_site(site, wait=config.output.lock_wait, status=status, stage=stage):
         use_history = record and not is_sample(feeds_from)
         history = History(site.history, 0 if no_history else config.history.days) if use_history else None
-        return _write_post(config, make_engine, site, history, day=day, now=now, feeds_from=feeds_from,
-                           snapshot=snapshot, force=force, record=record, progress=progress, status=status,
-                           covered=covered, stage=stage)
+        fresh = site.new_snapshot() if feeds_from is None and snapshot is None else None
+        try:
+            return _write_post(config, make_engine, site, history, day=day, now=now, feeds_from=feeds_from,
+                               snapshot=snapshot, fresh=fresh, force=force, record=record, progress=progress,
+                               status=status, covered=covered, stage=stage)
+        except BaseException:
+            if fresh is not None:
+                shutil.rmtree(fresh, ignore_errors=True)
+            raise
 
 
 def is_sample(feeds_from: Path | None) -> bool:
@@ -399,6 +407,7 @@ def _write_post(
     now: datetime | None,
     feeds_from: Path | None,
     snapshot: Path | None,
+    fresh: Path | None,
     force: bool,
     record: bool,
     progress: ProgressCallback | None,
@@ -419,7 +428,7 @@ def _write_post(
     templates = templates_of(config)
     status("reading feeds")
     with stage("feeds") as info:
-        loaded, feed_source = load_feeds(config, feeds_from, snapshot, site, warnings)
+        loaded, feed_source = load_feeds(config, feeds_from, snapshot, site, warnings, fresh)
         warnings.extend(dict.fromkeys(warning for feed in loaded.values() for warning in feed.warnings))
         if covered is None:
             covered = history.covered(day) if history else Covered()

@@ -41,11 +41,15 @@ class Replay:
 
 def _load(path: Path) -> dict:
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        manifest = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputChangedError(f"manifest not found: {path}")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputChangedError(f"cannot read manifest {path}: {exc}") from exc
+    if not isinstance(manifest, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(manifest), "a number")
+        raise InputChangedError(f"{path} is not a digest manifest (it holds {kind}, not a JSON object)")
+    return manifest
 
 
 def _check_hash(what: str, path: Path, expected: str,

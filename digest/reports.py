@@ -7,6 +7,12 @@ import typer
 from rich.console import Console
 
 
+def _console(width: int) -> Console:
+    """stdout for a table at least `width` wide, its text as it is: a model name or a section's text
+    holding `[tag]` or `:name:` is neither rich markup nor an emoji code."""
+    return Console(highlight=False, markup=False, emoji=False, width=max(width, Console().width))
+
+
 def show_bench(report) -> None:
     """A `bench.run.Report` as a table of rows, then the backend, decode, ceiling and memory lines."""
     from rich.table import Table
@@ -25,7 +31,7 @@ def show_bench(report) -> None:
                       f"{row.median_wall_s:.2f}", str(row.completion_tokens), f"{row.tokens_per_s:.1f}",
                       str(row.prompt_tokens), str(row.prompt_tokens_decoded), str(row.decode_steps or "-"),
                       *(ratio(report.speedup(row, b)) for b in baselines))
-    Console(highlight=False, width=max(150, Console().width)).print(table)
+    _console(150).print(table)
     cost = report.checks_cost()
     if cost.get("wall_ratio"):
         typer.echo(f"batched+checks (prevention, checks, retries) against batched: {cost['wall_ratio']:.2f}x the wall "
@@ -82,8 +88,7 @@ def show_eval(report, worst: int) -> None:
             applied, first, final = rows[name].get(check, (0, 0, 0))
             cells += [f"{first / applied:.0%}" if applied else "-", f"{final / applied:.0%}" if applied else "-"]
         table.add_row(check, str(sum(rows[name].get(check, (0,))[0] for name in sets)), *cells)
-    out = Console(highlight=False, width=max(100, Console().width))
-    out.print(table)
+    _console(100).print(table)
     for name in sets:
         summary = report.summary(name)
         n, first, final = summary["sections"], summary["first_try"]["passed"], summary["final"]["passed"]

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import TOPIC_TITLES, TRENDING_TITLES, describe
 from digest.config import CONFIG_NAME, Config, load_config
-from digest.errors import EXIT_CONFIG, EXIT_FEED, EXIT_MODEL, EXIT_USAGE
+from digest.errors import EXIT_CONFIG, EXIT_FEED, EXIT_MODEL, EXIT_OUTPUT, EXIT_USAGE
 from digest.resources import samples_dir
 from digest.markdown import unescape_inline
 
@@ -247,7 +247,7 @@ def test_init_refuses_to_overwrite(run_cli, tmp_path):
     before = path.read_bytes()
 
     result = run_cli("init", path)
-    assert result.exit_code == EXIT_CONFIG, describe(result)
+    assert result.exit_code == EXIT_OUTPUT, describe(result)
     assert path.read_bytes() == before
     assert result.stderr.startswith("digest: error:") and "--force" in result.stderr
 

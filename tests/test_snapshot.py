@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TOPIC_TITLES, TRENDING_TITLES, describe, news_rss, reddit_atom, titled
-from digest.errors import EXIT_FEED
+from digest.errors import EXIT_FEED, EXIT_MODEL
 
 DAY = "2026-01-02"
 TOPICS = reddit_atom(titled(TOPIC_TITLES, "[R] "))
@@ -226,3 +226,17 @@ def test_a_mirror_stands_in_for_a_failing_url(run_cli, feeds_server, tmp_path):
     assert "1. **Sparse experts halve pretraining compute**" in post_text(tmp_path / "site")
     (snap,) = (tmp_path / "site" / ".digest" / "snapshots").iterdir()
     assert index_of(snap)["topics"]["url"] == feeds_server.base + "/topics.rss"
+
+
+def test_a_failed_run_leaves_no_snapshot_behind(run_cli, feeds_server, tmp_path):
+    """The feeds are fetched into a new snapshot before the model loads; a run that then fails (here:
+    no model) removes it, as it writes no post."""
+    config = write_config(tmp_path / "digest.toml", feeds_server.base + "/topics.rss",
+                          feeds_server.base + "/trending.rss")
+    out = tmp_path / "site"
+    result = run_cli("run", "--config", config, "--engine", "sequential", "--model", tmp_path / "missing.gguf",
+                     "--out", out, "--date", DAY)
+    assert result.exit_code == EXIT_MODEL, describe(result)
+    assert [seen.path for seen in feeds_server.seen] == ["/topics.rss", "/trending.rss"]  # fetched, then failed
+    assert list((out / ".digest" / "snapshots").glob("*")) == []
+    assert not list(out.rglob("*.md"))

@@ -68,6 +68,12 @@ def test_an_installed_wheel_writes_checks_and_lists_models(installed, tmp_path):
     assert "smollm2-135m" in everything and "smollm2-135m-q4_1" in everything
     assert str(home / ".local" / "share" / "digest" / "models") in everything
 
+    # Without the model, the wheel says how to get it: there is no checkout's Makefile to run.
+    missing = subprocess.run([digest, "run", "--sample-feeds", "--out", "site2", "--date", "2026-11-23"], cwd=work,
+                             env=env, capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 5, missing.stderr
+    assert "digest models pull smollm2-135m" in missing.stderr and "make install" not in missing.stderr
+
 
 def test_an_installed_wheel_copies_its_prompts_to_edit(installed, tmp_path):
     env = _env(tmp_path / "home")

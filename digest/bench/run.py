@@ -139,7 +139,9 @@ def system_info(n_gpu_layers: int, model: Path) -> dict:
         name = part.split(":", 1)[0].strip() if ":" in part else ""
         if name and name not in backends and "=" not in name:
             backends.append(name)
-    gpu = bool(llama_cpp.llama_supports_gpu_offload())
+    from ..engine.native import gpu_offload_supported
+
+    gpu = gpu_offload_supported()
     n_layer = _layer_count(model)
     wanted = n_layer + 1 if n_gpu_layers < 0 else n_gpu_layers
     return {"backends": backends, "gpu_offload_supported": gpu, "n_gpu_layers": n_gpu_layers,

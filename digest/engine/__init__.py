@@ -11,10 +11,12 @@ Real engines are imported lazily, so that nothing loads llama.cpp until a model 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from .base import Engine, Generation, Message, Progress, Request, Result, Sampling, Stats, derive_seed
 
 ENGINES = ("batched", "sequential", "fake", "openai")
+LOCAL_ENGINES = ("batched", "sequential")  # the ones that run llama.cpp in this process
 # The K cache formats of the batching engine, the default first (`[model] cache_type_k`;
 # engine/native.py says why q8_0 and holds each one's llama.cpp type).
 CACHE_TYPES_K = ("q8_0", "f16")
@@ -23,11 +25,13 @@ __all__ = ["CACHE_TYPES_K", "ENGINES", "Engine", "Generation", "Message", "Progr
            "Stats", "create_engine", "derive_seed", "engine_of"]
 
 
-def engine_of(config, *, name: str | None = None, model_path: Path | None = None, **overrides) -> Engine:
+def engine_of(config, *, name: str | None = None, model_path: Path | None = None,
+              warn: Callable[[str], None] | None = None, **overrides) -> Engine:
     """The engine a digest config (a `digest.config.Config`) asks for: [generation] engine and slots,
     the [model] settings, the server of --engine openai. The one place where settings become an engine
     (run, eval, replay, the bench); `name`, `model_path` and `overrides` (keywords of `create_engine`)
-    replace what the config says."""
+    replace what the config says. `warn` hears of a setting the engine cannot honour (n_gpu_layers
+    without a GPU backend), once, before the model loads."""
     m = config.model
     name = name or config.generation.engine
     options = dict(n_ctx=m.n_ctx, threads=m.threads, n_gpu_layers=m.n_gpu_layers, slots=config.generation.slots,
@@ -35,6 +39,12 @@ def engine_of(config, *, name: str | None = None, model_path: Path | None = None
     if name == "openai":
         options["server"] = m.server_options()
     options.update(overrides)
+    if warn is not None and name in LOCAL_ENGINES and options["n_gpu_layers"]:
+        from .native import gpu_offload_supported
+
+        if not gpu_offload_supported():
+            warn(f"n_gpu_layers {options['n_gpu_layers']} (--n-gpu-layers, [model] n_gpu_layers) offloads "
+                 "nothing: this llama-cpp-python build has no GPU backend, so every layer runs on the CPU")
     return create_engine(name, model_path or config.model_path, **options)
 
 

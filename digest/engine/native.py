@@ -90,6 +90,11 @@ def eog_tokens(vocab, n_vocab: int) -> np.ndarray:
     return np.array([t for t in range(n_vocab) if llama_cpp.llama_vocab_is_eog(vocab, t)], dtype=np.int64)
 
 
+def gpu_offload_supported() -> bool:
+    """Whether this llama-cpp-python build has a GPU backend (else n_gpu_layers offloads nothing)."""
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
 class Model:
     """A loaded GGUF model and its vocabulary."""
 

