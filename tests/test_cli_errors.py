@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import re
 import sys
 
 import pytest
@@ -19,11 +20,15 @@ from digest.errors import EXIT_CONFIG, EXIT_FEED, EXIT_INPUT_CHANGED, EXIT_MODEL
 DAY = "2026-01-02"
 
 
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ digest: ")
+
+
 def one_error_line(result) -> str:
-    """The single line a failure prints: `digest: error: ...`, and nothing on stdout."""
+    """The single line a failure prints: `digest: error: ...`, and nothing on stdout. (Without a
+    terminal, as in the CLI runner, the phases before it are logged with their time: not errors.)"""
     assert result.stdout == "", describe(result)
     assert "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
+    lines = [line for line in result.stderr.splitlines() if not LOG_LINE.match(line)]
     assert len(lines) == 1 and lines[0].startswith("digest: error: "), describe(result)
     return lines[0]
 
