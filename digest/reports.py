@@ -50,10 +50,16 @@ def show_bench(report) -> None:
             n = native["batches"][d["batch"]]
             line += f"; llama-batched-bench {n['native']} tok/s: {n['ratio'] * 100:.0f}% of native (per round: {n['ratios']})"
         typer.echo(line)
-    for slots_label, seconds in native.get("ceiling_s", {}).items():
-        measured = next((r.median_wall_s for r in report.rows if r.engine == "batched" and str(r.slots or "all") == slots_label), 0)
-        typer.echo(f"simulated ceiling, batched slots={slots_label}: {seconds:.2f} s at llama.cpp's native rates; "
-                   f"measured {measured:.2f} s ({seconds / measured * 100 if measured else 0:.0f}% of ideal)")
+    for row in report.rows:
+        if row.ceiling_s:
+            typer.echo(f"simulated ceiling, {row.label} slots={row.slots or 'all'}: {row.ceiling_s:.2f} s at llama.cpp's "
+                       f"native rates; measured {row.median_wall_s:.2f} s ({(row.of_ideal or 0) * 100:.0f}% of ideal)")
+    server = report.find("llama-server")
+    for row in report.rows:
+        ratio = report.wall_ratio(row, server) if server is not None and row is not server else None
+        if ratio:
+            typer.echo(f"{row.label} slots={row.slots or 'all'} against llama-server: {1 / ratio:.2f}x as fast "
+                       f"({row.median_wall_s:.2f} s against {server.median_wall_s:.2f} s; median of per-run ratios)")
     if report.memory:
         m = report.memory
         mib = lambda b: f"{(b or 0) / 2**20:.0f} MiB"  # noqa: E731

@@ -58,6 +58,31 @@ def test_what_the_checks_cost_is_a_median_of_per_run_wall_ratios_and_sampled_per
     assert Report("m", 2, 3, 160, 14, [plain]).checks_cost() == {}
 
 
+def test_each_row_keeps_its_own_ceiling_and_whole_label_in_the_json_and_the_table(capsys):
+    """Two batched rows with the same slots (plain, and without the examples) each carry their own
+    ceiling and share of it, and every row its wall time against llama-server: no arithmetic for a
+    reader, no row overwriting another's ceiling; the table prints each label whole."""
+    import json
+
+    from digest.reports import show_bench
+
+    plain = Row("batched", 0, wall_s=[10.0, 10.0, 10.0], tokens=[100] * 3, ceiling_s=8.5)
+    bare = Row("batched", 0, variant="no examples", wall_s=[6.0, 6.0, 6.0], tokens=[100] * 3, ceiling_s=3.0)
+    server = Row("llama-server", 0, wall_s=[20.0, 15.0, 30.0], tokens=[100] * 3)
+    report = Report("m", 2, 3, 160, 14, [plain, bare, server])
+    rows = {row["label"]: row for row in json.loads(report.to_json())["rows"]}
+    assert (rows["batched"]["ceiling_s"], rows["batched"]["of_ideal"]) == (8.5, 0.85)
+    assert (rows["batched [no examples]"]["ceiling_s"], rows["batched [no examples]"]["of_ideal"]) == (3.0, 0.5)
+    assert rows["batched"]["wall_vs_llama_server"] == 0.5  # median of 10/20, 10/15, 10/30
+    assert rows["llama-server"]["median_wall_s"] == 20.0 and "wall_vs_llama_server" not in rows["llama-server"]
+    show_bench(report)
+    out = capsys.readouterr().out
+    assert "batched [no examples]" in out
+    assert "simulated ceiling, batched [no examples] slots=all: 3.00 s" in out and "(50% of ideal)" in out
+    assert "simulated ceiling, batched slots=all: 8.50 s" in out and "(85% of ideal)" in out
+    assert "batched slots=all against llama-server: 2.00x as fast" in out
+
+
 @pytest.mark.model
 def test_prompts_cut_or_padded_to_exactly_128_tokens(batched_engine):
     from digest.bench.workload import bench_inputs

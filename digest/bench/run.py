@@ -48,6 +48,13 @@ class Row:
     # the texts kept (the results), last run: their ratio is what prevention and retries cost in tokens.
     sampled_tokens: int = 0
     kept_tokens: int = 0
+    # With --native: this row's wall time at llama.cpp's native rates (simulated_ceiling), batched rows.
+    ceiling_s: float | None = None
+
+    @property
+    def of_ideal(self) -> float | None:
+        """The simulated ceiling's share of the measured wall time (1.0: at native rates)."""
+        return round(self.ceiling_s / self.median_wall_s, 3) if self.ceiling_s and self.median_wall_s else None
 
     @property
     def label(self) -> str:
@@ -118,12 +125,20 @@ class Report:
                 "sampled_per_kept": round(row.sampled_tokens / row.kept_tokens, 3) if row.kept_tokens else None}
 
     def to_json(self) -> str:
+        """Every row whole: its label, medians, ratios, and (with --native) its own `ceiling_s` and
+        `of_ideal`; with a llama-server row, each other row's wall time against it (median of per-run
+        ratios), so that a reader needs no arithmetic."""
+        server = self.find("llama-server")
         rows = []
         for row in self.rows:
             data = asdict(row)
             data.update(label=row.label, median_wall_s=round(row.median_wall_s, 3), tokens_per_s=round(row.tokens_per_s, 1),
                         speedup=round(self.speedup(row) or 0, 3),
-                        speedup_vs=({b.label: round(self.speedup(row, b) or 0, 3) for b in self.baselines}))
+                        speedup_vs=({b.label: round(self.speedup(row, b) or 0, 3) for b in self.baselines}),
+                        of_ideal=row.of_ideal)
+            if server is not None and row is not server:
+                ratio = self.wall_ratio(row, server)
+                data["wall_vs_llama_server"] = round(ratio, 3) if ratio else None
             rows.append(data)
         out = {k: v for k, v in asdict(self).items() if k != "rows"}
         out["rows"] = rows
@@ -285,9 +300,9 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
         report.decode = [{"batch": b, "tokens_per_s": v["ours"]} for b, v in report.native["batches"].items()]
         for row in report.rows:
             if row.engine == "batched" and row.section_tokens:
-                row_ceiling = simulated_ceiling(row.section_tokens, row.prompt_tokens_decoded,
-                                                report.native["tg_rates"], report.native["pp_rate"], row.slots)
-                report.native.setdefault("ceiling_s", {})[str(row.slots or "all")] = round(row_ceiling, 2)
+                row.ceiling_s = round(simulated_ceiling(row.section_tokens, row.prompt_tokens_decoded,
+                                                        report.native["tg_rates"], report.native["pp_rate"],
+                                                        row.slots), 2)
     elif decode:
         report.decode = decode_throughput(config, decode, runs=runs, say=say)
     if memory:
