@@ -53,6 +53,14 @@ _HEADING = re.compile(r"^\s{0,3}#{1,6}\s.*$", re.M)
 _FENCE = re.compile(r"^\s*(?:---+|\+\+\+|```.*|===+)\s*$", re.M)
 _LIST_MARKER = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+", re.M)
 _EMPHASIS = re.compile(r"(\*\*|__|\*|`)")
+# HTML a model writes for emphasis or layout (Gemma 3 270M: "<i>many</i>"): the tags go, their text
+# stays; a script or style element goes whole. Only HTML's own element names, so that "x<y and z>w"
+# or "<3" is left as written (the post escapes it).
+_HTML_ELEMENTS = ("a abbr b big blockquote br cite code del dfn div em font hr i ins kbd mark p pre q s "
+                  "samp small span strike strong sub sup tt u var wbr").split()
+_HTML_TAG = re.compile(r"</?(" + "|".join(_HTML_ELEMENTS) + r")(?:\s[^<>]*)?/?>", re.I)
+_BLOCK_ELEMENTS = frozenset("blockquote br div hr p pre".split())  # these part words: a space, not nothing
+_SCRIPT = re.compile(r"<(script|style)\b[^>]*>.*?(?:</\1\s*>|$)", re.I | re.S)
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*(?=\s|$)")
 _PREDICTION = re.compile(
     r"^\s*\(?\s*(" + "|".join(MONTHS) + r")\s+(\d{4})(?!\d)\s*\)?\s*[:\-–—,.]?\s*(.*)$", re.S | re.I
@@ -93,6 +101,7 @@ def shape(text: str, min_words: int, max_words: int) -> str:
 def _strip(raw: str, shaped: bool, min_words: int, max_words: int, labels: Labels) -> str:
     label = _label(label_words(labels))
     text = raw.replace("\r", "\n")
+    text = _HTML_TAG.sub(lambda m: " " if m.group(1).lower() in _BLOCK_ELEMENTS else "", _SCRIPT.sub(" ", text))
     text = _FENCE.sub(" ", text)
     text = _HEADING.sub(" ", text)
     text = _LIST_MARKER.sub(" ", text)

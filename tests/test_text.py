@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from digest.markdown import escape_inline, one_line, unescape_inline
 from digest.config import Generation
-from digest.text import clean_paragraph, complete_sentences, parse_prediction, shape
+from digest.text import clean_paragraph, complete_sentences, parse_prediction, shape, written
 
 # The word limits' one home is the config ([generation] min_words, max_words); these are its defaults.
 MIN_WORDS, MAX_WORDS = Generation().min_words, Generation().max_words
@@ -331,3 +331,14 @@ def test_parse_prediction_rejects(raw):
 
 def test_parse_prediction_rejects_five_digit_year():
     assert parse("June 20301: It will take a long time.") is None
+
+
+def test_html_a_model_writes_is_taken_out_not_shown():
+    """Gemma 3 270M writes emphasis as HTML ("<i>many</i>"), which the post showed escaped as
+    `\\<i\\>many\\</i\\>`: the tags go and their words stay; a script goes whole; a `<` that opens no
+    HTML element is text."""
+    raw = ("It helps <i>many</i> teams ship <b>faster</b> models.<br>It cuts <span class=\"x\">costs</span> "
+           "in half.<script>alert(1)</script> A score of <3 is low, and x<y and z>w holds.")
+    assert clean_paragraph(raw, 1, 200) == ("It helps many teams ship faster models. It cuts costs in half. "
+                                            "A score of <3 is low, and x<y and z>w holds.")
+    assert written("<p>One <em>two</em>.</p><p>Three.</p>") == "One two. Three."
