@@ -45,9 +45,8 @@ def fake_text(request: Request) -> str:
 
 class FakeEngine(Engine):
     name = "fake"
-    # Canned text, written by tests, not sampled: there is nothing for a guard or a rollback to
-    # prevent, and a config's prevention settings need no warning here.
-    prevents = frozenset({"guard", "sentences", "bias"})
+    # Canned text, not sampled: it applies none of a request's prevention (a run says so).
+    prevents = frozenset()
 
     def __init__(self, respond: Callable[[Request], str] = fake_text, model_name: str = "fake-model",
                  thinking_tokens: int = 0, thinking: bool = False):
