@@ -105,6 +105,23 @@ def test_configs_that_differ_in_the_k_cache_or_thinking_are_refused_before_a_mod
         assert f"[model] {setting.split()[0]}" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_each_post_of_one_batch_replays_identical_from_its_own_manifest(tmp_path, run_cli, monkeypatch):
+    """Configs that share an engine have the same engine settings, so each post's manifest names the
+    engine that wrote it, and `digest replay` of each gives its bytes (the fake engine here; the real
+    model's bytes are test_two_posts_in_one_batch_are_the_bytes_of_their_own_runs)."""
+    monkeypatch.chdir(tmp_path)
+    configs = [_config(tmp_path, name, seed, engine="fake") for name, seed in (("a", 1), ("b", 2))]
+    for path in configs:
+        path.write_text(path.read_text() + '\n[model]\ncache_type_k = "f16"\nthinking = true\n')
+    result = run_cli("run", "--config", configs[0], "--config", configs[1], "--sample-feeds", "--date", DAY)
+    assert result.exit_code == 0, describe(result)
+    for name in "ab":
+        manifest = tmp_path / f"{name}-site" / ".digest" / "manifests" / f"{DAY}.json"
+        assert json.loads(manifest.read_text())["engine"]["thinking"] is True
+        replayed = run_cli("replay", manifest)
+        assert replayed.exit_code == 0 and "identical" in replayed.stdout, describe(replayed)
+
+
 def test_a_manifest_records_the_settings_of_the_engine_that_wrote_the_post(tmp_path):
     """From the engine that ran, not from the config; and the prevention whole, with what the engine
     applied of it (the fake engine: nothing, and the run says so)."""
