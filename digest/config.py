@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 
 from . import __version__, resources
 from .models import embedded
-from .engine import CACHE_TYPES_K, ENGINES, Sampling
+from .models.registry import family_thinks
+from .engine import CACHE_TYPES_K, ENGINES, EngineSettings, Sampling
 from .engine.openai import ServerOptions
 from .http import DEFAULT_USER_AGENT
 from .markdown import one_line
@@ -136,6 +137,29 @@ class Model:
                              thinking=self.thinking, thinking_tokens=self.thinking_tokens)
 
 
+@dataclass(frozen=True)
+class Prevention:
+    """Prevention before the checks (docs/quality.md), as one value: `[generation] guard`,
+    `sentence_attempts`, `point_bias`, `topic_bias` and `hold_to_min_words` (see there), given whole
+    to the run, the eval and the bench (`Generation.prevention`), made into each request's guard,
+    sentence rule and bias (pipeline.protect) and recorded whole in the manifest. The defaults are
+    none of it: what a run without the settings (digest 0.1's, an older manifest's: BEFORE_THE_KEY) did."""
+
+    guard: bool = False
+    sentence_attempts: int = 1
+    point_bias: float = 0.0
+    topic_bias: float = 0.0
+    hold_to_min_words: bool = False
+
+    def asked(self) -> dict[str, tuple[str, ...]]:
+        """What an engine must apply while it writes for this prevention (the names of `Engine.prevents`:
+        "guard", "sentences", "bias"), each with the settings that ask for it."""
+        asked = {"guard": ("guard",) if self.guard else (),
+                 "sentences": ("sentence_attempts",) if self.sentence_attempts > 1 else (),
+                 "bias": tuple(name for name in ("point_bias", "topic_bias") if getattr(self, name))}
+        return {what: names for what, names in asked.items() if names}
+
+
 @dataclass
 class Generation:
     engine: str = field(default="batched", metadata=rules(choices=ENGINES))
@@ -177,6 +201,11 @@ class Generation:
     # the rollback fail it.
     hold_to_min_words: bool = True
 
+    @property
+    def prevention(self) -> Prevention:
+        """The prevention these settings ask for, as one value."""
+        return Prevention(**{spec.name: getattr(self, spec.name) for spec in dataclasses.fields(Prevention)})
+
 
 @dataclass
 class Config:
@@ -200,6 +229,20 @@ class Config:
         if self.model.path:
             return self.resolve(self.model.path)
         return resources.models_dir() / embedded.FILE_NAME
+
+    @property
+    def engine_settings(self) -> EngineSettings:
+        """Every setting that makes this config's engine, as one value (engine.EngineSettings): the one
+        place where a config's settings are read for an engine, to build it (engine_of), to compare two
+        configs that would share one (check_one_engine), and so in the manifest."""
+        m, name = self.model, self.generation.engine
+        server = m.server_options() if m.url or name == "openai" else None
+        model_path = None if name == "openai" else self.model_path
+        return EngineSettings(
+            name=name, model_path=model_path, server=server, n_ctx=m.n_ctx, threads=m.threads,
+            n_gpu_layers=m.n_gpu_layers, slots=self.generation.slots, cache_type_k=m.cache_type_k,
+            thinking=m.thinking, thinking_tokens=m.thinking_tokens,
+            thinking_family=family_thinks(model_path, server.model if server else ""))
 
     @property
     def prompts_path(self) -> Path:
@@ -240,10 +283,9 @@ def config_to_dict(config: Config) -> dict:
 
 # Settings whose default changed when the key was added: a recorded config without the key (a manifest
 # of an older release) ran with this value, not with today's default.
+# (Every prevention setting: none of it, Prevention's defaults.)
 BEFORE_THE_KEY = {("model", "cache_type_k"): "f16", ("generation", "example_kinds"): "all",
-                  ("generation", "guard"): False, ("generation", "sentence_attempts"): 1,
-                  ("generation", "point_bias"): 0.0, ("generation", "topic_bias"): 0.0,
-                  ("generation", "hold_to_min_words"): False}
+                  **{("generation", spec.name): spec.default for spec in dataclasses.fields(Prevention)}}
 
 
 def as_before_the_keys(config: Config, data: dict | None = None) -> Config:
@@ -296,17 +338,21 @@ def load_config(path: Path | None = None, *, cwd: Path | None = None) -> Config:
     return parse_config(text, path.resolve())
 
 
-def _engine_settings(config: Config) -> tuple:
-    m = config.model
-    return (config.generation.engine, str(config.model_path.resolve()) if not m.url else "", m.url, m.name,
-            m.n_ctx, m.threads, m.n_gpu_layers, config.generation.slots)
-
-
 def check_one_engine(configs: list[tuple[str, Config]]) -> None:
     """Several configs of one run (`digest run --config a --config b`) share one engine: a ConfigError
-    unless each names the same engine and model settings as the first; `configs`: (name, config) pairs."""
+    unless each has the same engine settings (`Config.engine_settings`) as the first, naming those that
+    differ; `configs`: (name, config) pairs."""
     first_name, first = configs[0]
+    ours = first.engine_settings.shared_by()
     for name, config in configs[1:]:
-        if _engine_settings(config) != _engine_settings(first):
+        theirs = config.engine_settings.shared_by()
+        if theirs != ours:
+            differ = [_SETTING.get(spec.name, f"[model] {spec.name}") for spec in dataclasses.fields(ours)
+                      if getattr(ours, spec.name) != getattr(theirs, spec.name)]
             raise ConfigError(f"{name}: every config of one run must use the same engine and model settings as "
-                              f"{first_name} (engine, model, server, ctx, threads, GPU layers, slots)")
+                              f"{first_name}, whose engine it shares ({', '.join(differ)} differ)")
+
+
+# Where each field of EngineSettings comes from, for check_one_engine's message ("[model] NAME" elsewhere).
+_SETTING = {"name": "[generation] engine", "model_path": "[model] path", "server": "[model] url and its server settings",
+            "slots": "[generation] slots", "thinking_family": "the model registry's thinking"}

@@ -26,7 +26,7 @@ from .config import Config
 from .manifest import model_record, prompts_record
 from .engine.base import Engine, ProgressCallback, Stats
 from .errors import FeedError
-from .pipeline import generate, judge_of, prevention, requests_of, templates_of
+from .pipeline import engine_record, generate, judge_of, requests_of, templates_of
 from .quality import Judge, Score
 from .sections import PARAGRAPH_CHECKS, PREDICTION_CHECKS
 from .select import pick
@@ -179,10 +179,9 @@ def run_eval(config: Config, make_engine: Callable[[], Engine], inputs: Sequence
         status(f"generating {len(requests)} sections of {len(inputs)} input{'s' if len(inputs) != 1 else ''} "
                f"with {engine.model_name} ({engine.name} engine)")
         chosen = generate(engine, requests, judge, candidates=g.candidates, retries=g.retries, progress=progress,
-                          **prevention(config),
-                          require_all=False)
+                          prevention=g.prevention, require_all=False)
         model = engine.model_name
-        engine_info = {"name": engine.name, "slots": g.slots, "threads": engine.threads}
+        engine_info = engine_record(engine)
     if engine_info["name"] == "fake":
         engine_info["note"] = "the fake engine's canned text, not a model: these rates say nothing of the writing"
         model_file = {}
@@ -200,9 +199,8 @@ def run_eval(config: Config, make_engine: Callable[[], Engine], inputs: Sequence
                              first.passed, {c.name: c.passed for c in first.checks}, _failures(first)))
     settings = {name: getattr(g, name) for name in ("seed", "max_tokens", "temperature", "top_k", "top_p", "min_p",
                                                     "repeat_penalty", "candidates", "retries", "min_words",
-                                                    "max_words", "examples", "sections", "guard",
-                                                    "sentence_attempts", "point_bias", "topic_bias",
-                                                    "hold_to_min_words")}
+                                                    "max_words", "examples", "sections")}
+    settings.update(dataclasses.asdict(g.prevention))
     settings["day"] = day.isoformat()
     settings["topics_per_input"] = topics or config.feeds.topics.count
     prompts = prompts_record(templates.directory, list(templates.texts))

@@ -186,7 +186,8 @@ def build(
         "generation": {"max_tokens": config.generation.max_tokens, "slots": config.generation.slots,
                        "candidates": config.generation.candidates, "retries": config.generation.retries,
                        "min_words": config.generation.min_words, "max_words": config.generation.max_words,
-                       "guard": config.generation.guard, "sentence_attempts": config.generation.sentence_attempts},
+                       # The prevention, whole (config.Prevention; a manifest of 0.3 has its first two keys).
+                       **dataclasses.asdict(config.generation.prevention)},
         "engine": engine,
         "topics": [_story(s) for s in topics],
         "trending": [_story(s) for s in trending],

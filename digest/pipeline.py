@@ -13,7 +13,7 @@ from typing import Callable, Iterator, Sequence
 
 from . import feeds as feedlib
 from . import manifest as manifestlib
-from .config import Config
+from .config import Config, Prevention
 from .engine.base import Engine, Generation, ProgressCallback, Request, Result, Sampling, Stats, derive_seed
 from .errors import ConfigError, FeedError, GenerationError, OutputError
 from .markdown import escape_inline
@@ -241,36 +241,26 @@ def choose(judge: Judge, requests: Sequence[Request], tries: dict[str, list[Resu
     return chosen, scores
 
 
-def prevention(config: Config) -> dict:
-    """The `generate` options of the config's prevention settings ([generation] guard,
-    sentence_attempts, point_bias, topic_bias), for the run, the eval and the bench alike."""
-    g = config.generation
-    return {"guard": g.guard, "sentence_attempts": g.sentence_attempts, "point_bias": g.point_bias,
-            "topic_bias": g.topic_bias, "hold_to_min_words": g.hold_to_min_words}
-
-
-def protect(requests: Sequence[Request], judge: Judge, *, guard: bool, sentence_attempts: int,
-            point_bias: float = 0.0, topic_bias: float = 0.0, hold_to_min_words: bool = False) -> list[Request]:
-    """`requests` with their fact guard (`guard`), their sentence rule (`sentence_attempts` > 1; with
-    `hold_to_min_words`, no end before `min_words` or inside a sentence) and their point and topic biases, all made from
-    what the judge knows of each section: prevention, before the checks."""
+def protect(requests: Sequence[Request], judge: Judge, prevention: Prevention) -> list[Request]:
+    """`requests` with their fact guard (`prevention.guard`), their sentence rule (`sentence_attempts` > 1;
+    with `hold_to_min_words`, no end before `min_words` or inside a sentence) and their point and topic
+    biases, all made from what the judge knows of each section: prevention, before the checks."""
+    p = prevention
     return [dataclasses.replace(
-        r, guard=judge.guard(r.key) if guard else None,
-        sentences=judge.sentence_rule(r.key, sentence_attempts, hold_to_min_words) if sentence_attempts > 1 else None,
-        bias=judge.bias(r.key, point_bias, topic_bias))
+        r, guard=judge.guard(r.key) if p.guard else None,
+        sentences=judge.sentence_rule(r.key, p.sentence_attempts, p.hold_to_min_words) if p.sentence_attempts > 1 else None,
+        bias=judge.bias(r.key, p.point_bias, p.topic_bias))
         for r in requests]
 
 
 def generate(engine: Engine, requests: Sequence[Request], judge: Judge, *, candidates: int = 1,
              retries: int = 2, progress: ProgressCallback | None = None, require_all: bool = True,
-             guard: bool = False, sentence_attempts: int = 1, point_bias: float = 0.0,
-             topic_bias: float = 0.0, hold_to_min_words: bool = False) -> Chosen:
+             prevention: Prevention = Prevention()) -> Chosen:
     """Generate `candidates` tries of each section side by side; while a section's best try fails a
     quality check, generate new tries of it (seeds derived from its own), at most `retries` rounds.
     Fails when a section has no usable try at all, unless not `require_all` (then its last try is
-    kept, scored as unusable). `guard`, `sentence_attempts`: see `protect`."""
-    requests = protect(requests, judge, guard=guard, sentence_attempts=sentence_attempts, point_bias=point_bias,
-                       topic_bias=topic_bias, hold_to_min_words=hold_to_min_words)
+    kept, scored as unusable). `prevention`: see `protect` (default: none)."""
+    requests = protect(requests, judge, prevention)
     tries: dict[str, list[Result]] = {r.key: [] for r in requests}
     stats = Stats()
     todo = list(requests)
@@ -440,7 +430,7 @@ def _write_post(
     with stage("model") as info:
         engine = make_engine()
         info.update(name=engine.model_name, engine=engine.name)
-    unapplied = prevention_unapplied(config, engine)
+    unapplied = prevention_unapplied(config.generation.prevention, engine)
     if unapplied:
         status(unapplied)
         warnings.append(unapplied)
@@ -448,12 +438,13 @@ def _write_post(
         status(f"generating {len(requests)} sections with {engine.model_name} ({engine.name} engine)")
         with stage("generation") as info:
             chosen = generate(engine, requests, judge, candidates=config.generation.candidates,
-                              retries=config.generation.retries, progress=progress, **prevention(config))
+                              retries=config.generation.retries, progress=progress,
+                              prevention=config.generation.prevention)
             s = chosen.generation.stats
             info.update(sections=len(requests), tokens=s.completion_tokens, **{"tok/s": f"{s.tokens_per_second:.1f}"},
                         passed=chosen.passed)
         model_name = engine.model_name
-        engine_settings = engine_record(config, engine)
+        engine_settings = engine_record(engine)
         server = engine.describe()
     post = assemble(config, now, model_name, topics, trending, chosen.generation.by_key(), templates.kinds)
     text = render(post)
@@ -483,29 +474,24 @@ def _write_post(
     return result
 
 
-def prevention_unapplied(config: Config, engine: Engine) -> str | None:
-    """One line, when the config asks for prevention (`[generation] guard`, `sentence_attempts`,
-    `point_bias`, `topic_bias`) that the engine cannot apply: those sections are then only checked after
-    the fact."""
-    g = config.generation
-    asked = {"guard": g.guard, "sentences": g.sentence_attempts > 1, "bias": bool(g.point_bias or g.topic_bias)}
-    missing = [what for what, on in asked.items() if on and what not in engine.prevents]
+def prevention_unapplied(prevention: Prevention, engine: Engine) -> str | None:
+    """One line, when `prevention` asks for what the engine cannot apply while it writes (it is not in
+    its `prevents`): those sections are then only checked after the fact."""
+    missing = [names for what, names in prevention.asked().items() if what not in engine.prevents]
     if not missing:
         return None
-    names = {"guard": "guard", "sentences": "sentence_attempts",
-             "bias": " and ".join(n for n in ("point_bias", "topic_bias") if getattr(g, n))}
-    return (f"the {engine.name} engine cannot apply [generation] {', '.join(names[m] for m in missing)} while it "
+    names = [" and ".join(group) for group in missing]
+    return (f"the {engine.name} engine cannot apply [generation] {', '.join(names)} while it "
             "writes: its sections are only checked and retried after the fact")
 
 
-def engine_record(config: Config, engine: Engine) -> dict:
-    """The engine settings a manifest records: the configured ones and what the engine made of them."""
-    m, g = config.model, config.generation
-    return {"name": engine.name, "slots": g.slots, "n_ctx": m.n_ctx, "threads": m.threads,
-            "n_gpu_layers": m.n_gpu_layers, "cache_type_k": m.cache_type_k if engine.name == "batched" else None,
-            "threads_used": engine.threads,
-            "candidates": g.candidates, "retries": g.retries,
-            "thinking": m.thinking, "thinking_tokens": m.thinking_tokens,
+def engine_record(engine: Engine) -> dict:
+    """What a manifest records of the engine that ran: the settings it was made from (EngineSettings;
+    only its name where it was made without them), and what it made of them."""
+    settings = engine.settings
+    return {**(settings.record() if settings is not None else {"name": engine.name}),
+            "threads_used": engine.threads, "thinking_budget": engine.thinking_budget,
+            "prevents": sorted(engine.prevents),
             # What the model's chat template is and does with digest's prompts (None behind a server).
             "chat_template": engine.chat_template()}
 

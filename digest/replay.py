@@ -75,7 +75,7 @@ def check_inputs(manifest: dict, site: Site, where: Path) -> Config:
     if model.get("server"):
         # A model behind a server: nothing here to hash; the run goes to the config's [model] url.
         config.generation.prompts_dir = str(prompts)
-        return config
+        return _check_family(config, manifest)
     path = Path(model["path"])
     if model["sha256"]:
         _check_hash("model", path, model["sha256"], lambda path: sha256_file(path, site.hash_cache))
@@ -85,6 +85,18 @@ def check_inputs(manifest: dict, site: Site, where: Path) -> Config:
             _check_hash(f"feed '{name}' file", feeds / entry["file"], entry["sha256"])
     config.model.path = str(path)
     config.generation.prompts_dir = str(prompts)
+    return _check_family(config, manifest)
+
+
+def _check_family(config: Config, manifest: dict) -> Config:
+    """`config`, once the one engine setting that is not its own agrees with the manifest's: what the
+    model registry says of the model's family (`thinking`; a manifest written before it was read ran
+    without it)."""
+    recorded = (manifest.get("engine") or {}).get("thinking_family", False)
+    found = config.engine_settings.thinking_family
+    if found != recorded:
+        raise InputChangedError(f"the model registry has changed: its [[model]] thinking for this model is now "
+                                f"{str(found).lower()}, the run took it as {str(recorded).lower()}")
     return config
 
 

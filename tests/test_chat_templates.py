@@ -8,6 +8,7 @@ Run with DIGEST_UPDATE_GOLDEN=1 to rewrite the goldens after a deliberate change
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as real_datetime
 import os
 from dataclasses import dataclass
@@ -118,9 +119,11 @@ def test_digests_prompt_through_each_family_matches_its_golden(name, request_mes
     assert prompt.endswith(family.generation_prompt)
     if "bos_token" in fmt.template:  # (Granite's and Qwen's templates write none)
         assert prompt.startswith(family.bos)
-    assert fmt.thinks == family.thinks
+    assert fmt.traits.thinks == family.thinks
+    assert fmt.traits.keeps_system == (family.system != "folded")
     # Thinking off: a budget is kept only where the template cannot be told not to think.
-    assert fmt.thinking_budget(100) == (100 if family.thinks and "enable_thinking" not in fmt.template else 0)
+    asked = dataclasses.replace(fmt.traits, thinking_tokens=100)
+    assert asked.budget == (100 if family.thinks and "enable_thinking" not in fmt.template else 0)
     assert fmt.opens_thinking(prompt) == family.opens_thinking
     assert fmt.reads_date == family.reads_date
     if family.reads_date:
@@ -172,3 +175,22 @@ def test_a_template_that_fails_on_digests_prompt_is_one_line_exit_5():
     with pytest.raises(ModelError, match="fails on digest's prompt"):  # a bug of the template's own
         ChatFormatter("{{ messages[0].content.nope() }}", bos_token="", eos_token="", model_label="x.gguf")(
             (Message("user", "u"),))
+
+
+def test_a_templates_traits_are_found_once_and_give_every_engine_its_reasoning_budget():
+    """TemplateTraits: whether a template thinks, can be told not to, and so what budget an engine
+    reserves beside max_tokens; the registry's `thinking` where the template does not tell, and for a
+    template digest cannot see (a server's), the registry or the setting."""
+    from digest.engine.chat import TemplateTraits
+    from digest.engine.fake import FakeEngine
+
+    told = "{% if enable_thinking %}<think>{% endif %}{{ messages }}"  # Qwen3, SmolLM3
+    untold = "{{ messages }}<｜Assistant｜><think>\n"  # the DeepSeek-R1 distills
+    plain = "{{ messages }}"
+    of = lambda template, **kw: TemplateTraits.of(template, thinking_tokens=100, **kw).budget
+    assert (of(told), of(told, thinking=True), of(untold), of(plain, thinking=True)) == (0, 100, 100, 0)
+    assert of(plain, family=True) == 100 and TemplateTraits.of(plain, family=True).thinks
+    assert (of(None), of(None, thinking=True), of(None, family=True)) == (0, 100, 0)
+    assert not TemplateTraits.of(None).thinks and TemplateTraits.of(None, family=True).thinks
+    # The fake engine stands for a template that cannot be told not to think: its budget is its traits'.
+    assert FakeEngine(thinking_tokens=100).thinking_budget == 100 == FakeEngine(thinking_tokens=100).traits.budget

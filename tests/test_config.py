@@ -431,3 +431,47 @@ def test_a_run_with_contradicting_word_limits_exits_with_the_config_code(run_cli
     assert result.exit_code == EXIT_CONFIG, result.stderr
     assert f"{path}:3: 'generation.min_words' = 200 is more than" in result.stderr
     assert not (tmp_path / "site").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# One value each: the engine's settings, the prevention
+
+
+@pytest.mark.parametrize("table, key, value", [("model", "cache_type_k", "f16"), ("model", "thinking", True),
+                                               ("model", "thinking_tokens", 64), ("generation", "engine", "sequential")])
+def test_two_configs_that_differ_in_any_engine_setting_may_not_share_an_engine(table, key, value):
+    """`digest run --config a --config b` runs b's sections on a's engine: b must ask for the same
+    engine, or its post is written by settings its manifest does not name (and does not replay)."""
+    from digest.config import check_one_engine
+
+    a, b = Config(), Config()
+    setattr(getattr(b, table), key, value)
+    with pytest.raises(ConfigError) as info:
+        check_one_engine([("a.toml", a), ("b.toml", b)])
+    assert info.value.exit_code == EXIT_CONFIG and f"[{table}] {key}" in str(info.value)
+    check_one_engine([("a.toml", a), ("a2.toml", Config())])
+
+
+def test_the_engine_settings_are_read_from_a_config_in_one_place():
+    from digest.engine import EngineSettings
+
+    config = parse_config('[model]\ncache_type_k = "f16"\nthinking = true\nthinking_tokens = 64\nn_ctx = 4096\n'
+                          '[generation]\nslots = 3\n')
+    settings = config.engine_settings
+    assert settings == EngineSettings("batched", config.model_path, None, n_ctx=4096, slots=3, cache_type_k="f16",
+                                      thinking=True, thinking_tokens=64)
+    served = parse_config('[model]\nurl = "http://gpu:8000/v1"\nthinking = true\n[generation]\nengine = "openai"\n')
+    assert served.engine_settings.model_path is None and served.engine_settings.server.url == "http://gpu:8000/v1"
+    assert served.engine_settings.server.thinking is True
+
+
+def test_prevention_is_one_value_whose_defaults_are_what_ran_before_its_keys():
+    """[generation]'s prevention settings as one `Prevention`; BEFORE_THE_KEY names each of them, at
+    Prevention's defaults (none of it), so a manifest without them replays as it ran."""
+    from digest.config import Prevention
+
+    assert Config().generation.prevention == Prevention(True, 4, 2.0, 1.5, True)
+    assert {key: value for (table, key), value in BEFORE_THE_KEY.items() if table == "generation"
+            and key in {f.name for f in dataclasses.fields(Prevention)}} == dataclasses.asdict(Prevention())
+    assert Prevention().asked() == {}
+    assert Prevention(guard=True, topic_bias=1.0).asked() == {"guard": ("guard",), "bias": ("topic_bias",)}

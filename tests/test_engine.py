@@ -10,7 +10,7 @@ from datetime import date
 
 import pytest
 
-from digest.config import Config
+from digest.config import Config, Prevention
 from digest.engine import create_engine
 from digest.engine.base import Message, Request, Sampling, derive_seed
 from digest.engine.batched import common_prefix, repetition_start
@@ -34,7 +34,7 @@ def sample_requests(max_tokens: int = SMALL, seed: int = 42, examples: bool = Fa
     requests = build_requests(topics, day, templates, run_seed=seed, max_tokens=max_tokens, sampling=Sampling(),
                               examples=examples)
     if protected:
-        requests = protect(requests, judge_of(Config(), topics, day, templates), guard=True, sentence_attempts=4)
+        requests = protect(requests, judge_of(Config(), topics, day, templates), Prevention(guard=True, sentence_attempts=4))
     return requests
 
 

@@ -93,6 +93,59 @@ def test_configs_that_cannot_share_a_batch_are_refused(tmp_path, run_cli):
     assert result.exit_code == 3 and "--out" in result.stderr
 
 
+def test_configs_that_differ_in_the_k_cache_or_thinking_are_refused_before_a_model_loads(tmp_path, run_cli):
+    """b's sections would be written by a's engine (its K cache, its template's thinking) while b's
+    manifest named b's settings, and replaying b's post gave another post: one ConfigError (exit 3)."""
+    a = _config(tmp_path, "a", 1)
+    for name, setting in (("b", 'cache_type_k = "f16"'), ("c", "thinking = true")):
+        other = _config(tmp_path, name, 2)
+        other.write_text(other.read_text() + f"\n[model]\n{setting}\n")
+        result = run_cli("run", "--config", a, "--config", other, "--sample-feeds", "--date", DAY)
+        assert result.exit_code == 3, describe(result)
+        assert f"[model] {setting.split()[0]}" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_each_post_of_one_batch_replays_identical_from_its_own_manifest(tmp_path, run_cli, monkeypatch):
+    """Configs that share an engine have the same engine settings, so each post's manifest names the
+    engine that wrote it, and `digest replay` of each gives its bytes (the fake engine here; the real
+    model's bytes are test_two_posts_in_one_batch_are_the_bytes_of_their_own_runs)."""
+    monkeypatch.chdir(tmp_path)
+    configs = [_config(tmp_path, name, seed, engine="fake") for name, seed in (("a", 1), ("b", 2))]
+    for path in configs:
+        path.write_text(path.read_text() + '\n[model]\ncache_type_k = "f16"\nthinking = true\n')
+    result = run_cli("run", "--config", configs[0], "--config", configs[1], "--sample-feeds", "--date", DAY)
+    assert result.exit_code == 0, describe(result)
+    for name in "ab":
+        manifest = tmp_path / f"{name}-site" / ".digest" / "manifests" / f"{DAY}.json"
+        assert json.loads(manifest.read_text())["engine"]["thinking"] is True
+        replayed = run_cli("replay", manifest)
+        assert replayed.exit_code == 0 and "identical" in replayed.stdout, describe(replayed)
+
+
+def test_a_manifest_records_the_settings_of_the_engine_that_wrote_the_post(tmp_path):
+    """From the engine that ran, not from the config; and the prevention whole, with what the engine
+    applied of it (the fake engine: nothing, and the run says so)."""
+    from datetime import date
+
+    from digest import resources
+    from digest.engine import create_engine
+
+    config = load_config(_config(tmp_path, "a", 1))
+    engine = create_engine("fake", config.model_path, thinking=True, thinking_tokens=64, slots=5)
+    result = pipeline.run(config, lambda: engine, day=date.fromisoformat(DAY), feeds_from=resources.samples_dir(),
+                          no_history=True)
+    manifest = json.loads(result.manifest.read_text(encoding="utf-8"))
+    recorded = manifest["engine"]
+    assert (recorded["name"], recorded["slots"], recorded["thinking"], recorded["thinking_tokens"]) == ("fake", 5, True, 64)
+    assert recorded["cache_type_k"] is None and recorded["prevents"] == [] and recorded["thinking_budget"] == 64
+    g = config.generation
+    assert {k: manifest["generation"][k] for k in ("guard", "sentence_attempts", "point_bias", "topic_bias",
+                                                   "hold_to_min_words")} == \
+        {"guard": g.guard, "sentence_attempts": g.sentence_attempts, "point_bias": g.point_bias,
+         "topic_bias": g.topic_bias, "hold_to_min_words": g.hold_to_min_words}
+    assert any("fake engine cannot apply [generation] guard, sentence_attempts" in w for w in manifest["warnings"])
+
+
 def test_a_post_that_fails_does_not_stop_the_other(tmp_path, run_cli, monkeypatch):
     a, b = _config(tmp_path, "a", 1), _config(tmp_path, "b", 2)
     (tmp_path / "b-site" / "content" / "posts").mkdir(parents=True)

@@ -323,11 +323,12 @@ def test_a_config_asking_for_what_the_engine_cannot_apply_says_so_in_one_line():
     class Server:
         name, prevents = "openai", frozenset({"guard"})
 
-    assert prevention_unapplied(Config(), Server()) == (
+    asked = Config().generation.prevention
+    assert prevention_unapplied(asked, Server()) == (
         "the openai engine cannot apply [generation] sentence_attempts, point_bias and topic_bias while it writes: "
         "its sections are only checked and retried after the fact")
     config = Config()
     config.generation.point_bias = 0.0
-    assert "[generation] sentence_attempts, topic_bias while" in prevention_unapplied(config, Server())
+    assert "[generation] sentence_attempts, topic_bias while" in prevention_unapplied(config.generation.prevention, Server())
     Server.prevents = frozenset({"guard", "sentences", "bias"})
-    assert prevention_unapplied(Config(), Server()) is None
+    assert prevention_unapplied(asked, Server()) is None

@@ -25,7 +25,7 @@ from ..config import Config, as_before_the_keys
 from ..engine import engine_of
 from ..engine.base import Generation, Request, Stats
 from ..engine.llama import default_threads
-from ..pipeline import generate, prevention
+from ..pipeline import generate
 from .memory import measure_run_memory
 from .native import compare_native, decode_throughput, paired_median, simulated_ceiling
 from .workload import bench_inputs
@@ -271,7 +271,7 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
             # (Timing only: a section with no usable try is not an error here.)
             plan.append((Row("batched+checks", 0), with_slots(0, lambda: generate(
                 batched, requests, judge, candidates=g.candidates, retries=g.retries, require_all=False,
-                **prevention(config)).generation)))
+                prevention=g.prevention).generation)))
         for label, factory in peers:
             peer = stack.enter_context(factory(requests))
             plan.append((Row(label, 0), peer))

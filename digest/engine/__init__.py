@@ -10,10 +10,15 @@ Real engines are imported lazily, so that nothing loads llama.cpp until a model 
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .base import Engine, Generation, Message, Progress, Request, Result, Sampling, Stats, derive_seed
+
+if TYPE_CHECKING:
+    from .openai import ServerOptions
 
 ENGINES = ("batched", "sequential", "fake", "openai")
 LOCAL_ENGINES = ("batched", "sequential")  # the ones that run llama.cpp in this process
@@ -21,59 +26,100 @@ LOCAL_ENGINES = ("batched", "sequential")  # the ones that run llama.cpp in this
 # engine/native.py says why q8_0 and holds each one's llama.cpp type).
 CACHE_TYPES_K = ("q8_0", "f16")
 
-__all__ = ["CACHE_TYPES_K", "ENGINES", "Engine", "Generation", "Message", "Progress", "Request", "Result", "Sampling",
-           "Stats", "create_engine", "derive_seed", "engine_of"]
+__all__ = ["CACHE_TYPES_K", "ENGINES", "Engine", "EngineSettings", "Generation", "Message", "Progress", "Request",
+           "Result", "Sampling", "Stats", "create_engine", "derive_seed", "engine_of"]
 
 
-def engine_of(config, *, name: str | None = None, model_path: Path | None = None,
-              warn: Callable[[str], None] | None = None, **overrides) -> Engine:
-    """The engine a digest config (a `digest.config.Config`) asks for: [generation] engine and slots,
-    the [model] settings, the server of --engine openai. The one place where settings become an engine
-    (run, eval, replay, the bench); `name`, `model_path` and `overrides` (keywords of `create_engine`)
+@dataclass(frozen=True)
+class EngineSettings:
+    """Every setting that makes an engine, as one value. A config gives it in one place
+    (`digest.config.Config.engine_settings`); two configs of one run share an engine only where theirs
+    are the same (`digest.config.check_one_engine`); `create_engine` builds the engine from it and
+    gives it to the engine (`Engine.settings`), whose manifest records it (`record`)."""
+
+    name: str = "batched"  # the engine: one of ENGINES
+    model_path: Path | None = None  # the model file (None for a model behind a server)
+    server: "ServerOptions | None" = None  # the server of --engine openai ([model] url and the rest)
+    n_ctx: int = 0
+    threads: int = 0
+    n_gpu_layers: int = 0
+    slots: int = 0
+    cache_type_k: str = CACHE_TYPES_K[0]  # the batching engine's K cache (the loop keeps f16)
+    # What a template taking `enable_thinking` is given, and a thinking model's reasoning budget beside
+    # each request's max_tokens (chat.TemplateTraits).
+    thinking: bool = False
+    thinking_tokens: int = 0
+    # The model registry's `thinking` for this model: its family thinks, where its template cannot tell.
+    thinking_family: bool = False
+    reuse_prefix: bool = False  # the loop's reuse of the previous prompt (see SequentialEngine; the bench's)
+
+    def shared_by(self) -> "EngineSettings":
+        """These settings as two configs compare them: the model file by its resolved path."""
+        return dataclasses.replace(self, model_path=self.model_path.resolve()) if self.model_path else self
+
+    def record(self) -> dict:
+        """What a manifest records of them (its "engine"): all but the model file and the server's URL,
+        which its "model" records with the file's sha256 or what the server says about itself; the K
+        cache is null outside the batching engine, which alone uses it."""
+        data = {spec.name: getattr(self, spec.name) for spec in dataclasses.fields(self)
+                if spec.name not in ("model_path", "server")}
+        if self.name != "batched":
+            data["cache_type_k"] = None
+        if self.server is not None:
+            data["server"] = {k: v for k, v in dataclasses.asdict(self.server).items()
+                              if k not in ("url", "thinking", "thinking_tokens")}
+        return data
+
+
+def engine_of(config, *, warn: Callable[[str], None] | None = None, **overrides) -> Engine:
+    """The engine a digest config (a `digest.config.Config`) asks for: its `engine_settings` ([generation]
+    engine and slots, the [model] settings, the server of --engine openai). The one place where a
+    config becomes an engine (run, eval, replay, the bench); `overrides` (fields of EngineSettings)
     replace what the config says. `warn` hears of a setting the engine cannot honour (n_gpu_layers
     without a GPU backend), once, before the model loads."""
-    m = config.model
-    name = name or config.generation.engine
-    options = dict(n_ctx=m.n_ctx, threads=m.threads, n_gpu_layers=m.n_gpu_layers, slots=config.generation.slots,
-                   cache_type_k=m.cache_type_k, thinking=m.thinking, thinking_tokens=m.thinking_tokens)
-    if name == "openai":
-        options["server"] = m.server_options()
-    options.update(overrides)
-    if warn is not None and name in LOCAL_ENGINES and options["n_gpu_layers"]:
+    settings = dataclasses.replace(config.engine_settings, **overrides)
+    if warn is not None and settings.name in LOCAL_ENGINES and settings.n_gpu_layers:
         from .native import gpu_offload_supported
 
         if not gpu_offload_supported():
-            warn(f"n_gpu_layers {options['n_gpu_layers']} (--n-gpu-layers, [model] n_gpu_layers) offloads "
+            warn(f"n_gpu_layers {settings.n_gpu_layers} (--n-gpu-layers, [model] n_gpu_layers) offloads "
                  "nothing: this llama-cpp-python build has no GPU backend, so every layer runs on the CPU")
-    return create_engine(name, model_path or config.model_path, **options)
+    engine = create_engine(**{spec.name: getattr(settings, spec.name) for spec in dataclasses.fields(settings)})
+    engine.settings = settings  # (also where a test has put another create_engine in its place)
+    return engine
 
 
-def create_engine(name: str, model_path: Path, *, n_ctx: int = 0, threads: int = 0, n_gpu_layers: int = 0,
-                  slots: int = 0, server=None, cache_type_k: str = CACHE_TYPES_K[0], reuse_prefix: bool = False,
-                  thinking: bool = False, thinking_tokens: int = 0) -> Engine:
-    """An engine by name; `server` (an openai.ServerOptions, which carries its own thinking settings)
-    is what the `openai` engine talks to; `cache_type_k` is the batching engine's K cache format (the
-    loop keeps llama-cpp-python's f16); `reuse_prefix`: the loop's (see SequentialEngine); `thinking`
-    is what a template taking `enable_thinking` gets, and `thinking_tokens` a thinking model's
-    reasoning budget beside each request's max_tokens."""
-    if name == "openai":
+def create_engine(name: str, model_path: Path | None, **options) -> Engine:
+    """An engine by name, from the fields of EngineSettings (`options`: the rest of them); the engine
+    keeps them as its `settings`."""
+    settings = EngineSettings(name, Path(model_path) if model_path is not None else None, **options)
+    engine = _build(settings)
+    engine.settings = settings
+    return engine
+
+
+def _build(s: EngineSettings) -> Engine:
+    if s.name == "openai":
         from .openai import OpenAIEngine
 
-        if server is None or not server.url:
+        if s.server is None or not s.server.url:
             raise ValueError("the openai engine needs a server URL")
-        return OpenAIEngine(server)
-    if name == "fake":
+        return OpenAIEngine(dataclasses.replace(s.server, thinking=s.thinking, thinking_tokens=s.thinking_tokens),
+                            thinking_family=s.thinking_family)
+    if s.name == "fake":
         from .fake import FakeEngine
 
-        return FakeEngine(model_name=Path(model_path).stem, thinking_tokens=thinking_tokens)
-    if name == "batched":
+        return FakeEngine(model_name=Path(s.model_path or "fake-model").stem, thinking=s.thinking,
+                          thinking_tokens=s.thinking_tokens)
+    thinking = dict(thinking=s.thinking, thinking_tokens=s.thinking_tokens, thinking_family=s.thinking_family)
+    if s.name == "batched":
         from .batched import BatchedEngine
 
-        return BatchedEngine(model_path, n_ctx=n_ctx, threads=threads, n_gpu_layers=n_gpu_layers, slots=slots,
-                             cache_type_k=cache_type_k, thinking=thinking, thinking_tokens=thinking_tokens)
-    if name == "sequential":
+        return BatchedEngine(s.model_path, n_ctx=s.n_ctx, threads=s.threads, n_gpu_layers=s.n_gpu_layers,
+                             slots=s.slots, cache_type_k=s.cache_type_k, **thinking)
+    if s.name == "sequential":
         from .sequential import SequentialEngine
 
-        return SequentialEngine(model_path, n_ctx=n_ctx, threads=threads, n_gpu_layers=n_gpu_layers,
-                                reuse_prefix=reuse_prefix, thinking=thinking, thinking_tokens=thinking_tokens)
-    raise ValueError(f"unknown engine {name!r} (known: {', '.join(ENGINES)})")
+        return SequentialEngine(s.model_path, n_ctx=s.n_ctx, threads=s.threads, n_gpu_layers=s.n_gpu_layers,
+                                reuse_prefix=s.reuse_prefix, **thinking)
+    raise ValueError(f"unknown engine {s.name!r} (known: {', '.join(ENGINES)})")

@@ -242,9 +242,14 @@ class Engine(ABC):
 
     name: str = "engine"
     # What of a request's prevention the engine applies while it writes: "guard" (the fact guard),
-    # "sentences" (sentence rollback), "bias" (the point bias). The rest is left to the checks.
+    # "sentences" (sentence rollback), "bias" (the point and topic biases): only what it does. The rest
+    # is left to the checks (and a run warns of it: pipeline.prevention_unapplied).
     prevents: frozenset[str] = frozenset()
     threads: int | None = None  # the CPU threads it decodes with, where it runs the model here
+    # The settings it was made from (an engine.EngineSettings: engine_of and create_engine give it).
+    settings = None
+    # The tokens a reasoning block may take beside each request's max_tokens (chat.TemplateTraits.budget).
+    thinking_budget: int = 0
 
     @property
     @abstractmethod

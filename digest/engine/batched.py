@@ -153,10 +153,12 @@ class BatchedEngine(Engine):
     prevents = frozenset({"guard", "sentences", "bias"})
 
     def __init__(self, model_path: Path, *, n_ctx: int = 0, threads: int = 0, n_gpu_layers: int = 0, slots: int = 0,
-                 cache_type_k: str = DEFAULT_CACHE_TYPE_K, thinking: bool = False, thinking_tokens: int = 0):
+                 cache_type_k: str = DEFAULT_CACHE_TYPE_K, thinking: bool = False, thinking_tokens: int = 0,
+                 thinking_family: bool = False):
         """`thinking`: what a template that takes `enable_thinking` is given. `thinking_tokens`: the
         budget of a reasoning block, apart from each request's max_tokens, for a model whose template
-        is a thinking one (0, and for any other model: the block counts against max_tokens)."""
+        will think (0, and for any other model: the block counts against max_tokens); `thinking_family`:
+        the registry says the model thinks (chat.TemplateTraits)."""
         if cache_type_k not in CACHE_TYPES:
             raise ValueError(f"unknown K cache type {cache_type_k!r} (known: {', '.join(CACHE_TYPES)})")
         self.cache_type_k = cache_type_k
@@ -167,8 +169,9 @@ class BatchedEngine(Engine):
         self._model = Model(self.model_path, n_gpu_layers=n_gpu_layers)
         self._format = ChatFormatter(chat_template(self._model.metadata, str(self.model_path)),
                                      bos_token=self._model.bos_text, eos_token=self._model.eos_text,
-                                     model_label=str(self.model_path), thinking=thinking)
-        self.thinking_budget = self._format.thinking_budget(thinking_tokens)
+                                     model_label=str(self.model_path), thinking=thinking,
+                                     thinking_tokens=thinking_tokens, thinking_family=thinking_family)
+        self.thinking_budget = self._format.traits.budget
         self._vocabulary = Vocabulary(lambda: [self._model.piece(t) for t in range(self._model.n_vocab)])
 
     @property

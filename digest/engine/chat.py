@@ -19,6 +19,7 @@ Templates differ by family, and the formatter irons out what digest's prompts ne
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Mapping, Sequence
 
@@ -31,6 +32,42 @@ THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 # The probe conversation: a system prompt the rendered text must contain if the template keeps it.
 _PROBE_SYSTEM = "digest-probe-system-8d1c"
 _PROBE_USER = "digest-probe-user-4b7e"
+
+
+@dataclass(frozen=True)
+class TemplateTraits:
+    """What a chat template does about thinking and system turns, found once (`of`), for every engine:
+    the batching and sequential engines from the GGUF's template, the openai engine from the template a
+    server shows (or none), the fake engine as a template that cannot be told not to think."""
+
+    thinks: bool = False  # a thinking family: its template writes or strips reasoning blocks, or takes enable_thinking
+    takes_enable_thinking: bool = False  # the template can be told (`enable_thinking`) whether to think
+    keeps_system: bool = True  # a system turn stays one (else it is folded into the first user turn)
+    thinking: bool = False  # what `enable_thinking` is given: [model] thinking
+    thinking_tokens: int = 0  # the reasoning budget asked for: [model] thinking_tokens
+
+    @classmethod
+    def of(cls, template: str | None, *, thinking: bool = False, thinking_tokens: int = 0, family: bool = False,
+           keeps_system: bool = True) -> "TemplateTraits":
+        """The traits of `template`; None: a template digest cannot see (a server's that it does not
+        show), which thinks where the registry says its family does (`family`) or thinking is asked
+        for, and is taken to be told by `enable_thinking`."""
+        if template is None:
+            return cls(family or thinking, True, keeps_system, thinking, thinking_tokens)
+        marked = THINK_OPEN in template or THINK_CLOSE in template or "enable_thinking" in template
+        return cls(marked or family, "enable_thinking" in template, keeps_system, thinking, thinking_tokens)
+
+    @property
+    def will_think(self) -> bool:
+        """A thinking template that will reason: asked to, or one that cannot be told not to."""
+        return self.thinks and (self.thinking or not self.takes_enable_thinking)
+
+    @property
+    def budget(self) -> int:
+        """The reasoning budget an engine reserves beside max_tokens: `thinking_tokens` for a template
+        that will reason, else 0 (a block then counts against max_tokens; no context is reserved for
+        one that will not come)."""
+        return self.thinking_tokens if self.will_think else 0
 
 
 def chat_template(metadata: Mapping[str, str], model_label: str) -> str:
@@ -65,7 +102,8 @@ class ChatFormatter:
     """Formats messages with a Jinja2 chat template, as llama-cpp-python's own handler does."""
 
     def __init__(self, template: str, *, bos_token: str, eos_token: str, model_label: str = "model",
-                 thinking: bool = False):
+                 thinking: bool = False, thinking_tokens: int = 0, thinking_family: bool = False):
+        """`thinking`, `thinking_tokens`, `thinking_family`: see TemplateTraits.of (`family`)."""
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self.template = template
@@ -94,16 +132,8 @@ class ChatFormatter:
             kept = _PROBE_SYSTEM in self._render(probe)
         except ModelError:
             kept = False
-        self.folds_system = not kept
-        # A thinking family: its template writes or strips reasoning blocks, or takes enable_thinking.
-        self.thinks = THINK_OPEN in template or THINK_CLOSE in template or "enable_thinking" in template
-
-    def thinking_budget(self, tokens: int) -> int:
-        """The reasoning budget an engine reserves beside max_tokens: `tokens` for a thinking template
-        that will reason (thinking asked for, or a template that cannot be told not to), else 0 (a
-        block then counts against max_tokens; no context is reserved for one that will not come)."""
-        will_think = self.thinking or "enable_thinking" not in self.template
-        return tokens if self.thinks and will_think else 0
+        self.traits = TemplateTraits.of(template, thinking=thinking, thinking_tokens=thinking_tokens,
+                                        family=thinking_family, keeps_system=kept)
 
     def _render(self, messages: Sequence[Message]) -> str:
         try:
@@ -115,7 +145,7 @@ class ChatFormatter:
         return response.prompt
 
     def __call__(self, messages: Sequence[Message]) -> str:
-        if self.folds_system:
+        if not self.traits.keeps_system:
             messages = fold_system(messages)
         return self._render(messages)
 
@@ -127,6 +157,6 @@ class ChatFormatter:
     def describe(self) -> dict:
         """What the manifest records of the template and of what was done with it."""
         return {"sha256": hashlib.sha256(self.template.encode("utf-8")).hexdigest(),
-                "system_role": "folded into the first user turn" if self.folds_system else "kept",
-                "thinking_template": self.thinks, "enable_thinking": self.thinking, "reads_date": self.reads_date,
+                "system_role": "kept" if self.traits.keeps_system else "folded into the first user turn",
+                "thinking_template": self.traits.thinks, "enable_thinking": self.thinking, "reads_date": self.reads_date,
                 **({"date_read": self.date_read} if self.reads_date else {})}

@@ -12,6 +12,7 @@ import re
 from typing import Callable, Sequence
 
 from .base import Engine, Generation, ProgressCallback, Request, Result, check_unique_keys, one_by_one
+from .chat import TemplateTraits
 from .thinking import split_thinking
 
 _FILLER = (
@@ -44,17 +45,19 @@ def fake_text(request: Request) -> str:
 
 class FakeEngine(Engine):
     name = "fake"
-    # Canned text, written by tests, not sampled: there is nothing for a guard or a rollback to
-    # prevent, and a config's prevention settings need no warning here.
-    prevents = frozenset({"guard", "sentences", "bias"})
+    # Canned text, not sampled: it applies none of a request's prevention (a run says so).
+    prevents = frozenset()
 
     def __init__(self, respond: Callable[[Request], str] = fake_text, model_name: str = "fake-model",
-                 thinking_tokens: int = 0):
+                 thinking_tokens: int = 0, thinking: bool = False):
         """`respond` may answer as a thinking model does (`<think>...</think>` first): the block is cut
-        from the text as every engine cuts it, its words counted as its tokens, at most
-        `thinking_tokens` of them (0: the block counts against max_tokens)."""
+        from the text as every engine cuts it, its words counted as its tokens, at most the budget of
+        its template's traits (a template that cannot be told not to think: `thinking_tokens`; 0: the
+        block counts against max_tokens)."""
         self._respond = respond
-        self.thinking_budget = thinking_tokens
+        self.traits = TemplateTraits(thinks=True, takes_enable_thinking=False, thinking=thinking,
+                                     thinking_tokens=thinking_tokens)
+        self.thinking_budget = self.traits.budget
         self._model_name = model_name
         self.calls: list[list[Request]] = []
 

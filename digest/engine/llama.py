@@ -19,7 +19,7 @@ def default_threads() -> int:
 
 
 def load_llama(path: Path, *, n_ctx: int, threads: int = 0, n_gpu_layers: int = 0,
-               repeat_last_n: int = 64, thinking: bool = False):
+               repeat_last_n: int = 64, thinking: bool = False, thinking_tokens: int = 0, thinking_family: bool = False):
     """A `llama_cpp.Llama` for `path` and a formatter for its chat template."""
     check_gguf(path)
     import llama_cpp
@@ -43,7 +43,8 @@ def load_llama(path: Path, *, n_ctx: int, threads: int = 0, n_gpu_layers: int = 
     bos = llm._model.token_get_text(llm.token_bos()) if llm.token_bos() != -1 else ""
     eos = llm._model.token_get_text(llm.token_eos()) if llm.token_eos() != -1 else ""
     try:
-        return llm, ChatFormatter(template, bos_token=bos, eos_token=eos, model_label=str(path), thinking=thinking)
+        return llm, ChatFormatter(template, bos_token=bos, eos_token=eos, model_label=str(path), thinking=thinking,
+                                 thinking_tokens=thinking_tokens, thinking_family=thinking_family)
     except BaseException:
         llm.close()
         raise

@@ -34,7 +34,7 @@ from .. import http
 from ..facts import guard_gbnf
 from ..errors import GenerationError, ModelError
 from .base import (Engine, Generation, Progress, ProgressCallback, Request, Result, Stats, check_unique_keys)
-from .chat import THINK_CLOSE, THINK_OPEN
+from .chat import THINK_CLOSE, TemplateTraits
 from .thinking import split_thinking
 
 GRAMMAR_MODES = ("auto", "llama", "vllm", "none")
@@ -190,7 +190,10 @@ def _thinking_tokens(answer: _Answer, block_end: int) -> int:
 class OpenAIEngine(Engine):
     name = "openai"
 
-    def __init__(self, options: ServerOptions):
+    def __init__(self, options: ServerOptions, *, thinking_family: bool = False):
+        """`thinking_family`: the model registry says the model thinks (for a server that does not show
+        its template: TemplateTraits.of)."""
+        self.thinking_family = thinking_family
         if options.grammar not in GRAMMAR_MODES:
             raise ModelError(f"[model] grammar = {options.grammar!r}: use one of {', '.join(GRAMMAR_MODES)}")
         self.options = options
@@ -258,14 +261,18 @@ class OpenAIEngine(Engine):
         return "none"
 
     @property
-    def thinking_budget(self) -> int:
-        """The reasoning budget added to each request's max_tokens: where the server shows its template
-        (llama-server's /props), for a thinking one only; elsewhere when thinking is asked for (a model
-        that reasons whatever it is told, as the DeepSeek-R1 distills, needs `thinking = true` there)."""
+    def traits(self) -> TemplateTraits:
+        """The template's traits, where the server shows it (llama-server's /props); elsewhere those of a
+        template digest cannot see (a thinking one where the registry says so or thinking is asked for:
+        a model that reasons whatever it is told, as the DeepSeek-R1 distills, needs one of them)."""
         template = (self.server.get("props") or {}).get("chat_template")
-        thinks = (THINK_OPEN in template or "enable_thinking" in template) if isinstance(template, str) \
-            else self.options.thinking
-        return self.options.thinking_tokens if thinks else 0
+        return TemplateTraits.of(template if isinstance(template, str) else None, thinking=self.options.thinking,
+                                 thinking_tokens=self.options.thinking_tokens, family=self.thinking_family)
+
+    @property
+    def thinking_budget(self) -> int:
+        """The reasoning budget added to each request's max_tokens (TemplateTraits.budget)."""
+        return self.traits.budget
 
     def payload(self, request: Request) -> dict:
         body = {"model": self.model_id, **chat_body(request, self.grammar_mode), "stream": self.options.stream}

@@ -103,6 +103,8 @@ class Member(Engine):
         self.member_name = name
         self.name = batch.engine.name
         self.prevents = batch.engine.prevents
+        self.settings = batch.engine.settings  # the engine that runs (several configs: the first's, checked equal)
+        self.thinking_budget = batch.engine.thinking_budget
 
     @property
     def model_name(self) -> str:

@@ -348,6 +348,18 @@ def _pull_derived(registry: Registry, entry: ModelEntry, **pull_options) -> Path
                     expected=Expected(entry.size, entry.sha256, entry.quantizer), error=model_write_error)
 
 
+def family_thinks(path: Path | None, name: str = "", registry: Path | None = None) -> bool:
+    """What the registry says (`thinking`) of the model whose file is `path`, or, for a model behind a
+    server (no `path`), of the one named `name`: False where it is none of its models (or the registry
+    cannot be read: a model given by path needs none)."""
+    try:
+        reg = load_registry(registry)
+    except ConfigError:
+        return False
+    entry = reg.entry_for(path) if path is not None else reg.models.get(name)
+    return bool(entry and entry.thinking)
+
+
 def describe(path: Path, registry: Path | None = None) -> dict | None:
     """What the registry says about the model file at `path`: its name, and for a derived model its
     source (name, file, sha256) and recipe. None when the file is not one of the registry's (or the
