@@ -182,7 +182,7 @@ def _run_many(configs, *, out, feeds_from, snapshot, when, now, force, no_histor
             for message in outcome.warnings:
                 warning(f"{name}: {message}")
             typer.echo(str(outcome.path))
-        elif not quiet:
+        elif not report.quiet:
             err.print(f"digest: {name}: " + "; ".join(outcome.warnings), markup=False)
     if failed is not None:
         raise typer.Exit(failed.exit_code)

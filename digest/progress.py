@@ -49,6 +49,7 @@ class Reporter:
                  every: float = HEARTBEAT):
         if terminal is None:
             terminal = sys.stderr.isatty()
+        self.quiet = quiet
         self.mode = "off" if quiet else "bar" if terminal else "log"
         self.clock, self.now, self.every = clock, now, every
         # The log's last line (its clock time) and the phase under way, for the watch thread.

@@ -181,3 +181,14 @@ def test_two_posts_in_one_batch_are_the_bytes_of_their_own_runs(tmp_path, run_cl
             assert (site / ".digest" / "manifests" / f"{DAY}.json").is_file()
     assert posts["together", "a"] == posts["alone", "a"] and posts["together", "b"] == posts["alone", "b"]
     assert posts["together", "a"] != posts["together", "b"]  # each post kept its own seed
+
+
+def test_quiet_with_several_configs_prints_the_paths_alone(tmp_path, run_cli, monkeypatch):
+    a, b = _config(tmp_path, "a", 1), _config(tmp_path, "b", 2)
+    (tmp_path / "b-site" / "content" / "posts").mkdir(parents=True)
+    (tmp_path / "b-site" / "content" / "posts" / f"{DAY}-ai-auto-summary.md").write_text("kept\n")
+    monkeypatch.chdir(tmp_path)
+    result = run_cli("run", "--config", a, "--config", b, "--sample-feeds", "--engine", "fake", "--date", DAY, "--quiet")
+    assert result.exit_code == 0, describe(result)
+    assert "already exists" not in result.stderr and "reading feeds" not in result.stderr
+    assert result.stdout.splitlines() == [str(tmp_path / "a-site" / "content" / "posts" / f"{DAY}-ai-auto-summary.md")]
