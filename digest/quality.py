@@ -16,8 +16,9 @@ from functools import lru_cache
 from typing import Iterable, Sequence
 
 from . import sections
+from . import sentences
 from .sections import PARAGRAPH_CHECKS, POST, PREDICTION_CHECKS, SectionKind
-from .engine.base import ENDS_A_SENTENCE, Bias
+from .engine.base import Bias
 from .facts import Guard, unfaithful
 from .select import content_words
 from .text import Labels, label_words, parse_prediction, written
@@ -45,8 +46,6 @@ TITLE_RUN_MIN = 4
 TITLE_MAX_REPEATS = 1
 
 _WORDS = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
-_SENTENCES = re.compile(r"[^.!?]+[.!?]+")
-_ENDS_WELL = re.compile(r"[.!?][\"'”’)\]]*$")
 # Markdown structure: a heading, list marker or quote at a line's start, emphasis, code, a link, a table.
 _MARKDOWN = re.compile(r"(?:^|\n)\s*(?:#{1,6}\s|[-*+]\s|\d+\.\s|>)|\*\*|__|`|\[[^\]]*\]\(|\|\s*-{3}")
 _URL = re.compile(r"\bhttps?://\S+|\bwww\.\S+", re.I)
@@ -119,9 +118,9 @@ def check_on_topic(text: str, title: str) -> Check:
 
 
 def check_no_loops(text: str) -> Check:
-    sentences = [" ".join(words(s)) for s in _SENTENCES.findall(text)]
-    sentences = [s for s in sentences if s]
-    if len(set(sentences)) < len(sentences):
+    said = [" ".join(words(s)) for s in sentences.split(text)]
+    said = [s for s in said if s]
+    if len(set(said)) < len(said):
         return Check("no_loops", False, "a sentence is repeated")
     grams = trigrams(text)
     if grams:
@@ -136,7 +135,7 @@ def check_complete(text: str) -> Check:
     text = text.strip()
     if not text:
         return Check("complete", False, "empty")
-    if not _ENDS_WELL.search(text):
+    if not sentences.ends(text):
         return Check("complete", False, "does not end with a finished sentence")
     if re.search(r"(^|\n)\s*(#|[-*+]\s|\d+[.)]\s)", text):
         return Check("complete", False, "a dangling list marker or heading")
@@ -211,8 +210,8 @@ def check_no_title_echo(text: str, title: str) -> Check:
     t = words(title)
     if len(t) < TITLE_RUN_MIN:
         return Check("no_title_echo", True)
-    sentences = _SENTENCES.findall(text)
-    first = words(sentences[0] if sentences else text)
+    finished = sentences.split(text)
+    first = words(finished[0] if finished else text)
     run = _longest_run(first, t)
     if run >= max(TITLE_RUN_MIN, TITLE_RUN_SHARE * len(t)):
         return Check("no_title_echo", False, f"opens with {run} of the title's {len(t)} words")
@@ -334,7 +333,7 @@ def check_reasoning(reasoning: str, subject: str) -> Check:
     n = len(reasoning.split())
     if n < REASONING_MIN_WORDS:
         return Check("reasoning", False, f"reasoning of {n} words")
-    if not check_complete(reasoning).passed or len(_SENTENCES.findall(reasoning)) != 1:
+    if not check_complete(reasoning).passed or len(sentences.split(reasoning)) != 1:
         return Check("reasoning", False, "not one finished sentence")
     if not has_verb(reasoning):
         return Check("reasoning", False, "no verb: not a sentence")
@@ -440,7 +439,7 @@ class SentenceRule:
         if not self.hold:
             return True
         text = " ".join(s for s in before if s.strip())
-        return self.long_enough(before) and (not text or bool(ENDS_A_SENTENCE.search(text)))
+        return self.long_enough(before) and (not text or bool(sentences.ends(text)))
 
     def done(self, before: Sequence[str]) -> bool:
         """Whether the paragraph has every sentence the post will show of it."""

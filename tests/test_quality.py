@@ -225,6 +225,17 @@ def test_reasoning_is_one_finished_sentence_with_a_verb_that_gives_a_reason():
         assert not result.passed and why in result.why, (text, result)
 
 
+def test_a_reason_with_a_decimal_or_an_abbreviation_is_one_sentence_as_the_post_shows_it():
+    """The check splits sentences where the cleaner does (digest.sentences): "2.5" and "e.g." end none."""
+    from digest.text import first_sentence
+
+    subject = "artificial general intelligence"
+    for reason in ("Training runs will need about 2.5 times more compute than today's largest ones.",
+                   "Labs will need far more compute, e.g. larger clusters, to train bigger models."):
+        assert first_sentence(reason) == reason
+        assert check_reasoning(reason, subject).passed, reason
+
+
 def test_predictions_need_a_future_date_and_a_reasoning_sentence():
     day = date(2026, 11, 23)
     good = score_prediction("March 2031: Compute keeps getting cheaper and models keep improving every year.", day, **WORDS)

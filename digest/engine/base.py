@@ -6,7 +6,6 @@ An engine knows nothing of feeds, Markdown or Hugo. It never prints: progress go
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields
@@ -111,20 +110,6 @@ class SentenceRule(Protocol):
     def end_bias(self, unfinished: str) -> float:
         """How much to add to the logits of the tokens that end a sentence, while this one is being
         written (0: none): a long sentence is led to its end before it runs past the limit."""
-
-
-# Text that ends with a finished sentence: . ! or ? and any closing quotes or brackets, then only white
-# space (the group). Where no space follows yet, the next token must begin with one ("9." may go on as 9.5).
-ENDS_A_SENTENCE = re.compile(r"[.!?][\"'”’)\]]*(\s*)$")
-
-
-def sentence_enders(pieces: Sequence[bytes]) -> "np.ndarray":
-    """The tokens (indexes of a vocabulary's `pieces`) that end a sentence: ., ! or ? (and closing
-    quotes or brackets) with nothing else but white space."""
-    import numpy as np
-
-    ender = re.compile(rb"\s*[.!?]+[\"')\]]*\s*")
-    return np.array([t for t, piece in enumerate(pieces) if piece and ender.fullmatch(piece)], dtype=np.int64)
 
 
 @dataclass(frozen=True)

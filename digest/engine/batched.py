@@ -39,11 +39,12 @@ from typing import Sequence
 
 import numpy as np
 
+from .. import sentences
 from ..errors import GenerationError
 from ..facts import GuardState
 from ..models.gguf import block_count
 from .base import (Engine, FinishReason, Generation, Progress, ProgressCallback, Request, Result, Sampling, Stats,
-                   ENDS_A_SENTENCE, check_unique_keys, derive_seed)
+                   check_unique_keys, derive_seed)
 from .chat import ChatFormatter, chat_template
 from .llama import default_threads
 from .native import CACHE_TYPES, DEFAULT_CACHE_TYPE_K, MAX_SEQUENCES, Batch, Context, Grammar, Model, stream_cells
@@ -323,7 +324,7 @@ class BatchedEngine(Engine):
             sentence = seq.sentence() if rule is not None else ""
             if request.bias and answering:
                 # the topic lean from the paragraph's second sentence on: a sentence kept, or just ended
-                topic = bool(seq.kept) or (rule is not None and bool(ENDS_A_SENTENCE.search(sentence)))
+                topic = bool(seq.kept) or (rule is not None and bool(sentences.ends(sentence)))
                 tokens, amounts = self._vocabulary.bias(request.bias, topic=topic)
                 logits[row, tokens] += amounts
             if rule is not None and self._judging(seq):
@@ -521,7 +522,7 @@ class BatchedEngine(Engine):
     @staticmethod
     def _sentence_ends(seq: _Sequence, piece: bytes, eog: bool) -> bool:
         """Whether the text so far ends a sentence that the token `piece` (or the end) comes after."""
-        ended = ENDS_A_SENTENCE.search(seq.sentence())
+        ended = sentences.ends(seq.sentence())
         return bool(ended) and (eog or bool(ended.group(1)) or piece[:1].isspace())
 
     def _judge_sentence(self, context: Context, seq: _Sequence, last: bool = False) -> str:

@@ -16,24 +16,21 @@ sentence's number and the attempt, and a kept one is added to the prompt of the 
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from .. import sentences
 from ..errors import GenerationError
 from ..facts import GuardState
 from .base import (Engine, Generation, ProgressCallback, Request, Result, check_unique_keys, derive_seed,
-                   ENDS_A_SENTENCE, one_by_one)
+                   one_by_one)
 from .llama import load_llama
 from .native import eog_tokens
 from .thinking import split_thinking
 from .vocabulary import Vocabulary
-
-# The end of a sentence followed by the space or line break that begins the next one.
-_SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*(?=\s)")
 
 
 class SequentialEngine(Engine):
@@ -209,7 +206,7 @@ class SequentialEngine(Engine):
                 if rule is None:
                     return False
                 written = self._llm.detokenize(list(input_ids[start:])).decode("utf-8", errors="ignore")
-                if _SENTENCE_END.search(written):
+                if sentences.next_end(written) is not None:
                     return True
                 ended["runaway"] = rule.runaway(written)  # too long to pass already: refused now
                 return ended["runaway"]
@@ -228,8 +225,8 @@ class SequentialEngine(Engine):
             if rule is None:
                 text, kept_tokens, finish = text + written, kept_tokens + used, choice.get("finish_reason") or "stop"
                 break
-            end = _SENTENCE_END.search(written)
-            unfinished = end is None and not ENDS_A_SENTENCE.search(written)
+            end = sentences.next_end(written)  # the end followed by the space that begins the next one
+            unfinished = end is None and not sentences.ends(written)
             if unfinished and (ended["dead"] or ended["runaway"] or (
                     choice.get("finish_reason") != "length" and written.strip() and not request.stop)):
                 # A sentence that cannot go on, too long already, or that the model ends the paragraph
@@ -241,12 +238,12 @@ class SequentialEngine(Engine):
                     continue
                 break
             last = end is None
-            if last and not ENDS_A_SENTENCE.search(written):  # out of tokens inside a sentence
+            if last and not sentences.ends(written):  # out of tokens inside a sentence
                 if not (kept and rule.long_enough(kept)):
                     text, kept_tokens = text + written, kept_tokens + used
                     finish = "length" if choice.get("finish_reason") == "length" else "stop"
                 break
-            sentence_text = written if last else written[:end.end()]
+            sentence_text = written if last else written[:end]
             sentence = sentence_text.strip()
             if kept and rule.long_enough(kept) and rule.too_long(sentence, kept):
                 break
@@ -262,7 +259,7 @@ class SequentialEngine(Engine):
             text += sentence_text
             kept_tokens += len(self._llm.tokenize(sentence_text.encode("utf-8"), add_bos=False))
             attempt = 0
-            following = "" if last else written[end.end():]
+            following = "" if last else written[end:]
             if last or request.grammar or rule.done(kept) or ("\n" in following[:2] and rule.long_enough(kept)):
                 break
         else:
