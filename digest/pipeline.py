@@ -12,6 +12,7 @@ from typing import Callable, Iterator, Sequence
 
 from . import feeds as feedlib
 from . import manifest as manifestlib
+from . import prevention as preventionlib
 from .config import Config
 from .engine.base import Engine, Generation, ProgressCallback, Request, Result, Sampling, Stats, derive_seed
 from .errors import ConfigError, FeedError, GenerationError, OutputError
@@ -221,12 +222,17 @@ def protect(requests: Sequence[Request], judge: Judge, *, guard: bool, sentence_
             point_bias: float = 0.0, topic_bias: float = 0.0, hold_to_min_words: bool = False) -> list[Request]:
     """`requests` with their fact guard (`guard`), their sentence rule (`sentence_attempts` > 1; with
     `hold_to_min_words`, no end before `min_words` or inside a sentence) and their point and topic biases, all made from
-    what the judge knows of each section: prevention, before the checks."""
-    return [dataclasses.replace(
-        r, guard=judge.guard(r.key) if guard else None,
-        sentences=judge.sentence_rule(r.key, sentence_attempts, hold_to_min_words) if sentence_attempts > 1 else None,
-        bias=judge.bias(r.key, point_bias, topic_bias))
-        for r in requests]
+    what the judge knows of each section (digest.prevention): prevention, before the checks."""
+    out = []
+    for r in requests:
+        section = judge.sections[r.key]
+        rule = preventionlib.sentence_rule(
+            section.kind, judge.sentence_checks(r.key), min_words=judge.min_words, max_words=judge.max_words,
+            attempts=sentence_attempts, hold=hold_to_min_words) if sentence_attempts > 1 else None
+        out.append(dataclasses.replace(
+            r, guard=preventionlib.guard(section.kind, judge.source(r.key)) if guard else None, sentences=rule,
+            bias=preventionlib.bias(section.kind, section.title, point_bias, topic_bias)))
+    return out
 
 
 def generate(engine: Engine, requests: Sequence[Request], judge: Judge, *, candidates: int = 1,

@@ -10,9 +10,13 @@ from typing import Callable
 
 import numpy as np
 
-from ..facts import PieceTable
+from typing import TYPE_CHECKING
+
 from .. import sentences
-from .base import Bias
+from ..facts import PieceTable
+
+if TYPE_CHECKING:
+    from ..prevention import Bias
 
 
 class Vocabulary:
