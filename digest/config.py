@@ -21,7 +21,7 @@ from .engine.openai import ServerOptions
 from .http import DEFAULT_USER_AGENT
 from .markdown import one_line
 from .prompts import EXAMPLE_KINDS
-from .quality import SENTENCE_MAX_WORDS
+from .prevention import SENTENCE_MAX_WORDS
 from .sections import DEFAULT_SECTIONS, kinds_of
 from .post import DEFAULT_NOTICE, DEFAULT_PREDICTIONS_HEADING, Cover
 from .errors import ConfigError

@@ -23,14 +23,16 @@ from typing import Sequence
 
 import numpy as np
 
+from .sentences import AFTER_MARK, CLOSERS
+
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 NUMBER_WORDS = {w: str(10 * (i + 1)) for i, w in enumerate(
     "ten twenty thirty forty fifty sixty seventy eighty ninety".split())}
 # A word: a letter, then letters and digits, and an apostrophe ending ("Google's"). Unicode letters.
 TOKEN = re.compile(r"\b[^\W\d_][^\W_]*(?:['’][^\W\d_]+)?")
-# Where a name's "first word of a sentence" freedom starts again: after a sentence's end, a colon or
-# semicolon, a dash between spaces, an opening quote or parenthesis.
-SEGMENT = re.compile(r"(?<=[.!?:;])[\"'”’)\]]*\s+|\s[-–—]\s|[\"“(]")
+# Where a name's "first word of a sentence" freedom starts again: after a sentence's end (digest.sentences:
+# an end mark, closers, white space), a colon or semicolon, a dash between spaces, an opening quote or parenthesis.
+SEGMENT = re.compile(rf"(?:{AFTER_MARK}|(?<=[:;]))[{re.escape(CLOSERS)}]*\s+|\s[-–—]\s|[\"“(]")
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W\d_]+)?")
 # Capitalised words any paragraph about machine learning may use without the source naming them.
 COMMON_TERMS = frozenset("""
@@ -232,7 +234,7 @@ _OPEN_LOOK = 64
 # A piece's first ASCII letters and digits, as far as `GuardState.mask` looks ahead on an open name.
 _LEAD = re.compile(r"[A-Za-z0-9]{1,3}")
 _STOPS = frozenset(string.punctuation) - {"'"}  # ASCII punctuation that ends a word
-_CLOSERS = "\"'”’)]"  # what may follow a sentence's end before the space that ends it (SEGMENT)
+_CLOSERS = CLOSERS  # what may follow a sentence's end before the space that ends it (SEGMENT)
 
 
 # How many characters before the last word `GuardState.mask` keys its answers by: a sentence's end and
@@ -480,6 +482,7 @@ def guard_gbnf(guard: Guard) -> str:
         "unit ::= [A-Za-z]*",  # 7B, 24GB: letters right after a number are no word of their own
         "after ::= end space start | end | [:;] space start | space dash space start | space mid"
         " | ['’] [a-z]+ after | [-/] mid | [,%)\\]'’\"”&+*=<>#@~^|_$] after | \"\"",
+        # a sentence's end (digest.sentences; a grammar cannot look back at an abbreviation)
         "end ::= [.!?]+ [\"'”’)\\]]*",
         "space ::= [ \\t\\n]+",
         "dash ::= [-–—]",

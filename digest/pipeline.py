@@ -13,6 +13,7 @@ from typing import Callable, Iterator, Sequence
 
 from . import feeds as feedlib
 from . import manifest as manifestlib
+from . import prevention as preventionlib
 from .config import Config, Prevention
 from .engine.base import Engine, Generation, ProgressCallback, Request, Result, Sampling, Stats, derive_seed
 from .errors import ConfigError, FeedError, GenerationError, OutputError
@@ -244,13 +245,19 @@ def choose(judge: Judge, requests: Sequence[Request], tries: dict[str, list[Resu
 def protect(requests: Sequence[Request], judge: Judge, prevention: Prevention) -> list[Request]:
     """`requests` with their fact guard (`prevention.guard`), their sentence rule (`sentence_attempts` > 1;
     with `hold_to_min_words`, no end before `min_words` or inside a sentence) and their point and topic
-    biases, all made from what the judge knows of each section: prevention, before the checks."""
+    biases, all made from what the judge knows of each section (digest.prevention builds them):
+    prevention, before the checks."""
     p = prevention
-    return [dataclasses.replace(
-        r, guard=judge.guard(r.key) if p.guard else None,
-        sentences=judge.sentence_rule(r.key, p.sentence_attempts, p.hold_to_min_words) if p.sentence_attempts > 1 else None,
-        bias=judge.bias(r.key, p.point_bias, p.topic_bias))
-        for r in requests]
+    out = []
+    for r in requests:
+        section = judge.sections[r.key]
+        rule = preventionlib.sentence_rule(
+            section.kind, judge.sentence_checks(r.key), min_words=judge.min_words, max_words=judge.max_words,
+            attempts=p.sentence_attempts, hold=p.hold_to_min_words) if p.sentence_attempts > 1 else None
+        out.append(dataclasses.replace(
+            r, guard=preventionlib.guard(section.kind, judge.source(r.key)) if p.guard else None, sentences=rule,
+            bias=preventionlib.bias(section.kind, section.title, p.point_bias, p.topic_bias)))
+    return out
 
 
 def generate(engine: Engine, requests: Sequence[Request], judge: Judge, *, candidates: int = 1,

@@ -16,18 +16,16 @@ from functools import lru_cache
 from typing import Iterable, Sequence
 
 from . import sections
+from . import sentences
 from .sections import PARAGRAPH_CHECKS, POST, PREDICTION_CHECKS, SectionKind
-from .engine.base import ENDS_A_SENTENCE, Bias
-from .facts import Guard, unfaithful
+from .facts import unfaithful
+from .prevention import GAIN, RISK, WHO, stem_pattern
 from .select import content_words
 from .text import Labels, label_words, parse_prediction, written
 
 # A paragraph is on topic when it uses at least this share of the title's content words (or close
 # forms: the same first CLOSE_PREFIX letters).
 ON_TOPIC_MIN = 0.25
-# The topic bias leans toward the title's content words of at least this many letters (shorter ones,
-# "new", "lab", begin too many other words).
-TOPIC_MIN_LETTERS = 4
 CLOSE_PREFIX = 6
 # A loop: a sentence said twice, or this share of the word 3-grams repeating earlier ones.
 LOOP_MAX_REPEATS = 0.12
@@ -45,8 +43,6 @@ TITLE_RUN_MIN = 4
 TITLE_MAX_REPEATS = 1
 
 _WORDS = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
-_SENTENCES = re.compile(r"[^.!?]+[.!?]+")
-_ENDS_WELL = re.compile(r"[.!?][\"'”’)\]]*$")
 # Markdown structure: a heading, list marker or quote at a line's start, emphasis, code, a link, a table.
 _MARKDOWN = re.compile(r"(?:^|\n)\s*(?:#{1,6}\s|[-*+]\s|\d+\.\s|>)|\*\*|__|`|\[[^\]]*\]\(|\|\s*-{3}")
 _URL = re.compile(r"\bhttps?://\S+|\bwww\.\S+", re.I)
@@ -119,9 +115,9 @@ def check_on_topic(text: str, title: str) -> Check:
 
 
 def check_no_loops(text: str) -> Check:
-    sentences = [" ".join(words(s)) for s in _SENTENCES.findall(text)]
-    sentences = [s for s in sentences if s]
-    if len(set(sentences)) < len(sentences):
+    said = [" ".join(words(s)) for s in sentences.split(text)]
+    said = [s for s in said if s]
+    if len(set(said)) < len(said):
         return Check("no_loops", False, "a sentence is repeated")
     grams = trigrams(text)
     if grams:
@@ -136,7 +132,7 @@ def check_complete(text: str) -> Check:
     text = text.strip()
     if not text:
         return Check("complete", False, "empty")
-    if not _ENDS_WELL.search(text):
+    if not sentences.ends(text):
         return Check("complete", False, "does not end with a finished sentence")
     if re.search(r"(^|\n)\s*(#|[-*+]\s|\d+[.)]\s)", text):
         return Check("complete", False, "a dangling list marker or heading")
@@ -211,8 +207,8 @@ def check_no_title_echo(text: str, title: str) -> Check:
     t = words(title)
     if len(t) < TITLE_RUN_MIN:
         return Check("no_title_echo", True)
-    sentences = _SENTENCES.findall(text)
-    first = words(sentences[0] if sentences else text)
+    finished = sentences.split(text)
+    first = words(finished[0] if finished else text)
     run = _longest_run(first, t)
     if run >= max(TITLE_RUN_MIN, TITLE_RUN_SHARE * len(t)):
         return Check("no_title_echo", False, f"opens with {run} of the title's {len(t)} words")
@@ -225,57 +221,10 @@ def check_no_title_echo(text: str, title: str) -> Check:
 
 # -- on the point: Benefits name a gain and who gets it; Ramifications name a risk, cost or loser ----
 
-def _stems(text: str) -> str:
-    return r"\b(?:" + "|".join(text.split()) + r")"
-
-
-WHO_STEMS = ("""
-    researcher scientist developer engineer compan firm business startup start-up lab user people person
-    patient doctor clinician nurse hospital student teacher school reader customer consumer citizen resident
-    government agenc team owner shop farmer worker staff communit famil child public societ organi industr
-    educator practitioner beginner hobbyist newcomer anyone everyone author reviewer journalist lawyer bank
-    insurer regulator operator technician volunteer speaker viewer listener driver cit countr universit
-    institution editor shopper buyer provider maker manufacturer hospital analyst employee employer
-    individual learner creator artist writer caller client member group venue conference publisher
-    community deaf blind smaller small\\s+(?:lab|team|compan|business|shop) \\w+ists\\b \\w+ians\\b
-    """)
-WHO = re.compile(_stems(WHO_STEMS), re.I)
-GAIN_STEMS = ("""
-    help benefit save saving cheap faster easier better improv allow let enabl gain access boost protect
-    support speed efficien affordab useful valuable opportunit empower reliab fairer clearer safer simpler
-    quicker more\\s+accurate accura free\\b freed avoid prevent catch spot trust confiden transparen
-    open\\s+(?:up|source|weights|data) share learn understand plan scale reach lower reduc cut\\b cuts\\b
-    fewer\\s+(?:errors|mistakes|failures) less\\s+(?:waste|time|energy|memory|compute) advantage
-    valu win\\b wins\\b gets?\\b chance fix detect sav
-    """)
-GAIN = re.compile(_stems(GAIN_STEMS), re.I)
-RISK_STEMS = ("""
-    risk cost costl expensiv lose\\b loses losing loss\\b losses loser harm danger concern worr bias
-    error mistak misus abus privac surveil job\\s+loss fail unfair threat downside worse limit drawback
-    problem struggl burden exclud left\\s+behind miss\\b misses missed wrong mislead false fraud
-    overconfiden securit attack vulnerab uncertain doubt unreliab hard\\b harder difficult slow waste
-    dependen lock-in displac pressur strain challeng hidden inaccura confus overlook ignor bad\\b
-    complain penalt critic weak fragil danger leak expos flaw restrict unequal inequal scrutin backlash
-    delay downtime outag crash spoof deceiv manipul
-    """)
-RISK = re.compile(_stems(RISK_STEMS), re.I)
 # A cost or time that goes down is a gain, not a risk ("lower costs", "cuts the time").
 _GAIN_PHRASE = re.compile(r"\b(?:lower|lowers|lowering|cut|cuts|cutting|reduc\w*|sav\w*|fewer|less|smaller|"
                           r"cheaper|avoid\w*|prevent\w*)\s+(?:\w+\s+){0,2}?(?:costs?|bills?|waste|errors?|"
                           r"mistakes?|risks?|failures?|time|energy|downtime|loss(?:es)?|harm)\b", re.I)
-
-
-def lexicon(point: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The plain stems (no pattern) that `on_the_point` counts for `point`, and those it counts
-    against it: a GAIN paragraph's who and gain words against its risk words; a RISK paragraph's risk
-    words against its gain words. What the point bias leans the sampler toward (and away from)."""
-    def plain(text: str) -> tuple[str, ...]:
-        return tuple(w for w in text.split() if re.fullmatch(r"[a-z-]+", w))
-    if point == sections.GAIN:
-        return plain(WHO_STEMS) + plain(GAIN_STEMS), plain(RISK_STEMS)
-    if point == sections.RISK:
-        return plain(RISK_STEMS), plain(GAIN_STEMS)
-    return (), ()
 
 
 def lexicon_counts(text: str) -> tuple[int, int, int]:
@@ -304,7 +253,7 @@ def check_on_the_point(text: str, point: str | None) -> Check:
 
 # -- predictions' reasoning ------------------------------------------------------------------------
 
-_VERB = re.compile(_stems("""
+_VERB = re.compile(stem_pattern("""
     is\\b are\\b was\\b were\\b be\\b been\\b being\\b will\\b would\\b can\\b could\\b may\\b might\\b must\\b
     should\\b shall\\b has\\b have\\b had\\b does\\b do\\b did\\b need keep make take grow improv continu
     become get reach allow let show seem remain require depend come go give mean lead help drive push
@@ -334,7 +283,7 @@ def check_reasoning(reasoning: str, subject: str) -> Check:
     n = len(reasoning.split())
     if n < REASONING_MIN_WORDS:
         return Check("reasoning", False, f"reasoning of {n} words")
-    if not check_complete(reasoning).passed or len(_SENTENCES.findall(reasoning)) != 1:
+    if not check_complete(reasoning).passed or len(sentences.split(reasoning)) != 1:
         return Check("reasoning", False, "not one finished sentence")
     if not has_verb(reasoning):
         return Check("reasoning", False, "no verb: not a sentence")
@@ -388,39 +337,24 @@ def score_prediction(raw: str, day: date, *, min_words: int, max_words: int,
     return Score([run[name]() for name in checks])
 
 
-# -- the sentence rule: what the engine asks of each sentence as soon as it is finished --------------
-
-SENTENCE_MAX_WORDS = 45
-# From this many words on, a sentence being written is led toward its end: END_BIAS_STEP more logit on
-# the tokens that end a sentence for each word past it (7.5 at the limit).
-SENTENCE_SOFT_WORDS = 30
-END_BIAS_STEP = 0.5
+# -- one sentence, the moment it is written: what the sentence rule of prevention asks ---------------
 
 
 @dataclass(frozen=True, eq=False)
-class SentenceRule:
-    """The checks a sentence must pass the moment it is written (digest.engine.base.SentenceRule): it
-    keeps to its source (the rule of digest.facts, numbers and number words included), does not open
-    the paragraph with the title, does not repeat an earlier sentence, has at most SENTENCE_MAX_WORDS
-    words, and holds no role word, label, Markdown, stray URL or five words of a prompt template. A
-    refused sentence is undone and written again, up to `attempts` tries in all."""
+class SentenceChecks:
+    """The checks of one sentence the moment it is written (the `checks` of a digest.prevention
+    SentenceRule): it keeps to its source (the rule of digest.facts, numbers and number words included
+    where `numbers`), does not open the paragraph with the title, does not repeat an earlier sentence,
+    and holds no role word, label, Markdown, stray URL or five words of a prompt template."""
 
     source: str
     title: str = ""
     instructions: frozenset = frozenset()
     labels: Labels = None  # section labels (None: every kind's)
-    min_words: int = 0
-    max_words: int = 0  # 0: no limit
-    attempts: int = 4
     numbers: bool = True  # False: a prediction's reason, whose numbers are not its subject's
-    most: int = 0  # sentences the post shows of it (a one-sentence kind's: 1); 0: no limit
-    hold: bool = False  # the model may end the paragraph only after a finished sentence and min_words
-    # ([generation] hold_to_min_words)
 
-    def problem(self, sentence: str, before: Sequence[str]) -> str | None:
-        n = len(sentence.split())
-        if n > SENTENCE_MAX_WORDS:
-            return f"a sentence of {n} words"
+    def __call__(self, sentence: str, before: Sequence[str]) -> str | None:
+        """Why `sentence` (after the paragraph's `before` sentences) fails, or None."""
         why = unfaithful(sentence, self.source, numbers=self.numbers)
         if why:
             return why
@@ -431,30 +365,6 @@ class SentenceRule:
             return "repeats an earlier sentence"
         clean = check_clean(sentence, self.instructions, self.source, self.labels)
         return None if clean.passed else clean.why
-
-    def long_enough(self, before: Sequence[str]) -> bool:
-        return sum(len(s.split()) for s in before) >= self.min_words
-
-    def may_end(self, before: Sequence[str]) -> bool:
-        """With `hold`: only after a finished sentence, and once the paragraph has `min_words`."""
-        if not self.hold:
-            return True
-        text = " ".join(s for s in before if s.strip())
-        return self.long_enough(before) and (not text or bool(ENDS_A_SENTENCE.search(text)))
-
-    def done(self, before: Sequence[str]) -> bool:
-        """Whether the paragraph has every sentence the post will show of it."""
-        return bool(self.most) and len(before) >= self.most
-
-    def too_long(self, sentence: str, before: Sequence[str]) -> bool:
-        """Whether `sentence` would take the paragraph past its word limit."""
-        return bool(self.max_words) and sum(len(s.split()) for s in (*before, sentence)) > self.max_words
-
-    def runaway(self, unfinished: str) -> bool:
-        return len(unfinished.split()) > SENTENCE_MAX_WORDS
-
-    def end_bias(self, unfinished: str) -> float:
-        return max(0, len(unfinished.split()) - SENTENCE_SOFT_WORDS) * END_BIAS_STEP
 
 
 def best(scores: Sequence[Score]) -> int:
@@ -494,28 +404,11 @@ class Judge:
         section = self.sections[key]
         return f"{section.title} {_URL.sub(' ', section.source)}"
 
-    def guard(self, key: str) -> Guard:
-        """The fact guard of a section's request (digest.facts)."""
-        return Guard.of(self.source(key), guard_numbers="faithful" in self.sections[key].kind.checks)
-
-    def bias(self, key: str, amount: float, topic_amount: float = 0.0) -> Bias | None:
-        """The biases of a section's request: the point bias (`amount`), toward its kind's point and away
-        from the opposite; the topic bias (`topic_amount`), toward its title's words where its kind is
-        checked on topic."""
+    def sentence_checks(self, key: str) -> SentenceChecks:
+        """The checks of one sentence of a section's request, the moment it is written."""
         section = self.sections[key]
-        toward, away = lexicon(section.kind.point)
-        topic = tuple(sorted(w for w in content_words(section.title) if len(w) >= TOPIC_MIN_LETTERS and w.isalpha())) \
-            if topic_amount and "on_topic" in section.kind.checks else ()
-        bias = Bias(toward, away, amount if toward else 0.0, topic, topic_amount if topic else 0.0)
-        return bias if bias else None
-
-    def sentence_rule(self, key: str, attempts: int, hold: bool = False) -> SentenceRule:
-        section = self.sections[key]
-        faithful = "faithful" in section.kind.checks
-        return SentenceRule(self.source(key), section.title if "no_title_echo" in section.kind.checks else "",
-                            frozenset(self.instructions), None, self.min_words if section.kind.place == sections.TOPIC else 0,
-                            self.max_words if "length" in section.kind.checks else 0, attempts, numbers=faithful,
-                            most=1 if section.kind.place == sections.POST else 0, hold=hold)
+        return SentenceChecks(self.source(key), section.title if "no_title_echo" in section.kind.checks else "",
+                              frozenset(self.instructions), None, numbers="faithful" in section.kind.checks)
 
     def usable(self, key: str, raw: str) -> bool:
         return bool(self.text(key, raw))

@@ -31,7 +31,7 @@ SUBJECT_FIELDS = frozenset({"subject", "date", "year"})  # ... and a post-level 
 PARAGRAPH_CHECKS = ("length", "on_topic", "no_loops", "complete", "clean", "faithful", "no_title_echo",
                     "on_the_point", "distinct")
 PREDICTION_CHECKS = ("date", "reasoning", "no_loops", "clean")
-GAIN, RISK = "gain", "risk"  # what `on_the_point` asks of a paragraph (its lexicons are in quality.py)
+GAIN, RISK = "gain", "risk"  # what `on_the_point` asks of a paragraph (its lexicons are in prevention.py)
 PREDICTION_YEARS = 75
 _LABEL_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9 '’-]*")
 # The predictions' subjects, in the post's order, each with the word `digest check` knows it by in a

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional, Sequence
 
+from . import sentences
 from .markdown import one_line
 from .post import MONTHS
 
@@ -61,22 +62,17 @@ _HTML_ELEMENTS = ("a abbr b big blockquote br cite code del dfn div em font hr i
 _HTML_TAG = re.compile(r"</?(" + "|".join(_HTML_ELEMENTS) + r")(?:\s[^<>]*)?/?>", re.I)
 _BLOCK_ELEMENTS = frozenset("blockquote br div hr p pre".split())  # these part words: a space, not nothing
 _SCRIPT = re.compile(r"<(script|style)\b[^>]*>.*?(?:</\1\s*>|$)", re.I | re.S)
-_SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*(?=\s|$)")
 _PREDICTION = re.compile(
     r"^\s*\(?\s*(" + "|".join(MONTHS) + r")\s+(\d{4})(?!\d)\s*\)?\s*[:\-–—,.]?\s*(.*)$", re.S | re.I
 )
 
 
 def complete_sentences(text: str) -> str:
-    """`text` up to the end of its last finished sentence ("" when it has none)."""
-    ends = list(_SENTENCE_END.finditer(text))
-    if not ends:
-        return ""
-    return text[: ends[-1].end()].strip()
+    """`text` up to the end of its last finished sentence ("" when it has none: digest.sentences)."""
+    return sentences.complete(text)
 
 
 _BLANK_LINE = re.compile(r"\n\s*\n")
-_SENTENCE = re.compile(r".+?[.!?][\"'”’)\]]*(?=\s|$)", re.S)
 
 
 def shape(text: str, min_words: int, max_words: int) -> str:
@@ -88,14 +84,14 @@ def shape(text: str, min_words: int, max_words: int) -> str:
             break
         kept.append(paragraph)
     text = one_line(" ".join(kept))
-    sentences, words = [], 0
-    for sentence in _SENTENCE.findall(text):
+    chosen, words = [], 0
+    for sentence in sentences.split(text):
         count = len(sentence.split())
-        if sentences and words + count > max_words:
+        if chosen and words + count > max_words:
             break
-        sentences.append(sentence.strip())
+        chosen.append(sentence)
         words += count
-    return " ".join(sentences) if sentences else text
+    return " ".join(chosen) if chosen else text
 
 
 def _strip(raw: str, shaped: bool, min_words: int, max_words: int, labels: Labels) -> str:
@@ -177,5 +173,5 @@ def split_prediction(text: str) -> tuple[str, str]:
 
 
 def first_sentence(text: str) -> str:
-    match = _SENTENCE.match(text)
-    return match.group(0).strip() if match else text
+    """The first finished sentence of `text` (digest.sentences), or `text` where it has none."""
+    return sentences.first(text)

@@ -18,6 +18,7 @@ from digest.errors import GenerationError
 from digest.feeds import read_feed_file
 from digest.resources import samples_dir
 from digest.pipeline import judge_of, protect
+from digest.prevention import bias
 from digest.prompts import Templates, build_requests
 from digest.select import pick
 
@@ -502,7 +503,8 @@ def _biases():
     day, templates = date(2026, 11, 23), Templates.load(Config().prompts_path)
     judge = judge_of(Config(), topics, day, templates)
     g = Config().generation
-    return [judge.bias(r.key, g.point_bias, g.topic_bias) for r in sample_requests()]
+    return [bias(judge.sections[r.key].kind, judge.sections[r.key].title, g.point_bias, g.topic_bias)
+            for r in sample_requests()]
 
 
 @pytest.mark.model
@@ -578,7 +580,7 @@ def test_the_topic_lean_begins_at_a_paragraphs_second_sentence(name, batched):
     """A topic bias leans toward its words from the paragraph's second sentence on: with an
     overwhelming lean toward "water", the first sentence is the model's own and the rest is water;
     without the lean there is none."""
-    from digest.engine.base import Bias
+    from digest.prevention import Bias
 
     requests = [dataclasses.replace(r, sentences=EverySentenceKept(), max_tokens=100)
                 for r in sample_requests(protected=True) if not r.grammar][:1]

@@ -225,6 +225,17 @@ def test_reasoning_is_one_finished_sentence_with_a_verb_that_gives_a_reason():
         assert not result.passed and why in result.why, (text, result)
 
 
+def test_a_reason_with_a_decimal_or_an_abbreviation_is_one_sentence_as_the_post_shows_it():
+    """The check splits sentences where the cleaner does (digest.sentences): "2.5" and "e.g." end none."""
+    from digest.text import first_sentence
+
+    subject = "artificial general intelligence"
+    for reason in ("Training runs will need about 2.5 times more compute than today's largest ones.",
+                   "Labs will need far more compute, e.g. larger clusters, to train bigger models."):
+        assert first_sentence(reason) == reason
+        assert check_reasoning(reason, subject).passed, reason
+
+
 def test_predictions_need_a_future_date_and_a_reasoning_sentence():
     day = date(2026, 11, 23)
     good = score_prediction("March 2031: Compute keeps getting cheaper and models keep improving every year.", day, **WORDS)
@@ -348,39 +359,38 @@ def test_generate_fails_clearly_when_no_try_is_usable():
 
 
 def test_the_topic_bias_leans_to_the_titles_longer_words_where_on_topic_is_checked():
-    """`Judge.bias`: the point bias for every kind with a point, the topic bias toward the title's
+    """`prevention.bias`: the point bias for every kind with a point, the topic bias toward the title's
     content words of four letters or more for a kind checked on topic; a prediction gets neither."""
+    from digest.prevention import bias as bias_of
     from digest.sections import PREDICTION
 
-    j = Judge([Section("benefits:T", BENEFITS, TITLE), Section("prediction:P", PREDICTION, "Technological singularity")],
-              date(2026, 11, 23), [TEMPLATE], **WORDS)
-    bias = j.bias("benefits:T", 2.0, 1.5)
+    bias = bias_of(BENEFITS, TITLE, 2.0, 1.5)
     assert bias.amount == 2.0 and bias.topic_amount == 1.5 and bias.toward
     assert {"sparse", "dense", "quality", "third", "train", "compute"} <= set(bias.topic)
     assert all(len(w) >= 4 for w in bias.topic) and "7b" not in bias.topic
-    assert j.bias("benefits:T", 2.0, 0.0).topic == ()
-    assert j.bias("benefits:T", 0.0, 0.0) is None
-    assert j.bias("prediction:P", 2.0, 1.5) is None
+    assert bias_of(BENEFITS, TITLE, 2.0, 0.0).topic == ()
+    assert bias_of(BENEFITS, TITLE, 0.0, 0.0) is None
+    assert bias_of(PREDICTION, "Technological singularity", 2.0, 1.5) is None
 
 
 def test_a_paragraph_that_holds_to_min_words_may_end_only_after_a_finished_sentence_and_min_words():
     """`SentenceRule.may_end` (what the engines ask before they let the model end a paragraph)."""
-    from digest.quality import SentenceRule
+    from digest.prevention import SentenceRule
 
-    rule = SentenceRule("source", min_words=6, hold=True)
+    rule = SentenceRule(min_words=6, hold=True)
     assert not rule.may_end([]) and not rule.may_end(["One two three."])
     assert rule.may_end(["One two three.", "Four five six."]) and rule.may_end(["One two three four five six.", ""])
     assert not rule.may_end(["One two three.", "Four five six seven"])  # long enough, but mid-sentence
     assert rule.may_end(['One two three.', 'Four five "six."  '])
-    assert SentenceRule("source", min_words=6).may_end(["One"])  # without the hold: anywhere
-    assert SentenceRule("source", min_words=0, hold=True).may_end([])
+    assert SentenceRule(min_words=6).may_end(["One"])  # without the hold: anywhere
+    assert SentenceRule(min_words=0, hold=True).may_end([])
 
 
 def test_a_bias_adds_its_amounts_to_the_tokens_that_begin_its_words():
     """`Bias.deltas` over a small vocabulary: toward words up, away words down, topic words up by
     their own amount (added to the point's), only where the topic lean is asked; a piece must be a
     space and letters."""
-    from digest.engine.base import Bias
+    from digest.prevention import Bias
 
     pieces = [b" gain", b" risk", b" spar", b" sparse", b" benefit", b"gain", b" x", b" gains", b" 7B"]
     bias = Bias(toward=("gain", "benefit"), away=("risk",), amount=2.0, topic=("sparse", "benefit"), topic_amount=1.5)

@@ -14,6 +14,7 @@ from ..config import Config
 from ..engine import engine_of
 from ..engine.llama import default_threads
 from ..errors import PeerError
+from ..prevention import guard as guard_of
 from .workload import bench_inputs, exact_prompt
 
 
@@ -44,7 +45,9 @@ def decode_throughput(config: Config, batch_sizes: Sequence[int], *, tokens: int
             def guarded() -> list:
                 """The requests with their guards, each new: nothing it remembers is carried from a
                 round before, as in a run of its own."""
-                return [dataclasses.replace(r, guard=judge.guard(base[i % len(base)].key)) for i, r in enumerate(plain)]
+                keys = [base[i % len(base)].key for i in range(len(plain))]
+                return [dataclasses.replace(r, guard=guard_of(judge.sections[k].kind, judge.source(k)))
+                        for r, k in zip(plain, keys)]
 
             engine.generate(plain[:1])
             if guard:

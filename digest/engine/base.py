@@ -6,16 +6,14 @@ An engine knows nothing of feeds, Markdown or Hugo. It never prints: progress go
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Callable, Literal, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Literal, Sequence
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from ..facts import Guard
+    from ..prevention import Bias, SentenceRule
 
 Role = Literal["system", "user", "assistant"]
 # "thinking": a reasoning block (<think>...) was still open when its budget ran out; the text is empty.
@@ -40,94 +38,6 @@ class Sampling:
 
 
 @dataclass(frozen=True)
-class Bias:
-    """Words to lean the sampler toward and away from: `amount` is added to (taken from) the logit of
-    every token that begins a word of `toward` (`away`), and `topic_amount` to that of every token that
-    begins a word of `topic` (see `deltas`): a token of a space and letters that start with one of the stems, or are
-    four or more of its first letters."""
-
-    toward: tuple[str, ...] = ()
-    away: tuple[str, ...] = ()
-    amount: float = 0.0
-    topic: tuple[str, ...] = ()
-    topic_amount: float = 0.0
-
-    def __bool__(self) -> bool:
-        return bool(self.amount and (self.toward or self.away) or self.topic_amount and self.topic)
-
-    def deltas(self, pieces: Sequence[bytes], *, topic: bool) -> "tuple[np.ndarray, np.ndarray]":
-        """What the bias adds to the logits: (tokens, amounts), tokens as indexes of a vocabulary's
-        `pieces`, each once. `topic`: with the topic lean, which an engine applies from a paragraph's
-        second sentence on (where it tells sentences apart: a sentence rule), since a first sentence
-        leaning to the title's words copies the title."""
-        import numpy as np
-
-        # A word begins a stem's word where it starts with the stem, or is four or more of its first letters.
-        sides = [(tuple(stems), {s[:k] for s in stems for k in range(4, len(s) + 1)})
-                 for stems in (self.toward, self.away, self.topic)]
-        tokens, amounts = [], []
-        for token, piece in enumerate(pieces):
-            if not piece.startswith(b" "):
-                continue
-            word = piece[1:].decode("utf-8", errors="ignore").lower()
-            if len(word) < 3 or not word.isalpha():
-                continue
-            hits = [word.startswith(stems) or word in beginnings for stems, beginnings in sides]
-            delta = (self.amount if hits[0] else -self.amount if hits[1] else 0.0) + (self.topic_amount if hits[2] and topic else 0.0)
-            if delta:
-                tokens.append(token)
-                amounts.append(delta)
-        return np.array(tokens, dtype=np.int64), np.array(amounts, dtype=np.float32)
-
-
-class SentenceRule(Protocol):
-    """What a sentence must be the moment it is finished (see digest.quality.SentenceRule). An engine
-    that can undo a sentence asks it of each one; it knows nothing of what the checks look at."""
-
-    attempts: int  # tries of a sentence, the first included, before the last one is kept
-
-    def problem(self, sentence: str, before: Sequence[str]) -> str | None:
-        """Why `sentence` (after the paragraph's `before` sentences) must be written again, or None."""
-
-    def long_enough(self, before: Sequence[str]) -> bool:
-        """Whether the paragraph may end after `before` (a last sentence that keeps failing is dropped)."""
-
-    def may_end(self, before: Sequence[str]) -> bool:
-        """Whether the model may end the paragraph after `before` (the sentences so far, the one being
-        written last, finished or not): where not, its end-of-text tokens are refused (a request
-        without a grammar)."""
-
-    def done(self, before: Sequence[str]) -> bool:
-        """Whether the paragraph has every sentence it needs after `before` (then it ends there)."""
-
-    def too_long(self, sentence: str, before: Sequence[str]) -> bool:
-        """Whether `sentence` would take the paragraph past its word limit (then, if `before` is long
-        enough, the paragraph ends before it)."""
-
-    def runaway(self, unfinished: str) -> bool:
-        """Whether a sentence still being written is already too long to pass (then it is refused at
-        once, not at its end)."""
-
-    def end_bias(self, unfinished: str) -> float:
-        """How much to add to the logits of the tokens that end a sentence, while this one is being
-        written (0: none): a long sentence is led to its end before it runs past the limit."""
-
-
-# Text that ends with a finished sentence: . ! or ? and any closing quotes or brackets, then only white
-# space (the group). Where no space follows yet, the next token must begin with one ("9." may go on as 9.5).
-ENDS_A_SENTENCE = re.compile(r"[.!?][\"'”’)\]]*(\s*)$")
-
-
-def sentence_enders(pieces: Sequence[bytes]) -> "np.ndarray":
-    """The tokens (indexes of a vocabulary's `pieces`) that end a sentence: ., ! or ? (and closing
-    quotes or brackets) with nothing else but white space."""
-    import numpy as np
-
-    ender = re.compile(rb"\s*[.!?]+[\"')\]]*\s*")
-    return np.array([t for t, piece in enumerate(pieces) if piece and ender.fullmatch(piece)], dtype=np.int64)
-
-
-@dataclass(frozen=True)
 class Request:
     """One text to generate. `key` names it uniquely within a run (and seeds are derived from it)."""
 
@@ -143,7 +53,8 @@ class Request:
     # The fact guard (digest.facts): candidate tokens that would write a number or name it does not
     # allow are never sampled. None: no guard.
     guard: "Guard | None" = None
-    # Sentence rollback: a finished sentence that the rule refuses is undone and written again.
+    # Sentence rollback: a finished sentence that the rule refuses is undone and written again (the rule
+    # of digest.prevention, or anything with its methods).
     sentences: SentenceRule | None = field(default=None, compare=False)
     # Lean the sampler toward some words and away from others (before top-k). None: no bias.
     bias: Bias | None = None

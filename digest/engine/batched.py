@@ -39,13 +39,15 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .. import sentences
 from ..errors import GenerationError
 from ..facts import GuardState
 from ..models.gguf import block_count
 from .base import (Engine, FinishReason, Generation, Progress, ProgressCallback, Request, Result, Sampling, Stats,
-                   ENDS_A_SENTENCE, check_unique_keys, derive_seed)
+                   check_unique_keys)
 from .chat import ChatFormatter, chat_template
 from .llama import default_threads
+from .rollback import SentenceMachine
 from .native import CACHE_TYPES, DEFAULT_CACHE_TYPE_K, MAX_SEQUENCES, Batch, Context, Grammar, Model, stream_cells
 from .sampling import RowSampler, choose_rows, top_k_allowed, top_k_rows
 from .thinking import ThinkingState, split_thinking
@@ -128,20 +130,23 @@ class _Sequence:
     first: int = -1  # the token sampled right after the prompt
     guard: RepeatGuard = field(default_factory=RepeatGuard)
     facts: GuardState | None = None  # the request's fact guard, following the text
-    # Sentence rollback: where the sentence being written begins (a token index), the sentences kept,
-    # this sentence's attempt, and the candidates its first token was drawn from (with the recent
-    # tokens of the repeat penalty as they were then); `drawn`: those of the latest draw.
+    # Sentence rollback: the sentence machine (its decisions: rollback.py), where the sentence being
+    # written begins (a token index), and the candidates its first token was drawn from (with the
+    # recent tokens of the repeat penalty as they were then); `drawn`: those of the latest draw.
+    machine: SentenceMachine | None = None
     sentence_start: int = 0
-    kept: list[str] = field(default_factory=list)
-    attempt: int = 0
     saved: tuple | None = None
     drawn: tuple | None = None
     sampled: int = 0
-    rollbacks: int = 0
     think: ThinkingState = field(default_factory=ThinkingState)
 
     def text(self) -> str:
         return b"".join(self.pieces).decode("utf-8", errors="ignore")
+
+    @property
+    def kept(self) -> list[str]:
+        """The sentences kept so far (none without a sentence rule)."""
+        return self.machine.kept if self.machine is not None else []
 
     def sentence(self) -> str:
         """The sentence being written: the text from `sentence_start` on."""
@@ -255,7 +260,9 @@ class BatchedEngine(Engine):
                 grammar = Grammar(self._model, request.grammar, key=request.key) if request.grammar else None
                 sequences.append(_Sequence(i, request, prompts[i], RowSampler(request.sampling, request.seed), grammar,
                                            think=ThinkingState(self._format.opens_thinking(texts[i])),
-                                           facts=GuardState(request.guard) if request.guard is not None else None))
+                                           facts=GuardState(request.guard) if request.guard is not None else None,
+                                           machine=SentenceMachine(request.sentences, request.seed)
+                                           if request.sentences is not None else None))
             if any(seq.facts or seq.request.bias for seq in sequences):
                 self._vocabulary.table  # made before the clock of the first step runs
             if shared:
@@ -323,19 +330,19 @@ class BatchedEngine(Engine):
         logits = context.logits(rows, self._model.n_vocab)
         for seq, row in picks:  # (the logits are the engine's own until the next decode)
             request, answering = seq.request, not seq.think.in_block
-            rule = request.sentences if answering else None
-            sentence = seq.sentence() if rule is not None else ""
+            machine = seq.machine if answering else None
+            sentence = seq.sentence() if machine is not None else ""
             if request.bias and answering:
                 # the topic lean from the paragraph's second sentence on: a sentence kept, or just ended
-                topic = bool(seq.kept) or (rule is not None and bool(ENDS_A_SENTENCE.search(sentence)))
+                topic = bool(seq.kept) or (machine is not None and bool(sentences.ends(sentence)))
                 tokens, amounts = self._vocabulary.bias(request.bias, topic=topic)
                 logits[row, tokens] += amounts
-            if rule is not None and self._judging(seq):
-                lean = rule.end_bias(sentence)
+            if machine is not None and self._judging(seq):
+                lean = machine.lean(sentence)
                 if lean:
                     logits[row, self._vocabulary.enders] += lean
-            if rule is not None and seq.grammar is None and not request.ignore_eos \
-                    and not rule.may_end([*seq.kept, sentence]):
+            if machine is not None and seq.grammar is None and not request.ignore_eos \
+                    and not machine.may_end(sentence):
                 logits[row, self._model.eog_tokens] = -np.inf  # no end here (too short, or mid-sentence)
         by_sampling: dict[Sampling, list[tuple[_Sequence, int]]] = {}
         alone: list[tuple[_Sequence, int]] = []
@@ -453,16 +460,17 @@ class BatchedEngine(Engine):
         request = seq.request
         if token == _DEAD_END:
             if self._judging(seq):
-                return None if self._refuse(context, seq, finished=False) == "undone" else "stop"
+                return None if self._follow(context, seq, seq.machine.broken()) == "undone" else "stop"
             return "stop"  # no rule to undo it by: the text ends where the guard left no way on
         seq.sampled += 1
         eog = self._model.is_eog(token) and not request.ignore_eos
         piece = b"" if eog else self._model.piece(token)
-        if request.sentences is not None and seq.think.mode == "answer":
+        machine = seq.machine
+        if machine is not None and seq.think.mode == "answer":
             if seq.saved is None:  # the answer's first token, after a reasoning block: its first sentence
                 seq.sentence_start, seq.saved = len(seq.tokens), seq.drawn
             elif len(seq.tokens) > seq.sentence_start and self._sentence_ends(seq, piece, eog):
-                verdict = self._judge_sentence(context, seq, last=eog)
+                verdict = self._follow(context, seq, machine.finished(seq.sentence().strip(), last=eog))
                 if verdict == "undone":
                     return None
                 if verdict == "ended":
@@ -470,27 +478,25 @@ class BatchedEngine(Engine):
                 if not eog:  # kept: this token begins the next sentence, unless the paragraph has
                     # all it needs, or the token begins a new paragraph after a long enough one
                     # (the post shows one paragraph)
-                    rule = request.sentences
-                    if rule.done(seq.kept) or (b"\n" in piece and rule.long_enough(seq.kept)):
+                    if machine.stops(b"\n" in piece):
                         return "stop"
                     seq.sentence_start, seq.saved = len(seq.tokens), seq.drawn
             elif eog and len(seq.tokens) > seq.sentence_start:
                 # The model ends the paragraph inside a sentence, which the post could not show.
-                return None if self._refuse(context, seq, last=True, finished=False) == "undone" else "stop"
+                return None if self._follow(context, seq, machine.broken()) == "undone" else "stop"
         if eog:
             return "stop"
         answering = seq.think.mode == "answer"
         reason = self._take(seq, token, piece)
-        if request.sentences is not None and seq.saved is None and not answering and seq.think.mode == "answer" \
+        if machine is not None and seq.saved is None and not answering and seq.think.mode == "answer" \
                 and not seq.think.thinking_tokens:
             # The paragraph's first token (no reasoning block before it): its first sentence begins.
             seq.sentence_start, seq.saved = len(seq.tokens) - 1, seq.drawn
         if reason is None and self._judging(seq) and piece[:1].isspace() \
-                and request.sentences.runaway(seq.sentence()):
+                and machine.runaway(seq.sentence()):
             # A sentence already too long to pass: refused now, not at its end.
-            return None if self._refuse(context, seq, finished=False) == "undone" else "stop"
-        if reason == "length" and request.sentences is not None and seq.kept \
-                and request.sentences.long_enough(seq.kept):
+            return None if self._follow(context, seq, machine.broken()) == "undone" else "stop"
+        if reason == "length" and machine is not None and machine.ends_early():
             # Out of tokens inside a sentence: the paragraph ends at the last finished one.
             self._truncate(seq, seq.sentence_start)
             return "stop"
@@ -529,58 +535,33 @@ class BatchedEngine(Engine):
     @staticmethod
     def _sentence_ends(seq: _Sequence, piece: bytes, eog: bool) -> bool:
         """Whether the text so far ends a sentence that the token `piece` (or the end) comes after."""
-        ended = ENDS_A_SENTENCE.search(seq.sentence())
+        ended = sentences.ends(seq.sentence())
         return bool(ended) and (eog or bool(ended.group(1)) or piece[:1].isspace())
-
-    def _judge_sentence(self, context: Context, seq: _Sequence, last: bool = False) -> str:
-        """Ask the rule about the sentence just finished (`last`: the model ended the paragraph after
-        it): "kept", "undone" (written again from its first token) or "ended" (the paragraph ends
-        before it: it would run past the word limit, or it fails and the paragraph is long enough)."""
-        rule = seq.request.sentences
-        start = seq.sentence_start
-        sentence = seq.sentence().strip()
-        if seq.kept and rule.long_enough(seq.kept) and rule.too_long(sentence, seq.kept):
-            self._truncate(seq, start)
-            return "ended"
-        if rule.problem(sentence, seq.kept) is None:
-            seq.kept.append(sentence)
-            seq.attempt = 0
-            return "kept"
-        return self._refuse(context, seq, last=last)
 
     @staticmethod
     def _judging(seq: _Sequence) -> bool:
         """Whether the sequence is writing a sentence that its rule may undo (in the answer, begun)."""
-        return seq.request.sentences is not None and seq.think.mode == "answer" and seq.saved is not None
+        return seq.machine is not None and seq.think.mode == "answer" and seq.saved is not None
 
-    def _refuse(self, context: Context, seq: _Sequence, *, last: bool = False, finished: bool = True) -> str:
-        """The sentence being written is refused: undone and begun again ("undone"), or, where the
-        paragraph is long enough or the attempts are spent, the paragraph ends before it ("ended"); a
-        `finished` sentence whose attempts are spent stands instead ("kept"). Not `finished`: the fact
-        guard left it no token to go on with, or it already runs past the sentence limit."""
-        rule = seq.request.sentences
+    def _follow(self, context: Context, seq: _Sequence, verdict: str) -> str:
+        """Carry out the sentence machine's verdict on the sentence being written: "kept" (it stays),
+        "ended" (the paragraph ends before it: its tokens are forgotten), or "undone" (written again:
+        its cells, its tokens and the state that followed them are undone, and its first token is drawn
+        again from the candidates kept, with the attempt's own seed; "ended" where that draw ends the
+        text)."""
+        if verdict == "kept":
+            return "kept"
         start = seq.sentence_start
-        seq.attempt += 1
-        if (last or not finished) and seq.kept and rule.long_enough(seq.kept):
+        if verdict == "end":
             self._truncate(seq, start)
             return "ended"
-        if seq.attempt >= rule.attempts:
-            seq.attempt = 0
-            if not finished or (seq.kept and rule.long_enough(seq.kept)):
-                self._truncate(seq, start)
-                return "ended"
-            seq.kept.append(seq.sentence().strip())
-            return "kept"  # the last attempt stands
-        # Undo it: its cells, its tokens, and the state that followed them; then draw its first token again.
-        seq.rollbacks += 1
         context.remove_from(seq.slot, len(seq.prompt) + start)
         seq.n_past = len(seq.prompt) + start
         self._truncate(seq, start)
         tokens, values, recent = seq.saved
         seq.row.recent.clear()
         seq.row.recent.extend(recent)
-        seq.row.rng = np.random.Generator(np.random.PCG64(
-            derive_seed(seq.request.seed, f"sentence {len(seq.kept)} attempt {seq.attempt}")))
+        seq.row.rng = np.random.Generator(np.random.PCG64(seq.machine.attempt_seed()))
         token = seq.row.choose(tokens, values)
         if seq.grammar is not None:
             seq.grammar.accept(token)
@@ -619,7 +600,7 @@ class BatchedEngine(Engine):
                 text = text[:at]
         return Result(seq.request.key, text, len(seq.prompt), len(seq.tokens), reason,
                       time.perf_counter() - seq.began, tuple(seq.tokens), sampled_tokens=seq.sampled,
-                      rollbacks=seq.rollbacks, thinking_tokens=seq.think.thinking_tokens)
+                      rollbacks=seq.machine.rollbacks if seq.machine is not None else 0, thinking_tokens=seq.think.thinking_tokens)
 
     def _compact(self, context: Context, live: dict[int, _Sequence]) -> None:
         """Move the highest live sequences into the lowest free slots, so live slots are 0..n-1."""

@@ -9,31 +9,29 @@ afterwards; its budget and max_tokens are enforced together (the sum), not one b
 A request with a fact guard, a sentence rule or a point bias is written by the same rules, in the
 way this loop can: the guard and the bias as a logits processor on llama-cpp-python's sampler (only
 the allowed tokens among the row's top-k are left, as the batching engine does), and the paragraph
-one sentence per completion (stopped as the next sentence begins), each judged by the rule; a
-refused sentence is written again by a completion with a seed derived from the request's seed, the
+one sentence per completion (stopped as the next sentence begins), each judged by the sentence
+machine (rollback.py: the batching engine's own decisions on a sentence); a refused sentence is written again by a completion with a seed derived from the request's seed, the
 sentence's number and the attempt, and a kept one is added to the prompt of the next completion.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from .. import sentences
 from ..errors import GenerationError
 from ..facts import GuardState
-from .base import (Engine, Generation, ProgressCallback, Request, Result, check_unique_keys, derive_seed,
-                   ENDS_A_SENTENCE, one_by_one)
+from .base import Engine, Generation, ProgressCallback, Request, Result, check_unique_keys, one_by_one
 from .llama import load_llama
 from .native import eog_tokens
+from .rollback import SentenceMachine
+from .sampling import top_k_allowed
 from .thinking import split_thinking
 from .vocabulary import Vocabulary
-
-# The end of a sentence followed by the space or line break that begins the next one.
-_SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*(?=\s)")
 
 
 class SequentialEngine(Engine):
@@ -144,7 +142,7 @@ class SequentialEngine(Engine):
             self._eog = eog_tokens(self._llm._model.vocab, self._llm.n_vocab())
         return self._eog
 
-    def _processor(self, request: Request, before: bytes, start: int, ended: dict):
+    def _processor(self, request: Request, machine: SentenceMachine | None, before: bytes, start: int, ended: dict):
         """The logits processor of one completion: the point bias, then the fact guard over the row's
         top-k (widening where none is allowed); `before`: the paragraph's text kept so far, `start`:
         where this completion's own tokens begin. Where the guard allows nothing at all, the completion
@@ -159,27 +157,21 @@ class SequentialEngine(Engine):
                 tokens, amounts = vocabulary.bias(request.bias, topic=bool(before))
                 scores[tokens] += amounts
             written = b"".join(self._piece(int(t)) for t in input_ids[start:])  # this completion's own
-            if request.sentences is not None:  # it is one sentence: lean a long one to its end
+            if machine is not None:  # it is one sentence: lean a long one to its end
                 sentence = written.decode("utf-8", errors="ignore")
-                lean = request.sentences.end_bias(sentence)
+                lean = machine.lean(sentence)
                 if lean:
                     scores[vocabulary.enders] += lean
-                if not request.grammar and not request.sentences.may_end([before.decode("utf-8", errors="ignore"), sentence]):
+                if not request.grammar and not machine.may_end(sentence):
                     scores[self._eog_tokens()] = -np.inf  # no end here (too short, or mid-sentence)
             if state is None:
                 return scores
             state.reset(before + written)
-            window = min(k, len(scores))
-            while True:
-                tokens = np.argpartition(scores, len(scores) - window)[len(scores) - window:]
-                mask = state.mask(tokens, vocabulary.table)
-                if mask.any() or window >= len(scores):
-                    break
-                window = min(window * 8, len(scores))
             out = np.full_like(scores, -np.inf)
-            if mask.any():
-                out[tokens[mask]] = scores[tokens[mask]]
-            else:  # nothing at all may come next: only the end of the text
+            try:  # the allowed tokens among the row's top-k, in widening windows (as the batching engine)
+                tokens, _ = top_k_allowed(scores, k, lambda tokens: state.mask(tokens, vocabulary.table))
+                out[tokens] = scores[tokens]
+            except GenerationError:  # nothing at all may come next: only the end of the text
                 out[self._llm.token_eos()] = 0.0
                 ended["dead"] = True
             return out
@@ -194,83 +186,74 @@ class SequentialEngine(Engine):
         s, rule = request.sampling, request.sentences
         prompt = self._formatter(request.messages)
         prompt_tokens = len(self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
-        kept: list[str] = []
+        machine = SentenceMachine(rule, request.seed) if rule is not None else None  # its decisions: rollback.py
         text = ""  # the kept sentences, as written
-        sampled = kept_tokens = rollbacks = attempt = 0
+        sampled = kept_tokens = 0
         finish = "stop"
         self._llm.reset()
         while kept_tokens < request.max_tokens:
             start = len(self._llm.tokenize((prompt + text).encode("utf-8"), add_bos=False, special=True))
-            seed = request.seed if not kept and not attempt else derive_seed(
-                request.seed, f"sentence {len(kept)} attempt {attempt}")
+            # the request's seed for its first sentence's first attempt, then each attempt's own
+            seed = request.seed if machine is None or not (machine.kept or machine.attempt) else machine.attempt_seed()
 
             ended = {"dead": False, "runaway": False}
 
             def sentence_done(input_ids: np.ndarray, logits: np.ndarray) -> bool:
-                if rule is None:
+                if machine is None:
                     return False
                 written = self._llm.detokenize(list(input_ids[start:])).decode("utf-8", errors="ignore")
-                if _SENTENCE_END.search(written):
+                if sentences.next_end(written) is not None:
                     return True
-                ended["runaway"] = rule.runaway(written)  # too long to pass already: refused now
+                ended["runaway"] = machine.runaway(written)  # too long to pass already: refused now
                 return ended["runaway"]
 
+            grammar = request.grammar if machine is None or not machine.kept else None  # the first sentence's
             out = self._llm.create_completion(
                 prompt + text, max_tokens=request.max_tokens - kept_tokens, temperature=s.temperature,
                 top_k=s.top_k, top_p=s.top_p, min_p=s.min_p, repeat_penalty=s.repeat_penalty, seed=seed,
                 stop=list(request.stop) or None,
-                grammar=LlamaGrammar.from_string(request.grammar, verbose=False) if request.grammar and not kept else None,
-                logits_processor=LogitsProcessorList([self._processor(request, text.encode("utf-8"), start, ended)]),
+                grammar=LlamaGrammar.from_string(grammar, verbose=False) if grammar else None,
+                logits_processor=LogitsProcessorList([self._processor(request, machine, text.encode("utf-8"), start, ended)]),
                 stopping_criteria=StoppingCriteriaList([sentence_done]))
             choice = out["choices"][0]
             written = choice["text"] or ""
             used = out["usage"]["completion_tokens"]
             sampled += used
-            if rule is None:
+            if machine is None:
                 text, kept_tokens, finish = text + written, kept_tokens + used, choice.get("finish_reason") or "stop"
                 break
-            end = _SENTENCE_END.search(written)
-            unfinished = end is None and not ENDS_A_SENTENCE.search(written)
+            end = sentences.next_end(written)  # the end followed by the space that begins the next one
+            unfinished = end is None and not sentences.ends(written)
             if unfinished and (ended["dead"] or ended["runaway"] or (
                     choice.get("finish_reason") != "length" and written.strip() and not request.stop)):
                 # A sentence that cannot go on, too long already, or that the model ends the paragraph
                 # inside: written again, or the paragraph ends before it where it is long enough or the
                 # attempts are spent.
-                attempt += 1
-                if attempt < rule.attempts and not (kept and rule.long_enough(kept)):
-                    rollbacks += 1
+                if machine.broken() == "undo":
                     continue
                 break
             last = end is None
-            if last and not ENDS_A_SENTENCE.search(written):  # out of tokens inside a sentence
-                if not (kept and rule.long_enough(kept)):
+            if last and not sentences.ends(written):  # out of tokens inside a sentence
+                if not machine.ends_early():
                     text, kept_tokens = text + written, kept_tokens + used
                     finish = "length" if choice.get("finish_reason") == "length" else "stop"
                 break
-            sentence_text = written if last else written[:end.end()]
-            sentence = sentence_text.strip()
-            if kept and rule.long_enough(kept) and rule.too_long(sentence, kept):
+            sentence_text = written if last else written[:end]
+            verdict = machine.finished(sentence_text.strip(), last=last)
+            if verdict == "undo":
+                continue
+            if verdict == "end":
                 break
-            problem = rule.problem(sentence, kept)
-            if problem is not None:
-                attempt += 1
-                if last and kept and rule.long_enough(kept):
-                    break
-                if attempt < rule.attempts:
-                    rollbacks += 1
-                    continue
-            kept.append(sentence)
             text += sentence_text
             kept_tokens += len(self._llm.tokenize(sentence_text.encode("utf-8"), add_bos=False))
-            attempt = 0
-            following = "" if last else written[end.end():]
-            if last or request.grammar or rule.done(kept) or ("\n" in following[:2] and rule.long_enough(kept)):
+            following = "" if last else written[end:]
+            if last or request.grammar or machine.stops("\n" in following[:2]):
                 break
         else:
             finish = "length"
         return Result(key=request.key, text=text, prompt_tokens=prompt_tokens, completion_tokens=kept_tokens,
                       finish_reason=finish, seconds=time.perf_counter() - began, sampled_tokens=sampled,
-                      rollbacks=rollbacks)
+                      rollbacks=machine.rollbacks if machine is not None else 0)
 
     def close(self) -> None:
         llm, self._llm = getattr(self, "_llm", None), None

@@ -10,8 +10,13 @@ from typing import Callable
 
 import numpy as np
 
+from typing import TYPE_CHECKING
+
+from .. import sentences
 from ..facts import PieceTable
-from .base import Bias, sentence_enders
+
+if TYPE_CHECKING:
+    from ..prevention import Bias
 
 
 class Vocabulary:
@@ -30,8 +35,8 @@ class Vocabulary:
 
     @cached_property
     def enders(self) -> np.ndarray:
-        """The tokens that end a sentence (`sentence_enders`)."""
-        return sentence_enders(self.pieces)
+        """The tokens that are only the end of a sentence (digest.sentences.is_ender)."""
+        return np.array([t for t, piece in enumerate(self.pieces) if sentences.is_ender(piece)], dtype=np.int64)
 
     def bias(self, bias: Bias, *, topic: bool) -> tuple[np.ndarray, np.ndarray]:
         """What `bias` adds to the logits: (tokens, amounts) (see `Bias.deltas`)."""
