@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
-from .errors import DigestError, OutputError
+from .errors import DigestError, ModelError, OutputError
 
 TEMP_SUFFIX = ".part"
 CHUNK = 1 << 20
@@ -28,6 +28,12 @@ _WHAT_TO_DO = "nothing was written; choose another --out, or fix the folder's pe
 def output_error(action: str, where: Path, exc: OSError) -> OutputError:
     """The one-line error for a write on the output side that failed (exit 6)."""
     return OutputError(f"cannot {action} {where}: {exc.strerror or exc} ({_WHAT_TO_DO})")
+
+
+def model_write_error(action: str, where: Path, exc: OSError) -> ModelError:
+    """A model file that cannot be written (a full disk, a read-only folder): exit 5, nothing left behind."""
+    return ModelError(f"cannot {action} {where}: {exc.strerror or exc} (nothing was written; free some space "
+                      "or fix the folder's permissions, then try again)")
 
 
 ErrorFn = Callable[[str, Path, OSError], DigestError]

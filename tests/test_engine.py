@@ -240,6 +240,15 @@ def test_request_too_long_for_the_context_fails_before_decoding():
             engine.generate([request])
 
 
+def test_the_k_cache_formats_are_llama_cpp_own_types():
+    """engine/cache_types.py names ggml's types by number (the config reads it without llama.cpp)."""
+    import llama_cpp
+
+    from digest.engine.cache_types import CACHE_TYPES
+
+    assert CACHE_TYPES["q8_0"][0] == llama_cpp.GGML_TYPE_Q8_0 and CACHE_TYPES["f16"][0] == llama_cpp.GGML_TYPE_F16
+
+
 @pytest.mark.model
 def test_the_k_cache_format_reaches_llama_cpp(batched):
     """[model] cache_type_k is what llama.cpp stores: a sequence's saved state (its K and V cells) is
@@ -278,7 +287,7 @@ def test_the_k_cache_format_reaches_llama_cpp(batched):
 def test_an_interrupt_that_lands_in_the_log_callback_stops_the_decode(batched, monkeypatch):
     """llama.cpp calls our log callback thousands of times a run; a Ctrl-C raised in it would be
     printed and dropped by ctypes. It is kept, and raised as soon as llama_decode returns."""
-    from digest.engine import native
+    from digest import llama_log
     from digest.interrupts import forget_interrupts
 
     calls = []
@@ -288,7 +297,7 @@ def test_an_interrupt_that_lands_in_the_log_callback_stops_the_decode(batched, m
         if len(calls) == 1:
             raise KeyboardInterrupt()
 
-    monkeypatch.setattr(native, "_take_log", interrupted)
+    monkeypatch.setattr(llama_log, "_take_log", interrupted)
     forget_interrupts()
     with pytest.raises(KeyboardInterrupt):
         batched.generate(sample_requests()[:2])
