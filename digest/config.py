@@ -17,7 +17,7 @@ from . import __version__, resources
 from .models import embedded
 from .models.registry import family_thinks
 from .engine import CACHE_TYPES_K, ENGINES, EngineSettings, Sampling
-from .engine.openai import ServerOptions
+from .engine.openai import GRAMMAR_MODES, ServerOptions
 from .http import DEFAULT_USER_AGENT
 from .markdown import one_line
 from .prompts import EXAMPLE_KINDS
@@ -117,7 +117,7 @@ class Model:
     concurrency: int = field(default=ServerOptions.concurrency, metadata=rules(0, 4096))
     timeout: float = field(default=ServerOptions.timeout, metadata=rules(0.1, 86400.0))
     retries: int = field(default=ServerOptions.retries, metadata=rules(0, 10))
-    grammar: str = field(default=ServerOptions.grammar, metadata=rules(choices=("auto", "llama", "vllm", "none")))
+    grammar: str = field(default=ServerOptions.grammar, metadata=rules(choices=GRAMMAR_MODES))
     stream: bool = ServerOptions.stream
     # Thinking models (Qwen3, SmolLM3, DeepSeek-R1 distills): `enable_thinking` for a template that takes
     # it, and the reasoning block's token budget, apart from [generation] max_tokens.

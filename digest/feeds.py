@@ -19,7 +19,6 @@ import ftfy
 from . import http
 from .errors import FeedError
 
-MAX_FEED_BYTES = 32 * 1024 * 1024
 ACCEPT = "application/atom+xml, application/rss+xml, application/xml;q=0.9, text/xml;q=0.8, */*;q=0.1"
 
 
@@ -206,10 +205,10 @@ def read_feed_path(path: Path) -> Feed:
 def fetch(url: str, *, name: str, on_retry: Callable[[str], None] | None = None, **options) -> http.Response:
     """GET a feed's `url` through digest.http (its retry policy; `options` as for `http.get`: timeout,
     user_agent, retries, backoff, max_wait, etag, last_modified). Raises FeedError naming the feed and
-    the URL; each retry is told to `on_retry`. The body is capped at MAX_FEED_BYTES."""
+    the URL; each retry is told to `on_retry`. The body is capped at http.MAX_BYTES (or `max_bytes`)."""
     told = (lambda message: on_retry(f"feed '{name}': {message}")) if on_retry else None
     try:
-        return http.get(url, headers={"Accept": ACCEPT}, max_bytes=MAX_FEED_BYTES, on_retry=told, **options)
+        return http.get(url, headers={"Accept": ACCEPT}, on_retry=told, **options)
     except http.HTTPFailure as exc:
         raise FeedError(f"feed '{name}': {exc}") from exc
 

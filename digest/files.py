@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
-from .errors import DigestError, OutputError
+from .errors import DigestError, ModelError, OutputError
 
 TEMP_SUFFIX = ".part"
 CHUNK = 1 << 20
@@ -34,6 +34,12 @@ def output_error_saying(what_to_do: str) -> "ErrorFn":
     """`output_error` for a command without --out (`init`): what to do is `what_to_do`."""
     return lambda action, where, exc: OutputError(f"cannot {action} {where}: {exc.strerror or exc} "
                                                   f"(nothing was written; {what_to_do})")
+
+
+def model_write_error(action: str, where: Path, exc: OSError) -> ModelError:
+    """A model file that cannot be written (a full disk, a read-only folder): exit 5, nothing left behind."""
+    return ModelError(f"cannot {action} {where}: {exc.strerror or exc} (nothing was written; free some space "
+                      "or fix the folder's permissions, then try again)")
 
 
 ErrorFn = Callable[[str, Path, OSError], DigestError]

@@ -412,9 +412,7 @@ def _write_post(
     covered: Covered | None,
     stage: Callable[[str], AbstractContextManager[dict]],
 ) -> RunResult:
-    now = now or datetime.now(timezone.utc).replace(microsecond=0)
-    if day is not None and day != now.date():
-        now = datetime(day.year, day.month, day.day, now.hour, now.minute, now.second, tzinfo=timezone.utc)
+    now = _post_time(day, now)
     day = now.date()
     path = site.post(day)
     if path.exists() and not force:
@@ -425,11 +423,8 @@ def _write_post(
     templates = templates_of(config)
     status("reading feeds")
     with stage("feeds") as info:
-        loaded, feed_source = load_feeds(config, feeds_from, snapshot, site, warnings, fresh)
-        warnings.extend(dict.fromkeys(warning for feed in loaded.values() for warning in feed.warnings))
-        if covered is None:
-            covered = history.covered(day) if history else Covered()
-        topics, trending = select_stories(config, loaded, warnings, covered, failed_feeds(feed_source))
+        feed_source, topics, trending, covered = _stories(config, site, history, day, feeds_from, snapshot, covered,
+                                                          warnings, fresh)
         info.update(topics=len(topics), trending=len(trending), covered=len(covered))
     requests = requests_of(config, topics, day, templates)
     status("loading model")
@@ -474,11 +469,38 @@ def _write_post(
             raise
         info.update(path=path)
     if history:
-        try:
-            history.record(day, topics)
-        except OutputError as exc:  # the post is written; a lost record must not fail the run
-            warnings.append(f"the topics were not recorded: {exc}")
+        _record_topics(history, day, topics, warnings)
     return result
+
+
+def _post_time(day: date | None, now: datetime | None) -> datetime:
+    """The post's time: `now` (default: this second, UTC), on `day` where one is given."""
+    now = now or datetime.now(timezone.utc).replace(microsecond=0)
+    if day is not None and day != now.date():
+        now = datetime(day.year, day.month, day.day, now.hour, now.minute, now.second, tzinfo=timezone.utc)
+    return now
+
+
+def _stories(config: Config, site: Site, history: History | None, day: date, feeds_from: Path | None,
+             snapshot: Path | None, covered: Covered | None, warnings: list[str], fresh: Path | None = None):
+    """(where the feeds came from, the topics, the trending stories, what was covered before): the
+    feeds read (a fetch's snapshot into `fresh`), their warnings added to `warnings`, and the stories
+    picked, a failed feed's section filled from the other feed."""
+    loaded, feed_source = load_feeds(config, feeds_from, snapshot, site, warnings, fresh)
+    warnings.extend(dict.fromkeys(warning for feed in loaded.values() for warning in feed.warnings))
+    if covered is None:
+        covered = history.covered(day) if history else Covered()
+    topics, trending = select_stories(config, loaded, warnings, covered, failed_feeds(feed_source))
+    return feed_source, topics, trending, covered
+
+
+def _record_topics(history: History, day: date, topics, warnings: list[str]) -> None:
+    """The day's topics into the history; a record that cannot be written is a warning (the post is
+    written, and a lost record must not fail the run)."""
+    try:
+        history.record(day, topics)
+    except OutputError as exc:
+        warnings.append(f"the topics were not recorded: {exc}")
 
 
 def prevention_unapplied(prevention: Prevention, engine: Engine) -> str | None:

@@ -54,14 +54,13 @@ class Templates:
     directory: Path
     texts: dict[str, str]
     kinds: tuple[SectionKind, ...] = field(default=DEFAULT_KINDS, compare=False)
-    hashes: dict[str, str] = field(default_factory=dict, compare=False)  # `sha256()`: of the bytes read
 
     @classmethod
     def load(cls, directory: Path, kinds: tuple[SectionKind, ...] = DEFAULT_KINDS) -> "Templates":
         directory = Path(directory)
         if not directory.is_dir():
             raise PromptError(f"prompts folder not found: {directory}")
-        texts, hashes = {}, {}
+        texts = {}
         for name, allowed in [*fields_of(kinds).items(), (EXAMPLES, EXAMPLE_FIELDS)]:
             path = directory / f"{name}.txt"
             try:
@@ -80,8 +79,8 @@ class Templates:
                 if used is not None and used not in allowed:
                     known = ", ".join(sorted(allowed)) or "none"
                     raise PromptError(f"{path}: unknown placeholder ${{{used}}} (this template knows: {known})")
-            texts[name], hashes[name] = text, sha256_bytes(data)
-        templates = cls(directory, texts, tuple(kinds), hashes)
+            texts[name] = text
+        templates = cls(directory, texts, tuple(kinds))
         templates.examples()  # a malformed examples file fails here, before any model is loaded
         return templates
 
@@ -122,14 +121,10 @@ class Templates:
     def fill(self, name: str, **values: str) -> str:
         return Template(self.texts[name]).substitute(values)
 
-    def sha256(self) -> dict[str, str]:
-        """Each template file's sha256, of its bytes as read: what a manifest records and `digest
-        replay` checks (`template_sha256`)."""
-        return dict(self.hashes)
-
 
 def template_sha256(path: Path) -> str:
-    """A template file's sha256 as `Templates.sha256` gives it: of the file's bytes, not its text."""
+    """A template file's sha256, of its bytes, not its stripped text: what a manifest records and
+    `digest replay` checks."""
     return sha256_bytes(Path(path).read_bytes())
 
 

@@ -21,7 +21,7 @@ from .sections import PARAGRAPH_CHECKS, POST, PREDICTION_CHECKS, SectionKind
 from .facts import unfaithful
 from .prevention import GAIN, RISK, WHO, stem_pattern
 from .select import content_words
-from .text import Labels, label_words, parse_prediction, written
+from .text import Labels, label_echo, parse_prediction, written
 
 # A paragraph is on topic when it uses at least this share of the title's content words (or close
 # forms: the same first CLOSE_PREFIX letters).
@@ -50,10 +50,9 @@ _ROLE = re.compile(r"\b(?:assistant|user|system)\s*:|<\|?im_(?:start|end)\|?>|<\
 _AS_AN_AI = re.compile(r"\bas an ai\b|\bas a (?:large )?language model\b|\bi(?:'m| am) (?:sorry|unable)\b|\bi cannot\b", re.I)
 
 
-@lru_cache(maxsize=64)
-def _label(words: str) -> re.Pattern[str]:
-    """A section label followed by a colon (`words`: `text.label_words`)."""
-    return re.compile(r"\b(?:" + words + r")\s*:", re.I)
+def _labels(labels: Labels | None) -> tuple[str, ...]:
+    """The section labels a check looks for: `labels`, or every kind's (None)."""
+    return sections.labels() if labels is None else tuple(labels)
 
 
 @dataclass(frozen=True)
@@ -150,11 +149,11 @@ def instruction_phrases(templates: Iterable[str]) -> set[tuple[str, ...]]:
 
 
 def check_clean(text: str, instructions: set[tuple[str, ...]] = frozenset(), source: str = "",
-                labels: Labels = None) -> Check:
+                labels: Labels | None = None) -> Check:
     """No role words, "As an AI", label echoes (`labels`: section labels, default every kind's, and
     the usual words), Markdown structure, invented URLs or instruction echoes."""
     for pattern, why in ((_ROLE, "a chat role word"), (_AS_AN_AI, "an assistant disclaimer"),
-                         (_label(label_words(labels)), "a section label"), (_MARKDOWN, "Markdown structure")):
+                         (label_echo(_labels(labels)), "a section label"), (_MARKDOWN, "Markdown structure")):
         match = pattern.search(text)
         if match:
             return Check("clean", False, f"{why}: {match.group(0).strip()!r}")
@@ -297,7 +296,7 @@ def check_reasoning(reasoning: str, subject: str) -> Check:
 def score_paragraph(text: str, title: str, *, min_words: int, max_words: int,
                     instructions: set[tuple[str, ...]] = frozenset(), source: str = "", other: str | None = None,
                     point: str | None = None, wrote: str | None = None, checks: Sequence[str] = PARAGRAPH_CHECKS,
-                    labels: Labels = None) -> Score:
+                    labels: Labels | None = None) -> Score:
     """`text`: what the post shows; `wrote`: all the model wrote (default: `text`); `source`: the
     story's title and entry text; `point`: what on_the_point asks (GAIN, RISK or None); `checks`:
     those that apply (a section kind's); `distinct` only with the `other` paragraph."""
@@ -318,10 +317,10 @@ def score_paragraph(text: str, title: str, *, min_words: int, max_words: int,
 
 def score_prediction(raw: str, day: date, *, min_words: int, max_words: int,
                      instructions: set[tuple[str, ...]] = frozenset(), subject: str = "",
-                     labels: Labels = None, checks: Sequence[str] = PREDICTION_CHECKS) -> Score:
+                     labels: Labels | None = None, checks: Sequence[str] = PREDICTION_CHECKS) -> Score:
     """A real future month and year after `day`, then a finished reasoning sentence (cleaned within
     the same word limits as a paragraph); `checks`: those that apply (a section kind's)."""
-    parsed = parse_prediction(raw, min_words, max_words, labels)
+    parsed = parse_prediction(raw, min_words, max_words, _labels(labels))
     if parsed is None:
         unread = {"date": Check("date", False, "no 'Month YYYY:' at the start"),
                   "reasoning": Check("reasoning", False, "no reasoning")}
@@ -422,5 +421,5 @@ class Judge:
                                     min_words=self.min_words, max_words=self.max_words, checks=kind.checks)
         return score_paragraph(self.text(key, raw), section.title, instructions=self.instructions,
                                source=section.source, other=other, min_words=self.min_words,
-                               max_words=self.max_words, point=kind.point, wrote=written(raw),
+                               max_words=self.max_words, point=kind.point, wrote=written(raw, sections.labels()),
                                checks=kind.checks)

@@ -5,10 +5,11 @@ each request, hence each section's seed), its label in the post, its prompt temp
 that template may use, the grammar its answers must follow (if any), how its raw text is cleaned,
 which quality checks apply to it, and where it sits in the post (a paragraph of every topic, in the
 configured order, or a list of its own at the post's end, one item per subject). prompts.py,
-pipeline.py, render.py, text.py, check.py, quality.py, evaluate.py and config.py read these
-definitions; none of them names a kind, a label or a subject.
+pipeline.py, check.py, quality.py, evaluate.py, config.py and cli.py read these definitions; none of
+them names a kind, a label or a subject (render.py writes the labels pipeline.py puts in the post,
+and text.py strips the labels it is given).
 
-To add a kind: define it here (or `register` one), write its prompt template (`prompts/<template>.txt`)
+To add a kind: define it here (in `KINDS`), write its prompt template (`prompts/<template>.txt`)
 and list its name in the config's `[generation] sections`. To add a prediction subject: add it to
 PREDICTION_SUBJECTS (and the word `digest check` knows it by in a post digest did not write).
 """
@@ -22,7 +23,7 @@ from typing import Callable, Iterable, Sequence
 
 from .errors import ConfigError
 from .post import MONTHS
-from .text import clean_paragraph, clean_prediction, first_sentence
+from .text import clean_paragraph, clean_prediction
 
 TOPIC, POST = "topic", "post"  # a paragraph of every topic; a list of its own at the post's end
 TOPIC_FIELDS = frozenset({"title", "context"})  # what a topic kind's template may use
@@ -51,11 +52,6 @@ def prediction_grammar(day: date) -> str:
         f"year ::= {years}\n"
         "reason ::= [A-Z] [^\\n]+\n"
     )
-
-
-def one_sentence(raw: str, min_words: int, max_words: int, labels: Sequence[str] = ()) -> str:
-    """A cleaner for a one-sentence kind: the first finished sentence of the cleaned paragraph."""
-    return first_sentence(clean_paragraph(raw, min_words, max_words, labels))
 
 
 @dataclass(frozen=True)
@@ -136,13 +132,6 @@ KINDS: dict[str, SectionKind] = {k.name: k for k in (BENEFITS, RAMIFICATIONS, PR
 def labels() -> tuple[str, ...]:
     """Every known kind's label: what cleaning removes and the quality check `clean` rejects (digest.text)."""
     return tuple(k.label for k in KINDS.values())
-
-
-def register(kind: SectionKind) -> SectionKind:
-    """Add a kind to `KINDS`, so that the config can name it; a bad or clashing definition is a ConfigError."""
-    check_kinds([*KINDS.values(), kind])
-    KINDS[kind.name] = kind
-    return kind
 
 
 def check_kinds(kinds: Iterable[SectionKind]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Optional, Sequence
+from typing import Sequence
 
 from . import sentences
 from .markdown import one_line
@@ -18,16 +18,12 @@ from .post import MONTHS
 
 # The labels a model puts before its answer besides the section kinds' own (digest.sections gives those).
 LABEL_WORDS = ("paragraph", "answer", "response", "summary", "topic")
-Labels = Optional[Sequence[str]]  # section labels; None: every section kind's (digest.sections.labels())
+Labels = Sequence[str]  # the section kinds' labels (digest.sections.labels(): every kind's)
 
 
-def label_words(labels: Labels = None) -> str:
+def label_words(labels: Labels) -> str:
     """A regex alternation of LABEL_WORDS and the section `labels`, each with or without a plural s:
     the one list that cleaning (here) and the quality check `clean` (digest.quality) both use."""
-    if labels is None:
-        from .sections import labels as kind_labels  # sections imports this module: not at import time
-
-        labels = kind_labels()
     return _label_words(tuple(labels))
 
 
@@ -36,6 +32,13 @@ def _label_words(labels: tuple[str, ...]) -> str:
     spelled = [r"\s+".join(map(re.escape, label.lower().split())) for label in labels]
     words = [*LABEL_WORDS, *(w[:-1] if w.endswith("s") else w for w in spelled)]
     return "|".join(dict.fromkeys(f"{w}s?" for w in words))
+
+
+@lru_cache(maxsize=64)
+def label_echo(labels: tuple[str, ...]) -> re.Pattern[str]:
+    """A label (`label_words`) followed by a colon anywhere in a text: the echo that the quality check
+    `clean` rejects (the cleaner removes one only where the text starts with it)."""
+    return re.compile(r"\b(?:" + label_words(labels) + r")\s*:", re.I)
 
 
 @lru_cache(maxsize=64)
@@ -111,13 +114,13 @@ def _strip(raw: str, shaped: bool, min_words: int, max_words: int, labels: Label
     return balance_quotes(one_line(text))
 
 
-def clean_paragraph(raw: str, min_words: int, max_words: int, labels: Labels = None) -> str:
+def clean_paragraph(raw: str, min_words: int, max_words: int, labels: Labels) -> str:
     """One paragraph of plain sentences from the model's raw text ("" when nothing usable is left);
-    a section label (`labels`, default every kind's) where the model starts with one is removed."""
+    a section label (`labels`) where the model starts with one is removed."""
     return complete_sentences(_strip(raw, True, min_words, max_words, labels))
 
 
-def written(raw: str, labels: Labels = None) -> str:
+def written(raw: str, labels: Labels) -> str:
     """All the prose the model wrote, its markup and labels removed but nothing cut: what the
     length and completeness checks look at, so that a cut paragraph or an unfinished last
     sentence shows even though the post never prints it."""
@@ -145,7 +148,7 @@ class ParsedPrediction:
         return f"{self.month} {self.year}"
 
 
-def parse_prediction(raw: str, min_words: int, max_words: int, labels: Labels = None) -> ParsedPrediction | None:
+def parse_prediction(raw: str, min_words: int, max_words: int, labels: Labels) -> ParsedPrediction | None:
     """Read "Month YYYY: reasoning" (the predictions grammar's shape); None when it does not fit.
     The reasoning is cleaned as a paragraph is, within the same word limits."""
     match = _PREDICTION.match(one_line(raw))
@@ -159,7 +162,7 @@ def parse_prediction(raw: str, min_words: int, max_words: int, labels: Labels = 
     return ParsedPrediction(month, int(match.group(2)), reasoning)
 
 
-def clean_prediction(raw: str, min_words: int, max_words: int, labels: Labels = None) -> str:
+def clean_prediction(raw: str, min_words: int, max_words: int, labels: Labels) -> str:
     """The cleaner of a dated kind: "Month YYYY: reasoning" as the post shows it ("" when unusable);
     `split_prediction` gives its two parts back."""
     parsed = parse_prediction(raw, min_words, max_words, labels)

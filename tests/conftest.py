@@ -1,9 +1,11 @@
 """Shared helpers: feed documents written by the tests themselves, a feeds folder, the CLI runner,
-the one loopback HTTP server every networking test uses; and the `model` marker's rule."""
+the one loopback HTTP server every networking test uses (and a scripted OpenAI-compatible server on
+it); and the `model` marker's rule."""
 
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import re
 import subprocess
@@ -345,6 +347,74 @@ class _QuietServer(ThreadingHTTPServer):
 
     def handle_error(self, request, client_address):
         pass  # a client that hung up is what some tests do on purpose
+
+
+# ---------------------------------------------------------------------------------------------
+# A scripted OpenAI-compatible server (the openai engine, thinking servers, the bench's peer client)
+
+CHAT_PATH = "/v1/chat/completions"
+
+
+class ScriptedChat:
+    """The chat completions of an OpenAI-compatible server, scripted: each POST is answered by
+    `respond(body)` (its parsed JSON body), or by the next of a list of answers (then the last one
+    again), with (status, body bytes) or (status, body bytes, headers, seconds to stall after the
+    body's first bytes). `bodies`: the POST bodies as they came; `first_in`, `last_out`: when the
+    first request came and the last answer went. With `barrier`, that many requests must all be in
+    flight together, or each gets a 500 (a client that sent them one after another fails)."""
+
+    def __init__(self, respond, *, barrier: int = 0):
+        answers = None if callable(respond) else list(respond)
+        self.respond = respond if answers is None else (lambda body: answers[min(len(self.bodies), len(answers)) - 1])
+        self.bodies: list[dict] = []
+        self.barrier = threading.Barrier(barrier, timeout=10) if barrier else None
+        self.first_in = self.last_out = None
+        self._lock = threading.Lock()
+
+    def __call__(self, request: Request) -> None:
+        with self._lock:
+            self.first_in = self.first_in or time.perf_counter()
+            body = json.loads(request.body)
+            self.bodies.append(body)
+        try:
+            if self.barrier is not None:
+                self.barrier.wait()
+            status, payload, headers, delay = (*self.respond(body), {}, 0)[:4]
+        except threading.BrokenBarrierError:
+            status, payload, headers, delay = 500, b'{"error": {"message": "requests were not sent together"}}', {}, 0
+        headers = {"Content-Type": "application/json", **headers}
+        with self._lock:
+            self.last_out = time.perf_counter()  # before the answer goes: the client has it only later
+        if not delay:
+            request.reply(status, payload, headers)
+            return
+        try:  # a stalled body: its first bytes, a wait, the rest (the timeout tests)
+            request.send_response(status)
+            for key, value in {"Content-Length": str(len(payload) + 100), **headers}.items():
+                request.send_header(key, value)
+            request.end_headers()
+            request.wfile.write(payload[:5])
+            request.wfile.flush()
+            time.sleep(delay)
+            request.wfile.write(payload)
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def chat_server(http_server) -> Callable[..., ScriptedChat]:
+    """`chat_server(respond, model=..., barrier=0)`: the loopback server as an OpenAI-compatible one,
+    at `http_server.base + "/v1"`: GET /v1/models lists `model`, POST /v1/chat/completions is a
+    ScriptedChat (returned)."""
+
+    def start(respond, *, model: str = "remote/model-7b.gguf", barrier: int = 0) -> ScriptedChat:
+        chat = ScriptedChat(respond, barrier=barrier)
+        http_server.add("/v1/models", json.dumps({"object": "list", "data": [{"id": model}]}).encode(),
+                        headers={"Content-Type": "application/json"})
+        http_server.handle(CHAT_PATH, chat)
+        return chat
+
+    return start
 
 
 # A real full filesystem for tests of a full disk (root only; skipped with the reason otherwise).

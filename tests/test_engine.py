@@ -77,15 +77,6 @@ class OddWordsRefused(EverySentenceKept):
         return "odd" if len(sentence.split()) % 2 else None
 
 
-def generate_on(name: str, batched, *batches: list[Request]) -> list[list]:
-    """The results of each batch of requests on the session's batching engine ("batched") or on a
-    sequential one."""
-    if name == "batched":
-        return [batched.generate(b).results for b in batches]
-    with create_engine("sequential", MODEL) as engine:
-        return [engine.generate(b).results for b in batches]
-
-
 def sixteen_requests() -> list[Request]:
     base = sample_requests()
     extra = [dataclasses.replace(r, key=f"{r.key}#again", seed=derive_seed(r.seed, "again")) for r in base[:2]]
@@ -97,11 +88,25 @@ def batched(batched_engine):
     return batched_engine
 
 
+@pytest.fixture(scope="module")
+def sequential_engine():
+    """The embedded model in the sequential engine, loaded once for this module (it resets its
+    context for every request, so one test's requests leave nothing for the next)."""
+    with create_engine("sequential", MODEL) as engine:
+        yield engine
+
+
+@pytest.fixture
+def real(name, request):
+    """The real engine of a test parametrized by `name` ("batched" or "sequential"), loaded once."""
+    return request.getfixturevalue(f"{name}_engine")
+
+
 @pytest.fixture(scope="module", params=["fake", pytest.param("sequential", marks=pytest.mark.model),
                                         pytest.param("batched", marks=pytest.mark.model)])
 def engine(request):
-    if request.param == "batched":
-        yield request.getfixturevalue("batched_engine")
+    if request.param != "fake":
+        yield request.getfixturevalue(f"{request.param}_engine")
         return
     with create_engine(request.param, MODEL) as engine:
         yield engine
@@ -241,6 +246,15 @@ def test_request_too_long_for_the_context_fails_before_decoding():
             engine.generate([request])
 
 
+def test_the_k_cache_formats_are_llama_cpp_own_types():
+    """engine/cache_types.py names ggml's types by number (the config reads it without llama.cpp)."""
+    import llama_cpp
+
+    from digest.engine.cache_types import CACHE_TYPES
+
+    assert CACHE_TYPES["q8_0"][0] == llama_cpp.GGML_TYPE_Q8_0 and CACHE_TYPES["f16"][0] == llama_cpp.GGML_TYPE_F16
+
+
 @pytest.mark.model
 def test_the_k_cache_format_reaches_llama_cpp(batched):
     """[model] cache_type_k is what llama.cpp stores: a sequence's saved state (its K and V cells) is
@@ -279,7 +293,7 @@ def test_the_k_cache_format_reaches_llama_cpp(batched):
 def test_an_interrupt_that_lands_in_the_log_callback_stops_the_decode(batched, monkeypatch):
     """llama.cpp calls our log callback thousands of times a run; a Ctrl-C raised in it would be
     printed and dropped by ctypes. It is kept, and raised as soon as llama_decode returns."""
-    from digest.engine import native
+    from digest import llama_log
     from digest.interrupts import forget_interrupts
 
     calls = []
@@ -289,7 +303,7 @@ def test_an_interrupt_that_lands_in_the_log_callback_stops_the_decode(batched, m
         if len(calls) == 1:
             raise KeyboardInterrupt()
 
-    monkeypatch.setattr(native, "_take_log", interrupted)
+    monkeypatch.setattr(llama_log, "_take_log", interrupted)
     forget_interrupts()
     with pytest.raises(KeyboardInterrupt):
         batched.generate(sample_requests()[:2])
@@ -491,9 +505,16 @@ def test_a_signal_during_a_native_call_is_raised_when_it_returns():
         with IN_NATIVE:
             interrupt_now_or_later(Terminated())  # as if the handler ran in llama.cpp's log callback
             reached.append("the native call went on")
-    assert reached
+    assert reached == ["the native call went on"]
+    # Raised once: a later native call ends without it, and outside llama.cpp an interrupt is raised
+    # at once again (not noted for a native call that is over).
     with IN_NATIVE:
-        pass  # nothing left noted
+        reached.append("a later native call")
+    assert reached == ["the native call went on", "a later native call"]
+    with pytest.raises(KeyboardInterrupt):
+        interrupt_now_or_later(KeyboardInterrupt())
+    with IN_NATIVE:
+        pass
 
 
 def _biases():
@@ -509,18 +530,14 @@ def _biases():
 
 @pytest.mark.model
 @pytest.mark.parametrize("name", ["batched", "sequential"])
-def test_a_guarded_paragraph_names_and_numbers_only_what_its_story_gives(name, batched):
+def test_a_guarded_paragraph_names_and_numbers_only_what_its_story_gives(name, real):
     """The same rule in both real engines: with the guard and the sentence rule, every finished name
     and number of each paragraph is one its story gives (tests/test_facts.py tries the rule itself)."""
     from digest.facts import names, numbers_of
     from digest.text import complete_sentences
 
     requests = [r for r in sample_requests(max_tokens=100, examples=True, protected=True) if not r.grammar][:3]
-    if name == "batched":
-        results = batched.generate(requests).results
-    else:
-        with create_engine("sequential", MODEL) as engine:
-            results = engine.generate(requests).results
+    results = real.generate(requests).results
     for request, result in zip(requests, results):
         assert result.text.strip(), request.key
         guard, text = request.guard, complete_sentences(result.text)  # the last word may be unfinished
@@ -537,7 +554,7 @@ def _ends_a_sentence_or_is_empty(text: str) -> bool:
 
 @pytest.mark.model
 @pytest.mark.parametrize("name", ["batched", "sequential"])
-def test_a_sentence_the_guard_leaves_no_way_on_is_undone_never_left_half_written(name, batched, monkeypatch):
+def test_a_sentence_the_guard_leaves_no_way_on_is_undone_never_left_half_written(name, real, monkeypatch):
     """Where the fact guard allows no token of the vocabulary (here: none once the paragraph has four
     words), the sentence is undone and written again; when its attempts are spent the paragraph ends
     before it. Never an exception, never half a sentence."""
@@ -549,7 +566,7 @@ def test_a_sentence_the_guard_leaves_no_way_on_is_undone_never_left_half_written
         len(tokens), len(self.text.split()) < 4, dtype=bool))
     requests = [dataclasses.replace(r, sentences=EverySentenceKept(), bias=None)
                 for r in sample_requests(max_tokens=60, protected=True) if not r.grammar][:3]
-    results, = generate_on(name, batched, requests)
+    results = real.generate(requests).results
     for result in results:
         assert len(result.text.split()) <= 4 and _ends_a_sentence_or_is_empty(result.text), result
         assert result.rollbacks >= 1 and result.sampled_tokens > result.completion_tokens, result
@@ -576,7 +593,7 @@ def _first_sentence_and_rest(text: str) -> tuple[str, str]:
 
 @pytest.mark.model
 @pytest.mark.parametrize("name", ["batched", "sequential"])
-def test_the_topic_lean_begins_at_a_paragraphs_second_sentence(name, batched):
+def test_the_topic_lean_begins_at_a_paragraphs_second_sentence(name, real):
     """A topic bias leans toward its words from the paragraph's second sentence on: with an
     overwhelming lean toward "water", the first sentence is the model's own and the rest is water;
     without the lean there is none."""
@@ -586,7 +603,7 @@ def test_the_topic_lean_begins_at_a_paragraphs_second_sentence(name, batched):
                 for r in sample_requests(protected=True) if not r.grammar][:1]
     leaning = [dataclasses.replace(r, bias=Bias(topic=("water",), topic_amount=30.0)) for r in requests]
     plain = [dataclasses.replace(r, bias=None) for r in requests]
-    leant, free = generate_on(name, batched, leaning, plain)
+    leant, free = real.generate(leaning).results, real.generate(plain).results
     for with_lean, without in zip(leant, free):
         first, rest = _first_sentence_and_rest(with_lean.text)
         assert rest and "water" not in first.lower() and "water" in rest.lower(), with_lean.text
@@ -595,7 +612,7 @@ def test_the_topic_lean_begins_at_a_paragraphs_second_sentence(name, batched):
 
 @pytest.mark.model
 @pytest.mark.parametrize("name, which", [("batched", slice(3, 5)), ("sequential", slice(2, 3))])
-def test_a_paragraph_is_not_ended_before_it_is_long_enough(name, which, batched):
+def test_a_paragraph_is_not_ended_before_it_is_long_enough(name, which, real):
     """Under a sentence rule that holds to `min_words`, the model's end of text is refused until the
     paragraph has the rule's fewest words and its last sentence is finished: each paragraph has them,
     or ran out of tokens. (`which`: sample requests that each engine ends at 23 to 60 words when its
@@ -603,6 +620,6 @@ def test_a_paragraph_is_not_ended_before_it_is_long_enough(name, which, batched)
     requests = [r for r in sample_requests(max_tokens=160, protected=True) if not r.grammar][which]
     requests = [dataclasses.replace(r, sentences=dataclasses.replace(r.sentences, min_words=70, hold=True))
                 for r in requests]
-    results, = generate_on(name, batched, requests)
+    results = real.generate(requests).results
     for result in results:
         assert len(result.text.split()) >= 70 or result.finish_reason == "length", result

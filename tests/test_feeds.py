@@ -243,15 +243,15 @@ def test_fetch_timeout_raises_feed_error(http_server):
     assert url in str(info.value)
 
 
-def test_fetch_refuses_oversized_body(http_server, monkeypatch):
-    monkeypatch.setattr(feeds, "MAX_FEED_BYTES", 1000)
+def test_fetch_refuses_oversized_body(http_server):
+    """A feed's body is capped by digest.http (its MAX_BYTES, 32 MiB; here a smaller cap)."""
     url = http_server.add("/big.xml", b"x" * 5000)
     with pytest.raises(FeedError) as info:
-        fetch(url, name="topics", timeout=5)
+        fetch(url, name="topics", timeout=5, max_bytes=1000)
     assert url in str(info.value)
     # Exactly at the limit is fine.
     url = http_server.add("/ok.xml", b"y" * 1000)
-    assert fetch(url, name="topics", timeout=5).body == b"y" * 1000
+    assert fetch(url, name="topics", timeout=5, max_bytes=1000).body == b"y" * 1000
 
 
 def test_a_fetched_feed_parses(http_server):

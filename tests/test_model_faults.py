@@ -149,14 +149,15 @@ def test_load_failure_quotes_llama_cpp_error_not_its_last_warning(broken_models)
 
 def test_log_levels_are_ggml_own():
     """The callback keeps ERROR lines (4) only, joined across CONT pieces (5); WARN (3) is dropped."""
-    from digest.engine import native
+    from digest import llama_log
 
-    native.clear_errors()
-    native._log_callback(native.GGML_LOG_LEVEL_WARN, b"a warning\n", None)
-    assert native.last_error() == ""
-    native._log_callback(native.GGML_LOG_LEVEL_ERROR, b"llama_model_load: error loading model: ", None)
-    native._log_callback(native.GGML_LOG_LEVEL_CONT, b"tensor data is not within the file bounds\n", None)
-    native._log_callback(native.GGML_LOG_LEVEL_WARN, b"a later warning\n", None)
-    assert native.last_error() == (" (llama.cpp: llama_model_load: error loading model: "
-                                   "tensor data is not within the file bounds)")
-    native.clear_errors()
+    warn = 3  # GGML_LOG_LEVEL_WARN
+    llama_log.clear_errors()
+    llama_log._log_callback(warn, b"a warning\n", None)
+    assert llama_log.last_error() == ""
+    llama_log._log_callback(llama_log.GGML_LOG_LEVEL_ERROR, b"llama_model_load: error loading model: ", None)
+    llama_log._log_callback(llama_log.GGML_LOG_LEVEL_CONT, b"tensor data is not within the file bounds\n", None)
+    llama_log._log_callback(warn, b"a later warning\n", None)
+    assert llama_log.last_error() == (" (llama.cpp: llama_model_load: error loading model: "
+                                      "tensor data is not within the file bounds)")
+    llama_log.clear_errors()

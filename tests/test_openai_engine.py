@@ -136,38 +136,19 @@ def test_a_stopped_server_is_one_line_and_exit_5(tmp_path, run_cli):
 # Scripted servers: what a real one does when it is in trouble
 
 
-MODELS = json.dumps({"object": "list", "data": [{"id": "remote/model-7b.gguf"}]}).encode()
+def scripted(chat_server, answers) -> list[dict]:
+    """The scripted chat server answering `answers` in turn (status, body bytes, headers, stall), then
+    the last one again; a streamed request gets a completion as events. Returns the POST bodies."""
+    asked = []
 
+    def respond(body: dict) -> tuple:
+        asked.append(body)
+        status, payload, headers, delay = answers[min(len(asked), len(answers)) - 1]
+        if body.get("stream") and status == 200 and payload.startswith(b'{"choices"'):
+            payload = as_events(json.loads(payload))
+        return status, payload, headers, delay
 
-def scripted(server, answers) -> list[dict]:
-    """An OpenAI-ish server on the loopback server: GET /v1/models lists one model; each POST to
-    /v1/chat/completions takes the next answer from `answers` (status, body bytes, headers, delay
-    before the rest of the body), then the last one again. Returns the POST bodies as they come."""
-    posts: list[dict] = []
-
-    def chat(request):
-        posts.append(json.loads(request.body))
-        status, body, headers, delay = answers[min(len(posts), len(answers)) - 1]
-        if posts[-1].get("stream") and status == 200 and body.startswith(b'{"choices"'):
-            body = as_events(json.loads(body))
-        try:
-            request.send_response(status)
-            request.send_header("Content-Type", "application/json")
-            request.send_header("Content-Length", str(len(body) + (100 if delay else 0)))
-            for key, value in headers.items():
-                request.send_header(key, value)
-            request.end_headers()
-            if delay:
-                request.wfile.write(body[:5])
-                request.wfile.flush()
-                time.sleep(delay)  # a stalled body (the timeout test)
-            request.wfile.write(body)
-        except OSError:
-            pass
-
-    server.add("/v1/models", MODELS, headers={"Content-Type": "application/json"})
-    server.handle("/v1/chat/completions", chat)
-    return posts
+    return chat_server(respond).bodies
 
 
 def completion(text: str, **usage) -> bytes:
@@ -194,8 +175,8 @@ REQUEST = Request("benefits:x", (Message("system", "s"), Message("user", "u")), 
                   sampling=Sampling(temperature=0.5, top_k=30, top_p=0.8, min_p=0.1, repeat_penalty=1.2))
 
 
-def test_each_request_carries_its_seed_and_sampling_and_the_model_id(http_server):
-    posts = scripted(http_server, [(200, completion("Fine text."), {}, 0)])
+def test_each_request_carries_its_seed_and_sampling_and_the_model_id(chat_server, http_server):
+    posts = scripted(chat_server, [(200, completion("Fine text."), {}, 0)])
     engine = OpenAIEngine(ServerOptions(url=http_server.base + "/v1", grammar="none"))
     (result,) = engine.generate([REQUEST]).results
     assert (result.text, result.prompt_tokens, result.completion_tokens) == ("Fine text.", 11, 7)
@@ -206,8 +187,8 @@ def test_each_request_carries_its_seed_and_sampling_and_the_model_id(http_server
     assert [m["role"] for m in sent["messages"]] == ["system", "user"] and "grammar" not in sent
 
 
-def test_a_500_then_an_answer_is_retried_and_a_429_waits_for_retry_after(http_server):
-    posts = scripted(http_server, [(500, b'{"error": "busy"}', {}, 0), (429, b"{}", {"Retry-After": "1"}, 0),
+def test_a_500_then_an_answer_is_retried_and_a_429_waits_for_retry_after(chat_server, http_server):
+    posts = scripted(chat_server, [(500, b'{"error": "busy"}', {}, 0), (429, b"{}", {"Retry-After": "1"}, 0),
                                    (200, completion("Third time."), {}, 0)])
     started = time.monotonic()
     (result,) = OpenAIEngine(ServerOptions(url=http_server.base + "/v1", retries=2)).generate([REQUEST]).results
@@ -220,8 +201,8 @@ def test_a_500_then_an_answer_is_retried_and_a_429_waits_for_retry_after(http_se
     ((200, b"<html>not json</html>", {}, 0), "not JSON"),
     ((200, json.dumps({"choices": []}).encode(), {}, 0), "choices[0].message.content"),
 ])
-def test_a_server_that_keeps_failing_is_one_generation_error(http_server, answer, words):
-    scripted(http_server, [answer])
+def test_a_server_that_keeps_failing_is_one_generation_error(chat_server, http_server, answer, words):
+    scripted(chat_server, [answer])
     engine = OpenAIEngine(ServerOptions(url=http_server.base + "/v1", retries=1, stream=False))
     with pytest.raises(GenerationError) as caught:
         engine.generate([REQUEST])
@@ -229,8 +210,8 @@ def test_a_server_that_keeps_failing_is_one_generation_error(http_server, answer
     assert "benefits:x" in message and words in message and "\n" not in message
 
 
-def test_a_streamed_answer_gives_text_usage_and_the_time_to_its_first_token(http_server):
-    posts = scripted(http_server, [(200, completion("Streamed words arrive one by one.", prompt=21, completion=9), {}, 0)])
+def test_a_streamed_answer_gives_text_usage_and_the_time_to_its_first_token(chat_server, http_server):
+    posts = scripted(chat_server, [(200, completion("Streamed words arrive one by one.", prompt=21, completion=9), {}, 0)])
     (result,) = OpenAIEngine(ServerOptions(url=http_server.base + "/v1")).generate([REQUEST]).results
     assert posts[0]["stream"] is True and posts[0]["stream_options"] == {"include_usage": True}
     assert (result.text, result.prompt_tokens, result.completion_tokens) == ("Streamed words arrive one by one.", 21, 9)
@@ -242,8 +223,8 @@ def test_a_streamed_answer_gives_text_usage_and_the_time_to_its_first_token(http
     (as_events(json.loads(completion("cut short here")), done=False), "stopped before its end"),
     (b"data: {not json}\n\n", "not JSON"),
 ])
-def test_a_stream_is_read_to_its_end_or_is_one_error(http_server, body, words):
-    scripted(http_server, [(200, body, {}, 0)])
+def test_a_stream_is_read_to_its_end_or_is_one_error(chat_server, http_server, body, words):
+    scripted(chat_server, [(200, body, {}, 0)])
     engine = OpenAIEngine(ServerOptions(url=http_server.base + "/v1", retries=0))
     if words is None:
         assert engine.generate([REQUEST]).results[0].text == "cut short here"
@@ -252,15 +233,15 @@ def test_a_stream_is_read_to_its_end_or_is_one_error(http_server, body, words):
         engine.generate([REQUEST])
 
 
-def test_a_stalled_body_ends_at_the_timeout(http_server):
-    scripted(http_server, [(200, completion("late"), {}, 30)])
+def test_a_stalled_body_ends_at_the_timeout(chat_server, http_server):
+    scripted(chat_server, [(200, completion("late"), {}, 30)])
     engine = OpenAIEngine(ServerOptions(url=http_server.base + "/v1", timeout=1.0, retries=0))
     with pytest.raises(GenerationError):
         engine.generate([REQUEST])
 
 
-def test_a_run_against_a_failing_server_writes_nothing_and_exits_7(http_server, tmp_path, run_cli):
-    scripted(http_server, [(503, b"{}", {}, 0)])
+def test_a_run_against_a_failing_server_writes_nothing_and_exits_7(chat_server, http_server, tmp_path, run_cli):
+    scripted(chat_server, [(503, b"{}", {}, 0)])
     result = run_cli("run", "--config", _config(tmp_path, http_server.base + "/v1", retries=0), "--sample-feeds",
                      "--out", tmp_path / "site", "--date", DAY)
     assert result.exit_code == EXIT_GENERATION, describe(result)

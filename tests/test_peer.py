@@ -95,44 +95,11 @@ def test_requests_out_where_no_folder_can_be_is_an_output_error(run_cli, tmp_pat
 # The client, against a fake OpenAI-compatible server
 
 
-class FakeChat:
-    """A scripted /v1/chat/completions: `answer(body)` gives (status, raw bytes). The first `barrier`
-    requests must all be in flight together, or each gets a 500: a client that sent them one after
-    another would fail. `first_in`, `last_out`: when the first request came, the last answer went."""
-
-    def __init__(self, answer, barrier: int = 0):
-        self.answer = answer
-        self.bodies: list[dict] = []
-        self.barrier = threading.Barrier(barrier, timeout=10) if barrier else None
-        self.first_in = self.last_out = None
-        self._lock = threading.Lock()
-
-    def __call__(self, request) -> None:
-        with self._lock:
-            self.first_in = self.first_in or time.perf_counter()
-        body = json.loads(request.body)
-        self.bodies.append(body)
-        try:
-            if self.barrier is not None:
-                self.barrier.wait()
-            status, payload = self.answer(body)
-        except threading.BrokenBarrierError:
-            status, payload = 500, b'{"error": {"message": "requests were not sent together"}}'
-        with self._lock:
-            self.last_out = time.perf_counter()  # before the answer goes: the client has it only later
-        request.reply(status, payload, {"Content-Type": "application/json"})
-
-
 @pytest.fixture
-def fake_chat(http_server):
-    """Start a FakeChat on the loopback server: (the chat, the server's port)."""
-
-    def start(answer, barrier: int = 0):
-        chat = FakeChat(answer, barrier)
-        http_server.handle(ENDPOINT, chat)
-        return chat, http_server.port
-
-    return start
+def fake_chat(chat_server, http_server):
+    """`fake_chat(answer, barrier=0)`: the scripted chat server (conftest's ScriptedChat) answering
+    `answer(body)`: (the chat, the server's port)."""
+    return lambda answer, barrier=0: (chat_server(answer, barrier=barrier), http_server.port)
 
 
 def completion(tokens: int, prompt: int = 50) -> bytes:

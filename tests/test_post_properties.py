@@ -17,7 +17,7 @@ from digest.markdown import escape_inline, one_line, unescape_inline
 from digest.pipeline import assemble
 from digest.sections import PREDICTION_SUBJECTS
 from digest.post import Cover, FrontMatter, Post, Prediction, Topic
-from digest.sections import DEFAULT_KINDS, PREDICTION, topic_kinds
+from digest.sections import DEFAULT_KINDS, PREDICTION, labels, topic_kinds
 from digest.render import render
 from digest.select import Story, clean_title
 from digest.text import clean_paragraph, parse_prediction
@@ -76,7 +76,7 @@ def test_pipeline_assembled_post_is_valid(raw_titles, model_text):
     text = "A plain sentence opens. " + model_text + " It ends with a finished sentence."
     g = Config().generation
     # else the pipeline retries
-    assume(clean_paragraph(text, g.min_words, g.max_words) and parse_prediction(f"May 2041: {text}", g.min_words, g.max_words))
+    assume(clean_paragraph(text, g.min_words, g.max_words, labels()) and parse_prediction(f"May 2041: {text}", g.min_words, g.max_words, labels()))
     results = {}
     for story in stories:
         for kind in topic_kinds(DEFAULT_KINDS):

@@ -113,9 +113,12 @@ def test_prompt_error_is_a_config_error():
 
 
 def test_sha256_changes_with_the_text(prompts_copy):
-    before = Templates.load(prompts_copy).sha256()
+    from digest.manifest import prompts_record
+
+    names = list(Templates.load(prompts_copy).texts)
+    before = prompts_record(prompts_copy, names)["sha256"]
     (prompts_copy / "system.txt").write_text("Another system prompt.", encoding="utf-8")
-    after = Templates.load(prompts_copy).sha256()
+    after = prompts_record(prompts_copy, names)["sha256"]
     assert before["system"] != after["system"]
     assert {k: v for k, v in before.items() if k != "system"} == {k: v for k, v in after.items() if k != "system"}
 
@@ -301,14 +304,14 @@ def test_prediction_grammar_only_depends_on_year():
     assert prediction_grammar(date(2026, 1, 1)) != prediction_grammar(date(2027, 1, 1))
 
 
-def test_the_loaded_templates_hash_as_the_manifest_records_them(prompts_copy):
+def test_a_template_hashes_as_its_file_not_its_stripped_text(prompts_copy):
     """One definition of a template's sha256 (its file's bytes): a file whose text the loader strips
-    hashes the same in Templates, in a manifest's record and in `digest eval`'s."""
+    is recorded (and checked by replay) by the bytes on disk."""
     from digest.manifest import prompts_record
 
     path = prompts_copy / "system.txt"
     path.write_bytes(path.read_bytes().strip() + b"\n\n  \n")
     templates = Templates.load(prompts_copy)
     recorded = prompts_record(prompts_copy, list(templates.texts))["sha256"]
-    assert templates.sha256() == recorded
+    assert templates.texts["system"] == path.read_text(encoding="utf-8").strip()
     assert recorded["system"] == hashlib.sha256(path.read_bytes()).hexdigest()

@@ -28,7 +28,7 @@ from digest.quality import (
     score_prediction,
 )
 from digest.config import Generation
-from digest.sections import BENEFITS, GAIN, KINDS, RISK
+from digest.sections import BENEFITS, GAIN, KINDS, RISK, labels
 from digest.sections import RAMIFICATIONS as RAMIFICATIONS_KIND
 from digest.text import clean_paragraph, written
 
@@ -56,18 +56,18 @@ def test_length_counts_words_against_the_range():
 
 def test_length_is_checked_before_the_cut_so_a_cut_shows():
     raw = " ".join([GOOD] * 3)  # about 170 words: the cleaning keeps the sentences that fit in 130
-    shown = clean_paragraph(raw, *LIMITS)
+    shown = clean_paragraph(raw, *LIMITS, labels())
     assert len(shown.split()) <= 130 and check_length(shown, *LIMITS).passed  # the cut text alone looks fine
-    result = check_length(shown, *LIMITS, wrote=written(raw))
+    result = check_length(shown, *LIMITS, wrote=written(raw, labels()))
     assert not result.passed and "cut to" in result.why
-    assert check_length(GOOD, *LIMITS, wrote=written(GOOD)).passed
+    assert check_length(GOOD, *LIMITS, wrote=written(GOOD, labels())).passed
 
 
 def test_complete_fails_a_paragraph_that_stopped_mid_sentence():
     raw = GOOD + " Some teams may also find that the"  # the model ran out of tokens
-    assert check_complete(clean_paragraph(raw, *LIMITS)).passed  # the post drops the unfinished sentence...
-    assert not check_complete(written(raw)).passed  # ...but the check sees it
-    score = score_paragraph(clean_paragraph(raw, *LIMITS), TITLE, point=GAIN, **WORDS, wrote=written(raw))
+    assert check_complete(clean_paragraph(raw, *LIMITS, labels())).passed  # the post drops the unfinished sentence...
+    assert not check_complete(written(raw, labels())).passed  # ...but the check sees it
+    score = score_paragraph(clean_paragraph(raw, *LIMITS, labels()), TITLE, point=GAIN, **WORDS, wrote=written(raw, labels()))
     assert [c.name for c in score.failures] == ["complete"]
 
 
@@ -301,8 +301,8 @@ def test_the_prompt_examples_pass_every_check():
         if ex.kind == "predictions":
             score = score_prediction(ex.answer.replace("${later}", str(day.year + EXAMPLE_YEARS_LATER)), day, **WORDS, subject=ex.title)
         else:
-            score = score_paragraph(clean_paragraph(ex.answer, *LIMITS), ex.title, source=ex.text, point=KINDS[ex.kind].point, **WORDS,
-                                    wrote=written(ex.answer))
+            score = score_paragraph(clean_paragraph(ex.answer, *LIMITS, labels()), ex.title, source=ex.text, point=KINDS[ex.kind].point, **WORDS,
+                                    wrote=written(ex.answer, labels()))
         assert score.passed, (ex.kind, score.failures)
 
 

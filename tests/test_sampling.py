@@ -59,10 +59,17 @@ def test_row_sampler_is_seeded_and_greedy_at_zero_temperature():
     tokens, values = np.arange(5), np.array([0.1, 2.0, 0.5, 1.9, -1.0], dtype=np.float32)
     greedy = RowSampler(Sampling(temperature=0.0), seed=1)
     assert greedy.choose(tokens, values) == 1
-    draws = lambda seed: [RowSampler(Sampling(temperature=1.0, top_p=1.0, min_p=0.0), seed).choose(tokens, values)  # noqa: E731
-                          for _ in range(1)]
-    assert [draws(s) for s in range(20)] == [draws(s) for s in range(20)]
-    assert len({tuple(draws(s)) for s in range(40)}) > 1
+
+    def draws(seed: int) -> tuple[int, ...]:
+        """Fifty draws in a row from one sampler (no repeat penalty: the same odds at every draw)."""
+        sampler = RowSampler(Sampling(temperature=1.0, top_p=1.0, min_p=0.0, repeat_penalty=1.0), seed)
+        return tuple(sampler.choose(tokens, values) for _ in range(50))
+
+    assert [draws(s) for s in range(20)] == [draws(s) for s in range(20)]  # a seed gives the same run
+    assert len({draws(s) for s in range(40)}) == 40  # each seed its own run
+    assert all(len(set(draws(s))) > 1 for s in range(20))  # the generator moves on from draw to draw
+    counts = np.bincount(np.concatenate([draws(s) for s in range(40)]), minlength=5)
+    assert counts[1] > counts[2] > counts[4] and counts[3] > counts[2]  # drawn by the logits' odds
 
 
 def test_repeat_penalty_lowers_recent_tokens():

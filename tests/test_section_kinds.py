@@ -25,9 +25,17 @@ from digest.check import parse_post
 from digest.errors import EXIT_CONFIG, EXIT_INVALID, ConfigError
 from digest.markdown import unescape_inline
 from digest.quality import check_clean
-from digest.sections import (BENEFITS, DEFAULT_KINDS, KINDS, PREDICTION, PREDICTION_SUBJECTS, SectionKind, kinds_of,
-                             one_sentence, register)
+from digest.sections import (BENEFITS, DEFAULT_KINDS, KINDS, PREDICTION, PREDICTION_SUBJECTS, SectionKind, check_kinds,
+                             kinds_of)
+from digest.text import clean_paragraph, first_sentence
 from test_hugo import SITE, article_of, hugo_binary
+
+
+
+def one_sentence(raw: str, min_words: int, max_words: int, labels) -> str:
+    """The kind's own cleaner: the first finished sentence of the cleaned paragraph."""
+    return first_sentence(clean_paragraph(raw, min_words, max_words, labels))
+
 
 WHY = SectionKind("why", "Why it matters", clean=one_sentence,
                   checks=("on_topic", "no_loops", "complete", "clean", "faithful", "no_title_echo"))
@@ -37,11 +45,11 @@ PARAGRAPH = re.compile(r"^   - \*(.+?):\*\n\n     (.+)$", re.M)
 
 
 @pytest.fixture
-def why():
-    """The kind, registered for the test only."""
-    register(WHY)
-    yield WHY
-    KINDS.pop(WHY.name, None)
+def why(monkeypatch):
+    """The kind, known for the test only (checked as `kinds_of` checks every kind a config names)."""
+    check_kinds([*KINDS.values(), WHY])
+    monkeypatch.setitem(KINDS, WHY.name, WHY)
+    return WHY
 
 
 def site_with_why(tmp_path: Path, *, sections=("benefits", "ramifications", "why"), prompt: bool = True,
@@ -134,7 +142,7 @@ def test_a_new_section_kind_with_the_fake_engine(why, tmp_path, run_cli):
 ])
 def test_a_bad_definition_is_one_clear_line(kind, message):
     with pytest.raises(ConfigError) as caught:
-        register(kind)
+        check_kinds([*KINDS.values(), kind])
     assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
     assert "why" not in KINDS and "gains" not in KINDS and kinds_of() == DEFAULT_KINDS
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from digest.markdown import escape_inline, one_line, unescape_inline
 from digest.config import Generation
+from digest.sections import labels
 from digest.text import clean_paragraph, complete_sentences, parse_prediction, shape, written
 
 # The word limits' one home is the config ([generation] min_words, max_words); these are its defaults.
@@ -17,11 +18,11 @@ MIN_WORDS, MAX_WORDS = Generation().min_words, Generation().max_words
 
 
 def clean(raw: str) -> str:
-    return clean_paragraph(raw, MIN_WORDS, MAX_WORDS)
+    return clean_paragraph(raw, MIN_WORDS, MAX_WORDS, labels())
 
 
 def parse(raw: str):
-    return parse_prediction(raw, MIN_WORDS, MAX_WORDS)
+    return parse_prediction(raw, MIN_WORDS, MAX_WORDS, labels())
 
 SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*$")
 

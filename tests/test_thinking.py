@@ -106,17 +106,11 @@ def test_fake_engine_the_block_has_its_own_budget():
 # --engine openai against scripted servers that answer as thinking models do
 
 
-def _server(http_server, answers: list[dict], *, stream: bool) -> list[dict]:
-    """The loopback server answering as `answers` say (streamed or not); returns the POST bodies seen."""
-    from test_openai_engine import scripted
-
-    bodies = []
-    for answer in answers:
-        if stream:
-            bodies.append((200, _events(answer), {}, 0))
-        else:
-            bodies.append((200, json.dumps(answer).encode(), {}, 0))
-    return scripted(http_server, bodies * 40)
+def _server(chat_server, answers: list[dict], *, stream: bool) -> list[dict]:
+    """The scripted chat server answering as `answers` say (streamed or not), in turn; returns the
+    POST bodies seen."""
+    bodies = [(200, _events(answer) if stream else json.dumps(answer).encode()) for answer in answers]
+    return chat_server(bodies * 40).bodies
 
 
 def _events(answer: dict) -> bytes:
@@ -148,10 +142,10 @@ def _answer(content: str | None, reasoning: str | None = None, finish: str = "st
 
 @pytest.mark.parametrize("stream", [True, False])
 @pytest.mark.parametrize("how", ["reasoning_content", "think-in-content"])
-def test_openai_engine_reasoning_never_reaches_the_text(how, stream, http_server):
+def test_openai_engine_reasoning_never_reaches_the_text(how, stream, chat_server, http_server):
     answer = (_answer(PARAGRAPH, REASONING) if how == "reasoning_content"
               else _answer(f"<think>\n{REASONING}\n</think>\n\n{PARAGRAPH}"))
-    posts = _server(http_server, [answer], stream=stream)
+    posts = _server(chat_server, [answer], stream=stream)
     engine = OpenAIEngine(ServerOptions(url=http_server.base + "/v1", grammar="llama", stream=stream,
                                         thinking_tokens=256))
     request = Request("benefits:x", (Message("system", "s"), Message("user", "u")), seed=1, max_tokens=160)
@@ -166,8 +160,8 @@ def test_openai_engine_reasoning_never_reaches_the_text(how, stream, http_server
     assert engine.payload(request)["chat_template_kwargs"] == {"enable_thinking": True}
 
 
-def test_openai_engine_counts_the_servers_reasoning_tokens_and_an_open_block_is_thinking(http_server):
-    _server(http_server, [_answer(PARAGRAPH, REASONING, completion_tokens_details={"reasoning_tokens": 33}),
+def test_openai_engine_counts_the_servers_reasoning_tokens_and_an_open_block_is_thinking(chat_server, http_server):
+    _server(chat_server, [_answer(PARAGRAPH, REASONING, completion_tokens_details={"reasoning_tokens": 33}),
                           _answer(f"<think>{REASONING}", finish="length")], stream=False)
     engine = OpenAIEngine(ServerOptions(url=http_server.base + "/v1", grammar="none", stream=False, concurrency=1))
     first, second = engine.generate([Request("a", (Message("user", "u"),), seed=1),
@@ -178,20 +172,17 @@ def test_openai_engine_counts_the_servers_reasoning_tokens_and_an_open_block_is_
 
 @pytest.mark.parametrize("how", ["reasoning_content", "think-in-content"])
 def test_openai_engine_a_post_from_a_thinking_server_passes_check_without_reasoning(how, run_cli, tmp_path,
-                                                                                    http_server):
+                                                                                    chat_server, http_server):
     """The issue's case: a server answering as a thinking model put its reasoning into the post."""
-    json_headers = {"Content-Type": "application/json"}
 
-    def chat(request):
-        asked = json.loads(request.body)["messages"][-1]["content"]
+    def respond(body: dict) -> tuple[int, bytes]:
+        asked = body["messages"][-1]["content"]
         text = "March 2031: " + PARAGRAPH.split(", so")[0] + "." if asked.startswith("Today is") else PARAGRAPH
         answer = (_answer(text, REASONING) if how == "reasoning_content"
                   else _answer(f"<think>\n{REASONING}\n</think>\n\n{text}"))
-        request.reply(200, json.dumps(answer).encode(), json_headers)
+        return 200, json.dumps(answer).encode()
 
-    http_server.add("/v1/models", json.dumps({"object": "list", "data": [{"id": "qwen3-4b"}]}).encode(),
-                    headers=json_headers)
-    http_server.handle("/v1/chat/completions", chat)
+    chat_server(respond, model="qwen3-4b")
     base = http_server.base
     config = tmp_path / "digest.toml"
     config.write_text(f'[model]\nurl = "{base}/v1"\ngrammar = "none"\nstream = false\n'

@@ -203,112 +203,153 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
 
         check_binary(llama_server)  # before minutes of the other engines
         peers.append(("llama-server", lambda reqs: server_peer(config, reqs, llama_server, threads, say)))
-    plan: list[tuple[Row, Runner]] = []
-    warm: list[Callable[[], object]] = []  # page the weights in, start the thread pools
+    plan = _Plan()
     with ExitStack() as stack:
-        def loop(name: str, path: Path, reuse: bool, tag: str = "") -> None:
-            # The obvious user code: one create_chat_completion after another. "sequential" keeps
-            # llama-cpp-python's default, which reuses the previous prompt's matching prefix (the
-            # fastest baseline); "sequential-reread" resets before each call and reads every prompt
-            # whole, the loop that the batching engine's target was first stated against.
-            engine = stack.enter_context(engine_of(config, name="sequential", model_path=path, threads=threads,
-                                                   reuse_prefix=reuse))
-            plan.append((Row(name, 0, tag), lambda: engine.generate(requests)))
-            warm.append(lambda: engine.generate(requests[:1]))
-
         if sequential:
-            loop("sequential", model, True)
-            for other in loop_models:
-                loop("sequential", Path(other), True, Path(other).name)
-            loop("sequential-reread", model, False)
+            _plan_loops(plan, stack, config, requests, threads, loop_models)
         batched = stack.enter_context(engine_of(config, name="batched", threads=threads, slots=0))
-        warm.append(lambda: batched.generate(requests[:1]))
-
-        def with_slots(n: int, run: Runner) -> Runner:
-            def go() -> Generation:
-                batched.slots = n
-                try:
-                    return run()
-                finally:
-                    batched.slots = 0
-            return go
-
-        for n in slots:
-            plan.append((Row("batched", n), with_slots(n, lambda: batched.generate(requests))))
-        plain = bench_inputs(config, examples=False)[0]
-        if plain != requests:
-            # What the example exchanges in the shared prefix cost: the same digest without them.
-            plan.append((Row("batched", 0, variant="no examples"), with_slots(0, lambda: batched.generate(plain))))
-        older = as_before_the_keys(config)
-        if g.examples and older != config:
-            # The same digest as digest 0.1 made it: f16 K cache, every example before every section.
-            old_requests = bench_inputs(older)[0]
-            old_engine = stack.enter_context(engine_of(older, name="batched", threads=threads, slots=0))
-            plan.append((Row("batched", 0, variant="f16 K, all examples: 0.1"), lambda: old_engine.generate(old_requests)))
-            warm.append(lambda: old_engine.generate(old_requests[:1]))
-        if configs > 1:
-            digests = [bench_inputs(dataclasses.replace(config, generation=dataclasses.replace(
-                g, seed=g.seed + i)))[0] for i in range(configs)]
-            together = [dataclasses.replace(r, key=f"digest{i}/{r.key}") for i, d in enumerate(digests) for r in d]
-
-            def one_by_one_digest() -> Generation:
-                parts = [batched.generate(d) for d in digests]
-                stats = Stats()
-                for part in parts:
-                    stats.merge(part.stats)
-                return Generation([r for part in parts for r in part.results], stats)
-
-            plan.append((Row("batched", 0, variant=f"{configs} digests, one batch"), with_slots(0, lambda: batched.generate(together))))
-            plan.append((Row("batched", 0, variant=f"{configs} digests, one by one"), with_slots(0, one_by_one_digest)))
+        plan.warm.append(lambda: batched.generate(requests[:1]))
+        _plan_batched(plan, stack, config, batched, requests, threads, slots, configs)
         if server:
             remote = engine_of(dataclasses.replace(config, model=dataclasses.replace(config.model, url=server, retries=0)),
                                name="openai")
-            plan.append((Row("openai", 0, variant=remote.server["url"]), lambda: remote.generate(requests)))
-            warm.append(lambda: remote.generate(requests[:1]))
+            plan.add(Row("openai", 0, variant=remote.server["url"]), lambda: remote.generate(requests),
+                     warm=lambda: remote.generate(requests[:1]))
         if checks:
             # What `digest run` does: the same requests with their prevention (fact guard, sentence
             # rollback, point bias), plus the quality checks' extra tries.
             # (Timing only: a section with no usable try is not an error here.)
-            plan.append((Row("batched+checks", 0), with_slots(0, lambda: generate(
+            plan.add(Row("batched+checks", 0), _with_slots(batched, 0, lambda: generate(
                 batched, requests, judge, candidates=g.candidates, retries=g.retries, require_all=False,
                 prevention=g.prevention).generation)))
         for label, factory in peers:
             peer = stack.enter_context(factory(requests))
-            plan.append((Row(label, 0), peer))
-            warm.append(peer)
-        say("warming up")
-        for step in warm:
-            step()
-        for n in range(runs):
-            for row, run in plan:
-                generation = run()
-                s = generation.stats
-                row.wall_s.append(s.wall_seconds)
-                row.tokens.append(s.completion_tokens)
-                row.completion_tokens, row.prompt_tokens = s.completion_tokens, s.prompt_tokens
-                row.prompt_tokens_decoded, row.decode_steps = s.prompt_tokens_decoded, s.decode_steps
-                row.section_tokens = [r.completion_tokens for r in generation.results]
-                row.sampled_tokens = s.sampled_tokens
-                row.kept_tokens = sum(r.completion_tokens for r in generation.results)
-                slots = f" slots={row.slots or 'all'}" if row.engine.startswith("batched") else ""
-                say(f"{row.label}{slots} run {n + 1}/{runs}: {s.wall_seconds:.2f} s, "
-                    f"{s.completion_tokens} tokens, {s.tokens_per_second:.0f} tok/s")
-    report = Report(model.name, threads, runs, config.generation.max_tokens, len(requests), [row for row, _ in plan],
+            plan.add(Row(label, 0), peer, warm=peer)
+        _time(plan, runs, say)
+    report = Report(model.name, threads, runs, config.generation.max_tokens, len(requests), [row for row, _ in plan.rows],
                     system=system_info(gpu, model))
     if native and decode:
-        report.native = compare_native(config, Path(native), decode, runs, say=say)
-        report.decode = [{"batch": b, "tokens_per_s": v["ours"]} for b, v in report.native["batches"].items()]
-        for row in report.rows:
-            if row.engine == "batched" and row.section_tokens:
-                row.ceiling_s = round(simulated_ceiling(row.section_tokens, row.prompt_tokens_decoded,
-                                                        report.native["tg_rates"], report.native["pp_rate"],
-                                                        row.slots), 2)
+        _compare_native(report, config, Path(native), decode, runs, say)
     elif decode:
         report.decode = decode_throughput(config, decode, runs=runs, say=say)
     if memory:
         say("measuring the peak memory of a whole `digest run` in a child process")
         report.memory = measure_run_memory(config, model)
     return report
+
+
+@dataclass
+class _Plan:
+    """What `run_bench` times: each row and its run, in report order, and what warms them up (page
+    the weights in, start the thread pools)."""
+
+    rows: list[tuple[Row, Runner]] = field(default_factory=list)
+    warm: list[Callable[[], object]] = field(default_factory=list)
+
+    def add(self, row: Row, run: Runner, warm: Callable[[], object] | None = None) -> None:
+        self.rows.append((row, run))
+        if warm is not None:
+            self.warm.append(warm)
+
+
+def _plan_loops(plan: _Plan, stack, config: Config, requests: Sequence[Request], threads: int,
+                loop_models: Sequence[Path]) -> None:
+    """The sequential loop's rows: the model, each of `loop_models`, and the loop that rereads."""
+
+    def loop(name: str, path: Path, reuse: bool, tag: str = "") -> None:
+        # The obvious user code: one create_chat_completion after another. "sequential" keeps
+        # llama-cpp-python's default, which reuses the previous prompt's matching prefix (the
+        # fastest baseline); "sequential-reread" resets before each call and reads every prompt
+        # whole, the loop that the batching engine's target was first stated against.
+        engine = stack.enter_context(engine_of(config, name="sequential", model_path=path, threads=threads,
+                                               reuse_prefix=reuse))
+        plan.add(Row(name, 0, tag), lambda: engine.generate(requests), warm=lambda: engine.generate(requests[:1]))
+
+    loop("sequential", config.model_path, True)
+    for other in loop_models:
+        loop("sequential", Path(other), True, Path(other).name)
+    loop("sequential-reread", config.model_path, False)
+
+
+def _with_slots(batched, n: int, run: Runner) -> Runner:
+    """`run` with the batching engine's slots at `n` (then back to all)."""
+
+    def go() -> Generation:
+        batched.slots = n
+        try:
+            return run()
+        finally:
+            batched.slots = 0
+
+    return go
+
+
+def _plan_batched(plan: _Plan, stack, config: Config, batched, requests: Sequence[Request], threads: int,
+                  slots: Sequence[int], configs: int) -> None:
+    """The batching engine's rows: each number of slots, the digest without its examples, the digest
+    as 0.1 made it, and N digests in one batch against one by one."""
+    g = config.generation
+    for n in slots:
+        plan.add(Row("batched", n), _with_slots(batched, n, lambda: batched.generate(requests)))
+    plain = bench_inputs(config, examples=False)[0]
+    if plain != requests:
+        # What the example exchanges in the shared prefix cost: the same digest without them.
+        plan.add(Row("batched", 0, variant="no examples"), _with_slots(batched, 0, lambda: batched.generate(plain)))
+    older = as_before_the_keys(config)
+    if g.examples and older != config:
+        # The same digest as digest 0.1 made it: f16 K cache, every example before every section.
+        old_requests = bench_inputs(older)[0]
+        old_engine = stack.enter_context(engine_of(older, name="batched", threads=threads, slots=0))
+        plan.add(Row("batched", 0, variant="f16 K, all examples: 0.1"), lambda: old_engine.generate(old_requests),
+                 warm=lambda: old_engine.generate(old_requests[:1]))
+    if configs > 1:
+        digests = [bench_inputs(dataclasses.replace(config, generation=dataclasses.replace(
+            g, seed=g.seed + i)))[0] for i in range(configs)]
+        together = [dataclasses.replace(r, key=f"digest{i}/{r.key}") for i, d in enumerate(digests) for r in d]
+
+        def one_by_one_digest() -> Generation:
+            parts = [batched.generate(d) for d in digests]
+            stats = Stats()
+            for part in parts:
+                stats.merge(part.stats)
+            return Generation([r for part in parts for r in part.results], stats)
+
+        plan.add(Row("batched", 0, variant=f"{configs} digests, one batch"),
+                 _with_slots(batched, 0, lambda: batched.generate(together)))
+        plan.add(Row("batched", 0, variant=f"{configs} digests, one by one"), _with_slots(batched, 0, one_by_one_digest))
+
+
+def _time(plan: _Plan, runs: int, say: Callable[[str], None]) -> None:
+    """Warm up, then `runs` rounds of every row in turn, each run's figures kept in its row."""
+    say("warming up")
+    for step in plan.warm:
+        step()
+    for n in range(runs):
+        for row, run in plan.rows:
+            generation = run()
+            s = generation.stats
+            row.wall_s.append(s.wall_seconds)
+            row.tokens.append(s.completion_tokens)
+            row.completion_tokens, row.prompt_tokens = s.completion_tokens, s.prompt_tokens
+            row.prompt_tokens_decoded, row.decode_steps = s.prompt_tokens_decoded, s.decode_steps
+            row.section_tokens = [r.completion_tokens for r in generation.results]
+            row.sampled_tokens = s.sampled_tokens
+            row.kept_tokens = sum(r.completion_tokens for r in generation.results)
+            slots = f" slots={row.slots or 'all'}" if row.engine.startswith("batched") else ""
+            say(f"{row.label}{slots} run {n + 1}/{runs}: {s.wall_seconds:.2f} s, "
+                f"{s.completion_tokens} tokens, {s.tokens_per_second:.0f} tok/s")
+
+
+def _compare_native(report: Report, config: Config, native: Path, decode: Sequence[int], runs: int,
+                    say: Callable[[str], None]) -> None:
+    """The steady decode against llama-batched-bench, and each batched row's simulated ceiling."""
+    report.native = compare_native(config, native, decode, runs, say=say)
+    report.decode = [{"batch": b, "tokens_per_s": v["ours"]} for b, v in report.native["batches"].items()]
+    for row in report.rows:
+        if row.engine == "batched" and row.section_tokens:
+            row.ceiling_s = round(simulated_ceiling(row.section_tokens, row.prompt_tokens_decoded,
+                                                    report.native["tg_rates"], report.native["pp_rate"],
+                                                    row.slots), 2)
 
 
 @contextmanager

@@ -1,7 +1,8 @@
 """Text generation engines behind one small interface (`Engine`).
 
 - `batched`: every request as a parallel sequence in one llama.cpp context (the default);
-- `sequential`: one llama.cpp chat completion per request (the baseline);
+- `sequential`: each request in turn by llama.cpp completions (one per sentence where a sentence rule
+  judges it), the baseline;
 - `fake`: canned text, no model, for fast tests;
 - `openai`: a client of an OpenAI-compatible server (llama-server, vLLM, Ollama) that runs the model.
 
@@ -16,15 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from .base import Engine, Generation, Message, Progress, Request, Result, Sampling, Stats, derive_seed
+from .cache_types import CACHE_TYPES_K  # the batching engine's K cache formats, the default first
 
 if TYPE_CHECKING:
     from .openai import ServerOptions
 
 ENGINES = ("batched", "sequential", "fake", "openai")
 LOCAL_ENGINES = ("batched", "sequential")  # the ones that run llama.cpp in this process
-# The K cache formats of the batching engine, the default first (`[model] cache_type_k`;
-# engine/native.py says why q8_0 and holds each one's llama.cpp type).
-CACHE_TYPES_K = ("q8_0", "f16")
 
 __all__ = ["CACHE_TYPES_K", "ENGINES", "Engine", "EngineSettings", "Generation", "Message", "Progress", "Request",
            "Result", "Sampling", "Stats", "create_engine", "derive_seed", "engine_of"]

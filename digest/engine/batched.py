@@ -128,7 +128,7 @@ class _Sequence:
     pieces: list[bytes] = field(default_factory=list)
     began: float = 0.0
     first: int = -1  # the token sampled right after the prompt
-    guard: RepeatGuard = field(default_factory=RepeatGuard)
+    repeats: RepeatGuard = field(default_factory=RepeatGuard)  # the repeat guard (the fact guard: `facts`)
     facts: GuardState | None = None  # the request's fact guard, following the text
     # Sentence rollback: the sentence machine (its decisions: rollback.py), where the sentence being
     # written begins (a token index), and the candidates its first token was drawn from (with the
@@ -511,7 +511,7 @@ class BatchedEngine(Engine):
             think.update(seq.text(), len(seq.tokens))
         if think.in_block:
             # A reasoning block: no stop strings; its own budget where it has one, else max_tokens.
-            if not request.ignore_eos and seq.guard.push(token):
+            if not request.ignore_eos and seq.repeats.push(token):
                 return "repeat"
             limit = self.thinking_budget or request.max_tokens
             return "thinking" if think.thinking_tokens >= limit else None
@@ -524,7 +524,7 @@ class BatchedEngine(Engine):
             text = self._answer(seq)
             if any(stop in text for stop in request.stop):
                 return "stop"
-        if not request.ignore_eos and seq.guard.push(token):
+        if not request.ignore_eos and seq.repeats.push(token):
             return "repeat"
         # With a thinking budget the block is not counted against max_tokens (the context holds both).
         counted = len(seq.tokens) - (think.thinking_tokens if self.thinking_budget else 0)
@@ -574,9 +574,9 @@ class BatchedEngine(Engine):
     def _truncate(self, seq: _Sequence, start: int) -> None:
         """Forget the tokens from `start` on: the text, the guards and the grammar follow."""
         del seq.tokens[start:], seq.pieces[start:]
-        seq.guard = RepeatGuard()
+        seq.repeats = RepeatGuard()
         for token in seq.tokens:
-            seq.guard.push(token)
+            seq.repeats.push(token)
         if seq.facts is not None:
             seq.facts.reset(self._answer(seq).encode("utf-8"))
         if seq.grammar is not None:

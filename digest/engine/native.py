@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-from collections import deque
 from pathlib import Path
 
 import llama_cpp
@@ -16,75 +15,15 @@ import numpy as np
 from llama_cpp import _internals
 
 from ..errors import GenerationError, ModelError
-from ..interrupts import IN_NATIVE, note_interrupt
-from . import CACHE_TYPES_K
+from ..interrupts import IN_NATIVE
+from ..llama_log import clear_errors, last_error, quiet_logs
 from ..models.gguf import check_gguf
+from .cache_types import CACHE_TYPES, DEFAULT_CACHE_TYPE_K
 
 STREAM_ALIGN = 256  # llama.cpp pads each sequence's KV stream to a multiple of this
 FLASH_ATTN = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-# The formats of the K half of the KV cache (`[model] cache_type_k`), with their bytes per value. The
-# V half stays f16: llama.cpp quantizes V only with flash attention, which is off (see Context).
-# Each generated token takes one short dot product (a head's 64 values) with every K cell of its
-# sequence; in q8_0 these run on the integer kernels and read half the bytes, which made the sample
-# digest with its example exchanges 1.27x faster here, for a mean KL divergence of 0.004 (tests).
-CACHE_TYPES = {"f16": (llama_cpp.GGML_TYPE_F16, 2.0), "q8_0": (llama_cpp.GGML_TYPE_Q8_0, 34 / 32)}
-assert set(CACHE_TYPES) == set(CACHE_TYPES_K)
-DEFAULT_CACHE_TYPE_K = CACHE_TYPES_K[0]
 # llama.cpp caps one context at this many sequences (LLAMA_MAX_SEQ).
 MAX_SEQUENCES = 256
-# ggml's log levels (enum ggml_log_level): NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5.
-GGML_LOG_LEVEL_WARN = 3
-GGML_LOG_LEVEL_ERROR = 4
-GGML_LOG_LEVEL_CONT = 5
-
-# llama.cpp logs through one process-wide callback. Ours keeps its recent error lines (for our own
-# error messages) and prints nothing. A message may come in pieces (CONT continues the previous
-# level), so pieces are joined until a newline. The ctypes callback object must stay referenced as
-# long as llama.cpp may call it, so it lives at module level.
-recent_errors: deque[str] = deque(maxlen=8)
-_last_level = 0
-_pending: list[str] = []
-
-
-@llama_cpp.llama_log_callback
-def _log_callback(level: int, text: bytes, user_data) -> None:
-    try:
-        _take_log(level, text)
-    except KeyboardInterrupt as exc:  # ctypes would print and drop it: IN_NATIVE's end raises it
-        note_interrupt(exc)
-
-
-def _take_log(level: int, text: bytes) -> None:
-    global _last_level
-    level = _last_level if level == GGML_LOG_LEVEL_CONT else level
-    _last_level = level
-    if level != GGML_LOG_LEVEL_ERROR or not text:
-        return
-    _pending.append(text.decode("utf-8", errors="replace"))
-    if _pending[-1].endswith("\n"):
-        line = "".join(_pending).strip()
-        _pending.clear()
-        if line:
-            recent_errors.append(line)
-
-
-def quiet_logs() -> None:
-    llama_cpp.llama_log_set(_log_callback, None)
-
-
-def last_error() -> str:
-    """llama.cpp's last error line, as a suffix for our own messages (empty when it logged none)."""
-    if _pending:
-        recent_errors.append("".join(_pending).strip())
-        _pending.clear()
-    return f" (llama.cpp: {recent_errors[-1]})" if recent_errors else ""
-
-
-def clear_errors() -> None:
-    recent_errors.clear()
-    _pending.clear()
-
-
 def eog_tokens(vocab, n_vocab: int) -> np.ndarray:
     """Every end-of-generation token of a llama.cpp vocabulary (`llama_vocab *`)."""
     return np.array([t for t in range(n_vocab) if llama_cpp.llama_vocab_is_eog(vocab, t)], dtype=np.int64)

