@@ -195,7 +195,9 @@ def test_missing_model_in_a_wheel_says_how_to_pull_it(monkeypatch, tmp_path):
 
     with pytest.raises(ModelError, match="run 'make install'"):
         check_gguf(tmp_path / "missing.gguf")
+    shipped = resources.registry_file()  # a wheel carries its copy of the registry
     monkeypatch.setattr(resources, "in_checkout", lambda: False)
+    monkeypatch.setattr(resources, "registry_file", lambda: shipped)
     with pytest.raises(ModelError) as caught:
         check_gguf(tmp_path / "missing.gguf")
     assert "digest models pull smollm2-135m" in str(caught.value) and "make" not in str(caught.value)

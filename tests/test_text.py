@@ -340,6 +340,6 @@ def test_html_a_model_writes_is_taken_out_not_shown():
     HTML element is text."""
     raw = ("It helps <i>many</i> teams ship <b>faster</b> models.<br>It cuts <span class=\"x\">costs</span> "
            "in half.<script>alert(1)</script> A score of <3 is low, and x<y and z>w holds.")
-    assert clean_paragraph(raw, 1, 200) == ("It helps many teams ship faster models. It cuts costs in half. "
+    assert clean_paragraph(raw, 1, 200, labels()) == ("It helps many teams ship faster models. It cuts costs in half. "
                                             "A score of <3 is low, and x<y and z>w holds.")
-    assert written("<p>One <em>two</em>.</p><p>Three.</p>") == "One two. Three."
+    assert written("<p>One <em>two</em>.</p><p>Three.</p>", labels()) == "One two. Three."

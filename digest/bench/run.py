@@ -221,7 +221,7 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
             # (Timing only: a section with no usable try is not an error here.)
             plan.add(Row("batched+checks", 0), _with_slots(batched, 0, lambda: generate(
                 batched, requests, judge, candidates=g.candidates, retries=g.retries, require_all=False,
-                prevention=g.prevention).generation)))
+                prevention=g.prevention).generation))
         for label, factory in peers:
             peer = stack.enter_context(factory(requests))
             plan.add(Row(label, 0), peer, warm=peer)

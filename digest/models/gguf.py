@@ -12,7 +12,7 @@ import struct
 from pathlib import Path
 from typing import BinaryIO, Mapping
 
-from ..errors import ConfigError, ModelError
+from ..errors import ModelError
 
 GGUF_MAGIC = b"GGUF"
 _NOT_GGUF = "not a GGUF model file: {path} (it does not start with the GGUF magic bytes)"
@@ -40,11 +40,15 @@ def _how_to_get_one() -> str:
 
     if resources.in_checkout():
         return "run 'make install' to extract the embedded model"
-    from .registry import load_registry
-
+    # The registry's default by its one key, read here rather than through digest.models.registry,
+    # which imports the quantizer that imports this module.
     try:
-        name = load_registry().default
-    except ConfigError:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        name = tomllib.loads(resources.registry_file().read_text(encoding="utf-8"))["default"]
+    except (OSError, KeyError, ValueError):
         return "run 'digest models list' and 'digest models pull NAME' to download a model"
     return f"run 'digest models pull {name}' to download the embedded model"
 

