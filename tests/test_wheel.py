@@ -1,4 +1,5 @@
-"""digest as a wheel: built from the checkout, installed into a new virtual environment outside it,
+"""digest as a wheel: built from the checkout, installed into a new virtual environment outside it
+(whose dependencies are the test run's own, already installed),
 and run there (with the real embedded model from models/, passed by path). What the checkout gives
 through its folders (prompts, the model registry, the sample feeds, the default config) must come from
 inside the installed package."""
@@ -31,9 +32,18 @@ def installed(tmp_path_factory) -> Path:
     top = tmp_path_factory.mktemp("wheel")
     _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", top / "dist", PROJECT_ROOT], cwd=top)
     (wheel,) = (top / "dist").glob("digest-*.whl")
-    _run([sys.executable, "-m", "venv", top / "venv"], cwd=top)
-    # Dependencies come from pip's cache (llama-cpp-python's wheel was built there by make install).
-    _run([top / "venv" / "bin" / "python", "-m", "pip", "install", "--quiet", wheel], cwd=top)
+    _run([sys.executable, "-m", "venv", "--without-pip", top / "venv"], cwd=top)
+    venv_python = top / "venv" / "bin" / "python"
+    # The dependencies are the test run's own (make install put them there): a path line adds its
+    # site-packages after the new environment's own, without its .pth files, so the checkout's
+    # editable digest stays out of sight and `import digest` finds the wheel's copy alone.
+    site = Path(_run([venv_python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=top).stdout.strip())
+    deps = [p for p in map(Path, sys.path) if p.name == "site-packages" and (p / "llama_cpp").is_dir()]
+    assert deps, "llama_cpp is not installed in a site-packages of this interpreter"
+    (site / "test-run-dependencies.pth").write_text(f"{deps[0]}\n")
+    _run([sys.executable, "-m", "pip", "--python", venv_python, "install", "--quiet", "--no-deps", wheel], cwd=top)
+    where = _run([venv_python, "-c", "import digest; print(digest.__file__)"], cwd=top).stdout.strip()
+    assert Path(where).is_relative_to(site), where
     return top / "venv" / "bin"
 
 
