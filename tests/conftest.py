@@ -37,6 +37,19 @@ def model_missing() -> str | None:
     return None if path.is_file() else f"embedded model missing: {path} (run make install)"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (`make test` runs two workers), each worker gets its own share of the CPUs
+    this run may use: llama.cpp sizes its threads by them (digest.engine.llama.default_threads), so the
+    workers' models do not fight over the same cores; subprocesses inherit the share."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not (worker and count and hasattr(os, "sched_setaffinity")):
+        return
+    cpus, n, count = sorted(os.sched_getaffinity(0)), int(worker.removeprefix("gw")), int(count)
+    share = len(cpus) // count
+    if share:
+        os.sched_setaffinity(0, cpus[n * share:(n + 1) * share])
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("model") is None:

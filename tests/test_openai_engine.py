@@ -22,6 +22,7 @@ import pytest
 from conftest import describe
 from digest.config import Config
 from digest.engine.base import Message, Request, Sampling
+from digest.engine.llama import default_threads
 from digest.engine.openai import OpenAIEngine, ServerOptions, public_url
 from digest.errors import EXIT_GENERATION, EXIT_MODEL, GenerationError, ModelError
 
@@ -38,7 +39,9 @@ def _start_server(model: Path, port: int) -> subprocess.Popen:
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     process = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
-         "--n_ctx", "4096", "--verbose", "False"],
+         "--n_ctx", "4096", "--verbose", "False",
+         # its default is half the machine's CPUs; digest's engines take every CPU this process may use
+         "--n_threads", str(default_threads()), "--n_threads_batch", str(default_threads())],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
