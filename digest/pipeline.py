@@ -165,7 +165,7 @@ def sampling_of(config: Config) -> Sampling:
 
 
 def kinds_of_config(config: Config) -> tuple[SectionKind, ...]:
-    """The section kinds of a post: `[generation] sections` (topic kinds by name), then the predictions."""
+    """The section kinds of a post: `[generation] sections` (topic kinds by name), then the post-level kinds."""
     return kinds_of(config.generation.sections)
 
 
