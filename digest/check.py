@@ -38,7 +38,7 @@ from .post import (
     Topic,
 )
 from .render import render
-from .sections import DEFAULT_KINDS, SectionKind, post_kinds, topic_kinds
+from .sections import DEFAULT_KINDS, SectionKind, plan, topic_kinds
 
 Line = tuple[int, str]  # (1-based line number, text without its line break)
 
@@ -648,10 +648,9 @@ def _check_prediction_subjects(
 ) -> None:
     if not predictions:
         return  # already reported: no predictions at all
-    for kind in post_kinds(kinds):
-        for subject in kind.subjects:
-            if not any(kind.is_subject(p.subject, subject) for p in predictions):
-                report.add(section.line, f"no prediction for {subject}")
+    for slot in plan((), kinds):  # the post-level items
+        if not any(slot.kind.is_subject(p.subject, slot.title) for p in predictions):
+            report.add(section.line, f"no prediction for {slot.title}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -663,7 +662,7 @@ def _check_strict_predictions(parsed: _Parsed, report: _Report, kinds: tuple[Sec
     if post is None or parsed.predictions_line is None:
         return
     subjects = tuple(p.subject for p in post.predictions)
-    expected = tuple(s for kind in post_kinds(kinds) for s in kind.subjects)
+    expected = tuple(slot.title for slot in plan((), kinds))
     if subjects != expected:
         wanted = " and ".join(f"'{s}'" for s in expected)
         report.add(parsed.predictions_line, f"strict: the predictions must be exactly {wanted}")

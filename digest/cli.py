@@ -137,28 +137,33 @@ def run(
             _run_many(configs, out=out, feeds_from=feeds_from, snapshot=snapshot, when=when, now=now, force=force,
                       no_history=no_history, report=report)
             return
-        config = configs[0][1]
-        log.line(f"start out={pipeline.site_of(config, out).root} engine={config.generation.engine} "
-                 f"model={config.model_path}")
-        with report.progress() as progress:
-            result = pipeline.run(
-                config, lambda: engine_of(config, warn=warning), day=when, now=now, out=out, feeds_from=feeds_from,
-                snapshot=snapshot.resolve() if snapshot else None, force=force, progress=progress, status=report.say,
-                no_history=no_history, stage=log.stage,
-            )
-        log.outcome = f"wrote {result.path}" if result.written else "nothing to do: " + "; ".join(result.warnings)
-        for message in result.warnings:
-            if result.written:
-                warning(message)
-            elif not quiet:
-                err.print(f"digest: {message}", markup=False)
-        if result.written and result.stats:
-            s = result.stats
-            chosen = result.chosen
-            report.tell(f"wrote {len(result.post.topics)} topics: {s.completion_tokens} tokens in "
-                        f"{s.wall_seconds:.1f} s ({s.tokens_per_second:.0f} tok/s); {chosen.passed} of "
-                        f"{len(chosen.scores)} sections pass every quality check; manifest: {result.manifest}")
-        typer.echo(str(result.path))
+        _run_one(configs[0][1], log, out=out, feeds_from=feeds_from, snapshot=snapshot, when=when, now=now,
+                 force=force, no_history=no_history, report=report, quiet=quiet)
+
+
+def _run_one(config, log, *, out, feeds_from, snapshot, when, now, force, no_history, report, quiet) -> None:
+    """`digest run` of one config: its post, its warnings, the summary line and the post's path last."""
+    log.line(f"start out={pipeline.site_of(config, out).root} engine={config.generation.engine} "
+             f"model={config.model_path}")
+    with report.progress() as progress:
+        result = pipeline.run(
+            config, lambda: engine_of(config, warn=warning), day=when, now=now, out=out, feeds_from=feeds_from,
+            snapshot=snapshot.resolve() if snapshot else None, force=force, progress=progress, status=report.say,
+            no_history=no_history, stage=log.stage,
+        )
+    log.outcome = f"wrote {result.path}" if result.written else "nothing to do: " + "; ".join(result.warnings)
+    for message in result.warnings:
+        if result.written:
+            warning(message)
+        elif not quiet:
+            err.print(f"digest: {message}", markup=False)
+    if result.written and result.stats:
+        s = result.stats
+        chosen = result.chosen
+        report.tell(f"wrote {len(result.post.topics)} topics: {s.completion_tokens} tokens in "
+                    f"{s.wall_seconds:.1f} s ({s.tokens_per_second:.0f} tok/s); {chosen.passed} of "
+                    f"{len(chosen.scores)} sections pass every quality check; manifest: {result.manifest}")
+    typer.echo(str(result.path))
 
 
 def _run_many(configs, *, out, feeds_from, snapshot, when, now, force, no_history, report) -> None:

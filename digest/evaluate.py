@@ -28,7 +28,7 @@ from .engine.base import Engine, ProgressCallback, Stats
 from .errors import FeedError
 from .pipeline import engine_record, generate, judge_of, requests_of, templates_of
 from .quality import Judge, Score
-from .sections import PARAGRAPH_CHECKS, PREDICTION_CHECKS
+from .sections import SCORER_CHECKS
 from .select import pick
 
 EVAL_DAY = date(2026, 11, 23)
@@ -112,7 +112,7 @@ class EvalReport:
                 final[name] += ok
             for name, ok in s.first_checks.items():
                 first[name] += ok
-        names = list(dict.fromkeys(["usable", *PARAGRAPH_CHECKS, *PREDICTION_CHECKS]))
+        names = list(dict.fromkeys(["usable", *(name for checks in SCORER_CHECKS.values() for name in checks)]))
         return [(n, applied[n], first[n], final[n]) for n in names if applied[n]]
 
     def summary(self, which: str | None = None) -> dict:

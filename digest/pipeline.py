@@ -18,9 +18,9 @@ from .config import Config, Prevention
 from .engine.base import Engine, Generation, ProgressCallback, Request, Result, Sampling, Stats, derive_seed
 from .errors import ConfigError, FeedError, GenerationError, OutputError
 from .markdown import escape_inline
-from .post import FrontMatter, Post, Prediction, Topic
+from .post import FrontMatter, Post, Topic
 from .prompts import Templates, build_requests
-from .sections import SectionKind, kinds_of, post_kinds, topic_kinds
+from .sections import SectionKind, kinds_of, plan
 from .files import remove_stale_temp, sha256_bytes, write_atomic
 from .render import ensure_writable, render
 from .history import History
@@ -30,7 +30,6 @@ from .site import Site
 from .select import Covered, Story, pick
 from .quality import Check, Judge, Score, Section, best
 from .snapshot import STRICT, fetch_snapshot, read_snapshot
-from .text import split_prediction
 
 FEED_NAMES = ("topics", "trending")
 
@@ -166,19 +165,18 @@ def sampling_of(config: Config) -> Sampling:
 
 
 def kinds_of_config(config: Config) -> tuple[SectionKind, ...]:
-    """The section kinds of a post: `[generation] sections` (topic kinds by name), then the predictions."""
+    """The section kinds of a post: `[generation] sections` (topic kinds by name), then the post-level kinds."""
     return kinds_of(config.generation.sections)
 
 
 def sections_of(topics: Sequence[Story], kinds: Sequence[SectionKind], prefix: str = "") -> list[Section]:
     """What the quality checks need to know of each request that `build_requests` makes."""
     out = []
-    for story in topics:
-        source = f"{story.title} {story.excerpt} {story.link}"
-        for kind in topic_kinds(kinds):
-            pair = next((prefix + k.key(story.title) for k in kinds if k.name == kind.pair), None)
-            out.append(Section(prefix + kind.key(story.title), kind, story.title, source, pair=pair))
-    out += [Section(prefix + kind.key(s), kind, s) for kind in post_kinds(kinds) for s in kind.subjects]
+    for slot in plan([story.title for story in topics], kinds):
+        story = None if slot.topic is None else topics[slot.topic]
+        source = "" if story is None else f"{story.title} {story.excerpt} {story.link}"
+        out.append(Section(prefix + slot.key, slot.kind, slot.title, source,
+                           pair=None if slot.pair is None else prefix + slot.pair))
     return out
 
 
@@ -323,26 +321,17 @@ def assemble(config: Config, when: datetime, model_name: str, topics: Sequence[S
     kinds = kinds_of_config(config) if kinds is None else kinds
     g = config.generation
 
-    def cleaned(kind: SectionKind, title: str) -> str:
-        return kind.cleaned(results[kind.key(title)].text, g.min_words, g.max_words)
-
-    post_topics = [Topic(escape_inline(story.title),
-                         {kind.label: escape_inline(cleaned(kind, story.title)) for kind in topic_kinds(kinds)})
-                   for story in topics]
-    predictions = []
-    for kind in post_kinds(kinds):
-        for subject in kind.subjects:
-            when, reasoning = split_prediction(cleaned(kind, subject))
-            assert reasoning  # generate() retried until usable
-            predictions.append(Prediction(subject, when, escape_inline(reasoning)))
-    return Post(
+    post = Post(
         front=front,
-        topics=post_topics,
+        topics=[Topic(escape_inline(story.title)) for story in topics],
         trending=[escape_inline(s.title) for s in trending],
-        predictions=predictions,
+        predictions=[],
         notice=escape_inline(blog.notice),
         predictions_heading=escape_inline(blog.predictions_heading),
     )
+    for slot in plan([story.title for story in topics], kinds):  # each kind puts its text in its place
+        slot.kind.put(post, slot, slot.kind.cleaned(results[slot.key].text, g.min_words, g.max_words), escape_inline)
+    return post
 
 
 def run(

@@ -216,6 +216,5 @@ def sentence_rule(kind: SectionKind, checks: Callable[[str, Sequence[str]], "str
     """The sentence rule of a section's request: `checks` (digest.quality's of one sentence of it); the
     paragraph's `min_words` for a topic's paragraph, its `max_words` where its kind is checked for
     length, one sentence for a post-level kind's item."""
-    return SentenceRule(checks, min_words if kind.place == sections.TOPIC else 0,
-                        max_words if "length" in kind.checks else 0, attempts,
-                        most=1 if kind.place == sections.POST else 0, hold=hold)
+    return SentenceRule(checks, min_words if kind.holds_min_words else 0,
+                        max_words if "length" in kind.checks else 0, attempts, most=kind.most_sentences, hold=hold)

@@ -28,7 +28,7 @@ from .engine.base import Message, Request, Sampling, derive_seed
 from .errors import PromptError
 from .files import sha256_bytes
 from .select import Story
-from .sections import DEFAULT_KINDS, KINDS, POST, SectionKind, post_kinds, topic_kinds
+from .sections import DEFAULT_KINDS, KINDS, SectionKind, plan
 
 SYSTEM = "system"
 # Optional: example exchanges (see the module's docstring and prompts/examples.txt).
@@ -42,11 +42,6 @@ def fields_of(kinds: Sequence[SectionKind] = DEFAULT_KINDS) -> dict[str, frozens
     return {SYSTEM: frozenset(), **{kind.template_name: kind.fields for kind in kinds}}
 
 
-
-
-def example_fields(kind: SectionKind) -> tuple[str, ...]:
-    """What an example of `kind` gives in examples.txt: a story's title and text, or a subject."""
-    return ("subject",) if kind.place == POST else ("title", "text")
 
 
 @dataclass(frozen=True)
@@ -90,7 +85,7 @@ class Templates:
         if EXAMPLES not in self.texts:
             return []
         path = self.directory / f"{EXAMPLES}.txt"
-        kinds = {kind.template_name: example_fields(kind) for kind in (*self.kinds, *KINDS.values())}
+        kinds = {kind.template_name: kind.example_fields for kind in (*self.kinds, *KINDS.values())}
         used = {kind.template_name for kind in self.kinds}
         out = []
         blocks = re.split(r"^==[ \t]*", self.texts[EXAMPLES], flags=re.M)
@@ -153,17 +148,10 @@ def example_turns(templates: Templates, day: date, kind: SectionKind | None = No
     return tuple(turns)
 
 
-def context_of(text: str) -> str:
-    """What a template's ${context} says of a story's entry text."""
-    return f"What it says: {text}" if text else "(The feed gives no text beyond the title.)"
-
-
 def fill_for(templates: Templates, kind: SectionKind, title: str, text: str, day: date) -> str:
     """The user turn of `kind` for a topic (its title and entry text) or, for a kind placed in the
-    post, a subject (`text` unused)."""
-    if kind.place == POST:
-        return templates.fill(kind.template_name, subject=title, date=day.strftime("%B %d, %Y"), year=str(day.year))
-    return templates.fill(kind.template_name, title=title, context=context_of(text))
+    post, a subject (`text` unused): the fields its kind gives (`SectionKind.values`)."""
+    return templates.fill(kind.template_name, **kind.values(title, text, day))
 
 
 def build_requests(
@@ -204,10 +192,7 @@ def build_requests(
                     max_tokens=max_tokens, sampling=sampling, **({"grammar": kind.grammar(day)} if kind.grammar else {}))
         )
 
-    for story in topics:
-        for kind in topic_kinds(templates.kinds):
-            add(kind, kind.key(story.title), fill_for(templates, kind, story.title, story.excerpt, day))
-    for kind in post_kinds(templates.kinds):
-        for subject in kind.subjects:
-            add(kind, kind.key(subject), fill_for(templates, kind, subject.lower(), "", day))
+    for slot in plan([story.title for story in topics], templates.kinds):
+        text = "" if slot.topic is None else topics[slot.topic].excerpt
+        add(slot.kind, slot.key, fill_for(templates, slot.kind, slot.asked, text, day))
     return requests

@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 
 from . import sections
 from . import sentences
-from .sections import PARAGRAPH_CHECKS, POST, PREDICTION_CHECKS, SectionKind
+from .sections import DATED, PARAGRAPH, PARAGRAPH_CHECKS, PREDICTION_CHECKS, SectionKind
 from .facts import unfaithful
 from .prevention import GAIN, RISK, WHO, stem_pattern
 from .select import content_words
@@ -412,13 +412,24 @@ class Judge:
         return bool(self.text(key, raw))
 
     def score(self, key: str, raw: str, other: str | None = None) -> Score:
-        """`other`: the text chosen for the section's pair, if any."""
-        section = self.sections[key]
-        kind = section.kind
-        if kind.place == POST:  # a post-level kind: "Month YYYY: reasoning"
-            return score_prediction(raw, self.day, instructions=self.instructions, subject=section.title,
-                                    min_words=self.min_words, max_words=self.max_words, checks=kind.checks)
-        return score_paragraph(self.text(key, raw), section.title, instructions=self.instructions,
-                               source=section.source, other=other, min_words=self.min_words,
-                               max_words=self.max_words, point=kind.point, wrote=written(raw, sections.labels()),
-                               checks=kind.checks)
+        """`other`: the text chosen for the section's pair, if any. Its kind names the scorer
+        (`SectionKind.scorer`) and the checks it runs."""
+        return SCORERS[self.sections[key].kind.scorer](self, key, raw, other)
+
+
+def _paragraph(judge: Judge, key: str, raw: str, other: str | None) -> Score:
+    section = judge.sections[key]
+    return score_paragraph(judge.text(key, raw), section.title, instructions=judge.instructions,
+                           source=section.source, other=other, min_words=judge.min_words,
+                           max_words=judge.max_words, point=section.kind.point, wrote=written(raw, sections.labels()),
+                           checks=section.kind.checks)
+
+
+def _dated(judge: Judge, key: str, raw: str, other: str | None) -> Score:
+    section = judge.sections[key]
+    return score_prediction(raw, judge.day, instructions=judge.instructions, subject=section.title,
+                            min_words=judge.min_words, max_words=judge.max_words, checks=section.kind.checks)
+
+
+# The scorers a kind names (`SectionKind.scorer`): the text of a paragraph, or "Month YYYY: reasoning".
+SCORERS = {PARAGRAPH: _paragraph, DATED: _dated}

@@ -1,19 +1,22 @@
-"""The kinds of section the model writes, each defined once: Benefits, Ramifications, the predictions.
+"""The kinds of section the model writes, each defined once (Benefits, Ramifications, the predictions),
+and the plan of a post's sections.
 
-A `SectionKind` says everything the rest of digest needs to know of one kind: its name (the key of
-each request, hence each section's seed), its label in the post, its prompt template and the fields
-that template may use, the grammar its answers must follow (if any), how its raw text is cleaned,
-which quality checks apply to it, and where it sits in the post (a paragraph of every topic, in the
-configured order, or a list of its own at the post's end, one item per subject). prompts.py,
-pipeline.py, check.py, quality.py, evaluate.py, config.py and cli.py read these definitions; none of
-them names a kind, a label or a subject (render.py writes the labels pipeline.py puts in the post,
-and text.py strips the labels it is given).
+A `SectionKind` says everything the rest of digest needs to know of one kind and brings its own
+behaviour: its name (the key of each request, hence each section's seed), its label in the post, its
+prompt template and the fields it fills in (`values`), the grammar its answers must follow (if any),
+how its raw text is cleaned (`clean`), how it is scored (`scorer` names digest.quality's scorer, and
+`checks` the quality checks that apply), how the sentence rule of prevention holds it (`holds_min_words`,
+`most_sentences`), and where and how its text goes in the post (`put`: a paragraph under its label of
+every topic, in the configured order, or an item of the list at the post's end, one per subject, made
+by its `item`). `plan` orders a post's sections once: the requests (prompts.py), the checks
+(pipeline.py, evaluate.py), the post (pipeline.assemble) and `digest check` read it. None of those
+modules names a kind, a label or a subject, or asks where a kind goes.
 
 To add a kind: define it here (in `KINDS`), write its prompt template (`prompts/<template>.txt`)
-and list its name in the config's `[generation] sections`. To add a prediction subject: add it to
-PREDICTION_SUBJECTS (and the word `digest check` knows it by in a post digest did not write).
+and, for a topic kind, list its name in the config's `[generation] sections` (a post-level kind is in
+every post). To add a prediction subject: add it to PREDICTION_SUBJECTS (and the word `digest check`
+knows it by in a post digest did not write). tests/test_section_kinds.py adds both kinds so.
 """
-
 from __future__ import annotations
 
 import re
@@ -22,8 +25,8 @@ from datetime import date
 from typing import Callable, Iterable, Sequence
 
 from .errors import ConfigError
-from .post import MONTHS
-from .text import clean_paragraph, clean_prediction
+from .post import MONTHS, Post, Prediction
+from .text import clean_paragraph, clean_prediction, split_prediction
 
 TOPIC, POST = "topic", "post"  # a paragraph of every topic; a list of its own at the post's end
 TOPIC_FIELDS = frozenset({"title", "context"})  # what a topic kind's template may use
@@ -32,6 +35,10 @@ SUBJECT_FIELDS = frozenset({"subject", "date", "year"})  # ... and a post-level 
 PARAGRAPH_CHECKS = ("length", "on_topic", "no_loops", "complete", "clean", "faithful", "no_title_echo",
                     "on_the_point", "distinct")
 PREDICTION_CHECKS = ("date", "reasoning", "no_loops", "clean")
+# How digest.quality scores a kind's answer (its scorer, by this name), and the checks each knows: a
+# paragraph, or a dated item "Month YYYY: reasoning".
+PARAGRAPH, DATED = "paragraph", "dated"
+SCORER_CHECKS = {PARAGRAPH: PARAGRAPH_CHECKS, DATED: PREDICTION_CHECKS}
 GAIN, RISK = "gain", "risk"  # what `on_the_point` asks of a paragraph (its lexicons are in prevention.py)
 PREDICTION_YEARS = 75
 _LABEL_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9 '’-]*")
@@ -40,6 +47,19 @@ _LABEL_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9 '’-]*")
 PREDICTION_SUBJECTS = ("Artificial general intelligence", "Technological singularity")
 PREDICTION_NEEDLES = ("general intelligence", "singularity")
 DEFAULT_SECTIONS = ("benefits", "ramifications")  # the config's `[generation] sections` unless it says
+
+
+def context_of(text: str) -> str:
+    """What a template's ${context} says of a story's entry text."""
+    return f"What it says: {text}" if text else "(The feed gives no text beyond the title.)"
+
+
+def dated_item(subject: str, text: str, escape: Callable[[str], str]) -> Prediction:
+    """A post-level item of "Month YYYY: reasoning" (what `clean_prediction` returned), its
+    reasoning escaped: the predictions' line "- **subject** (when): reasoning"."""
+    when, reasoning = split_prediction(text)
+    assert reasoning  # generate() retried until usable
+    return Prediction(subject, when, escape(reasoning))
 
 
 def prediction_grammar(day: date) -> str:
@@ -70,9 +90,12 @@ class SectionKind:
     grammar: Callable[[date], str] | None = None  # GBNF its answers must follow, for the post's day
     # (raw text, min_words, max_words, labels to strip) -> the text the post shows ("" if unusable)
     clean: Callable[[str, int, int, Sequence[str]], str] = clean_paragraph
-    # The quality checks that apply, in report order: some of PARAGRAPH_CHECKS (a topic kind), or of
-    # PREDICTION_CHECKS (a post-level kind; with "date", its text is "Month YYYY: reasoning").
+    # The scorer of digest.quality that scores its answers (PARAGRAPH or DATED), and the quality checks
+    # that apply, in report order: some of that scorer's (SCORER_CHECKS).
+    scorer: str = PARAGRAPH
     checks: tuple[str, ...] = PARAGRAPH_CHECKS
+    # POST kinds: (subject, cleaned text, escape) -> the post's item (default: "Month YYYY: reasoning")
+    item: Callable[[str, str, Callable[[str], str]], Prediction] = dated_item
     point: str | None = None  # GAIN or RISK: what `on_the_point` asks of it (None: nothing)
     pair: str | None = None  # the topic kind it must not copy (`distinct`), when the post has it: before this one
 
@@ -87,6 +110,35 @@ class SectionKind:
     def cleaned(self, raw: str, min_words: int, max_words: int) -> str:
         """The text the post shows: any kind's label the model starts with is removed too."""
         return self.clean(raw, min_words, max_words, labels())
+
+    @property
+    def example_fields(self) -> tuple[str, ...]:
+        """What an example of it gives in examples.txt: a story's title and text, or a subject."""
+        return ("title", "text") if self.place == TOPIC else ("subject",)
+
+    def values(self, title: str, text: str, day: date) -> dict[str, str]:
+        """Its template's fields for a topic (its title and entry text) or a subject (`text` unused)."""
+        if self.place == TOPIC:
+            return {"title": title, "context": context_of(text)}
+        return {"subject": title, "date": day.strftime("%B %d, %Y"), "year": str(day.year)}
+
+    @property
+    def holds_min_words(self) -> bool:
+        """Whether its text is held open to `min_words` (a topic's paragraph; not a post's one-line item)."""
+        return self.place == TOPIC
+
+    @property
+    def most_sentences(self) -> int:
+        """The sentences the post shows of it at most: a post-level item's one; 0: no limit."""
+        return 1 if self.place == POST else 0
+
+    def put(self, post: Post, slot: "Slot", text: str, escape: Callable[[str], str]) -> None:
+        """Its cleaned `text` into the post: the paragraph under its label of the slot's topic, or an
+        item of the post's list at its end (`item`)."""
+        if self.place == TOPIC:
+            post.topics[slot.topic].paragraphs[self.label] = escape(text)
+        else:
+            post.predictions.append(self.item(slot.title, text, escape))
 
     def is_subject(self, written: str, subject: str) -> bool:
         """Whether a post's prediction subject as `written` is `subject`, one of this kind's."""
@@ -112,7 +164,9 @@ class SectionKind:
         if not self.fields <= given:
             raise ConfigError(f"{where}: field {sorted(self.fields - given)[0]!r} is not one digest fills in "
                               f"(a {self.place} kind's: {', '.join(sorted(given))})")
-        unknown = [c for c in self.checks if c not in (PARAGRAPH_CHECKS if self.place == TOPIC else PREDICTION_CHECKS)]
+        if self.scorer not in SCORER_CHECKS:
+            raise ConfigError(f"{where}: scorer {self.scorer!r} is not {' or '.join(map(repr, SCORER_CHECKS))}")
+        unknown = [c for c in self.checks if c not in SCORER_CHECKS[self.scorer]]
         if unknown:
             raise ConfigError(f"{where}: unknown quality check {unknown[0]!r}")
         if self.point not in (None, GAIN, RISK):
@@ -123,7 +177,7 @@ BENEFITS = SectionKind("benefits", "Benefits", point=GAIN)
 RAMIFICATIONS = SectionKind("ramifications", "Ramifications", point=RISK, pair="benefits")
 PREDICTION = SectionKind("prediction", "Prediction", template="predictions", place=POST, fields=SUBJECT_FIELDS,
                          subjects=PREDICTION_SUBJECTS, needles=PREDICTION_NEEDLES, grammar=prediction_grammar,
-                         clean=clean_prediction, checks=PREDICTION_CHECKS)
+                         clean=clean_prediction, scorer=DATED, checks=PREDICTION_CHECKS)
 
 # Every kind digest knows, by name: the config's `[generation] sections` picks topic kinds from it.
 KINDS: dict[str, SectionKind] = {k.name: k for k in (BENEFITS, RAMIFICATIONS, PREDICTION)}
@@ -178,3 +232,33 @@ def post_kinds(kinds: Iterable[SectionKind]) -> tuple[SectionKind, ...]:
 
 
 DEFAULT_KINDS = kinds_of()
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One section of a post, as the plan orders them: the request digest makes for it, the checks it
+    is scored by and the place its text takes in the post."""
+
+    key: str  # its request's key (`SectionKind.key`)
+    kind: SectionKind
+    title: str  # the topic's title, or the subject
+    topic: int | None = None  # a topic kind's: the index of its topic
+    pair: str | None = None  # the key of the topic's paragraph it must not copy (its kind's `pair`)
+
+    @property
+    def asked(self) -> str:
+        """What its prompt is given for the title: the topic's title, or the subject in lower case."""
+        return self.title if self.kind.place == TOPIC else self.title.lower()
+
+
+def plan(titles: Sequence[str], kinds: Sequence[SectionKind] = DEFAULT_KINDS) -> tuple[Slot, ...]:
+    """The sections of a post on topics of these `titles`, in the post's (and the requests') order:
+    each topic kind's paragraph of each topic, then each post-level kind's item of each subject.
+    The prompts, the checks, the post and `digest check` all read the post's sections from here."""
+    out = []
+    for index, title in enumerate(titles):
+        for kind in topic_kinds(kinds):
+            pair = next((k.key(title) for k in kinds if k.name == kind.pair), None)
+            out.append(Slot(kind.key(title), kind, title, index, pair))
+    out += [Slot(kind.key(subject), kind, subject) for kind in post_kinds(kinds) for subject in kind.subjects]
+    return tuple(out)

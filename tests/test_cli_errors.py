@@ -191,7 +191,7 @@ def test_replay_of_json_that_is_not_an_object(run_cli, tmp_path, content):
 def test_missing_model_in_a_wheel_says_how_to_pull_it(monkeypatch, tmp_path):
     from digest import resources
     from digest.errors import ModelError
-    from digest.models.gguf import check_gguf
+    from digest.models.registry import check_gguf
 
     with pytest.raises(ModelError, match="run 'make install'"):
         check_gguf(tmp_path / "missing.gguf")

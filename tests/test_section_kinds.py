@@ -25,9 +25,9 @@ from digest.check import parse_post
 from digest.errors import EXIT_CONFIG, EXIT_INVALID, ConfigError
 from digest.markdown import unescape_inline
 from digest.quality import check_clean
-from digest.sections import (BENEFITS, DEFAULT_KINDS, KINDS, PREDICTION, PREDICTION_SUBJECTS, SectionKind, check_kinds,
-                             kinds_of)
-from digest.text import clean_paragraph, first_sentence
+from digest.sections import (BENEFITS, DATED, DEFAULT_KINDS, KINDS, POST, PREDICTION, PREDICTION_SUBJECTS,
+                             PREDICTION_YEARS, SUBJECT_FIELDS, SectionKind, check_kinds, kinds_of, prediction_grammar)
+from digest.text import clean_paragraph, clean_prediction, first_sentence
 from test_hugo import SITE, article_of, hugo_binary
 
 
@@ -247,3 +247,67 @@ def test_a_new_kind_and_a_new_prediction_subject_take_sections_py_alone(why, qua
     assert len(whys) == 2 and all(list(r["checks"]) == list(WHY.checks) for r in whys)
     (scored,) = [r for r in results if r["key"].endswith(f"prediction:{QUANTUM}")]
     assert list(scored["checks"]) == list(PREDICTION.checks) and scored["text"]
+
+
+def decade_grammar(day):
+    """The milestone's own grammar: "Month YYYY: reason" within ten years of the post's year."""
+    return prediction_grammar(day).replace(
+        " | ".join(f'"{y}"' for y in range(day.year + 1, day.year + 1 + PREDICTION_YEARS)),
+        " | ".join(f'"{y}"' for y in range(day.year + 1, day.year + 11)))
+
+
+# A second post-level kind, in one definition: its subject, template, grammar, scorer and checks.
+MILESTONE = SectionKind("milestone", "Milestone", template="milestones", place=POST, fields=SUBJECT_FIELDS,
+                        subjects=("Fusion power",), needles=("fusion",), grammar=decade_grammar,
+                        clean=clean_prediction, scorer=DATED, checks=("date", "reasoning", "clean"))
+MILESTONE_PROMPT = "Today is ${date}. By when will ${subject} reach its next milestone? A month, a year, one sentence why.\n"
+
+
+def test_a_second_post_level_kind_in_one_definition_is_written_checked_scored_and_rendered(monkeypatch, tmp_path,
+                                                                                        run_cli):
+    """Nothing but the definition (and its prompt file): the plan orders it after the predictions,
+    its prompt and grammar make its requests, the judge scores it by its own scorer and checks, the
+    post shows it where its kind puts it, and `digest check --strict` and the round trip accept it."""
+    from datetime import date
+
+    from digest.config import load_config
+    from digest.pipeline import judge_of, requests_of, templates_of
+    from digest.render import render
+    from digest.sections import plan
+    from digest.select import Story
+
+    check_kinds([*KINDS.values(), MILESTONE])
+    monkeypatch.setitem(KINDS, MILESTONE.name, MILESTONE)
+    site, config = site_with_why(tmp_path, sections=("benefits", "ramifications"), prompt=False)
+    (tmp_path / "prompts" / "milestones.txt").write_text(MILESTONE_PROMPT, encoding="utf-8")
+
+    kinds = kinds_of(["benefits"])
+    assert [(s.key, s.kind.name, s.topic, s.pair) for s in plan(["Robots fold laundry"], kinds)] == [
+        ("benefits:Robots fold laundry", "benefits", 0, None),
+        *((f"prediction:{s}", "prediction", None, None) for s in PREDICTION_SUBJECTS),
+        ("milestone:Fusion power", "milestone", None, None)]
+
+    loaded = load_config(config)
+    day = date(2026, 1, 2)
+    templates = templates_of(loaded)
+    stories = [Story("Robots fold laundry", "https://example.com/a", excerpt="A lab's robot folds shirts.")]
+    (asked,) = [r for r in requests_of(loaded, stories, day, templates) if r.key == "milestone:Fusion power"]
+    assert asked.messages[-1].content == MILESTONE_PROMPT.strip().replace("${date}", "January 02, 2026").replace(
+        "${subject}", "fusion power") and '"2036"' in asked.grammar and '"2037"' not in asked.grammar
+    judge = judge_of(loaded, stories, day, templates)
+    assert [c.name for c in judge.score(asked.key, "May 2030: Plasma control keeps improving in every lab.").checks] \
+        == ["date", "reasoning", "clean"]
+    assert not judge.score(asked.key, "May 2025: Plasma control keeps improving in every lab.").passed
+
+    result = run_cli("run", "--config", config, "--engine", "fake", "--sample-feeds", "--out", site, "--date", DAY,
+                     "--quiet")
+    assert result.exit_code == 0, describe(result)
+    text = Path(result.stdout.strip().splitlines()[-1]).read_text(encoding="utf-8")
+    last = text.rstrip("\n").splitlines()[-1]
+    assert re.fullmatch(r"- \*\*Fusion power\*\* \(\w+ 20(2[7-9]|3[0-6])\): .+", last), last
+    for strict in ([], ["--strict"]):
+        checked = run_cli("check", *strict, "--config", config, Path(result.stdout.strip().splitlines()[-1]))
+        assert checked.exit_code == 0, describe(checked)
+    parsed, problems = parse_post(text, kinds_of(["benefits", "ramifications"]))
+    assert problems == [] and render(parsed) == text
+    assert [p.subject for p in parsed.predictions] == [*PREDICTION_SUBJECTS, "Fusion power"]

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import ModelError
-from ..models.gguf import check_gguf
+from ..models.registry import check_gguf
 from .chat import ChatFormatter, chat_template
 
 def default_threads() -> int:

@@ -17,7 +17,7 @@ from llama_cpp import _internals
 from ..errors import GenerationError, ModelError
 from ..interrupts import IN_NATIVE
 from ..llama_log import clear_errors, last_error, quiet_logs
-from ..models.gguf import check_gguf
+from ..models.registry import check_gguf
 from .cache_types import CACHE_TYPES, DEFAULT_CACHE_TYPE_K
 
 STREAM_ALIGN = 256  # llama.cpp pads each sequence's KV stream to a multiple of this

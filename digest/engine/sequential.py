@@ -3,8 +3,10 @@
 This is the obvious user code, kept as the baseline that the batching engine is measured against.
 The prompt is digest's own ChatFormatter's (as the batching engine's), not llama-cpp-python's chat
 handler's, so that a template without a system role or with `enable_thinking` is treated the same way
-in both; the completion call is the one that handler makes. A reasoning block is cut from the text
-afterwards; its budget and max_tokens are enforced together (the sum), not one by one.
+in both; the completion call is the one that handler makes. A plain request's reasoning block is cut
+from the text afterwards; its budget and max_tokens are enforced together (the sum), not one by one.
+A request written with prevention (below) is not: it gets no reasoning budget and no block is split
+off (a known gap, issue 25: with a thinking template its block is judged and kept as text).
 
 A request with a fact guard, a sentence rule or a point bias is written by the same rules, in the
 way this loop can: the guard and the bias as a logits processor on llama-cpp-python's sampler (only

