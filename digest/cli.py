@@ -91,6 +91,7 @@ def run(
     ctx: Annotated[Optional[int], typer.Option("--ctx", help="Context size in tokens (0: automatic).")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads (0: one per core).")] = None,
     n_gpu_layers: Annotated[Optional[int], typer.Option("--n-gpu-layers", help="Layers to offload to a GPU (-1: all; needs a GPU build).")] = None,
+    chat_format: Annotated[Optional[str], typer.Option("--chat-format", help="The chat template where the GGUF has none, or instead of its own: a llama.cpp built-in (chatml, gemma, llama3, ...) or a Jinja file.")] = None,
     prompts: Annotated[Optional[Path], typer.Option("--prompts", help="Folder of prompt templates (default: the project's prompts/).")] = None,
     title: Annotated[Optional[str], typer.Option("--title", help="Post title in the front matter.")] = None,
     author: Annotated[Optional[str], typer.Option("--author", help="Post author in the front matter.")] = None,
@@ -124,6 +125,7 @@ def run(
                 "model.n_ctx": ("--ctx", ctx),
                 "model.threads": ("--threads", threads),
                 "model.n_gpu_layers": ("--n-gpu-layers", n_gpu_layers),
+                "model.chat_format": ("--chat-format", _chat_format_flag(chat_format)),
                 "generation.prompts_dir": ("--prompts", str(prompts.resolve()) if prompts else None),
                 "blog.title": ("--title", title),
                 "blog.author": ("--author", author),
@@ -209,6 +211,13 @@ def _model_flag(value: str | None) -> str | None:
     return str(resolve_model(value)) if value else None
 
 
+def _chat_format_flag(value: str | None) -> str | None:
+    """`--chat-format`: a built-in template's name as it is, a Jinja file as its absolute path."""
+    from .engine.chat import is_template_file
+
+    return str(Path(value).resolve()) if value and is_template_file(value) else value
+
+
 def _source_date_epoch() -> datetime | None:
     """The post's time from SOURCE_DATE_EPOCH (the reproducible-builds convention), if set."""
     value = os.environ.get("SOURCE_DATE_EPOCH")
@@ -241,6 +250,7 @@ def bench(
     threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads for both engines (0: one per core).")] = None,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Token limit of each section.")] = None,
     n_gpu_layers: Annotated[Optional[int], typer.Option("--n-gpu-layers", help="Layers to offload to a GPU (-1: all).")] = None,
+    chat_format: Annotated[Optional[str], typer.Option("--chat-format", help="The chat template where the GGUF has none, or instead of its own: a llama.cpp built-in (chatml, gemma, llama3, ...) or a Jinja file.")] = None,
     sequential: Annotated[bool, typer.Option("--sequential/--no-sequential", help="Also run the sequential baseline.")] = True,
     checks: Annotated[bool, typer.Option("--checks/--no-checks", help="Also time what `digest run` does: the batched engine plus the quality checks' extra tries (--candidates, [generation] retries).")] = True,
     candidates: Annotated[Optional[int], typer.Option("--candidates", help="Tries of each section side by side, for the row with checks.")] = None,
@@ -265,6 +275,7 @@ def bench(
             "model.threads": ("--threads", threads),
             "generation.max_tokens": ("--max-tokens", max_tokens),
             "model.n_gpu_layers": ("--n-gpu-layers", n_gpu_layers),
+            "model.chat_format": ("--chat-format", _chat_format_flag(chat_format)),
             "generation.candidates": ("--candidates", candidates),
         })
         slot_list, decode_list = _numbers(slots, "--slots"), _numbers(decode, "--decode")
@@ -302,6 +313,7 @@ def eval_(
     prompts: Annotated[Optional[Path], typer.Option("--prompts", help="Folder of prompt templates.")] = None,
     slots: Annotated[Optional[int], typer.Option("--slots", help="Sequences decoded at once (0: all).")] = None,
     engine: Annotated[Optional[str], typer.Option("--engine", help=f"Generation engine: {', '.join(ENGINES)}.")] = None,
+    chat_format: Annotated[Optional[str], typer.Option("--chat-format", help="The chat template where the GGUF has none, or instead of its own: a llama.cpp built-in (chatml, gemma, llama3, ...) or a Jinja file.")] = None,
     worst: Annotated[int, typer.Option("--worst", min=0, help="How many of the worst sections to show.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
     which: Annotated[str, typer.Option("--set", help="Without INPUTS: the tune set, the held-out set, or all.")] = "all",
@@ -333,6 +345,7 @@ def eval_(
             "generation.prompts_dir": ("--prompts", str(prompts.resolve()) if prompts else None),
             "generation.slots": ("--slots", slots),
             "generation.engine": ("--engine", engine),
+            "model.chat_format": ("--chat-format", _chat_format_flag(chat_format)),
             "generation.examples": ("--examples", examples),
         })
         reporter = Reporter()  # on stderr, --json or not: stdout has the report alone

@@ -15,8 +15,9 @@ from urllib.parse import urlsplit
 
 from . import __version__, resources
 from .models import embedded
-from .models.registry import family_thinks
+from .models.registry import family_chat_format, family_thinks
 from .engine import CACHE_TYPES_K, ENGINES, EngineSettings, Sampling
+from .engine.chat import is_template_file
 from .engine.openai import GRAMMAR_MODES, ServerOptions
 from .http import DEFAULT_USER_AGENT
 from .markdown import one_line
@@ -123,6 +124,10 @@ class Model:
     # it, and the reasoning block's token budget, apart from [generation] max_tokens.
     thinking: bool = False
     thinking_tokens: int = field(default=1024, metadata=rules(0, 32768))
+    # The chat template where the GGUF has none, or instead of its own: the name of one of llama.cpp's
+    # built-in templates (chatml, gemma, llama3, ...) or a Jinja file (relative to this file). "": the
+    # GGUF's own, or the one the model registry names for the model (Gemma 3 270M: gemma).
+    chat_format: str = ""
 
     def server_options(self):
         """The server of --engine openai (its `ServerOptions`, whose defaults these are); a URL missing or holding a
@@ -242,7 +247,17 @@ class Config:
             name=name, model_path=model_path, server=server, n_ctx=m.n_ctx, threads=m.threads,
             n_gpu_layers=m.n_gpu_layers, slots=self.generation.slots, cache_type_k=m.cache_type_k,
             thinking=m.thinking, thinking_tokens=m.thinking_tokens,
-            thinking_family=family_thinks(model_path, server.model if server else ""))
+            thinking_family=family_thinks(model_path, server.model if server else ""),
+            chat_format=self.chat_format if model_path is not None else "")
+
+    @property
+    def chat_format(self) -> str:
+        """The chat template that overrides the GGUF's: [model] chat_format (a Jinja file as its absolute
+        path), else the one the model registry names for the model file (""; none)."""
+        value = self.model.chat_format
+        if not value:
+            return family_chat_format(self.model_path)
+        return str(self.resolve(value).resolve()) if is_template_file(value) else value
 
     @property
     def prompts_path(self) -> Path:

@@ -15,6 +15,7 @@ it, it imports neither.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -56,29 +57,60 @@ class Bias:
     def __bool__(self) -> bool:
         return bool(self.amount and (self.toward or self.away) or self.topic_amount and self.topic)
 
-    def deltas(self, pieces: Sequence[bytes], *, topic: bool) -> "tuple[np.ndarray, np.ndarray]":
+    def deltas(self, pieces: Sequence[bytes], *, topic: bool, words: "Words | None" = None) -> "tuple[np.ndarray, np.ndarray]":
         """What the bias adds to the logits: (tokens, amounts), tokens as indexes of a vocabulary's
         `pieces`, each once. `topic`: with the topic lean, which an engine applies from a paragraph's
         second sentence on (where it tells sentences apart: a sentence rule), since a first sentence
-        leaning to the title's words copies the title."""
+        leaning to the title's words copies the title. `words`: the vocabulary's `Words` (made from
+        `pieces` where not given)."""
         import numpy as np
 
+        index = words if words is not None else Words.of(pieces)
         # A word begins a stem's word where it starts with the stem, or is four or more of its first letters.
-        sides = [(tuple(stems), {s[:k] for s in stems for k in range(4, len(s) + 1)})
-                 for stems in (self.toward, self.away, self.topic)]
-        tokens, amounts = [], []
+        hits = [index.matching(stems, {s[:k] for s in stems for k in range(4, len(s) + 1)})
+                for stems in (self.toward, self.away, self.topic)]
+        delta = np.where(hits[0], self.amount, np.where(hits[1], -self.amount, 0.0))
+        if topic:
+            delta = delta + np.where(hits[2], self.topic_amount, 0.0)
+        keep = np.flatnonzero(delta)
+        order = np.argsort(index.tokens[keep], kind="stable")  # in token order, as the vocabulary is
+        return index.tokens[keep][order], delta[keep][order].astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Words:
+    """The pieces of a vocabulary that a bias can lean on (a space and three or more letters), as their
+    lowercased words sorted, with their tokens: the words that start with a stem are then one range
+    found by bisection, not a pass over every piece (a 262k vocabulary: 1.35 s a bias in Python). An
+    engine makes it once per model (engine.vocabulary.Vocabulary.words)."""
+
+    words: tuple[str, ...]
+    tokens: "np.ndarray"
+
+    @classmethod
+    def of(cls, pieces: Sequence[bytes]) -> "Words":
+        import numpy as np
+
+        found = []
         for token, piece in enumerate(pieces):
             if not piece.startswith(b" "):
                 continue
             word = piece[1:].decode("utf-8", errors="ignore").lower()
-            if len(word) < 3 or not word.isalpha():
-                continue
-            hits = [word.startswith(stems) or word in beginnings for stems, beginnings in sides]
-            delta = (self.amount if hits[0] else -self.amount if hits[1] else 0.0) + (self.topic_amount if hits[2] and topic else 0.0)
-            if delta:
-                tokens.append(token)
-                amounts.append(delta)
-        return np.array(tokens, dtype=np.int64), np.array(amounts, dtype=np.float32)
+            if len(word) >= 3 and word.isalpha():
+                found.append((word, token))
+        found.sort()
+        return cls(tuple(w for w, _ in found), np.array([t for _, t in found], dtype=np.int64))
+
+    def matching(self, stems: Sequence[str], words: set[str]) -> "np.ndarray":
+        """Which words (a mask, in this order) start with one of `stems` or are one of `words`."""
+        import numpy as np
+
+        mask = np.zeros(len(self.words), dtype=bool)
+        for stem in stems:  # the words that start with it: the sorted ones from it to it + the last character
+            mask[bisect_left(self.words, stem):bisect_left(self.words, stem + "\U0010ffff")] = True
+        for word in words:
+            mask[bisect_left(self.words, word):bisect_right(self.words, word)] = True
+        return mask
 
 
 def stem_pattern(text: str) -> str:

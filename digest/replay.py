@@ -89,14 +89,26 @@ def check_inputs(manifest: dict, site: Site, where: Path) -> Config:
 
 
 def _check_family(config: Config, manifest: dict) -> Config:
-    """`config`, once the one engine setting that is not its own agrees with the manifest's: what the
-    model registry says of the model's family (`thinking`; a manifest written before it was read ran
-    without it)."""
-    recorded = (manifest.get("engine") or {}).get("thinking_family", False)
+    """`config`, once the engine settings that are not its own agree with the manifest's: what the
+    model registry says of the model's family (`thinking`, `chat_format`; a manifest written before
+    they were read ran without them), and a chat format's Jinja file has the text it had."""
+    engine = manifest.get("engine") or {}
+    recorded = engine.get("thinking_family", False)
     found = config.engine_settings.thinking_family
     if found != recorded:
         raise InputChangedError(f"the model registry has changed: its [[model]] thinking for this model is now "
                                 f"{str(found).lower()}, the run took it as {str(recorded).lower()}")
+    # The chat template that wrote the prompts, where it was not the GGUF's: the same name (a registry
+    # entry's may have changed), and a Jinja file with the same text.
+    recorded_format, found_format = engine.get("chat_format", ""), config.engine_settings.chat_format
+    if found_format != recorded_format:
+        raise InputChangedError(f"the chat format has changed: the run's prompts were written by "
+                                f"{recorded_format or 'the GGUF own template'}, now it would be "
+                                f"{found_format or 'the GGUF own template'} (the model registry's chat_format)")
+    template = engine.get("chat_template") or {}
+    if found_format and template.get("builtin") is False and template.get("sha256"):
+        _check_hash("chat template", Path(found_format), template["sha256"],
+                    lambda path: sha256_bytes(path.read_text(encoding="utf-8").encode("utf-8")))  # as chat.py reads it
     return config
 
 

@@ -50,6 +50,9 @@ class EngineSettings:
     thinking_tokens: int = 0
     # The model registry's `thinking` for this model: its family thinks, where its template cannot tell.
     thinking_family: bool = False
+    # The chat template where the GGUF has none or the user overrides it ([model] chat_format, --chat-format,
+    # else the registry entry's): a llama.cpp built-in's name or a Jinja file's absolute path ("": the GGUF's).
+    chat_format: str = ""
     reuse_prefix: bool = False  # the loop's reuse of the previous prompt (see SequentialEngine; the bench's)
 
     def shared_by(self) -> "EngineSettings":
@@ -110,7 +113,8 @@ def _build(s: EngineSettings) -> Engine:
 
         return FakeEngine(model_name=Path(s.model_path or "fake-model").stem, thinking=s.thinking,
                           thinking_tokens=s.thinking_tokens)
-    thinking = dict(thinking=s.thinking, thinking_tokens=s.thinking_tokens, thinking_family=s.thinking_family)
+    thinking = dict(thinking=s.thinking, thinking_tokens=s.thinking_tokens, thinking_family=s.thinking_family,
+                    chat_format=s.chat_format)
     if s.name == "batched":
         from .batched import BatchedEngine
 

@@ -45,10 +45,11 @@ from ..facts import GuardState
 from ..models.gguf import block_count
 from .base import (Engine, FinishReason, Generation, Progress, ProgressCallback, Request, Result, Sampling, Stats,
                    check_unique_keys)
-from .chat import ChatFormatter, chat_template
+from .chat import ChatFormatter, template_source
 from .llama import default_threads
 from .rollback import SentenceMachine
-from .native import CACHE_TYPES, DEFAULT_CACHE_TYPE_K, MAX_SEQUENCES, Batch, Context, Grammar, Model, stream_cells
+from .native import (CACHE_TYPES, DEFAULT_CACHE_TYPE_K, MAX_SEQUENCES, Batch, Context, Grammar, Model, LOGITS_SHARE,
+                     logits_budget, stream_cells)
 from .sampling import RowSampler, choose_rows, top_k_allowed, top_k_rows
 from .thinking import ThinkingState, split_thinking
 from .vocabulary import Vocabulary
@@ -159,7 +160,7 @@ class BatchedEngine(Engine):
 
     def __init__(self, model_path: Path, *, n_ctx: int = 0, threads: int = 0, n_gpu_layers: int = 0, slots: int = 0,
                  cache_type_k: str = DEFAULT_CACHE_TYPE_K, thinking: bool = False, thinking_tokens: int = 0,
-                 thinking_family: bool = False):
+                 thinking_family: bool = False, chat_format: str = ""):
         """`thinking`: what a template that takes `enable_thinking` is given. `thinking_tokens`: the
         budget of a reasoning block, apart from each request's max_tokens, for a model whose template
         will think (0, and for any other model: the block counts against max_tokens); `thinking_family`:
@@ -172,10 +173,11 @@ class BatchedEngine(Engine):
         self.threads = threads or default_threads()
         self.slots = slots
         self._model = Model(self.model_path, n_gpu_layers=n_gpu_layers)
-        self._format = ChatFormatter(chat_template(self._model.metadata, str(self.model_path)),
+        self._format = ChatFormatter(template_source(self._model.metadata, str(self.model_path), chat_format),
                                      bos_token=self._model.bos_text, eos_token=self._model.eos_text,
                                      model_label=str(self.model_path), thinking=thinking,
-                                     thinking_tokens=thinking_tokens, thinking_family=thinking_family)
+                                     thinking_tokens=thinking_tokens, thinking_family=thinking_family,
+                                     add_bos=self._model.add_bos)
         self.thinking_budget = self._format.traits.budget
         self._vocabulary = Vocabulary(lambda: [self._model.piece(t) for t in range(self._model.n_vocab)])
 
@@ -220,6 +222,7 @@ class BatchedEngine(Engine):
         # more requests than that run in waves, through the queue, as with any --slots below their count.
         n_slots = min(self.slots or len(requests), len(requests), MAX_SEQUENCES - (1 if shared else 0))
         n_seq = n_slots + (1 if shared else 0)
+        self._check_logits(n_seq, n_seq - n_slots)
         budget = self.thinking_budget
         need = max(len(p) + r.max_tokens + budget for p, r in zip(prompts, requests))
         cells = self.n_ctx // n_seq if self.n_ctx else stream_cells(need)
@@ -234,6 +237,20 @@ class BatchedEngine(Engine):
                     + (" or [model] thinking_tokens" if budget else "")
                 )
         return n_slots, shared, n_seq, cells
+
+    def _check_logits(self, n_seq: int, holders: int) -> None:
+        """Fail before any decoding where one step's logits would not fit the memory budget: a row of
+        n_vocab floats per sequence in llama.cpp's output buffer, and as much again for the engine's
+        copy of rows it takes apart (a vocabulary of 262k tokens: 2 MiB a sequence)."""
+        row = 2 * 4 * self._model.n_vocab
+        budget = logits_budget()
+        if n_seq * row > budget:
+            fits = max(0, budget // row - holders)
+            raise GenerationError(
+                f"the batch's logits would not fit in memory: {n_seq} sequences x {self._model.n_vocab:,} tokens x 4 "
+                f"bytes, twice (llama.cpp's and the engine's), is {n_seq * row / 2**20:,.0f} MiB, over the "
+                f"{budget / 2**20:,.0f} MiB budget (1/{LOGITS_SHARE} of this machine's memory): "
+                + (f"lower --slots to {fits} or less" if fits else "this model's vocabulary is too large for this machine"))
 
     # -- generation ---------------------------------------------------------------------------
 
@@ -251,8 +268,9 @@ class BatchedEngine(Engine):
         # One ubatch must hold a whole generation step or a whole prompt chunk; and llama.cpp wants
         # n_batch >= n_seq_max (its output buffer holds one row per sequence; below that it aborts).
         capacity = max(n_seq, max(map(len, prompts)))
+        # A sentence undone must leave a sliding window as it was: its window layers keep every cell.
         context = Context(self._model, n_ctx_seq=cells, n_seq_max=n_seq, n_batch=capacity, threads=self.threads,
-                          cache_type_k=self.cache_type_k)
+                          cache_type_k=self.cache_type_k, swa_full=any(r.sentences is not None for r in requests))
         batch = Batch(capacity)
         sequences: list[_Sequence] = []
         try:
@@ -265,6 +283,8 @@ class BatchedEngine(Engine):
                                            if request.sentences is not None else None))
             if any(seq.facts or seq.request.bias for seq in sequences):
                 self._vocabulary.table  # made before the clock of the first step runs
+            if any(seq.request.bias for seq in sequences):
+                self._vocabulary.words  # (the pieces a bias leans on, sorted by word once)
             if shared:
                 self._prefill(context, batch, holder, prompts[0], 0, shared, stats)
             results = self._run(context, batch, sequences, n_slots, shared, holder, stats, progress, started)

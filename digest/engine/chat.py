@@ -14,12 +14,19 @@ Templates differ by family, and the formatter irons out what digest's prompts ne
   depends on the day it was made.
 - A template whose Jinja fails (a syntax error, an exception it raises on our roles) is one
   ModelError line naming the model and the template's message (exit 5), never a traceback.
+- A GGUF without a template (Gemma 3 270M, a base model), or one the user overrides: `chat_format`
+  ([model] chat_format, --chat-format, the registry entry's) names one of llama.cpp's built-in
+  templates (chatml, gemma, llama3, ...), rendered by llama.cpp itself (`llama_chat_apply_template`),
+  or a Jinja file, rendered as a GGUF's template is (`template_source`).
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from datetime import datetime
 from typing import Mapping, Sequence
 
@@ -75,9 +82,76 @@ def chat_template(metadata: Mapping[str, str], model_label: str) -> str:
     if not template:
         raise ModelError(
             f"model {model_label} has no chat template ({TEMPLATE_KEY} is missing from its GGUF "
-            "metadata): use an instruct model whose GGUF carries one"
+            "metadata): name one with --chat-format ([model] chat_format: a llama.cpp built-in such as "
+            "chatml or gemma, or a Jinja file), or use an instruct model whose GGUF carries one"
         )
     return template
+
+
+@functools.lru_cache(maxsize=1)
+def builtin_templates() -> tuple[str, ...]:
+    """The names of llama.cpp's built-in chat templates (`llama_chat_builtin_templates`)."""
+    import llama_cpp
+
+    n = llama_cpp.llama_chat_builtin_templates(None, 0)
+    names = (ctypes.c_char_p * n)()
+    llama_cpp.llama_chat_builtin_templates(names, n)
+    return tuple(name.decode("utf-8") for name in names)
+
+
+def is_template_file(value: str) -> bool:
+    """Whether a chat_format is a Jinja file's path rather than a built-in's name: it has a folder
+    in it or a Jinja suffix (the built-ins' names have neither: chatml, granite-4.0, mistral-v7)."""
+    return "/" in value or "\\" in value or value.endswith((".jinja", ".jinja2", ".j2"))
+
+
+@dataclass(frozen=True)
+class TemplateSource:
+    """Which template writes the prompts: the GGUF's, a llama.cpp built-in (`text` is its name) or a
+    Jinja file's text; `chat_format` is what named it ("" for the GGUF's own)."""
+
+    text: str
+    builtin: bool = False
+    chat_format: str = ""
+
+
+def template_source(metadata: Mapping[str, str], model_label: str, chat_format: str = "") -> TemplateSource:
+    """The template of a model: `chat_format` where one is named (it overrides the GGUF's), else the
+    GGUF's own. An unknown name, or a file that cannot be read, is one ModelError line (exit 5)."""
+    if not chat_format:
+        return TemplateSource(chat_template(metadata, model_label))
+    if is_template_file(chat_format):
+        try:
+            text = Path(chat_format).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ModelError(f"chat format {chat_format}: cannot read the Jinja template: "
+                             f"{_one_line(exc)}") from None
+        return TemplateSource(text, chat_format=chat_format)
+    if chat_format not in builtin_templates():
+        raise ModelError(f"unknown chat format '{chat_format}' for model {model_label}: give the name of one of "
+                         f"llama.cpp's built-in templates ({', '.join(builtin_templates())}) or the path of a "
+                         "Jinja file")
+    return TemplateSource(chat_format, builtin=True, chat_format=chat_format)
+
+
+def apply_builtin(name: str, messages: Sequence[Message]) -> str:
+    """`messages` through llama.cpp's built-in template `name`, with the assistant turn opened."""
+    import llama_cpp
+
+    chat = (llama_cpp.llama_chat_message * len(messages))()
+    texts = [(m.role.encode("utf-8"), m.content.encode("utf-8")) for m in messages]  # alive while C reads them
+    for item, (role, content) in zip(chat, texts):
+        item.role, item.content = role, content
+    size = 256 + 2 * sum(len(role) + len(content) for role, content in texts)
+    for _ in range(2):
+        buffer = ctypes.create_string_buffer(size)
+        n = llama_cpp.llama_chat_apply_template(name.encode("utf-8"), chat, len(messages), True, buffer, size)
+        if n < 0:
+            raise ModelError(f"llama.cpp's built-in chat template '{name}' fails on digest's prompt")
+        if n <= size:
+            return buffer.raw[:n].decode("utf-8")
+        size = n
+    raise ModelError(f"llama.cpp's built-in chat template '{name}' gives no stable length")  # pragma: no cover
 
 
 def _one_line(exc: BaseException) -> str:
@@ -99,48 +173,65 @@ def fold_system(messages: Sequence[Message]) -> tuple[Message, ...]:
 
 
 class ChatFormatter:
-    """Formats messages with a Jinja2 chat template, as llama-cpp-python's own handler does."""
+    """Formats messages with a Jinja2 chat template, as llama-cpp-python's own handler does, or with
+    one of llama.cpp's built-in templates (`source.builtin`)."""
 
-    def __init__(self, template: str, *, bos_token: str, eos_token: str, model_label: str = "model",
-                 thinking: bool = False, thinking_tokens: int = 0, thinking_family: bool = False):
-        """`thinking`, `thinking_tokens`, `thinking_family`: see TemplateTraits.of (`family`)."""
+    def __init__(self, template: "str | TemplateSource", *, bos_token: str, eos_token: str, model_label: str = "model",
+                 thinking: bool = False, thinking_tokens: int = 0, thinking_family: bool = False,
+                 add_bos: bool = False):
+        """`thinking`, `thinking_tokens`, `thinking_family`: see TemplateTraits.of (`family`). `add_bos`:
+        the model's vocabulary wants a BOS token first, which a built-in template does not write (a
+        Jinja template writes `bos_token` itself), so it goes before a built-in's text."""
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        self.template = template
+        self.source = template if isinstance(template, TemplateSource) else TemplateSource(template)
+        self.template = self.source.text
         self.model_label = model_label
         self.bos_token, self.eos_token = bos_token, eos_token
         self.thinking = thinking
         self.reads_date = False
         self.date_read: str | None = None  # the day it read, last time
-        try:
-            self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos_token, bos_token=bos_token)
-        except Exception as exc:  # jinja2's TemplateSyntaxError, or anything else its parser raises
-            raise ModelError(f"model {model_label}: its chat template is not valid Jinja: {_one_line(exc)}") from None
-        # An instance attribute, so the template's strftime_now is this one: it notes that the template
-        # read the clock (and reads it as llama-cpp-python does).
-        clock = self._formatter.strftime_now
+        self._bos_first = bos_token if add_bos and self.source.builtin else ""
+        self._formatter = None
+        if not self.source.builtin:
+            where = f"chat format {self.source.chat_format}" if self.source.chat_format else "its chat template"
+            try:
+                self._formatter = Jinja2ChatFormatter(template=self.template, eos_token=eos_token, bos_token=bos_token)
+            except Exception as exc:  # jinja2's TemplateSyntaxError, or anything else its parser raises
+                raise ModelError(f"model {model_label}: {where} is not valid Jinja: {_one_line(exc)}") from None
+            # An instance attribute, so the template's strftime_now is this one: it notes that the template
+            # read the clock (and reads it as llama-cpp-python does).
+            clock = self._formatter.strftime_now
 
-        def strftime_now(fmt: str) -> str:
-            self.reads_date = True
-            self.date_read = datetime.now().date().isoformat()
-            return clock(fmt)
+            def strftime_now(fmt: str) -> str:
+                self.reads_date = True
+                self.date_read = datetime.now().date().isoformat()
+                return clock(fmt)
 
-        self._formatter.strftime_now = strftime_now
+            self._formatter.strftime_now = strftime_now
         # Does the template keep a system turn? Render one and look for it.
         probe = (Message("system", _PROBE_SYSTEM), Message("user", _PROBE_USER))
         try:
             kept = _PROBE_SYSTEM in self._render(probe)
         except ModelError:
             kept = False
-        self.traits = TemplateTraits.of(template, thinking=thinking, thinking_tokens=thinking_tokens,
-                                        family=thinking_family, keeps_system=kept)
+        # (A built-in's name is no template text: its thinking is the registry's, `thinking_family`.)
+        self.traits = TemplateTraits.of("" if self.source.builtin else self.template, thinking=thinking,
+                                        thinking_tokens=thinking_tokens, family=thinking_family, keeps_system=kept)
+        # What the manifest records of the template: the sha256 of its text, and for a built-in (which has
+        # none digest can read) of what it writes for the probe conversation, which changes with it.
+        self.sha256 = hashlib.sha256((self._render(probe) if self.source.builtin else self.template)
+                                     .encode("utf-8")).hexdigest()
 
     def _render(self, messages: Sequence[Message]) -> str:
+        if self.source.builtin:
+            return self._bos_first + apply_builtin(self.template, messages)
         try:
             response = self._formatter(messages=[{"role": m.role, "content": m.content} for m in messages],
                                        enable_thinking=self.thinking)
         except Exception as exc:  # raise_exception's ValueError, jinja2's errors, a template's own bugs
-            raise ModelError(f"model {self.model_label}: its chat template fails on digest's prompt: "
+            where = f"chat format {self.source.chat_format}" if self.source.chat_format else "its chat template"
+            raise ModelError(f"model {self.model_label}: {where} fails on digest's prompt: "
                              f"{_one_line(exc)}") from None
         return response.prompt
 
@@ -156,7 +247,9 @@ class ChatFormatter:
 
     def describe(self) -> dict:
         """What the manifest records of the template and of what was done with it."""
-        return {"sha256": hashlib.sha256(self.template.encode("utf-8")).hexdigest(),
+        return {"sha256": self.sha256,
+                **({"chat_format": self.source.chat_format, "builtin": self.source.builtin}
+                   if self.source.chat_format else {}),
                 "system_role": "kept" if self.traits.keeps_system else "folded into the first user turn",
                 "thinking_template": self.traits.thinks, "enable_thinking": self.thinking, "reads_date": self.reads_date,
                 **({"date_read": self.date_read} if self.reads_date else {})}

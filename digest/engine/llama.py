@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..errors import ModelError
 from ..models.registry import check_gguf
-from .chat import ChatFormatter, chat_template
+from .chat import ChatFormatter, template_source
+
 
 def default_threads() -> int:
     """Threads for decoding: the CPUs this process may use, halved where SMT likely doubles them."""
@@ -19,8 +20,10 @@ def default_threads() -> int:
 
 
 def load_llama(path: Path, *, n_ctx: int, threads: int = 0, n_gpu_layers: int = 0,
-               repeat_last_n: int = 64, thinking: bool = False, thinking_tokens: int = 0, thinking_family: bool = False):
-    """A `llama_cpp.Llama` for `path` and a formatter for its chat template."""
+               repeat_last_n: int = 64, thinking: bool = False, thinking_tokens: int = 0, thinking_family: bool = False,
+               chat_format: str = ""):
+    """A `llama_cpp.Llama` for `path` and a formatter for its chat template (`chat_format`'s where one is
+    named: chat.template_source)."""
     check_gguf(path)
     import llama_cpp
 
@@ -34,17 +37,22 @@ def load_llama(path: Path, *, n_ctx: int, threads: int = 0, n_gpu_layers: int = 
             n_threads_batch=threads,
             n_gpu_layers=n_gpu_layers,
             last_n_tokens_size=repeat_last_n,
+            # The loop undoes a refused sentence by taking its cells out of the cache (llama-cpp-python's
+            # prefix reuse): a sliding-window model's window layers keep every cell, so the window is
+            # as it was (no effect on a model without one).
+            swa_full=True,
             verbose=False,
         )
     except (ValueError, RuntimeError, OSError) as exc:
         raise ModelError(f"cannot load model {path}: {exc} (the file may be truncated or corrupt)") from exc
-    template = chat_template(llm.metadata, str(path))
     # The same special-token texts that llama-cpp-python gives its own Jinja2 chat handler.
     bos = llm._model.token_get_text(llm.token_bos()) if llm.token_bos() != -1 else ""
     eos = llm._model.token_get_text(llm.token_eos()) if llm.token_eos() != -1 else ""
     try:
+        template = template_source(llm.metadata, str(path), chat_format)
         return llm, ChatFormatter(template, bos_token=bos, eos_token=eos, model_label=str(path), thinking=thinking,
-                                 thinking_tokens=thinking_tokens, thinking_family=thinking_family)
+                                 thinking_tokens=thinking_tokens, thinking_family=thinking_family,
+                                 add_bos=llm._model.add_bos_token())
     except BaseException:
         llm.close()
         raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 from pathlib import Path
 
 import llama_cpp
@@ -24,6 +25,18 @@ STREAM_ALIGN = 256  # llama.cpp pads each sequence's KV stream to a multiple of 
 FLASH_ATTN = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
 # llama.cpp caps one context at this many sequences (LLAMA_MAX_SEQ).
 MAX_SEQUENCES = 256
+# One step's logits may take at most this share of the machine's memory (see `logits_budget`).
+LOGITS_SHARE = 8
+
+
+def logits_budget() -> int:
+    """Bytes one decode step's logits may take: an eighth of the machine's physical memory."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // LOGITS_SHARE
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return 1 << 62
+
+
 def eog_tokens(vocab, n_vocab: int) -> np.ndarray:
     """Every end-of-generation token of a llama.cpp vocabulary (`llama_vocab *`)."""
     return np.array([t for t in range(n_vocab) if llama_cpp.llama_vocab_is_eog(vocab, t)], dtype=np.int64)
@@ -43,6 +56,11 @@ class Model:
         clear_errors()
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers if n_gpu_layers >= 0 else 0x7FFFFFFF
+        # No weights repacked for the CPU's gemm kernels (llama.cpp's "extra buffer types"): a repacked
+        # Q4_K or Q4_0 matrix is multiplied four rows at a time by one kernel and the rows left over by
+        # another, so a sequence's bits would depend on how many others share its step (Gemma 3 270M
+        # Q4_K_M: logits up to 1.1 apart, other tokens by the 7th). Q8_0 (SmolLM2) is not repacked here.
+        params.use_extra_bufts = False
         try:
             with IN_NATIVE:
                 self._model = _internals.LlamaModel(path_model=str(path), params=params, verbose=False)
@@ -61,6 +79,16 @@ class Model:
     @property
     def bos_text(self) -> str:
         return self.special_text(self._model.token_bos())
+
+    @functools.cached_property
+    def n_swa(self) -> int:
+        """The attention window of a sliding-window model (Gemma 3: 512 tokens), 0 for full attention."""
+        return int(llama_cpp.llama_model_n_swa(self.ptr))
+
+    @property
+    def add_bos(self) -> bool:
+        """Whether the vocabulary wants a BOS token first (a built-in chat template does not write it)."""
+        return bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
 
     @property
     def eos_text(self) -> str:
@@ -105,7 +133,10 @@ class Context:
     """
 
     def __init__(self, model: Model, *, n_ctx_seq: int, n_seq_max: int, n_batch: int, threads: int,
-                 cache_type_k: str = DEFAULT_CACHE_TYPE_K):
+                 cache_type_k: str = DEFAULT_CACHE_TYPE_K, swa_full: bool = False):
+        """`swa_full`: a sliding-window model's window layers keep every cell (a cache as large as the
+        full-attention layers'), so that cells undone by `remove_from` leave the window as it was (see
+        `Model.n_swa`); without it llama.cpp reuses the cells that fell out of the window."""
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_ctx_seq * n_seq_max
         params.n_batch = n_batch
@@ -116,6 +147,7 @@ class Context:
         params.n_threads = threads
         params.n_threads_batch = threads
         params.kv_unified = False
+        params.swa_full = swa_full
         params.type_k = CACHE_TYPES[cache_type_k][0]
         params.no_perf = True
         clear_errors()

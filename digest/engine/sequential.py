@@ -42,7 +42,7 @@ class SequentialEngine(Engine):
 
     def __init__(self, model_path: Path, *, n_ctx: int = 0, threads: int = 0, n_gpu_layers: int = 0,
                  repeat_last_n: int = 64, reuse_prefix: bool = False, thinking: bool = False,
-                 thinking_tokens: int = 0, thinking_family: bool = False):
+                 thinking_tokens: int = 0, thinking_family: bool = False, chat_format: str = ""):
         """`reuse_prefix`: keep llama-cpp-python's default of reusing the previous prompt's matching
         prefix (faster; the benchmark's baseline), at the price of texts that depend on the request
         before."""
@@ -52,7 +52,7 @@ class SequentialEngine(Engine):
         self._llm, self._formatter = load_llama(
             self.model_path, n_ctx=self.n_ctx, threads=threads, n_gpu_layers=n_gpu_layers,
             repeat_last_n=repeat_last_n, thinking=thinking, thinking_tokens=thinking_tokens,
-            thinking_family=thinking_family,
+            thinking_family=thinking_family, chat_format=chat_format,
         )
         self.thinking_budget = self._formatter.traits.budget
         self._vocabulary = Vocabulary(lambda: [self._piece(t) for t in range(self._llm.n_vocab())])

@@ -16,7 +16,7 @@ from .. import sentences
 from ..facts import PieceTable
 
 if TYPE_CHECKING:
-    from ..prevention import Bias
+    from ..prevention import Bias, Words
 
 
 class Vocabulary:
@@ -34,6 +34,13 @@ class Vocabulary:
         return self.table.pieces
 
     @cached_property
+    def words(self) -> "Words":
+        """The pieces a bias can lean on, sorted by word once (prevention.Words)."""
+        from ..prevention import Words
+
+        return Words.of(self.pieces)
+
+    @cached_property
     def enders(self) -> np.ndarray:
         """The tokens that are only the end of a sentence (digest.sentences.is_ender)."""
         return np.array([t for t, piece in enumerate(self.pieces) if sentences.is_ender(piece)], dtype=np.int64)
@@ -41,5 +48,5 @@ class Vocabulary:
     def bias(self, bias: Bias, *, topic: bool) -> tuple[np.ndarray, np.ndarray]:
         """What `bias` adds to the logits: (tokens, amounts) (see `Bias.deltas`)."""
         if (bias, topic) not in self._biases:
-            self._biases[bias, topic] = bias.deltas(self.pieces, topic=topic)
+            self._biases[bias, topic] = bias.deltas(self.pieces, topic=topic, words=self.words)
         return self._biases[bias, topic]

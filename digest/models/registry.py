@@ -414,6 +414,17 @@ def family_thinks(path: Path | None, name: str = "", registry: Path | None = Non
     return bool(entry and entry.thinking)
 
 
+def family_chat_format(path: Path, registry: Path | None = None) -> str:
+    """The chat format the registry names (`chat_format`) for the model whose file is `path`, for a GGUF
+    that carries no template: "" where it names none, or the file is none of its models."""
+    try:
+        reg = load_registry(registry)
+    except ConfigError:
+        return ""
+    entry = reg.entry_for(path)
+    return entry.chat_format if entry else ""
+
+
 def describe(path: Path, registry: Path | None = None) -> dict | None:
     """What the registry says about the model file at `path`: its name, and for a derived model its
     source (name, file, sha256) and recipe. None when the file is not one of the registry's (or the
