@@ -403,6 +403,8 @@ def test_project_registry_default_is_the_derived_embedded_model():
         assert entry.size and entry.sha256 and entry.licence and entry.chat_template
         if entry.wheels:  # pinned to a version, as the embedded model's wheel is
             assert all("==" in requirement for requirement in entry.wheels) and not entry.url
+        elif entry.derived_from:  # made here from another entry, by a recipe for its exact bytes
+            assert registry.models[entry.derived_from].sha256 == entry.source_sha256 and entry.quantize, entry.name
         elif entry not in (default, source):
             # pinned to a revision, so that the bytes cannot change under the hash
             assert re.match(r"^https://huggingface\.co/[^/]+/[^/]+/resolve/[0-9a-f]{40}/", entry.url), entry.url
