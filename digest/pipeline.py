@@ -17,7 +17,7 @@ from . import prevention as preventionlib
 from .config import Config, Prevention
 from .engine.base import Engine, Generation, ProgressCallback, Request, Result, Sampling, Stats, derive_seed
 from .errors import ConfigError, FeedError, GenerationError, OutputError
-from .markdown import escape_inline
+from .markdown import escape_inline, link
 from .post import FrontMatter, Post, Prediction, Topic
 from .prompts import Templates, build_requests
 from .sections import SectionKind, kinds_of, post_kinds, topic_kinds
@@ -326,7 +326,10 @@ def assemble(config: Config, when: datetime, model_name: str, topics: Sequence[S
     def cleaned(kind: SectionKind, title: str) -> str:
         return kind.cleaned(results[kind.key(title)].text, g.min_words, g.max_words)
 
-    post_topics = [Topic(escape_inline(story.title),
+    def title(story: Story) -> str:  # with `[blog] source_links`, a link to its story
+        return link(escape_inline(story.title), story.link) if blog.source_links else escape_inline(story.title)
+
+    post_topics = [Topic(title(story),
                          {kind.label: escape_inline(cleaned(kind, story.title)) for kind in topic_kinds(kinds)})
                    for story in topics]
     predictions = []
@@ -338,7 +341,7 @@ def assemble(config: Config, when: datetime, model_name: str, topics: Sequence[S
     return Post(
         front=front,
         topics=post_topics,
-        trending=[escape_inline(s.title) for s in trending],
+        trending=[title(s) for s in trending],
         predictions=predictions,
         notice=escape_inline(blog.notice),
         predictions_heading=escape_inline(blog.predictions_heading),
