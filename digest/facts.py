@@ -372,16 +372,23 @@ class Guard:
         return frozenset(w[:i] for w in self.words for i in range(1, len(w) + 1))
 
     @cached_property
-    def refused_prefixes(self) -> frozenset[str]:
-        """The beginnings of the words this guard refuses in any case (`_word_refused`), lower-cased: a
-        text that ends in one may finish it with a piece of no capital and no digit."""
+    def refused_words(self) -> frozenset[str]:
+        """The words this guard may refuse in any case (`_word_refused`), lower-cased: its places and
+        organisations, weekdays and number words that the source does not give, and the last words of
+        places' phrases (refused or not by the words before them)."""
         single, _ = places()
         refused = {w for w in single if not known(w, self.words, self._shortened)}
         refused |= {w for w in WEEKDAYS if w not in self.words and w.rstrip("s") not in self.words}
         refused |= set(_PHRASE_LAST())
         if self.numbers is not None:
             refused |= {w for w, n in NUMBER_WORDS.items() if w not in self.words and n not in self.numbers}
-        return frozenset(w[:i] for w in refused for i in range(1, len(w) + 1))
+        return frozenset(refused)
+
+    @cached_property
+    def refused_prefixes(self) -> frozenset[str]:
+        """The beginnings of `refused_words`: a text that ends in one may finish it with a piece of no
+        capital and no digit."""
+        return frozenset(w[:i] for w in self.refused_words for i in range(1, len(w) + 1))
 
     @cached_property
     def _number_prefixes(self) -> frozenset[str]:
@@ -465,6 +472,7 @@ def _segments(text: str, begin: int):
     yield begin, len(text)
 
 
+_LETTERS = re.compile(r"[^\W\d_]*")
 _TRAILING_WORD = re.compile(r"[^\W_]+(?:['’][^\W\d_]*)?$")
 _TRAILING_NUMBER = re.compile(r"\d[.,]?$")
 # How much of the text's end `GuardState.open` looks at (a longer word is looked at whole).
@@ -558,9 +566,9 @@ class GuardState:
           word comes before it in its sentence, and the piece."""
         out = np.ones(len(tokens), dtype=bool)
         special = self._special()
-        open_ = self.open() or (special is not None and special[:1] != ("year",) or special is not None and len(special) > 2) \
-            or self._lower_open()
-        look = np.ones(len(tokens), dtype=bool) if open_ else ~table.plain[tokens]
+        open_ = self.open() or (special is not None and special[:1] != ("year",) or special is not None and len(special) > 2)
+        lower = None if open_ else self._lower_open()
+        look = np.ones(len(tokens), dtype=bool) if open_ or lower else ~table.plain[tokens]
         if not look.any():
             return out
         pieces = table.pieces
@@ -581,6 +589,8 @@ class GuardState:
                         answer = memo[first, piece] = self.guard.allows("" if first else "x", piece.decode("utf-8"))
                     out[i] = answer
         rest = np.flatnonzero(look & ~spaced).tolist()
+        if lower:  # a plain piece after the beginning of a refusable word ("chin"): by its first letters
+            rest = self._after_lower(lower, tokens, rest, table, out)
         name = self._open_name() if open_ and rest else None
         leads: dict[str, bool] = {}
         whole = None
@@ -656,11 +666,38 @@ class GuardState:
             found += ("phrase", tuple(words))
         return found or None
 
-    def _lower_open(self) -> bool:
-        """Whether the text ends in the beginning of a word the rule refuses in any case ("chin"): then
-        a piece of no capital and no digit may finish it."""
+    def _lower_open(self) -> str | None:
+        """The text's last word, lower-cased, where it is the beginning of a word the rule refuses in any
+        case ("chin"): then a piece of no capital and no digit may finish it. Else None."""
         word = _TRAILING_WORD.search(self.text[-_OPEN_LOOK:])
-        return bool(word) and re.split(r"['’]", word.group(0))[0].lower() in self.guard.refused_prefixes
+        if not word:
+            return None
+        lowered = re.split(r"['’]", word.group(0))[0].lower()
+        return lowered if lowered in self.guard.refused_prefixes else None
+
+    def _after_lower(self, word: str, tokens: np.ndarray, rest: list[int], table: PieceTable, out: np.ndarray) -> list[int]:
+        """The plain pieces of `rest` after the text's unfinished `word` (see `_lower_open`), answered in
+        `out` where sure: one of letters only leaves the word unfinished (allowed); one that ends it
+        after its first letters is allowed where the word it makes is no `Guard.refused_words` (its
+        other words cannot be refused: it is plain). The rest, returned, are asked of the rule."""
+        if len(word) >= _OPEN_LOOK - 1 or self.tail:  # a word the look-back may have cut: ask the rule
+            return rest
+        refused = self.guard.refused_words
+        left = []
+        for i in rest:
+            token = tokens[i]
+            if not table.plain[token] or table.spaced[token]:
+                left.append(i)
+                continue
+            text = table.pieces[token].decode("utf-8")
+            letters = _LETTERS.match(text).end()
+            if letters == len(text):
+                out[i] = True
+            elif text[letters] in "'’" or word + text[:letters] in refused:
+                left.append(i)
+            else:
+                out[i] = True
+        return left
 
     def _open_name(self) -> str | None:
         """The name the text ends in, unfinished, where it is an ASCII word after a word of its segment
