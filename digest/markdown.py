@@ -85,3 +85,42 @@ def unescape_inline(text: str) -> str:
     """The inverse of `escape_inline` on its output."""
     text = _UNESCAPE.sub(r"\1", text)
     return _ESCAPED_ENTITY.sub("&", text)
+
+
+# A link's URL: at most this many characters (after percent-encoding); a longer one is left out.
+MAX_URL_CHARS = 2000
+# What a URL may not hold at all (it is left out): white space, quotes, control characters.
+_URL_REFUSED = re.compile(r"[\s\"'\x00-\x1f\x7f-\x9f]")
+# What is percent-encoded in a URL that is kept: what Markdown's link syntax or a Hugo shortcode reads
+# (brackets, parentheses, angle brackets, braces, backslash, backtick, an "&" that starts an entity),
+# and anything outside ASCII.
+_URL_ENCODED = set("()[]<>{}\\`|^")
+
+
+def safe_url(url: str) -> str | None:
+    """`url` as a Markdown link's destination, or None where it must not become a link: a scheme other
+    than http or https (javascript:, data:), no host, white space, quotes or control characters in it,
+    or more than MAX_URL_CHARS characters. What Markdown or Hugo would read (brackets, parentheses,
+    braces...) and non-ASCII characters are percent-encoded (UTF-8)."""
+    from urllib.parse import urlsplit
+
+    if not url or _URL_REFUSED.search(url):
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    out = "".join("".join(f"%{b:02X}" for b in c.encode("utf-8"))
+                  if c in _URL_ENCODED or not c.isascii() or c == "&" and _ENTITY.match(url, i) else c
+                  for i, c in enumerate(url))
+    return out if len(out) <= MAX_URL_CHARS else None
+
+
+def link(text: str, url: str) -> str:
+    """`text` (already escaped: `escape_inline`) as a Markdown link to `url`, or `text` alone where the
+    URL is not safe (`safe_url`)."""
+    safe = safe_url(url)
+    return f"[{text}]({safe})" if safe else text
+

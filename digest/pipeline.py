@@ -17,7 +17,7 @@ from . import prevention as preventionlib
 from .config import Config, Prevention
 from .engine.base import Engine, Generation, ProgressCallback, Request, Result, Sampling, Stats, derive_seed
 from .errors import ConfigError, FeedError, GenerationError, OutputError
-from .markdown import escape_inline
+from .markdown import escape_inline, link
 from .post import FrontMatter, Post, Topic
 from .prompts import Templates, build_requests
 from .sections import SectionKind, kinds_of, plan
@@ -321,10 +321,13 @@ def assemble(config: Config, when: datetime, model_name: str, topics: Sequence[S
     kinds = kinds_of_config(config) if kinds is None else kinds
     g = config.generation
 
+    def title(story: Story) -> str:  # with `[blog] source_links`, a link to its story
+        return link(escape_inline(story.title), story.link) if blog.source_links else escape_inline(story.title)
+
     post = Post(
         front=front,
-        topics=[Topic(escape_inline(story.title)) for story in topics],
-        trending=[escape_inline(s.title) for s in trending],
+        topics=[Topic(title(story)) for story in topics],
+        trending=[title(s) for s in trending],
         predictions=[],
         notice=escape_inline(blog.notice),
         predictions_heading=escape_inline(blog.predictions_heading),

@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 from . import sections
 from . import sentences
 from .sections import DATED, PARAGRAPH, PARAGRAPH_CHECKS, PREDICTION_CHECKS, SectionKind
-from .facts import unfaithful
+from .facts import other_year, unfaithful
 from .prevention import GAIN, RISK, WHO, stem_pattern
 from .select import content_words
 from .text import Labels, label_echo, parse_prediction, written
@@ -317,8 +317,9 @@ def score_paragraph(text: str, title: str, *, min_words: int, max_words: int,
 def score_prediction(raw: str, day: date, *, min_words: int, max_words: int,
                      instructions: set[tuple[str, ...]] = frozenset(), subject: str = "",
                      labels: Labels | None = None, checks: Sequence[str] = PREDICTION_CHECKS) -> Score:
-    """A real future month and year after `day`, then a finished reasoning sentence (cleaned within
-    the same word limits as a paragraph); `checks`: those that apply (a section kind's)."""
+    """A real future month and year after `day`, named by no other year in the reason, then a finished
+    reasoning sentence (cleaned within the same word limits as a paragraph); `checks`: those that apply
+    (a section kind's)."""
     parsed = parse_prediction(raw, min_words, max_words, _labels(labels))
     if parsed is None:
         unread = {"date": Check("date", False, "no 'Month YYYY:' at the start"),
@@ -326,8 +327,12 @@ def score_prediction(raw: str, day: date, *, min_words: int, max_words: int,
         return Score([unread.get(name, Check(name, True)) for name in checks])
     future = parsed.year > day.year
     reasoning = parsed.reasoning
+    # the reason may name no year but its own date's (digest.facts)
+    other = other_year(f"{parsed.when}: {reasoning}")
     run = {
-        "date": lambda: Check("date", future, "" if future else f"{parsed.when} is not after {day.isoformat()}"),
+        "date": lambda: Check("date", future and not other,
+                              f"{parsed.when} is not after {day.isoformat()}" if not future
+                              else f"its reason names another year: {other}" if other else ""),
         "reasoning": lambda: check_reasoning(reasoning, subject),
         "no_loops": lambda: check_no_loops(reasoning),
         "clean": lambda: check_clean(reasoning, instructions, labels=labels),

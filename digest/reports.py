@@ -104,6 +104,12 @@ def show_eval(report, worst: int) -> None:
                f"({report.pass_rate:.1%}; first try {report.first_pass_rate:.1%}); "
                f"{report.stats.completion_tokens} tokens kept of {report.stats.sampled_tokens} sampled "
                f"({report.stats.rollbacks} sentences undone) in {report.wall_seconds:.1f} s{fake}")
+    for name, c in report.coherence.items():
+        reference = f"{c['reference']:.2f} ({c['reference_paragraphs']} published paragraphs)" \
+            if c["reference"] is not None else "none given"
+        typer.echo(f"{name}: coherence under {c['reader']}: {c['nll_per_token']:.2f} nats per token over "
+                   f"{c['paragraphs']} paragraphs (lower reads easier); published: {reference}; "
+                   f"words shuffled: {c['floor']:.2f}")
     for s in report.worst(worst):
         if s.passed:
             break

@@ -56,7 +56,8 @@ def test_names_after_a_sentences_first_word_must_come_from_the_source():
 def test_a_sentences_first_word_is_free_unless_it_is_an_acronym():
     g = Guard.of(SOURCE)
     assert writes(g, "However", ", it", " works. ", "Nobody", " knows.")
-    assert writes(g, 'He said "', "Hello", '"')  # after an opening quote
+    assert not writes(g, 'He said "', "Hello", '"')  # a quote or bracket opens no sentence
+    assert not writes(g, "They (", "Lumina", ") help.")
     assert not writes(g, "Neural", "inkets", " are", " here. ", "PECE", " is")
     assert not writes(g, "G", "PU", "X")
 
@@ -112,9 +113,12 @@ def test_known_is_the_close_form_rule_by_set_lookups(word, words):
 
 
 PIECES = st.sampled_from(["a", "e", "t", "S", "K", "O", "G", "P", "T", "4", "0", "9", "1", ",", ".", " ", ". ",
-                          " Stan", "ford", " Kenya", "n", " GPUs", " 40", "000", " 9", ".5", "-", '"', "(", ":"])
+                          " Stan", "ford", " Kenya", "n", " GPUs", " 40", "000", " 9", ".5", "-", '"', "(", ":",
+                          " chin", " china", " two", " Tues", "day", " university", " of", " hong", " kong",
+                          " seconds", " model", "½", "-AI", " Ai"])
 ONE_CHARACTER = ["a", "e", "n", "r", "s", "t", "o", "d", "f", "y", "u", "i", "l", "h", "m", "c", "g", "p", "k",
-                 "0", "1", "2", "4", "5", "9", " ", ".", ","]
+                 "0", "1", "2", "4", "5", "9", " ", ".", ",",
+                 "A", "I", "L", "M", "P", "U"]  # capitals too, as a model's vocabulary has: "T" goes on as "TPU"
 
 
 @settings(max_examples=150, deadline=None)
@@ -137,13 +141,16 @@ def test_every_text_the_guard_allows_keeps_to_its_source_and_can_go_on(pieces):
         assert number in have, (text, number)
     for name in names(text):
         assert g.name_ok(name, partial=False), (text, name)
+    assert unfaithful(text.rstrip(".,"), SOURCE) is None, text
 
 
 SHARED = Guard.of(SOURCE)  # one guard for every example below: its remembered answers pile up
 CANDIDATES = [p.encode() for p in ["S", "K", "O", "4", "9", "1", " Stan", " Kenya", " GPUs", " 40", "000", ".5",
                                    " Oxford", " Teams", " The", "ford", "n", "'s", ".", " ", ". ", '"', ")",
                                    " the", "keley", "ORD", "an", "yan", "LU", "PT", " 9", " (", " - The", "  It",
-                                   " it. The", "é", "\u00c9cole", " \u00c9cole", "-4", "\n", "_", "s", "st", "s4", "'"]] + [
+                                   " it. The", "é", "\u00c9cole", " \u00c9cole", "-4", "\n", "_", "s", "st", "s4", "'",
+                                   "a", " china", " two", " kong", " seconds", " model", "½", "-AI", " Ai", "a.", "a ",
+                                   "y of", "g kong", "nese", "'s"]] + [
     b"\xc3", b"\x89", b"\xa9cole", b"\x89cole"]  # pieces that end or begin inside a character
 
 
@@ -153,7 +160,8 @@ TABLE = PieceTable(CANDIDATES)
 @settings(max_examples=200, deadline=None)
 @given(st.lists(PIECES.map(str.encode) | st.sampled_from([
     p.encode() for p in ['."', '.") ', " (", ": ", ' "', "!", "? ", "’s", " -", " Stan", "ford", " G", "PT", "-", "4",
-                         " MM", "LU", " Ken", "ya", "n", "É", "é", "'s", "'", "_", "s"]] + [b" \xc3", b"\x89", b"\xa9"]),
+                         " MM", "LU", " Ken", "ya", "n", "É", "é", "'s", "'", "_", "s", " chin", " hong", " university",
+                         " of", " Tues", "day", " 7", " 40", " universit", " chi", "n"]] + [b" \xc3", b"\x89", b"\xa9"]),
                 max_size=50))
 def test_the_guards_shortcuts_and_remembered_answers_are_the_answers(pieces):
     """`GuardState.mask` skips, splits and remembers (see its docstring); after any text the guard
@@ -215,7 +223,9 @@ def test_the_guard_as_a_grammar_lets_through_what_the_guard_does():
 
     try:
         assert takes("Researchers at Stanford used 40,000 GPUs. Kenyan farms gain 9.5% on MMLU")
-        assert takes('The 7B model is in Kenya\'s labs: Great. "Hello" it said (Stanford).')
+        assert takes('The 7B model is in Kenya\'s labs: Great. "Kenya" it said (Stanford).')
+        assert not takes('Great. "Hello" it said')  # a quote opens no sentence
+        assert not takes("It helps (Lumina) teams")
         assert not takes("Teams at Oxford")
         assert not takes("It used 1 GPU")
         assert not takes("Since 2024 it")
@@ -242,3 +252,100 @@ def test_a_name_longer_than_the_look_back_is_still_open_when_the_cut_falls_on_it
     state.take(("We met Xa'" + "b" * 63).encode())
     assert state.open()
     assert allowed(state, [b"q"])[0] == Guard.of(source).allows(state.text, "q") is False
+
+
+# -- issue 26: what still got through -------------------------------------------------------------
+
+
+def both_refuse(source: str, text: str, *, numbers: bool = True) -> bool:
+    """The faithful rule refuses `text`, and the guard will not write it (cut into 3-character pieces)."""
+    guard = Guard.of(source, guard_numbers=numbers)
+    return unfaithful(text, source, numbers=numbers) is not None and not writes(guard, *[text[i:i + 3] for i in range(0, len(text), 3)])
+
+
+def both_allow(source: str, text: str, *, numbers: bool = True) -> bool:
+    guard = Guard.of(source, guard_numbers=numbers)
+    return unfaithful(text, source, numbers=numbers) is None and writes(guard, *[text[i:i + 3] for i in range(0, len(text), 3)])
+
+
+def test_a_name_after_an_opening_bracket_or_quote_is_a_name():
+    source = "A cloud service speeds up life support systems for modular diffusion models."
+    assert both_refuse(source, "It will improve life support systems (Lumina) which help companies.")
+    assert both_refuse(source, 'They built a modular diffusion model called the "Modal Diffusion" here.')
+    assert both_refuse(source, '"Lumina" helps. It works.')  # a quote that opens a sentence frees nothing
+    assert both_allow(source, "It helps (modular systems) a lot. Teams gain.")
+
+
+def test_a_common_term_only_as_written_and_a_compound_is_a_name_when_a_part_is():
+    source = "A convolutional network for images"
+    assert both_refuse(source, "It helps companies like Ai-Ai build tools.")
+    assert both_refuse(source, "The Convolutional Neural Network, or Nlp for short, helps.")
+    assert both_refuse(source, "Lumina-AI systems help teams.")  # a first word whose later part is a name
+    assert both_allow(source, "Teams that use AI and NLP on a GPU gain.")
+    assert both_allow(source, "Self-driving cars use a Convolutional network.")
+
+
+def test_names_in_lower_case_are_names():
+    source = "A team at the University of Oxford trained a model for farms in Kenya."
+    assert both_refuse(source, "a team from the university of engineering in kenya gains.")
+    assert both_refuse(source, "Farmers in china gain.")
+    assert both_refuse(source, "Farmers in hong kong gain.")
+    assert both_refuse(source, "It helps openai and nvidia.")
+    assert both_allow(source, "a team from the university of oxford helps farms in kenya.")
+    assert both_allow(source, "Farmers in kenyan villages gain.")  # a close form, as for capitals
+    assert both_allow(source, "It is a nice thing for reading and mobile use.")  # place names that are words
+
+
+def test_number_words_fractions_and_weekdays_are_facts_too():
+    source = "A model trained on 3 tasks with two GPUs, released on Monday"
+    assert both_refuse(source, "It runs every ½ day.")
+    assert both_refuse(source, "It needs about four times as many samples.")
+    assert both_refuse(source, "It runs for hours until Tuesday and more.")
+    assert both_refuse(source, "It runs until tuesday and more.")
+    assert both_allow(source, "It runs three tasks on two GPUs from Monday on.")
+    assert both_allow(source, "It runs tasks well.")
+
+
+def test_a_number_keeps_the_word_it_has_in_the_source():
+    source = "A review of 200 video clips found 12% more errors."
+    assert both_refuse(source, "A review took 200 seconds to run.")
+    assert both_allow(source, "A review of 200 clips and 200 video tapes helps.")  # one of the three words after it
+    assert both_allow(source, "It read 200 of them and found 12% more.")
+    assert both_allow(source, "It read about 200.")
+
+
+def test_a_prediction_names_no_year_but_its_own():
+    from datetime import date
+
+    from digest.quality import score_prediction
+
+    subject = "Artificial general intelligence"
+    wrong = "December 2038: Artificial general intelligence is predicted to arrive in December 2045."
+    right = "December 2038: Artificial general intelligence arrives by 2038 in labs."
+    assert both_refuse(subject, wrong, numbers=False)
+    assert both_allow(subject, right, numbers=False)
+    date_check = {c.name: c for c in score_prediction(wrong, date(2026, 12, 1), min_words=3, max_words=60).checks}["date"]
+    assert not date_check.passed and "2045" in date_check.why
+    assert {c.name: c for c in score_prediction(right, date(2026, 12, 1), min_words=3, max_words=60).checks}["date"].passed
+
+
+BAD_SOURCES = ["Speech model for Welsh radio",  # a title and no text
+               "NEW OPEN MODEL BEATS GPT ON CHARTS",  # all capitals
+               "2024 1200 7",  # all digits
+               "Модель из Москвы и 北京 的模型",  # names in other scripts
+               "A model with three heads and a dozen layers"]  # a number only in words
+
+
+@pytest.mark.parametrize("source", BAD_SOURCES)
+@settings(max_examples=25, deadline=None)
+@given(pieces=st.lists(st.sampled_from(["a", " ", ".", "T", "t", "2", "0", "4", " three", " two", " chin", "a.", " Tues",
+                                        "day", " university", " of", " Москв", "ы", " 北京", " (", "-", "GPT", " 12"]),
+                       max_size=30))
+def test_bad_input_still_leaves_a_token_to_take(source, pieces):
+    """Whatever the guard let through before, some one-character piece is still allowed."""
+    state = GuardState(Guard.of(source))
+    singles = [c.encode() for c in ONE_CHARACTER]
+    for piece in pieces:
+        if allowed(state, [piece.encode()])[0]:
+            state.take(piece.encode())
+        assert allowed(state, singles).any(), state.text
