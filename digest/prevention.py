@@ -56,29 +56,50 @@ class Bias:
     def __bool__(self) -> bool:
         return bool(self.amount and (self.toward or self.away) or self.topic_amount and self.topic)
 
-    def deltas(self, pieces: Sequence[bytes], *, topic: bool) -> "tuple[np.ndarray, np.ndarray]":
+    def deltas(self, pieces: Sequence[bytes], *, topic: bool, words: "tuple[np.ndarray, list[str]] | None" = None,
+               begins: "Callable[[Sequence[str], tuple[str, ...]], np.ndarray] | None" = None,
+               ) -> "tuple[np.ndarray, np.ndarray]":
         """What the bias adds to the logits: (tokens, amounts), tokens as indexes of a vocabulary's
         `pieces`, each once. `topic`: with the topic lean, which an engine applies from a paragraph's
         second sentence on (where it tells sentences apart: a sentence rule), since a first sentence
-        leaning to the title's words copies the title."""
+        leaning to the title's words copies the title. `words`: `lean_words(pieces)`, and `begins`:
+        `begins_stems` (or the same remembered), where a caller asks of many biases over one vocabulary."""
         import numpy as np
 
-        # A word begins a stem's word where it starts with the stem, or is four or more of its first letters.
-        sides = [(tuple(stems), {s[:k] for s in stems for k in range(4, len(s) + 1)})
-                 for stems in (self.toward, self.away, self.topic)]
-        tokens, amounts = [], []
-        for token, piece in enumerate(pieces):
-            if not piece.startswith(b" "):
-                continue
-            word = piece[1:].decode("utf-8", errors="ignore").lower()
-            if len(word) < 3 or not word.isalpha():
-                continue
-            hits = [word.startswith(stems) or word in beginnings for stems, beginnings in sides]
-            delta = (self.amount if hits[0] else -self.amount if hits[1] else 0.0) + (self.topic_amount if hits[2] and topic else 0.0)
-            if delta:
-                tokens.append(token)
-                amounts.append(delta)
-        return np.array(tokens, dtype=np.int64), np.array(amounts, dtype=np.float32)
+        tokens, lowered = words if words is not None else lean_words(pieces)
+        begins = begins or begins_stems
+        hits = [begins(lowered, tuple(stems)) for stems in (self.toward, self.away, self.topic)]
+        # (the amounts as Python floats add them: float64, then float32)
+        delta = np.where(hits[0], self.amount, np.where(hits[1], -self.amount, 0.0)) \
+            + np.where(hits[2] & topic, self.topic_amount, 0.0)
+        keep = delta != 0.0
+        return tokens[keep].astype(np.int64), delta[keep].astype(np.float32)
+
+
+def lean_words(pieces: Sequence[bytes]) -> "tuple[np.ndarray, list[str]]":
+    """The tokens of `pieces` that a bias may lean: a space, then three or more letters; with their
+    words, lowercased (what `begins_stems` is asked of)."""
+    import numpy as np
+
+    tokens, words = [], []
+    for token, piece in enumerate(pieces):
+        if not piece.startswith(b" "):
+            continue
+        word = piece[1:].decode("utf-8", errors="ignore").lower()
+        if len(word) < 3 or not word.isalpha():
+            continue
+        tokens.append(token)
+        words.append(word)
+    return np.array(tokens, dtype=np.int64), words
+
+
+def begins_stems(words: Sequence[str], stems: tuple[str, ...]) -> "np.ndarray":
+    """Which of `words` begin a word of `stems`: a word starts with a stem, or is four or more of its
+    first letters."""
+    import numpy as np
+
+    beginnings = {s[:k] for s in stems for k in range(4, len(s) + 1)}
+    return np.fromiter((w.startswith(stems) or w in beginnings for w in words), dtype=bool, count=len(words))
 
 
 def stem_pattern(text: str) -> str:
