@@ -50,7 +50,7 @@ class Vocabulary:
     @cached_property
     def _lean_words(self) -> tuple[np.ndarray, list[str]]:
         """The tokens a bias may lean and their words (prevention.lean_words), read once: every
-        section's bias asks of the same ones (24 scans of the 49k pieces took ~40% of a digest's CPU)."""
+        section's bias asks of the same ones (24 scans of SmolLM2's 49k pieces took 2 CPU seconds a digest)."""
         return lean_words(self.pieces)
 
     def _begins_stems(self, words: list[str], stems: tuple[str, ...]) -> np.ndarray:
