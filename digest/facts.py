@@ -719,8 +719,12 @@ class GuardState:
 
 def _is_plain(text: str) -> bool:
     """Text that can never start a name or a number: no cased capital, no digit or numeral (½), no word
-    that the rule may refuse whatever its case (`_word_refused`)."""
-    if any(c.isupper() or c.istitle() or c.isnumeric() for c in text):
+    that the rule may refuse whatever its case (`_word_refused`). (ASCII text, most of a vocabulary, by
+    one search: its capitals, titlecase and numerals are A-Z and 0-9; twice as fast as the loop.)"""
+    if text.isascii():
+        if _ASCII_CAPITAL_OR_DIGIT.search(text):
+            return False
+    elif any(c.isupper() or c.istitle() or c.isnumeric() for c in text):
         return False
     return not any(w in _ANY_CASE() for w in _WORD.findall(text.lower()))
 
@@ -741,6 +745,9 @@ _INSTITUTION_OPEN = re.compile(r"\b(?:univ|inst|coll|acad)[^\W\d_]*(?:\W+[^\W\d_
 def _PHRASE_HEADS() -> frozenset[str]:
     """The beginnings of `places`' phrases, one word short or more ("new", "new york")."""
     return frozenset(" ".join(p[:k]) for p in places()[1] for k in range(1, len(p)))
+
+
+_ASCII_CAPITAL_OR_DIGIT = re.compile(r"[A-Z0-9]")
 
 
 # -- the guard as a grammar, for servers that take one ----------------------------------------------

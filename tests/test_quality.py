@@ -399,3 +399,4 @@ def test_a_bias_adds_its_amounts_to_the_tokens_that_begin_its_words():
     tokens, amounts = bias.deltas(pieces, topic=False)
     assert dict(zip(tokens.tolist(), amounts.tolist())) == {0: 2.0, 1: -2.0, 4: 2.0, 7: 2.0}
     assert not Bias(topic=("sparse",)) and Bias(topic=("sparse",), topic_amount=1.0)
+

@@ -126,7 +126,9 @@ def top_k_rows(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     maxima = np.maximum.reduce(padded.reshape(rows, GROUPS_OF, groups), axis=1)
     best = np.argpartition(maxima, groups - k, axis=1)[:, groups - k:]
     ids = (np.arange(GROUPS_OF)[None, :, None] * groups + best[:, None, :]).reshape(rows, GROUPS_OF * k)
-    # (a gather row by row: several times faster than numpy's fancy indexing over the whole matrix)
-    within = np.stack([padded[r].take(ids[r]) for r in range(rows)])
+    # (one `take` on the flat matrix, each row's ids offset by its start: faster than numpy's fancy
+    # indexing over the whole matrix, and than a take row by row)
+    flat = np.ascontiguousarray(padded).reshape(-1)
+    within = flat.take(ids + (np.arange(rows) * padded.shape[1])[:, None])
     pick = np.argpartition(within, GROUPS_OF * k - k, axis=1)[:, GROUPS_OF * k - k:]
     return np.take_along_axis(ids, pick, axis=1), np.take_along_axis(within, pick, axis=1)
