@@ -60,11 +60,12 @@ run: install
 
 # Two pytest workers (pytest-xdist), each pinned to its own share of the CPUs, where llama.cpp then runs
 # one thread: on 2 cores, two single-threaded models in parallel finish the suite sooner than one
-# two-threaded one after another. A test file stays on one worker (its module's model loads once).
+# two-threaded one after another. worksteal: an idle worker takes tests from the busy one (a module's
+# fixtures may then run on both, the balance is worth more).
 # TEST_WORKERS=0: one process, as plain pytest.
 TEST_WORKERS ?= 2
 test: install $(GEMMA)
-	DIGEST_REQUIRE_MODEL=1 $(PY) -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
+	DIGEST_REQUIRE_MODEL=1 $(PY) -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist worksteal)
 
 # The loops on the default Q8_0 and on the published Q4_1; llama.cpp's own server and decode rates
 # too when `make peers` has built them. BENCH_ARGS: more flags (e.g. BENCH_ARGS="--runs 5").
