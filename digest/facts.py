@@ -89,8 +89,8 @@ _INSTITUTION = re.compile(rf"\b(?:{'|'.join(INSTITUTIONS)})\s+of\s+(?:the\s+)?$"
 FUNCTION_WORDS = frozenset("""
     a an and are as at be but by for from in into is it its of on or per than that the this to was were
     which while with more less over under about nearly almost around up out so also has have had will can
-    may would could should not each percent times
-    """.split()) - {"times"}
+    may would could should not each percent
+    """.split())
 FOLLOWERS = 3  # the words after a source's number that it keeps
 _NUMBER_BEFORE = re.compile(r"(\d+(?:[.,]\d+)*)[ \t]+$")
 # A prediction: "Month YYYY:" at its start; a year: four digits from 1500 to 2999.
@@ -280,12 +280,13 @@ def _number_before(text: str, at: int) -> "re.Match | None":
     return _NUMBER_BEFORE.search(text[max(0, at - 40):at])
 
 
-def other_year(text: str) -> str | None:
-    """In a prediction ("Month YYYY: reason"), the first other year its reason names, or None."""
+def other_year(text: str, start: int = 0) -> str | None:
+    """In a prediction ("Month YYYY: reason"), the first other year its reason names (from `start` on:
+    what the guard has not judged yet), or None."""
     dated = _DATED.match(text)
     if not dated:
         return None
-    for match in NUMBER.finditer(text, dated.end()):
+    for match in NUMBER.finditer(text, max(start, dated.end())):
         if _YEAR.fullmatch(match.group(0)) and match.group(0) != dated.group(1):
             return match.group(0)
     return None
@@ -438,10 +439,8 @@ class Guard:
                 partial = rest == "" or rest in (".", ",")  # "9." may still become "9.5"
                 if not self.number_ok(match.group(0) + rest if partial else match.group(0), partial):
                     return False
-        elif (dated := _DATED.match(text)) is not None:  # a prediction: no year but its own
-            for match in NUMBER.finditer(text, max(changed, dated.end())):
-                if _YEAR.fullmatch(match.group(0)) and match.group(0) != dated.group(1):
-                    return False
+        elif other_year(text, changed):  # a prediction: no year but its own
+            return False
         for start, stop in _segments(text, begin):
             for match, first in _parts(text, start, stop):
                 token = match.group(0)
@@ -566,7 +565,7 @@ class GuardState:
           word comes before it in its sentence, and the piece."""
         out = np.ones(len(tokens), dtype=bool)
         special = self._special()
-        open_ = self.open() or (special is not None and special[:1] != ("year",) or special is not None and len(special) > 2)
+        open_ = self.open() or (special is not None and (special[0] != "year" or len(special) > 2))
         lower = None if open_ else self._lower_open()
         look = np.ones(len(tokens), dtype=bool) if open_ or lower else ~table.plain[tokens]
         if not look.any():

@@ -102,9 +102,10 @@ def _check_family(config: Config, manifest: dict) -> Config:
     # entry's may have changed), and a Jinja file with the same text.
     recorded_format, found_format = engine.get("chat_format", ""), config.engine_settings.chat_format
     if found_format != recorded_format:
+        own = "the GGUF's own template"
         raise InputChangedError(f"the chat format has changed: the run's prompts were written by "
-                                f"{recorded_format or 'the GGUF own template'}, now it would be "
-                                f"{found_format or 'the GGUF own template'} (the model registry's chat_format)")
+                                f"{recorded_format or own}, now it would be "
+                                f"{found_format or own} (the model registry's chat_format)")
     template = engine.get("chat_template") or {}
     if found_format and template.get("builtin") is False and template.get("sha256"):
         _check_hash("chat template", Path(found_format), template["sha256"],

@@ -194,11 +194,10 @@ class ChatFormatter:
         self._bos_first = bos_token if add_bos and self.source.builtin else ""
         self._formatter = None
         if not self.source.builtin:
-            where = f"chat format {self.source.chat_format}" if self.source.chat_format else "its chat template"
             try:
                 self._formatter = Jinja2ChatFormatter(template=self.template, eos_token=eos_token, bos_token=bos_token)
             except Exception as exc:  # jinja2's TemplateSyntaxError, or anything else its parser raises
-                raise ModelError(f"model {model_label}: {where} is not valid Jinja: {_one_line(exc)}") from None
+                raise ModelError(f"model {model_label}: {self._named} is not valid Jinja: {_one_line(exc)}") from None
             # An instance attribute, so the template's strftime_now is this one: it notes that the template
             # read the clock (and reads it as llama-cpp-python does).
             clock = self._formatter.strftime_now
@@ -212,16 +211,24 @@ class ChatFormatter:
         # Does the template keep a system turn? Render one and look for it.
         probe = (Message("system", _PROBE_SYSTEM), Message("user", _PROBE_USER))
         try:
-            kept = _PROBE_SYSTEM in self._render(probe)
+            rendered: str | None = self._render(probe)
         except ModelError:
-            kept = False
+            rendered = None
+        kept = rendered is not None and _PROBE_SYSTEM in rendered
         # (A built-in's name is no template text: its thinking is the registry's, `thinking_family`.)
         self.traits = TemplateTraits.of("" if self.source.builtin else self.template, thinking=thinking,
                                         thinking_tokens=thinking_tokens, family=thinking_family, keeps_system=kept)
         # What the manifest records of the template: the sha256 of its text, and for a built-in (which has
         # none digest can read) of what it writes for the probe conversation, which changes with it.
-        self.sha256 = hashlib.sha256((self._render(probe) if self.source.builtin else self.template)
-                                     .encode("utf-8")).hexdigest()
+        hashed = self.template
+        if self.source.builtin:
+            hashed = rendered if rendered is not None else self._render(probe)  # (this raises its error)
+        self.sha256 = hashlib.sha256(hashed.encode("utf-8")).hexdigest()
+
+    @property
+    def _named(self) -> str:
+        """The template as an error line names it."""
+        return f"chat format {self.source.chat_format}" if self.source.chat_format else "its chat template"
 
     def _render(self, messages: Sequence[Message]) -> str:
         if self.source.builtin:
@@ -230,8 +237,7 @@ class ChatFormatter:
             response = self._formatter(messages=[{"role": m.role, "content": m.content} for m in messages],
                                        enable_thinking=self.thinking)
         except Exception as exc:  # raise_exception's ValueError, jinja2's errors, a template's own bugs
-            where = f"chat format {self.source.chat_format}" if self.source.chat_format else "its chat template"
-            raise ModelError(f"model {self.model_label}: {where} fails on digest's prompt: "
+            raise ModelError(f"model {self.model_label}: {self._named} fails on digest's prompt: "
                              f"{_one_line(exc)}") from None
         return response.prompt
 

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 
 from .. import sentences
 from ..facts import PieceTable
+from ..prevention import Words
 
 if TYPE_CHECKING:
-    from ..prevention import Bias, Words
+    from ..prevention import Bias
 
 
 class Vocabulary:
@@ -34,10 +35,8 @@ class Vocabulary:
         return self.table.pieces
 
     @cached_property
-    def words(self) -> "Words":
+    def words(self) -> Words:
         """The pieces a bias can lean on, sorted by word once (prevention.Words)."""
-        from ..prevention import Words
-
         return Words.of(self.pieces)
 
     @cached_property
