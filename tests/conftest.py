@@ -44,7 +44,8 @@ def pytest_configure(config: pytest.Config) -> None:
     worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if not (worker and count and hasattr(os, "sched_setaffinity")):
         return
-    cpus, n, count = sorted(os.sched_getaffinity(0)), int(worker.removeprefix("gw")), int(count)
+    # a worker that replaces a crashed one is named gw{count}, gw{count + 1}, ...: it takes the crashed one's share
+    cpus, n, count = sorted(os.sched_getaffinity(0)), int(worker.removeprefix("gw")) % int(count), int(count)
     share = len(cpus) // count
     if share:
         os.sched_setaffinity(0, cpus[n * share:(n + 1) * share])

@@ -19,6 +19,7 @@ from conftest import REQUIRE_MODEL
 from digest.engine import create_engine
 from digest.engine.base import Request
 from digest.engine.batched import common_prefix
+from digest.engine.llama import no_extra_buffers
 from digest.models.registry import load_registry
 from test_engine import (GREEDY, TIE, EverySentenceKept, _biases, _llama_cpp_python_greedy, _top_two_gap,
                          sample_requests)
@@ -163,9 +164,10 @@ def test_greedy_tokens_equal_llama_cpp_python(gemma):
     finally:
         gemma.slots = 0
     prompts = [gemma.tokenize(r) for r in requests]
-    llm = llama_cpp.Llama(model_path=str(gemma.model_path), n_ctx=max(map(len, prompts)) + 32, n_batch=512,
-                          n_threads=gemma.threads, n_threads_batch=gemma.threads, flash_attn=False, verbose=False,
-                          type_k=CACHE_TYPES[gemma.cache_type_k][0])
+    with no_extra_buffers():  # as the engines load it
+        llm = llama_cpp.Llama(model_path=str(gemma.model_path), n_ctx=max(map(len, prompts)) + 32, n_batch=512,
+                              n_threads=gemma.threads, n_threads_batch=gemma.threads, flash_attn=False, verbose=False,
+                              type_k=CACHE_TYPES[gemma.cache_type_k][0])
     same = 0
     try:
         for request, prompt, result in zip(requests, prompts, ours):
