@@ -233,6 +233,18 @@ def test_the_shipped_registry_knows_todays_models_with_their_traits():
     assert gemma.chat_format == "gemma" and not gemma.url
 
 
+def test_list_shows_the_sampling_each_model_recommends(run_cli):
+    result = run_cli("models", "list")
+    assert result.exit_code == 0, describe(result)
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[-1] == "SAMPLING"
+    rows = {line.split()[1 if line.startswith("*") else 0]: line for line in lines[1:] if line.strip()}
+    assert rows["smollm2-135m"].rstrip().endswith("temperature=0.2 top_p=0.9")
+    assert rows["qwen3-4b"].rstrip().endswith("temperature=0.7 top_p=0.8 top_k=20 min_p=0")
+    assert "temperature=" not in rows["granite-4.0-micro"]  # none found to cite
+    assert "used where the config and the flags set none" in result.stderr
+
+
 def test_each_model_added_for_issue_27_names_where_its_hash_was_read():
     """The comment above each of today's models names a public file (owner/repository path) that gives
     its size and sha256, or the package that carries them; a file made here from one of them (derived_from)
