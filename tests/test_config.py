@@ -493,25 +493,36 @@ def test_prevention_is_one_value_whose_defaults_are_what_ran_before_its_keys():
 # Sampling: the model registry's recommendation where the config leaves a setting unset
 
 
+QWEN3 = Sampling(temperature=0.7, top_k=20, top_p=0.8, min_p=0.0)  # the registry's qwen3-4b (its model card)
+
+
+def qwen3(text: str = "") -> Config:
+    """A config of `text` for the registry's qwen3-4b (its file need not be here: the entry is found by path)."""
+    from digest.resources import models_dir
+
+    return parse_config(f"[model]\npath = '{models_dir() / 'Qwen3-4B-Q4_K_M.gguf'}'\n{text}")
+
+
 def test_unset_sampling_is_what_the_registry_recommends_for_the_model():
-    """The embedded model's entry recommends temperature 0.2 and top_p 0.9 (the SmolLM2 model card); it
-    names no top_k or min_p, which keep the engines' defaults; the repeat penalty is the config's."""
-    assert Config().sampling == Sampling(temperature=0.2, top_p=0.9)
-    assert Sampling(temperature=0.2, top_p=0.9) != Sampling()  # (the case is not vacuous)
+    """qwen3-4b's entry recommends four settings; the embedded model's two (what digest measured for it:
+    temperature 0.7, top_p 0.9), and no top_k or min_p, which keep the engines' defaults; the repeat
+    penalty is the config's, whatever the model."""
+    assert qwen3().sampling == QWEN3 != Sampling()
+    assert Config().sampling == Sampling(temperature=0.7, top_p=0.9) == Sampling()
 
 
 def test_the_config_and_the_flags_win_over_the_recommendation():
-    config = parse_config("[generation]\ntop_p = 0.5\nmin_p = 0.0\n")
-    assert config.sampling == Sampling(temperature=0.2, top_p=0.5, min_p=0.0)
-    apply_flags(config, {"generation.temperature": ("--temperature", 0.7), "generation.top_k": ("--top-k", 0)})
-    assert config.sampling == Sampling(temperature=0.7, top_k=0, top_p=0.5, min_p=0.0)
-    assert parse_config("[generation]\ntemperature = 0.0\n").sampling.temperature == 0.0  # 0 is set, not unset
-    window = parse_config("[generation]\nrepeat_penalty = 1.0\nrepeat_last_n = 256\n").sampling
-    assert (window.repeat_penalty, window.repeat_last_n, window.temperature) == (1.0, 256, 0.2)
+    config = qwen3("[generation]\ntop_p = 0.5\nmin_p = 0.05\n")
+    assert config.sampling == Sampling(temperature=0.7, top_k=20, top_p=0.5, min_p=0.05)
+    apply_flags(config, {"generation.temperature": ("--temperature", 0.2), "generation.top_k": ("--top-k", 0)})
+    assert config.sampling == Sampling(temperature=0.2, top_k=0, top_p=0.5, min_p=0.05)
+    assert qwen3("[generation]\ntop_k = 0\n").sampling.top_k == 0  # 0 is set, not unset
+    window = qwen3("[generation]\nrepeat_penalty = 1.0\nrepeat_last_n = 256\n").sampling
+    assert (window.repeat_penalty, window.repeat_last_n, window.top_k) == (1.0, 256, 20)
 
 
 def test_a_gguf_the_registry_does_not_know_keeps_the_engines_defaults(tmp_path):
-    model = tmp_path / "SmolLM2-135M-Instruct.Q8_0.gguf"  # the embedded model's name, in another folder
+    model = tmp_path / "Qwen3-4B-Q4_K_M.gguf"  # qwen3-4b's file name, in another folder
     model.write_bytes(b"GGUF")
     config = parse_config(f"[model]\npath = '{model}'\n")
     assert config.sampling == Sampling()

@@ -159,26 +159,37 @@ def test_live_fetch_snapshot_and_replay_with_the_real_model(tmp_path, http_serve
 
 
 def test_a_manifest_replays_with_the_sampling_it_ran_with(tmp_path):
-    """The sampling a post was made with is the manifest's, whatever the config says of it now: a
-    manifest of an older release (its config sets temperature 0.7, as every one then did, and lacks
-    repeat_last_n) replays at 0.7, though a run today samples the embedded model at its registry
-    entry's 0.2; and a post made at the registry's recommendation replays identical after the registry
-    recommends another temperature."""
+    """The sampling a post was made with is the manifest's, whatever the registry recommends when it is
+    replayed: a post made where the registry's entry for the embedded model recommended temperature 0.2
+    (the config leaving it unset) replays identical under the shipped registry (0.7); and a manifest of
+    an older release (its config sets temperature 0.7, as every one then did, and lacks repeat_last_n)
+    replays identical under a registry that recommends 0.2."""
     import json
-    import shutil
 
     from digest.manifest import config_sha256
     from digest.models.registry import DEFAULT_REGISTRY
 
-    older = tmp_path / "older.toml"
-    older.write_text("[feeds.topics]\ncount = 1\n[feeds.trending]\ncount = 1\n"
-                     "[generation]\nmax_tokens = 48\nretries = 0\ntemperature = 0.7\n", encoding="utf-8")
+    folder = tmp_path / "registry"
+    folder.mkdir()
+    text = DEFAULT_REGISTRY.read_text(encoding="utf-8")
+    colder = text.replace("sampling = { temperature = 0.7, top_p = 0.9, source = \"digest's own", "sampling = { "
+                          "temperature = 0.2, top_p = 0.9, source = \"digest's own", 1)
+    assert colder != text
+    (folder / "registry.toml").write_text(colder, encoding="utf-8")
+    model = Config().model_path
+    (folder / model.name).symlink_to(model.resolve())
+    at_02 = {"DIGEST_REGISTRY": str(folder / "registry.toml")}
+
     today = tmp_path / "today.toml"
-    today.write_text(older.read_text(encoding="utf-8").replace("temperature = 0.7\n", ""), encoding="utf-8")
+    today.write_text("[feeds.topics]\ncount = 1\n[feeds.trending]\ncount = 1\n"
+                     "[generation]\nmax_tokens = 48\nretries = 0\n", encoding="utf-8")
+    older = tmp_path / "older.toml"
+    older.write_text(today.read_text(encoding="utf-8") + "temperature = 0.7\n", encoding="utf-8")
     posts, manifests = {}, {}
-    for name, config in (("older", older), ("today", today)):
+    for name, config, env in (("older", older, None), ("today", today, at_02)):
         out = tmp_path / name
-        done = digest("run", "--config", str(config), "--sample-feeds", "--out", str(out), "--date", "2026-11-24")
+        done = digest("run", "--config", str(config), "--sample-feeds", "--out", str(out), "--date", "2026-11-24",
+                      env=env)
         assert done.returncode == 0, done.stderr
         posts[name] = Path(done.stdout.strip().splitlines()[-1]).read_bytes()
         manifests[name] = out / ".digest" / "manifests" / "2026-11-24.json"
@@ -186,25 +197,13 @@ def test_a_manifest_replays_with_the_sampling_it_ran_with(tmp_path):
     recorded = json.loads(manifests["today"].read_text(encoding="utf-8"))
     assert recorded["config"]["effective"]["generation"]["temperature"] is None
     assert (recorded["sampling"]["temperature"], recorded["sampling"]["top_p"]) == (0.2, 0.9)
+    again = digest("replay", str(manifests["today"]), "--slots", "1", epoch=None)  # the shipped registry: 0.7
+    assert again.returncode == 0 and again.stdout.startswith("identical"), again.stdout + again.stderr
 
     m = json.loads(manifests["older"].read_text(encoding="utf-8"))
     assert m["sampling"]["temperature"] == m["config"]["effective"]["generation"]["temperature"] == 0.7
     del m["config"]["effective"]["generation"]["repeat_last_n"]  # as 0.4 wrote it
     m["config"]["sha256"] = config_sha256(m["config"]["effective"])
     manifests["older"].write_text(json.dumps(m), encoding="utf-8")
-    again = digest("replay", str(manifests["older"]), "--slots", "1", epoch=None)
+    again = digest("replay", str(manifests["older"]), epoch=None, env=at_02)
     assert again.returncode == 0 and again.stdout.startswith("identical"), again.stdout + again.stderr
-
-    # The registry's recommendation changes after the run: the replay keeps the manifest's.
-    folder = tmp_path / "registry"
-    folder.mkdir()
-    text = DEFAULT_REGISTRY.read_text(encoding="utf-8")
-    changed = text.replace("sampling = { temperature = 0.2, top_p = 0.9, source", "sampling = { temperature = 0.7, top_p = 0.9, source", 1)
-    assert changed != text
-    (folder / "registry.toml").write_text(changed, encoding="utf-8")
-    model = Config().model_path
-    (folder / model.name).symlink_to(model.resolve())
-    env = {"DIGEST_REGISTRY": str(folder / "registry.toml")}
-    again = digest("replay", str(manifests["today"]), epoch=None, env=env)
-    assert again.returncode == 0 and again.stdout.startswith("identical"), again.stdout + again.stderr
-    shutil.rmtree(folder)
