@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from . import __version__, resources
 from .models import embedded
-from .models.registry import family_chat_format, family_thinks
+from .models.registry import SAMPLING_KEYS, family_chat_format, family_sampling, family_thinks
 from .engine import CACHE_TYPES_K, ENGINES, EngineSettings, Sampling
 from .engine.chat import is_template_file
 from .engine.openai import GRAMMAR_MODES, ServerOptions
@@ -173,12 +173,16 @@ class Generation:
     engine: str = field(default="batched", metadata=rules(choices=ENGINES))
     seed: int = field(default=42, metadata=rules(0, 2**32 - 1))
     max_tokens: int = field(default=160, metadata=rules(1, 8192))
-    # The sampling settings; their defaults are the engines' (engine.base.Sampling).
-    temperature: float = field(default=Sampling.temperature, metadata=rules(0.0, 5.0))
-    top_k: int = field(default=Sampling.top_k, metadata=rules(0, 100000))
-    top_p: float = field(default=Sampling.top_p, metadata=rules(0.0, 1.0))
-    min_p: float = field(default=Sampling.min_p, metadata=rules(0.0, 1.0))
+    # The sampling settings. Each of the first four left unset (None, the default: a file leaves the key
+    # out) is what the model registry's entry recommends for the model, else the engines' default
+    # (engine.base.Sampling); `Config.sampling` is what a run uses.
+    temperature: float | None = field(default=None, metadata=rules(0.0, 5.0))
+    top_k: int | None = field(default=None, metadata=rules(0, 100000))
+    top_p: float | None = field(default=None, metadata=rules(0.0, 1.0))
+    min_p: float | None = field(default=None, metadata=rules(0.0, 1.0))
     repeat_penalty: float = field(default=Sampling.repeat_penalty, metadata=rules(0.5, 5.0))
+    # The tokens of recent history the repeat penalty looks at.
+    repeat_last_n: int = field(default=Sampling.repeat_last_n, metadata=rules(0, 4096))
     slots: int = field(default=0, metadata=rules(0, 256))
     prompts_dir: str = ""
     examples: bool = True
@@ -252,6 +256,19 @@ class Config:
             thinking=m.thinking, thinking_tokens=m.thinking_tokens,
             thinking_family=family_thinks(model_path, server.model if server else ""),
             chat_format=self.chat_format if model_path is not None else "")
+
+    @property
+    def sampling(self) -> Sampling:
+        """The sampling of every request this config makes: each of [generation] temperature, top_k, top_p
+        and min_p as the config or a flag sets it, else as the model registry's entry for the model
+        recommends (its `sampling`; a model behind a server by its [model] name), else the engines'
+        default (engine.base.Sampling); the repeat penalty and its window as set. A manifest records it."""
+        g = self.generation
+        path = None if g.engine == "openai" else self.model_path
+        recommended = family_sampling(path, self.model.name if path is None else "")
+        chosen = {key: getattr(g, key) if getattr(g, key) is not None else recommended.get(key, getattr(Sampling, key))
+                  for key in SAMPLING_KEYS}
+        return Sampling(**chosen, repeat_penalty=g.repeat_penalty, repeat_last_n=g.repeat_last_n)
 
     @property
     def chat_format(self) -> str:

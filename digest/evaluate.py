@@ -219,9 +219,9 @@ def _run_eval(config: Config, make_engine: Callable[[], Engine], inputs: Sequenc
                              {c.name: c.passed for c in score.checks}, _failures(score),
                              judge.text(section.key, result.text), result.text, chosen.tries[section.key],
                              first.passed, {c.name: c.passed for c in first.checks}, _failures(first)))
-    settings = {name: getattr(g, name) for name in ("seed", "max_tokens", "temperature", "top_k", "top_p", "min_p",
-                                                    "repeat_penalty", "candidates", "retries", "min_words",
+    settings = {name: getattr(g, name) for name in ("seed", "max_tokens", "candidates", "retries", "min_words",
                                                     "max_words", "examples", "sections")}
+    settings.update(dataclasses.asdict(config.sampling))  # as used: the registry's recommendation where unset
     settings.update(dataclasses.asdict(g.prevention))
     settings["day"] = day.isoformat()
     settings["topics_per_input"] = topics or config.feeds.topics.count

@@ -25,6 +25,9 @@ from .files import canonical_json, sha256_bytes, sha256_file, write_atomic, writ
 from .prompts import template_sha256
 
 FORMAT = 1
+# The settings of "sampling" (engine.base.Sampling) that are [generation] settings of the same name: where
+# the config sets one, the two agree; where it leaves one unset, "sampling" says what the run used.
+SAMPLED = ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n")
 
 
 def check_claims(manifest: dict, path: Path) -> None:
@@ -51,6 +54,11 @@ def check_claims(manifest: dict, path: Path) -> None:
     if seed != recorded:
         raise InputChangedError(f"manifest {path} contradicts itself: its seed is {seed!r}, its config's "
                                 f"[generation] seed {recorded!r}")
+    generation = config["effective"]["generation"]
+    for key, value in manifest["sampling"].items():
+        if key in SAMPLED and generation.get(key) is not None and generation[key] != value:
+            raise InputChangedError(f"manifest {path} contradicts itself: its sampling has {key} {value!r}, its "
+                                    f"config's [generation] {key} {generation[key]!r}")
     for section in manifest["sections"]:
         derived = derive_seed(seed, section["key"])
         if section["seed"] != derived:

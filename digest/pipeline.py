@@ -15,7 +15,7 @@ from . import feeds as feedlib
 from . import manifest as manifestlib
 from . import prevention as preventionlib
 from .config import Config, Prevention
-from .engine.base import Engine, Generation, ProgressCallback, Request, Result, Sampling, Stats, derive_seed
+from .engine.base import Engine, Generation, ProgressCallback, Request, Result, Stats, derive_seed
 from .errors import ConfigError, FeedError, GenerationError, OutputError
 from .markdown import escape_inline, link
 from .post import FrontMatter, Post, Topic
@@ -158,12 +158,6 @@ def select_stories(config: Config, loaded: dict[str, feedlib.Feed], warnings: li
     return topics, trending
 
 
-def sampling_of(config: Config) -> Sampling:
-    g = config.generation
-    return Sampling(temperature=g.temperature, top_k=g.top_k, top_p=g.top_p, min_p=g.min_p,
-                    repeat_penalty=g.repeat_penalty)
-
-
 def kinds_of_config(config: Config) -> tuple[SectionKind, ...]:
     """The section kinds of a post: `[generation] sections` (topic kinds by name), then the post-level kinds."""
     return kinds_of(config.generation.sections)
@@ -190,7 +184,7 @@ def requests_of(config: Config, topics: Sequence[Story], day: date, templates: T
     """The requests of a post on these topics, as the config's [generation] settings make them (the
     run, the bench and eval alike); `examples`: with or without the example exchanges (default: the config's)."""
     g = config.generation
-    return build_requests(topics, day, templates, run_seed=g.seed, max_tokens=g.max_tokens, sampling=sampling_of(config),
+    return build_requests(topics, day, templates, run_seed=g.seed, max_tokens=g.max_tokens, sampling=config.sampling,
                           examples=g.examples if examples is None else examples, example_kinds=g.example_kinds)
 
 
@@ -450,7 +444,7 @@ def _write_post(
         if record:
             manifest = manifestlib.build(
                 config, site=site, post=path, post_text=text, when=now, feeds=feed_source, prompt_names=list(templates.texts),
-                sampling=sampling_of(config), engine=engine_settings, server=server, requests=requests, chosen=chosen,
+                sampling=config.sampling, engine=engine_settings, server=server, requests=requests, chosen=chosen,
                 topics=topics, trending=trending, covered=covered, warnings=warnings)
             result.manifest, undo = manifestlib.write(site, day, manifest)
         try:

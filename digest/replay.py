@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Callable
 
 from . import pipeline
-from .config import Config, config_from_dict
+from .config import Config, apply_flags, config_from_dict
 from .engine.base import Engine, ProgressCallback
 from .errors import InputChangedError
 from .files import sha256_bytes, sha256_file
 from .prompts import template_sha256
-from .manifest import check_claims
+from .manifest import SAMPLED, check_claims
 from .select import Covered
 from .site import Site
 from .snapshot import SnapshotError
@@ -67,7 +67,7 @@ def check_inputs(manifest: dict, site: Site, where: Path) -> Config:
     agrees with itself and every input, the post included, checks out."""
     check_claims(manifest, where)
     _check_hash("post", site.root / manifest["post"]["path"], manifest["post"]["sha256"])
-    config = config_from_dict(manifest["config"]["effective"])
+    config = _as_sampled(config_from_dict(manifest["config"]["effective"]), manifest, where)
     prompts = Path(manifest["prompts"]["dir"])
     for name, expected in manifest["prompts"]["sha256"].items():
         _check_hash("prompt template", prompts / f"{name}.txt", expected, template_sha256)
@@ -86,6 +86,17 @@ def check_inputs(manifest: dict, site: Site, where: Path) -> Config:
     config.model.path = str(path)
     config.generation.prompts_dir = str(prompts)
     return _check_family(config, manifest)
+
+
+def _as_sampled(config: Config, manifest: dict, where: Path) -> Config:
+    """`config` with the sampling the run used (the manifest's "sampling", which agrees with its config:
+    manifest.check_claims), each setting as set: one its config left unset took the model registry's
+    recommendation of that day, which may have changed since (an older manifest's config sets every one,
+    as it ran)."""
+    for key, value in manifest["sampling"].items():
+        if key in SAMPLED:
+            apply_flags(config, {f"generation.{key}": (f"{where}: sampling.{key}", value)})
+    return config
 
 
 def _check_family(config: Config, manifest: dict) -> Config:

@@ -329,6 +329,9 @@ def build(cls: type, data: dict, doc: Document, path: KeyPath = (), base: Any = 
     for name, value in data.items():
         here = (*path, name)
         hint = _optional(hints[name])
+        if value is None and hint is not hints[name]:
+            checked[name] = None  # unset: only recorded data (a manifest's JSON) holds it; TOML has no null
+            continue
         inner = base if base is None else getattr(base, name)
         if dataclasses.is_dataclass(hint):
             if not isinstance(value, dict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from digest.config import BEFORE_THE_KEY, CONFIG_NAME, Config, apply_flags, default_toml, load_config, parse_config
+from digest.engine import Sampling
 from digest.errors import EXIT_CONFIG, ConfigError
 
 
@@ -67,9 +69,19 @@ def toml_keys(data: dict, prefix=()) -> set[tuple[str, ...]]:
     return keys
 
 
+UNSET = {("generation", name) for name in ("temperature", "top_k", "top_p", "min_p")}  # None: the model's
+
+
 def test_default_toml_writes_out_every_setting():
-    # Equality alone would pass with keys left out; the commented file documents every one.
-    assert toml_keys(tomllib.loads(default_toml())) == dataclass_keys(Config)
+    # Equality alone would pass with keys left out; the commented file documents every one. A setting
+    # that is unset by default (the sampling the model registry recommends) is written commented out,
+    # with the engines' default: uncommented, the file still reads, and sets it.
+    text = default_toml()
+    assert toml_keys(tomllib.loads(text)) == dataclass_keys(Config) - UNSET
+    shown = re.sub(r"(?m)^# ((?:temperature|top_k|top_p|min_p) = )", r"\1", text)
+    assert toml_keys(tomllib.loads(shown)) == dataclass_keys(Config)
+    assert parse_config(shown).sampling == Sampling()  # the engines' defaults, as written
+    assert all(getattr(Config().generation, name) is None for _, name in UNSET)
 
 
 def test_parse_config_keeps_source_and_empty_text_is_defaults():
@@ -475,3 +487,68 @@ def test_prevention_is_one_value_whose_defaults_are_what_ran_before_its_keys():
             and key in {f.name for f in dataclasses.fields(Prevention)}} == dataclasses.asdict(Prevention())
     assert Prevention().asked() == {}
     assert Prevention(guard=True, topic_bias=1.0).asked() == {"guard": ("guard",), "bias": ("topic_bias",)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling: the model registry's recommendation where the config leaves a setting unset
+
+
+QWEN3 = Sampling(temperature=0.7, top_k=20, top_p=0.8, min_p=0.0)  # the registry's qwen3-4b (its model card)
+
+
+def qwen3(text: str = "") -> Config:
+    """A config of `text` for the registry's qwen3-4b (its file need not be here: the entry is found by path)."""
+    from digest.resources import models_dir
+
+    return parse_config(f"[model]\npath = '{models_dir() / 'Qwen3-4B-Q4_K_M.gguf'}'\n{text}")
+
+
+def test_unset_sampling_is_what_the_registry_recommends_for_the_model():
+    """qwen3-4b's entry recommends four settings; the embedded model's two (what digest measured for it:
+    temperature 0.7, top_p 0.9), and no top_k or min_p, which keep the engines' defaults; the repeat
+    penalty is the config's, whatever the model."""
+    assert qwen3().sampling == QWEN3 != Sampling()
+    assert Config().sampling == Sampling(temperature=0.7, top_p=0.9) == Sampling()
+
+
+def test_the_config_and_the_flags_win_over_the_recommendation():
+    config = qwen3("[generation]\ntop_p = 0.5\nmin_p = 0.05\n")
+    assert config.sampling == Sampling(temperature=0.7, top_k=20, top_p=0.5, min_p=0.05)
+    apply_flags(config, {"generation.temperature": ("--temperature", 0.2), "generation.top_k": ("--top-k", 0)})
+    assert config.sampling == Sampling(temperature=0.2, top_k=0, top_p=0.5, min_p=0.05)
+    assert qwen3("[generation]\ntop_k = 0\n").sampling.top_k == 0  # 0 is set, not unset
+    window = qwen3("[generation]\nrepeat_penalty = 1.0\nrepeat_last_n = 256\n").sampling
+    assert (window.repeat_penalty, window.repeat_last_n, window.top_k) == (1.0, 256, 20)
+
+
+def test_a_gguf_the_registry_does_not_know_keeps_the_engines_defaults(tmp_path):
+    model = tmp_path / "Qwen3-4B-Q4_K_M.gguf"  # qwen3-4b's file name, in another folder
+    model.write_bytes(b"GGUF")
+    config = parse_config(f"[model]\npath = '{model}'\n")
+    assert config.sampling == Sampling()
+
+
+def test_a_model_behind_a_server_takes_its_entrys_recommendation_by_name():
+    config = parse_config('[model]\nurl = "http://127.0.0.1:9/v1"\nname = "qwen3-4b"\n[generation]\nengine = "openai"\n')
+    assert config.sampling == Sampling(temperature=0.7, top_k=20, top_p=0.8, min_p=0.0)
+    config.model.name = "some-other-model"
+    assert config.sampling == Sampling()
+
+
+def test_unset_sampling_is_recorded_as_null_and_read_back_unset():
+    """A manifest's config records an unset setting as null (JSON; TOML has none), and reads it back
+    unset; a config file cannot write null, nor a value out of range."""
+    from digest.config import config_from_dict, config_to_dict
+
+    data = config_to_dict(Config())
+    assert data["generation"]["temperature"] is None and data["generation"]["repeat_last_n"] == 64
+    assert config_from_dict(data) == Config()
+    data["generation"]["temperature"] = 0.7  # an older manifest's: every value written out
+    assert config_from_dict(data).sampling.temperature == 0.7
+    data["generation"]["temperature"] = 9.0
+    with pytest.raises(ConfigError, match="temperature"):
+        config_from_dict(data)
+    data["generation"]["temperature"] = None
+    data["generation"]["seed"] = None  # a setting that is never unset
+    with pytest.raises(ConfigError, match="seed"):
+        config_from_dict(data)

@@ -22,8 +22,8 @@ DIGEST = [sys.executable, "-m", "digest.cli"]
 EPOCH = "1795000000"  # 2026-11-18T...Z
 
 
-def digest(*args: str, epoch: str | None = EPOCH) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
+def digest(*args: str, epoch: str | None = EPOCH, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(env or {})}
     env.pop("SOURCE_DATE_EPOCH", None)
     if epoch:
         env["SOURCE_DATE_EPOCH"] = epoch
@@ -152,3 +152,54 @@ def test_live_fetch_snapshot_and_replay_with_the_real_model(tmp_path, http_serve
     assert again.returncode == 0, again.stdout + again.stderr
     assert again.stdout.startswith("identical")
     assert len(http_server.seen) == fetched
+
+
+def test_a_manifest_replays_with_the_sampling_it_ran_with(tmp_path):
+    """The sampling a post was made with is the manifest's, whatever the registry recommends when it is
+    replayed: a post made where the registry's entry for the embedded model recommended temperature 0.2
+    (the config leaving it unset) replays identical under the shipped registry (0.7); and a manifest of
+    an older release (its config sets temperature 0.7, as every one then did, and lacks repeat_last_n)
+    replays identical under a registry that recommends 0.2."""
+    import json
+
+    from digest.manifest import config_sha256
+    from digest.models.registry import DEFAULT_REGISTRY
+
+    folder = tmp_path / "registry"
+    folder.mkdir()
+    text = DEFAULT_REGISTRY.read_text(encoding="utf-8")
+    colder = text.replace("sampling = { temperature = 0.7, top_p = 0.9, source = \"digest's own", "sampling = { "
+                          "temperature = 0.2, top_p = 0.9, source = \"digest's own", 1)
+    assert colder != text
+    (folder / "registry.toml").write_text(colder, encoding="utf-8")
+    model = Config().model_path
+    (folder / model.name).symlink_to(model.resolve())
+    at_02 = {"DIGEST_REGISTRY": str(folder / "registry.toml")}
+
+    today = tmp_path / "today.toml"
+    today.write_text("[feeds.topics]\ncount = 1\n[feeds.trending]\ncount = 1\n"
+                     "[generation]\nmax_tokens = 48\nretries = 0\n", encoding="utf-8")
+    older = tmp_path / "older.toml"
+    older.write_text(today.read_text(encoding="utf-8") + "temperature = 0.7\n", encoding="utf-8")
+    posts, manifests = {}, {}
+    for name, config, env in (("older", older, None), ("today", today, at_02)):
+        out = tmp_path / name
+        done = digest("run", "--config", str(config), "--sample-feeds", "--out", str(out), "--date", "2026-11-24",
+                      env=env)
+        assert done.returncode == 0, done.stderr
+        posts[name] = Path(done.stdout.strip().splitlines()[-1]).read_bytes()
+        manifests[name] = out / ".digest" / "manifests" / "2026-11-24.json"
+    assert posts["older"] != posts["today"]  # the temperature matters to these bytes
+    recorded = json.loads(manifests["today"].read_text(encoding="utf-8"))
+    assert recorded["config"]["effective"]["generation"]["temperature"] is None
+    assert (recorded["sampling"]["temperature"], recorded["sampling"]["top_p"]) == (0.2, 0.9)
+    again = digest("replay", str(manifests["today"]), "--slots", "1", epoch=None)  # the shipped registry: 0.7
+    assert again.returncode == 0 and again.stdout.startswith("identical"), again.stdout + again.stderr
+
+    m = json.loads(manifests["older"].read_text(encoding="utf-8"))
+    assert m["sampling"]["temperature"] == m["config"]["effective"]["generation"]["temperature"] == 0.7
+    del m["config"]["effective"]["generation"]["repeat_last_n"]  # as 0.4 wrote it
+    m["config"]["sha256"] = config_sha256(m["config"]["effective"])
+    manifests["older"].write_text(json.dumps(m), encoding="utf-8")
+    again = digest("replay", str(manifests["older"]), epoch=None, env=at_02)
+    assert again.returncode == 0 and again.stdout.startswith("identical"), again.stdout + again.stderr

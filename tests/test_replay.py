@@ -68,7 +68,10 @@ def test_manifest_records_what_the_post_was_made_from(site):
     effective = m["config"]["effective"]
     assert m["config"]["sha256"] == sha(canonical_json(effective).encode("utf-8"))
     assert effective["generation"]["seed"] == m["seed"] == 11
-    assert m["sampling"]["temperature"] == 0.5 and m["sampling"]["top_k"] == effective["generation"]["top_k"]
+    # The sampling as used: the config's temperature; top_k unset (null), a GGUF the registry does not know:
+    # the engines' default.
+    assert m["sampling"]["temperature"] == effective["generation"]["temperature"] == 0.5
+    assert effective["generation"]["top_k"] is None and m["sampling"]["top_k"] == 40
     assert m["engine"]["name"] == "fake" and m["generation"]["max_tokens"] == 160
 
     # The feeds a live run fetched are kept as a snapshot that the manifest points to.
@@ -161,6 +164,8 @@ CONTRADICTIONS = {
     "newer format": lambda m: m.update(format=99) or ["format 99, newer than this digest reads (1)", "release that wrote it"],
     "format a string": lambda m: m.update(format="1") or ["unknown format '1'", "reads format 1"],
     "format 0": lambda m: m.update(format=0) or ["unknown format 0"],
+    "sampling": lambda m: m["sampling"].update(temperature=0.6) or [
+        "contradicts itself", "its sampling has temperature 0.6", "config's [generation] temperature 0.5"],
     # The issue's case: with the seed 999 and the post's sha256 zeros, replay said 'identical'.
     "seed and post": lambda m: m.update(seed=999) or m["post"].update(sha256="0" * 64) or ["its seed is 999"],
 }

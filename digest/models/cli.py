@@ -75,26 +75,37 @@ def template_kind(entry: reg.ModelEntry) -> str:
     return f"{family}, thinking" if entry.thinking else family
 
 
+def recommended(entry: reg.ModelEntry) -> str:
+    """The sampling the entry recommends, as `digest models list` shows it ("temperature=0.2 top_p=0.9")."""
+    if entry.sampling is None:
+        return ""
+    return " ".join(f"{key}={getattr(entry.sampling, key):g}" for key in reg.SAMPLING_KEYS
+                    if getattr(entry.sampling, key) is not None)
+
+
 @app.command("list")
 def list_models() -> None:
     """Known models: name, family, file, size, chat template family (and whether it is a thinking one),
     whether the file is here, the expected decode speed on this CPU (an estimate from the size), what a
-    derived one is made from; * marks the default. Nothing is hashed: `digest models verify` does that."""
+    derived one is made from, the sampling its publisher recommends (a run uses it where the config sets
+    none); * marks the default. Nothing is hashed: `digest models verify` does that."""
     with expected_errors():
         registry = _load()
-    rows = [("", "NAME", "FAMILY", "FILE", "SIZE", "TEMPLATE", "PRESENT", "SPEED (ESTIMATE)", "MADE FROM")]
+    rows = [("", "NAME", "FAMILY", "FILE", "SIZE", "TEMPLATE", "PRESENT", "SPEED (ESTIMATE)", "MADE FROM",
+             "SAMPLING")]
     for entry in registry.models.values():
         made = f"{entry.derived_from} ({entry.quantize})" if entry.derived_from else ""
         made = made or (f"{len(entry.wheels)} PyPI wheels" if entry.wheels else "")
         rows.append(("*" if entry.name == registry.default else "", entry.name, entry.family or "-", entry.file,
                      _mb(entry.size), template_kind(entry), _presence(registry, entry), speed_estimate(entry.size),
-                     made))
+                     made, recommended(entry)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
     typer.echo(f"\n* default. Files live in {registry.folder}. Speed: decode at a batch of 1 on this CPU, "
                f"estimated from the size against the embedded model's measured {MEASURED_TOK_S:.0f} tok/s "
-               "(docs/speed.md); measure a model with 'digest bench --model NAME'.", err=True)
+               "(docs/speed.md); measure a model with 'digest bench --model NAME'. Sampling: what the publisher "
+               "recommends, used where the config and the flags set none.", err=True)
 
 
 @app.command("path")

@@ -414,6 +414,24 @@ def family_thinks(path: Path | None, name: str = "", registry: Path | None = Non
     return bool(entry and entry.thinking)
 
 
+SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p")  # what an entry's `sampling` may recommend
+
+
+def family_sampling(path: Path | None, name: str = "", registry: Path | None = None) -> dict[str, float | int]:
+    """The sampling the registry's entry recommends (`sampling`) for the model whose file is `path`, or,
+    for a model behind a server (no `path`), the one named `name`: the settings it gives, by name (of
+    SAMPLING_KEYS); {} where it gives none, or the model is none of its models (a GGUF given by a path
+    of its own keeps the engine's defaults), or the registry cannot be read."""
+    try:
+        reg = load_registry(registry)
+    except ConfigError:
+        return {}
+    entry = reg.entry_for(path) if path is not None else reg.models.get(name)
+    if entry is None or entry.sampling is None:
+        return {}
+    return {key: getattr(entry.sampling, key) for key in SAMPLING_KEYS if getattr(entry.sampling, key) is not None}
+
+
 def family_chat_format(path: Path, registry: Path | None = None) -> str:
     """The chat format the registry names (`chat_format`) for the model whose file is `path`, for a GGUF
     that carries no template: "" where it names none, or the file is none of its models."""
