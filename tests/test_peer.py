@@ -230,7 +230,7 @@ def test_the_server_is_started_with_digest_s_settings_waited_for_and_stopped(tmp
     assert process.poll() is not None  # stopped on the way out
     args = json.loads(Path(f"{binary}.args").read_text())
     assert args == ["-m", str(model), "-np", "14", "-c", str(14 * 512), "-t", "2", "-fa", "off", "--no-kv-unified",
-                    "-ctk", "q8_0", "--host", "127.0.0.1", "--port", str(server.port), "-ngl", "0"]
+                    "-ctk", "q8_0", "--no-repack", "--host", "127.0.0.1", "--port", str(server.port), "-ngl", "0"]
 
 
 def test_a_server_that_dies_while_starting_reports_its_own_error(tmp_path):

@@ -28,6 +28,7 @@ from ..engine.base import Request
 from .. import http
 from ..errors import OutputError, PeerError
 from ..files import write_atomic
+from .native import NO_REPACK
 
 ENDPOINT = "/v1/chat/completions"
 HOST = "127.0.0.1"
@@ -155,7 +156,7 @@ def context_cells(model: Path, requests: Sequence[Request], n_ctx: int = 0) -> i
 def server_command(binary: Path, model: Path, *, parallel: int, ctx: int, threads: int, port: int,
                    host: str = HOST, n_gpu_layers: int = 0, cache_type_k: str = "f16") -> list[str]:
     command = [str(binary), "-m", str(model), "-np", str(parallel), "-c", str(ctx), "-t", str(threads),
-               "-fa", "off", "--no-kv-unified", "-ctk", cache_type_k, "--host", host, "--port", str(port),
+               "-fa", "off", "--no-kv-unified", "-ctk", cache_type_k, NO_REPACK, "--host", host, "--port", str(port),
                # Always said: this llama-server's default is "auto", which offloads on a GPU build.
                "-ngl", "all" if n_gpu_layers < 0 else str(n_gpu_layers)]
     return command
