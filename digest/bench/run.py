@@ -365,7 +365,8 @@ def server_peer(config: Config, requests: Sequence[Request], binary: Path, threa
 
     bodies = requests_json(requests)
     with server_for(binary, config.model_path, requests, threads=threads, n_ctx=config.model.n_ctx,
-                    n_gpu_layers=config.model.n_gpu_layers, cache_type_k=config.model.cache_type_k) as server:
+                    n_gpu_layers=config.model.n_gpu_layers, cache_type_k=config.model.cache_type_k,
+                    chat_format=config.chat_format) as server:
         say(f"llama-server: {' '.join(server.command)}")
 
         def run() -> Generation:
