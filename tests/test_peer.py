@@ -308,7 +308,8 @@ def test_the_server_formats_with_digest_s_template_where_it_is_not_the_gguf_s(tm
 
     base = dict(parallel=14, ctx=7168, threads=2, port=8080)
     assert "--chat-template" not in server_command(Path("s"), Path("m.gguf"), **base)
-    assert server_command(Path("s"), Path("m.gguf"), chat_format="gemma", **base)[-2:] == ["--chat-template", "gemma"]
+    assert server_command(Path("s"), Path("m.gguf"), chat_format="gemma", **base)[-3:] == [
+        "--no-jinja", "--chat-template", "gemma"]
     jinja = str(tmp_path / "t.jinja")
     assert server_command(Path("s"), Path("m.gguf"), chat_format=jinja, **base)[-3:] == [
         "--jinja", "--chat-template-file", jinja]

@@ -161,10 +161,11 @@ def server_command(binary: Path, model: Path, *, parallel: int, ctx: int, thread
                # Always said: this llama-server's default is "auto", which offloads on a GPU build.
                "-ngl", "all" if n_gpu_layers < 0 else str(n_gpu_layers)]
     # The template digest formats with where it is not the GGUF's ([model] chat_format, the registry's):
-    # a llama.cpp built-in by name, or a Jinja file.
+    # a llama.cpp built-in by name (outside the Jinja engine, the server's default, which would take
+    # the name for a template's text and send prompts of 3 tokens), or a Jinja file.
     if chat_format:
         command += (["--jinja", "--chat-template-file", chat_format] if is_template_file(chat_format)
-                    else ["--chat-template", chat_format])
+                    else ["--no-jinja", "--chat-template", chat_format])
     return command
 
 
