@@ -4,10 +4,12 @@ it); and the `model` marker's rule."""
 
 from __future__ import annotations
 
+import fcntl
 import inspect
 import json
 import os
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -44,7 +46,8 @@ def pytest_configure(config: pytest.Config) -> None:
     worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if not (worker and count and hasattr(os, "sched_setaffinity")):
         return
-    cpus, n, count = sorted(os.sched_getaffinity(0)), int(worker.removeprefix("gw")), int(count)
+    # a worker that replaces a crashed one is named gw{count}, gw{count + 1}, ...: it takes the crashed one's share
+    cpus, n, count = sorted(os.sched_getaffinity(0)), int(worker.removeprefix("gw")) % int(count), int(count)
     share = len(cpus) // count
     if share:
         os.sched_setaffinity(0, cpus[n * share:(n + 1) * share])
@@ -71,6 +74,25 @@ def batched_engine():
 
     with create_engine("batched", Config().model_path) as engine:
         yield engine
+
+
+def made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:
+    """A folder that `make` fills once for the whole run. Under pytest-xdist the tests of one module may
+    run on both workers, and each would run the module's fixtures: the first worker to ask makes the
+    folder (the other waits on a lock, then reads what it made), so a post that the real model writes
+    for a module's tests is written once. A `make` that fails leaves nothing, and the next asker tries again."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's folder, above each worker's own
+    folder, done = base / f"once-{name}", base / f"once-{name}" / ".made"
+    with open(base / f"once-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            done.write_text("")
+    return folder
 
 
 # ---------------------------------------------------------------------------------------------

@@ -138,3 +138,37 @@ def test_a_run_that_fails_is_not_within_the_memory_limit(tmp_path):
     assert memory["exit_code"] == EXIT_CONFIG
     assert memory["peak_rss_bytes"] <= memory["limit_bytes"]  # small: the run stopped before loading the model
     assert memory["within_limit"] is False
+
+
+def test_n_digests_in_one_batch_are_timed_against_the_same_n_one_by_one(monkeypatch):
+    """`digest bench --configs 2`: its two rows run the very same requests of two digests (two run
+    seeds), all in one batch and one digest after the other. The fake engine here: the bench's other rows
+    run the real model in test_e2e, and that the real engine writes each digest of a batch as its own
+    run is test_many's test_two_posts_in_one_batch_are_the_bytes_of_their_own_runs."""
+    from pathlib import Path
+
+    from digest import engine as engine_pkg
+    from digest.bench.run import run_bench
+    from digest.engine.fake import FakeEngine
+
+    engines: list[FakeEngine] = []
+
+    def fake(name, model_path, **settings):
+        engines.append(FakeEngine(model_name=Path(model_path).stem))
+        return engines[-1]
+
+    monkeypatch.setattr(engine_pkg, "create_engine", fake)
+    report = run_bench(Config(), runs=1, sequential=False, checks=False, memory=False, configs=2)
+    rows = {row.label: row for row in report.rows}
+    together, apart, one = (rows["batched [2 digests, one batch]"], rows["batched [2 digests, one by one]"],
+                            rows["batched"])
+    assert together.prompt_tokens == apart.prompt_tokens == 2 * one.prompt_tokens
+    assert together.completion_tokens == apart.completion_tokens > one.completion_tokens
+    batched = engines[0]  # the bench's batching engine, which every one of these rows runs on
+    calls = [[r.key for r in call] for call in batched.calls if len(call) > 1]
+    digests = [keys for keys in calls if not keys[0].startswith("digest")]
+    in_one = [keys for keys in calls if keys[0].startswith("digest")]
+    assert in_one and all(len(keys) == 2 * report.requests for keys in in_one)
+    assert {key.split("/", 1)[1] for key in in_one[-1]} == set(digests[-1])
+    seeds = {r.key: r.seed for r in next(c for c in reversed(batched.calls) if c[0].key.startswith("digest"))}
+    assert seeds[f"digest0/{digests[-1][0]}"] != seeds[f"digest1/{digests[-1][0]}"]  # two run seeds

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import _make_runner
+from conftest import _make_runner, made_once
 from digest import engine as engine_pkg  # engine_of builds every engine through its create_engine
 from digest.check import parse_post
 from digest.cli import app
@@ -80,7 +80,16 @@ def cases_post(when: datetime) -> Post:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Built:
-    root = tmp_path_factory.mktemp("hugo") / "site"
+    """The site built by Hugo once for the whole run (made_once: whichever worker asks first)."""
+    folder = made_once(tmp_path_factory, "hugo-site", _build)
+    root, posts_dir = folder / "site", folder / "site" / "content" / "posts"
+    names = {"sample": "2026-01-02", "hostile": "2026-01-03", "real-model": "2026-01-04", "cases": "2026-01-05"}
+    return Built(root, (folder / "hugo.out").read_text(encoding="utf-8"),
+                 {name: posts_dir / f"{day}-ai-auto-summary.md" for name, day in names.items()})
+
+
+def _build(folder: Path) -> None:
+    root = folder / "site"
     shutil.copytree(SITE, root)
     posts_dir = root / "content" / "posts"
     digest_run("run", "--engine", "fake", "--sample-feeds", "--out", root, "--date", "2026-01-02", "--quiet")
@@ -100,9 +109,7 @@ def built(tmp_path_factory) -> Built:
                            "--cacheDir", str(root.parent / "hugo-cache")],
                           capture_output=True, text=True, timeout=120, env={**os.environ, "NO_COLOR": "1"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    names = {"sample": "2026-01-02", "hostile": "2026-01-03", "real-model": "2026-01-04", "cases": "2026-01-05"}
-    return Built(root, proc.stdout + proc.stderr,
-                 {name: posts_dir / f"{day}-ai-auto-summary.md" for name, day in names.items()})
+    (folder / "hugo.out").write_text(proc.stdout + proc.stderr, encoding="utf-8")
 
 
 POSTS = ["sample", "hostile", "real-model", "cases"]

@@ -35,10 +35,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# `python -m llama_cpp.server`, its model loaded as digest's engines load theirs (without llama.cpp's extra
+# buffer types: digest.engine.llama.no_extra_buffers; with them, an AMX Xeon crashes in the AMX kernel).
+SERVER = ("import runpy, sys\nfrom digest.engine.llama import no_extra_buffers\nsys.argv[0] = 'llama_cpp.server'\n"
+          "with no_extra_buffers():\n    runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)\n")
+
+
 def _start_server(model: Path, port: int) -> subprocess.Popen:
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
+        [sys.executable, "-c", SERVER, "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
          "--n_ctx", "4096", "--verbose", "False",
          # its default is half the machine's CPUs; digest's engines take every CPU this process may use
          "--n_threads", str(default_threads()), "--n_threads_batch", str(default_threads())],

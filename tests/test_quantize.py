@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PROJECT_ROOT, describe
+from digest.engine.llama import no_extra_buffers
 from digest.models import embedded, quantize
 from digest.errors import EXIT_MODEL, EXIT_OUTPUT, ModelError
 from digest.files import sha256_file
@@ -247,8 +248,9 @@ def _log_probs(model: Path, tokens: tuple[int, ...], cache_type_k: str = "f16"):
 
     from digest.engine.native import CACHE_TYPES
 
-    llm = llama_cpp.Llama(model_path=str(model), n_ctx=len(tokens) + 16, n_batch=512, n_threads=2,
-                          n_threads_batch=2, logits_all=True, verbose=False, type_k=CACHE_TYPES[cache_type_k][0])
+    with no_extra_buffers():  # as the engines load it
+        llm = llama_cpp.Llama(model_path=str(model), n_ctx=len(tokens) + 16, n_batch=512, n_threads=2,
+                              n_threads_batch=2, logits_all=True, verbose=False, type_k=CACHE_TYPES[cache_type_k][0])
     try:
         llm.eval(list(tokens))
         logits = np.array(llm.scores[: len(tokens)], dtype=np.float32)

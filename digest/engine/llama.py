@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
+from typing import Iterator
 
 from ..errors import ModelError
 from ..models.registry import check_gguf
@@ -19,6 +21,29 @@ def default_threads() -> int:
     return cpus if cpus <= 4 else cpus // 2
 
 
+@contextlib.contextmanager
+def no_extra_buffers() -> Iterator[None]:
+    """While it lasts, a `llama_cpp.Llama` loads its weights as the batching engine does (native.Model):
+    without llama.cpp's "extra buffer types". Those repack the weights for other kernels (4-row Q4
+    gemm on AVX2, AMX tiles on Xeons that have them), which make a sequence's bits depend on its batch
+    and, on this project's AMX machine, crash in `ggml_backend_amx_mul_mat`. `Llama` takes no such
+    argument: its defaults are read from `llama_model_default_params`, which this wraps."""
+    import llama_cpp.llama_cpp as native
+
+    default = native.llama_model_default_params
+
+    def plain():
+        params = default()
+        params.use_extra_bufts = False
+        return params
+
+    native.llama_model_default_params = plain
+    try:
+        yield
+    finally:
+        native.llama_model_default_params = default
+
+
 def load_llama(path: Path, *, n_ctx: int, threads: int = 0, n_gpu_layers: int = 0,
                repeat_last_n: int = 64, thinking: bool = False, thinking_tokens: int = 0, thinking_family: bool = False,
                chat_format: str = ""):
@@ -29,20 +54,21 @@ def load_llama(path: Path, *, n_ctx: int, threads: int = 0, n_gpu_layers: int = 
 
     threads = threads or default_threads()
     try:
-        llm = llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=n_ctx,
-            n_batch=min(512, n_ctx),
-            n_threads=threads,
-            n_threads_batch=threads,
-            n_gpu_layers=n_gpu_layers,
-            last_n_tokens_size=repeat_last_n,
-            # The loop undoes a refused sentence by taking its cells out of the cache (llama-cpp-python's
-            # prefix reuse): a sliding-window model's window layers keep every cell, so the window is
-            # as it was (no effect on a model without one).
-            swa_full=True,
-            verbose=False,
-        )
+        with no_extra_buffers():
+            llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_batch=min(512, n_ctx),
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_gpu_layers=n_gpu_layers,
+                last_n_tokens_size=repeat_last_n,
+                # The loop undoes a refused sentence by taking its cells out of the cache (llama-cpp-python's
+                # prefix reuse): a sliding-window model's window layers keep every cell, so the window is
+                # as it was (no effect on a model without one).
+                swa_full=True,
+                verbose=False,
+            )
     except (ValueError, RuntimeError, OSError) as exc:
         raise ModelError(f"cannot load model {path}: {exc} (the file may be truncated or corrupt)") from exc
     # The same special-token texts that llama-cpp-python gives its own Jinja2 chat handler.
