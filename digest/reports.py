@@ -13,6 +13,14 @@ def _console(width: int) -> Console:
     return Console(highlight=False, markup=False, emoji=False, width=max(width, Console().width))
 
 
+def _print_whole(table) -> None:
+    """`table` on stdout at its natural width (or the terminal's, if wider), so that no cell is cropped
+    however narrow the terminal or a file is: a long row label widens the table instead of cutting the
+    numbers beside it to an ellipsis."""
+    wide = Console(highlight=False, markup=False, emoji=False, width=1 << 14)  # measured as _console prints
+    _console(wide.measure(table).maximum).print(table)
+
+
 def show_bench(report) -> None:
     """A `bench.run.Report` as a table of rows, then the backend, decode, ceiling and memory lines."""
     from rich.table import Table
@@ -31,7 +39,7 @@ def show_bench(report) -> None:
                       f"{row.median_wall_s:.2f}", str(row.completion_tokens), f"{row.tokens_per_s:.1f}",
                       str(row.prompt_tokens), str(row.prompt_tokens_decoded), str(row.decode_steps or "-"),
                       *(ratio(report.speedup(row, b)) for b in baselines))
-    _console(150).print(table)
+    _print_whole(table)
     cost = report.checks_cost()
     if cost.get("wall_ratio"):
         typer.echo(f"batched+checks (prevention, checks, retries) against batched: {cost['wall_ratio']:.2f}x the wall "
@@ -52,13 +60,13 @@ def show_bench(report) -> None:
         typer.echo(line)
     for row in report.rows:
         if row.ceiling_s:
-            typer.echo(f"simulated ceiling, {row.label} slots={row.slots or 'all'}: {row.ceiling_s:.2f} s at llama.cpp's "
+            typer.echo(f"simulated ceiling, {row.named}: {row.ceiling_s:.2f} s at llama.cpp's "
                        f"native rates; measured {row.median_wall_s:.2f} s ({(row.of_ideal or 0) * 100:.0f}% of ideal)")
     server = report.find("llama-server")
     for row in report.rows:
         ratio = report.wall_ratio(row, server) if server is not None and row is not server else None
         if ratio:
-            typer.echo(f"{row.label} slots={row.slots or 'all'} against llama-server: {1 / ratio:.2f}x as fast "
+            typer.echo(f"{row.named} against llama-server: {1 / ratio:.2f}x as fast "
                        f"({row.median_wall_s:.2f} s against {server.median_wall_s:.2f} s; median of per-run ratios)")
     if report.memory:
         m = report.memory
@@ -94,7 +102,7 @@ def show_eval(report, worst: int) -> None:
             applied, first, final = rows[name].get(check, (0, 0, 0))
             cells += [f"{first / applied:.0%}" if applied else "-", f"{final / applied:.0%}" if applied else "-"]
         table.add_row(check, str(sum(rows[name].get(check, (0,))[0] for name in sets)), *cells)
-    _console(100).print(table)
+    _print_whole(table)
     for name in sets:
         summary = report.summary(name)
         n, first, final = summary["sections"], summary["first_try"]["passed"], summary["final"]["passed"]

@@ -58,7 +58,7 @@ def test_what_the_checks_cost_is_a_median_of_per_run_wall_ratios_and_sampled_per
     assert Report("m", 2, 3, 160, 14, [plain]).checks_cost() == {}
 
 
-def test_each_row_keeps_its_own_ceiling_and_whole_label_in_the_json_and_the_table(capsys):
+def test_each_row_keeps_its_own_ceiling_and_whole_label_in_the_json_and_the_table(capsys, monkeypatch):
     """Two batched rows with the same slots (plain, and without the examples) each carry their own
     ceiling and share of it, and every row its wall time against llama-server: no arithmetic for a
     reader, no row overwriting another's ceiling; the table prints each label whole."""
@@ -69,14 +69,23 @@ def test_each_row_keeps_its_own_ceiling_and_whole_label_in_the_json_and_the_tabl
     plain = Row("batched", 0, wall_s=[10.0, 10.0, 10.0], tokens=[100] * 3, ceiling_s=8.5)
     bare = Row("batched", 0, variant="no examples", wall_s=[6.0, 6.0, 6.0], tokens=[100] * 3, ceiling_s=3.0)
     server = Row("llama-server", 0, wall_s=[20.0, 15.0, 30.0], tokens=[100] * 3)
-    report = Report("m", 2, 3, 160, 14, [plain, bare, server])
+    old = Row("batched", 0, variant="f16 K, all examples: 0.1", wall_s=[12.5] * 3, tokens=[100] * 3)
+    remote = Row("openai", 0, variant="http://a-very-long-host-name.inference.internal.example.org:8000/v1/with/a/path/prefix", wall_s=[9.25] * 3,
+                 tokens=[100] * 3)
+    report = Report("m", 2, 3, 160, 14, [plain, bare, server, old, remote])
     rows = {row["label"]: row for row in json.loads(report.to_json())["rows"]}
     assert (rows["batched"]["ceiling_s"], rows["batched"]["of_ideal"]) == (8.5, 0.85)
     assert (rows["batched [no examples]"]["ceiling_s"], rows["batched [no examples]"]["of_ideal"]) == (3.0, 0.5)
     assert rows["batched"]["wall_vs_llama_server"] == 0.5  # median of 10/20, 10/15, 10/30
     assert rows["llama-server"]["median_wall_s"] == 20.0 and "wall_vs_llama_server" not in rows["llama-server"]
+    monkeypatch.setenv("COLUMNS", "40")  # a narrow terminal: the table is as wide as its longest label needs
     show_bench(report)
     out = capsys.readouterr().out
+    table = [line for line in out.splitlines() if line.startswith("│")]
+    assert len(table) == 5 and all("…" not in line for line in table)
+    assert "│ batched [f16 K, all examples: 0.1] " in out and "12.50" in out
+    assert "│ openai [http://a-very-long-host-name.inference.internal.example.org:8000/v1/with/a/path/prefix] │" in out and "9.25" in out
+    assert "openai [http://a-very-long-host-name.inference.internal.example.org:8000/v1/with/a/path/prefix] against llama-server" in out  # no slots=
     assert "batched [no examples]" in out
     assert "simulated ceiling, batched [no examples] slots=all: 3.00 s" in out and "(50% of ideal)" in out
     assert "simulated ceiling, batched slots=all: 8.50 s" in out and "(85% of ideal)" in out

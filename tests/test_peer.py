@@ -230,7 +230,7 @@ def test_the_server_is_started_with_digest_s_settings_waited_for_and_stopped(tmp
     assert process.poll() is not None  # stopped on the way out
     args = json.loads(Path(f"{binary}.args").read_text())
     assert args == ["-m", str(model), "-np", "14", "-c", str(14 * 512), "-t", "2", "-fa", "off", "--no-kv-unified",
-                    "-ctk", "q8_0", "--host", "127.0.0.1", "--port", str(server.port), "-ngl", "0"]
+                    "-ctk", "q8_0", "--no-repack", "--host", "127.0.0.1", "--port", str(server.port), "-ngl", "0"]
 
 
 def test_a_server_that_dies_while_starting_reports_its_own_error(tmp_path):
@@ -299,3 +299,17 @@ def test_the_real_llama_server_reads_the_same_prompts_and_answers_them(requests,
         assert all(0 < u["completion_tokens"] <= 16 for u in usages)
         assert 0 < wall <= outside  # the batch's time, in seconds
     assert process.poll() is not None
+
+
+def test_the_server_formats_with_digest_s_template_where_it_is_not_the_gguf_s(tmp_path):
+    """A GGUF without a template (Gemma 3 270M) is formatted by digest with the registry's built-in
+    (`gemma`) or a Jinja file: llama-server is told the same, or it would write other prompts."""
+    from digest.bench.peer import server_command
+
+    base = dict(parallel=14, ctx=7168, threads=2, port=8080)
+    assert "--chat-template" not in server_command(Path("s"), Path("m.gguf"), **base)
+    assert server_command(Path("s"), Path("m.gguf"), chat_format="gemma", **base)[-3:] == [
+        "--no-jinja", "--chat-template", "gemma"]
+    jinja = str(tmp_path / "t.jinja")
+    assert server_command(Path("s"), Path("m.gguf"), chat_format=jinja, **base)[-3:] == [
+        "--jinja", "--chat-template-file", jinja]

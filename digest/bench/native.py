@@ -74,6 +74,10 @@ def decode_throughput(config: Config, batch_sizes: Sequence[int], *, tokens: int
 
 
 NATIVE_BATCHES = (1, 2, 3, 4, 6, 8, 12, 16)
+# The peers' weights as digest's engine loads them: not repacked for the CPU's extra kernels
+# (engine.native.Model: they would make a row's logits depend on the batch). On an AVX-512 CPU with
+# AMX, repacking also sends Q8_0 to AMX kernels, which died with SIGILL on this VM.
+NO_REPACK = "--no-repack"
 
 
 def native_batched_bench(binary: Path, model: Path, threads: int, batches: Sequence[int] = NATIVE_BATCHES, *,
@@ -83,7 +87,7 @@ def native_batched_bench(binary: Path, model: Path, threads: int, batches: Seque
     cache as digest uses it): {batch: {"speed_tg", "speed_pp"}} from its JSON lines."""
     cells = max(batches) * (prompt + tokens)
     command = [str(binary), "-m", str(model), "-npp", str(prompt), "-ntg", str(tokens),
-               "-npl", ",".join(map(str, batches)), "-t", str(threads), "-fa", "off", "-ctk", cache_type_k,
+               "-npl", ",".join(map(str, batches)), "-t", str(threads), "-fa", "off", "-ctk", cache_type_k, NO_REPACK,
                "-c", str(cells),
                "-ngl", str(n_gpu_layers if n_gpu_layers >= 0 else 999), "--output-format", "jsonl"]
     try:

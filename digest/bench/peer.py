@@ -25,9 +25,11 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..engine.base import Request
+from ..engine.chat import is_template_file
 from .. import http
 from ..errors import OutputError, PeerError
 from ..files import write_atomic
+from .native import NO_REPACK
 
 ENDPOINT = "/v1/chat/completions"
 HOST = "127.0.0.1"
@@ -143,21 +145,27 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def context_cells(model: Path, requests: Sequence[Request], n_ctx: int = 0) -> int:
+def context_cells(model: Path, requests: Sequence[Request], n_ctx: int = 0, chat_format: str = "") -> int:
     """KV cells per sequence that the batching engine gives these requests (all in one batch)."""
     from ..engine import create_engine
 
-    with create_engine("batched", model, n_ctx=n_ctx) as engine:
+    with create_engine("batched", model, n_ctx=n_ctx, chat_format=chat_format) as engine:
         prompts = [engine.tokenize(r) for r in requests]
         return engine._plan(requests, prompts)[3]
 
 
 def server_command(binary: Path, model: Path, *, parallel: int, ctx: int, threads: int, port: int,
-                   host: str = HOST, n_gpu_layers: int = 0, cache_type_k: str = "f16") -> list[str]:
+                   host: str = HOST, n_gpu_layers: int = 0, cache_type_k: str = "f16", chat_format: str = "") -> list[str]:
     command = [str(binary), "-m", str(model), "-np", str(parallel), "-c", str(ctx), "-t", str(threads),
-               "-fa", "off", "--no-kv-unified", "-ctk", cache_type_k, "--host", host, "--port", str(port),
+               "-fa", "off", "--no-kv-unified", "-ctk", cache_type_k, NO_REPACK, "--host", host, "--port", str(port),
                # Always said: this llama-server's default is "auto", which offloads on a GPU build.
                "-ngl", "all" if n_gpu_layers < 0 else str(n_gpu_layers)]
+    # The template digest formats with where it is not the GGUF's ([model] chat_format, the registry's):
+    # a llama.cpp built-in by name (outside the Jinja engine, the server's default, which would take
+    # the name for a template's text and send prompts of 3 tokens), or a Jinja file.
+    if chat_format:
+        command += (["--jinja", "--chat-template-file", chat_format] if is_template_file(chat_format)
+                    else ["--no-jinja", "--chat-template", chat_format])
     return command
 
 
@@ -167,8 +175,9 @@ class LlamaServer:
 
     def __init__(self, binary: Path, model: Path, *, parallel: int, ctx: int, threads: int,
                  port: int = 0, host: str = HOST, n_gpu_layers: int = 0, startup_timeout: float = STARTUP_TIMEOUT_S,
-                 cache_type_k: str = "f16"):
+                 cache_type_k: str = "f16", chat_format: str = ""):
         self.binary, self.model = Path(binary), Path(model)
+        self.chat_format = chat_format
         self.host, self.port = host, port
         self.parallel, self.ctx, self.threads, self.n_gpu_layers = parallel, ctx, threads, n_gpu_layers
         self.cache_type_k = cache_type_k
@@ -181,7 +190,7 @@ class LlamaServer:
     def command(self) -> list[str]:
         return server_command(self.binary, self.model, parallel=self.parallel, ctx=self.ctx,
                               threads=self.threads, port=self.port, host=self.host, n_gpu_layers=self.n_gpu_layers,
-                              cache_type_k=self.cache_type_k)
+                              cache_type_k=self.cache_type_k, chat_format=self.chat_format)
 
     def __enter__(self) -> "LlamaServer":
         check_binary(self.binary)
@@ -280,12 +289,12 @@ def check_binary(binary: Path) -> None:
 
 
 def server_for(binary: Path, model: Path, requests: Sequence[Request], *, threads: int, n_ctx: int = 0,
-               n_gpu_layers: int = 0, port: int = 0, cache_type_k: str = "f16") -> LlamaServer:
+               n_gpu_layers: int = 0, port: int = 0, cache_type_k: str = "f16", chat_format: str = "") -> LlamaServer:
     """The peer server for a bench: one slot per request, each with the cells digest gives it, and
-    digest's K cache format."""
+    digest's K cache format and chat template."""
     from ..engine.native import stream_cells
 
     check_binary(binary)  # before loading the model to count cells
-    cells = stream_cells(context_cells(model, requests, n_ctx))
+    cells = stream_cells(context_cells(model, requests, n_ctx, chat_format))
     return LlamaServer(binary, model, parallel=len(requests), ctx=cells * len(requests), threads=threads,
-                       n_gpu_layers=n_gpu_layers, port=port, cache_type_k=cache_type_k)
+                       n_gpu_layers=n_gpu_layers, port=port, cache_type_k=cache_type_k, chat_format=chat_format)

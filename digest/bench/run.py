@@ -65,6 +65,11 @@ class Row:
         return f"{self.engine} [{stem.rsplit('.', 1)[-1] if '.' in stem else stem}]"
 
     @property
+    def named(self) -> str:
+        """The label, and for a row of the batching engine its slots: how a line under the table names it."""
+        return f"{self.label} slots={self.slots or 'all'}" if self.engine.startswith("batched") else self.label
+
+    @property
     def median_wall_s(self) -> float:
         return statistics.median(self.wall_s) if self.wall_s else 0.0
 
@@ -335,8 +340,7 @@ def _time(plan: _Plan, runs: int, say: Callable[[str], None]) -> None:
             row.section_tokens = [r.completion_tokens for r in generation.results]
             row.sampled_tokens = s.sampled_tokens
             row.kept_tokens = sum(r.completion_tokens for r in generation.results)
-            slots = f" slots={row.slots or 'all'}" if row.engine.startswith("batched") else ""
-            say(f"{row.label}{slots} run {n + 1}/{runs}: {s.wall_seconds:.2f} s, "
+            say(f"{row.named} run {n + 1}/{runs}: {s.wall_seconds:.2f} s, "
                 f"{s.completion_tokens} tokens, {s.tokens_per_second:.0f} tok/s")
 
 
@@ -361,7 +365,8 @@ def server_peer(config: Config, requests: Sequence[Request], binary: Path, threa
 
     bodies = requests_json(requests)
     with server_for(binary, config.model_path, requests, threads=threads, n_ctx=config.model.n_ctx,
-                    n_gpu_layers=config.model.n_gpu_layers, cache_type_k=config.model.cache_type_k) as server:
+                    n_gpu_layers=config.model.n_gpu_layers, cache_type_k=config.model.cache_type_k,
+                    chat_format=config.chat_format) as server:
         say(f"llama-server: {' '.join(server.command)}")
 
         def run() -> Generation:

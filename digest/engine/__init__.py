@@ -77,18 +77,36 @@ def engine_of(config, *, warn: Callable[[str], None] | None = None, **overrides)
     """The engine a digest config (a `digest.config.Config`) asks for: its `engine_settings` ([generation]
     engine and slots, the [model] settings, the server of --engine openai). The one place where a
     config becomes an engine (run, eval, replay, the bench); `overrides` (fields of EngineSettings)
-    replace what the config says. `warn` hears of a setting the engine cannot honour (n_gpu_layers
-    without a GPU backend), once, before the model loads."""
+    replace what the config says. `warn` hears of each of `load_warnings`, once, before the model loads."""
     settings = dataclasses.replace(config.engine_settings, **overrides)
-    if warn is not None and settings.name in LOCAL_ENGINES and settings.n_gpu_layers:
-        from .native import gpu_offload_supported
-
-        if not gpu_offload_supported():
-            warn(f"n_gpu_layers {settings.n_gpu_layers} (--n-gpu-layers, [model] n_gpu_layers) offloads "
-                 "nothing: this llama-cpp-python build has no GPU backend, so every layer runs on the CPU")
+    if warn is not None:
+        for message in load_warnings(settings):
+            warn(message)
     engine = create_engine(**{spec.name: getattr(settings, spec.name) for spec in dataclasses.fields(settings)})
     engine.settings = settings  # (also where a test has put another create_engine in its place)
     return engine
+
+
+def load_warnings(settings: EngineSettings) -> list[str]:
+    """What a user should know before a local engine loads its model, one line each: n_gpu_layers on a
+    llama-cpp-python build without a GPU backend; a batching engine's model on the CPU whose weights
+    llama.cpp's x86 kernels compute differently by batch size (its text may depend on --slots)."""
+    if settings.name not in LOCAL_ENGINES:
+        return []
+    from ..errors import ModelError
+    from .native import batch_dependence, gpu_offload_supported
+
+    out = []
+    gpu = gpu_offload_supported()
+    if settings.n_gpu_layers and not gpu:
+        out.append(f"n_gpu_layers {settings.n_gpu_layers} (--n-gpu-layers, [model] n_gpu_layers) offloads "
+                   "nothing: this llama-cpp-python build has no GPU backend, so every layer runs on the CPU")
+    if settings.name == "batched" and settings.model_path is not None and not (settings.n_gpu_layers and gpu):
+        try:
+            out.append(batch_dependence(settings.model_path))
+        except ModelError:  # no such file, or not a GGUF: the engine says so when it loads it
+            pass
+    return [message for message in out if message]
 
 
 def create_engine(name: str, model_path: Path | None, **options) -> Engine:

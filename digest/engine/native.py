@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import platform
 from pathlib import Path
 
 import llama_cpp
@@ -18,7 +19,8 @@ from llama_cpp import _internals
 from ..errors import GenerationError, ModelError
 from ..interrupts import IN_NATIVE
 from ..llama_log import clear_errors, last_error, quiet_logs
-from ..models.registry import check_gguf
+from ..models.gguf import read_tensors
+from ..models.registry import check_gguf, q8_0_of
 from .cache_types import CACHE_TYPES, DEFAULT_CACHE_TYPE_K
 
 STREAM_ALIGN = 256  # llama.cpp pads each sequence's KV stream to a multiple of this
@@ -45,6 +47,36 @@ def eog_tokens(vocab, n_vocab: int) -> np.ndarray:
 def gpu_offload_supported() -> bool:
     """Whether this llama-cpp-python build has a GPU backend (else n_gpu_layers offloads nothing)."""
     return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+# The weight formats of 32-weight blocks. Every file made of one of them gave a sequence the same logits
+# alone and in a decode step of 2, 4, 5, 8 and 16 rows on x86 (weights not repacked; docs/models.md):
+# Q8_0 and Q4_1 on an AVX2 and an AVX-512 CPU, the others on the AVX-512 one. Files holding k-quants
+# (Q3_K to Q6_K) or F16/BF16 matrices did not, on one CPU or the other.
+BATCH_INVARIANT_WEIGHTS = frozenset({"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL"})
+X86 = frozenset({"x86_64", "amd64", "i386", "i686", "x86"})
+
+
+def batch_dependent_weights(path: Path, machine: str | None = None) -> list[str]:
+    """The formats of `path`'s weight matrices (tensors of two or more dimensions) outside
+    BATCH_INVARIANT_WEIGHTS, for which llama.cpp's x86 CPU kernels may give a sequence other logits by
+    how many rows its decode step holds; [] on another CPU (`machine`: platform.machine()'s)."""
+    if (machine or platform.machine()).lower() not in X86:
+        return []
+    return sorted({kind for kind, shape in read_tensors(path).values() if len(shape) >= 2} - BATCH_INVARIANT_WEIGHTS)
+
+
+def batch_dependence(path: Path, machine: str | None = None) -> str:
+    """The one-line warning for a model whose text on an x86 CPU may depend on the batch (--slots), naming
+    its Q8_0, which does not: the registry's (`digest models pull NAME`) or the quantizer's; "" for none."""
+    kinds = batch_dependent_weights(path, machine)
+    if not kinds:
+        return ""
+    q8_0 = q8_0_of(path)
+    fix = (f"digest models pull {q8_0}" if q8_0 else f"digest models quantize {Path(path).name} --type q8_0")
+    return (f"{Path(path).name} holds {', '.join(kinds)} weights, whose llama.cpp kernels on an x86 CPU may give a "
+            "sequence other logits by how many share its decode step: its text may depend on --slots (the same "
+            f"seed, other bytes at another slot count); its Q8_0 does not ({fix}; docs/models.md)")
 
 
 class Model:

@@ -443,6 +443,18 @@ def family_chat_format(path: Path, registry: Path | None = None) -> str:
     return entry.chat_format if entry else ""
 
 
+def q8_0_of(path: Path, registry: Path | None = None) -> str:
+    """The name of the registry's Q8_0 made from the model whose file is `path` (`gemma3-270m-q8_0` for
+    `gemma3-270m`'s file): "" where there is none, or the file is none of its models."""
+    try:
+        reg = load_registry(registry)
+    except ConfigError:
+        return ""
+    entry = reg.entry_for(path)
+    return next((e.name for e in reg.models.values() if entry is not None and e.derived_from == entry.name
+                 and e.quantize.lower() == "q8_0"), "")
+
+
 def describe(path: Path, registry: Path | None = None) -> dict | None:
     """What the registry says about the model file at `path`: its name, and for a derived model its
     source (name, file, sha256) and recipe. None when the file is not one of the registry's (or the
