@@ -288,3 +288,24 @@ def _cpu_flags() -> set[str]:
     except OSError:  # pragma: no cover - not Linux
         return set()
     return {word for line in text.splitlines() if line.startswith("flags") for word in line.split(":", 1)[1].split()}
+
+
+def test_the_html_gemma_writes_is_taken_out_of_its_paragraph_on_its_real_output(gemma):
+    """Gemma 3 270M writes HTML (issue 27 saw "<i>many</i>", which the post showed escaped): on a real
+    answer of its own (a base model: it writes the page back, tags and all, and goes on in HTML), the tags
+    go from the paragraph and the words inside them stay."""
+    import re
+
+    from digest.engine.base import Message, Sampling
+    from digest.sections import labels
+    from digest.text import clean_paragraph
+
+    ask = "Continue this web page paragraph: <p>Small language models help <i>many</i> teams ship <b>faster</b>."
+    request = Request("html", (Message("user", ask),), seed=7, max_tokens=80, sampling=Sampling(temperature=0.0))
+    raw = gemma.generate([request]).results[0].text
+    tags = re.findall(r"</?(?:i|b|p|a)\b[^<>]*>", raw)
+    assert len(tags) >= 4, f"the model wrote too little HTML this time: {raw!r}"
+    paragraph = clean_paragraph(raw, 1, 200, labels())
+    assert paragraph and not re.search(r"</?(?:i|b|p|a)\b", paragraph), paragraph
+    inside = re.findall(r"<(?:i|b)>([^<]+)</(?:i|b)>", raw)
+    assert inside and all(words in paragraph for words in inside), (inside, paragraph)
