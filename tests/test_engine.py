@@ -40,6 +40,16 @@ def sample_requests(max_tokens: int = SMALL, seed: int = 42, examples: bool = Fa
     return requests
 
 
+def generate_at_slots(engine, requests, slots: int):
+    """`engine.generate(requests)` with `slots` sequences decoded at once; a shared engine's slots go back
+    to all afterwards."""
+    engine.slots = slots
+    try:
+        return engine.generate(requests)
+    finally:
+        engine.slots = 0
+
+
 class EverySentenceKept:
     """A sentence rule that takes any finished sentence, refuses one past `words` words while it is
     still being written, and tries a sentence three times; the model may end the paragraph anywhere."""
@@ -184,11 +194,7 @@ def test_more_requests_than_slots_all_complete_each_as_alone(batched):
     requests = sample_requests()  # 14 requests
     assert len(requests) == 14
     full = batched.generate(requests).by_key()
-    batched.slots = 3
-    try:
-        three = batched.generate(requests)
-    finally:
-        batched.slots = 0
+    three = generate_at_slots(batched, requests, 3)
     assert [r.key for r in three.results] == [r.key for r in requests]
     for result in three.results:
         assert result.text == full[result.key].text, result.key
@@ -369,11 +375,7 @@ def test_greedy_tokens_equal_llama_cpp_python_for_every_sample_prompt(batched):
 
     requests = [dataclasses.replace(r, sampling=GREEDY) for r in sample_requests(max_tokens=64)]
     requests = [requests[i] for i in (0, 3, 4, 7, 8, 12, 13)]
-    batched.slots = 1
-    try:
-        ours = batched.generate(requests).results
-    finally:
-        batched.slots = 0
+    ours = generate_at_slots(batched, requests, 1).results
     prompts = [batched.tokenize(r) for r in requests]
     n_ctx = max(len(p) for p in prompts) + 160 + 8
     with no_extra_buffers():  # as the engines load it
@@ -419,11 +421,7 @@ def test_batch_invariance_when_sequences_end_at_very_different_steps(batched):
     base = sample_requests(max_tokens=160, protected=True)
     limits = [3, 160, 7, 90, 2, 160, 30, 5]
     requests = [dataclasses.replace(r, max_tokens=n) for r, n in zip(base, limits)]
-    batched.slots = 4
-    try:
-        mixed = batched.generate(requests).results
-    finally:
-        batched.slots = 0
+    mixed = generate_at_slots(batched, requests, 4).results
     assert max(r.completion_tokens for r in mixed) > 5 * min(r.completion_tokens for r in mixed)
     assert sum(r.rollbacks for r in mixed) > 0, "sentences were undone and written again meanwhile"
     for request, result in zip(requests, mixed):
@@ -451,11 +449,7 @@ def test_guarded_paragraphs_with_rollback_are_the_same_at_slots_1_and_16(batched
         sample_requests(max_tokens=120, protected=True), _biases())]
     requests = requests[:6] + requests[-1:]
     together = batched.generate(requests)
-    batched.slots = 1
-    try:
-        one = batched.generate(requests)
-    finally:
-        batched.slots = 0
+    one = generate_at_slots(batched, requests, 1)
     assert together.stats.rollbacks > 0 and together.stats.sampled_tokens > together.stats.completion_tokens
     for a, b in zip(together.results, one.results):
         assert (a.tokens, a.rollbacks) == (b.tokens, b.rollbacks), a.key

@@ -24,7 +24,7 @@ from digest.engine.llama import no_extra_buffers
 from digest.engine.native import X86
 from digest.models.registry import load_registry
 from test_engine import (GREEDY, TIE, EverySentenceKept, _biases, _llama_cpp_python_greedy, _top_two_gap,
-                         sample_requests)
+                         generate_at_slots, sample_requests)
 
 pytestmark = pytest.mark.model
 
@@ -142,11 +142,7 @@ def test_guarded_paragraphs_with_rollback_are_the_same_at_slots_1_and_16(gemma):
     requests = [dataclasses.replace(r, bias=b) for r, b in zip(
         sample_requests(max_tokens=24, protected=True), _biases())][:8]
     together = gemma.generate(requests)
-    gemma.slots = 1
-    try:
-        one = gemma.generate(requests)
-    finally:
-        gemma.slots = 0
+    one = generate_at_slots(gemma, requests, 1)
     assert together.stats.rollbacks > 0
     for a, b in zip(together.results, one.results):
         assert (a.tokens, a.rollbacks) == (b.tokens, b.rollbacks), a.key
@@ -160,11 +156,7 @@ def test_greedy_tokens_equal_llama_cpp_python(gemma):
     from digest.engine.native import CACHE_TYPES
 
     requests: list[Request] = [dataclasses.replace(r, sampling=GREEDY) for r in sample_requests(max_tokens=24)[:2]]
-    gemma.slots = 1
-    try:
-        ours = gemma.generate(requests).results
-    finally:
-        gemma.slots = 0
+    ours = generate_at_slots(gemma, requests, 1).results
     prompts = [gemma.tokenize(r) for r in requests]
     with no_extra_buffers():  # as the engines load it
         llm = llama_cpp.Llama(model_path=str(gemma.model_path), n_ctx=max(map(len, prompts)) + 32, n_batch=512,
