@@ -402,15 +402,23 @@ def _make_derived(registry: Registry, entry: ModelEntry) -> Path:
                     expected=Expected(entry.size, entry.sha256, entry.quantizer), error=model_write_error)
 
 
+def _registered(path: Path | None, name: str = "",
+                registry: Path | None = None) -> tuple[Registry | None, ModelEntry | None]:
+    """The registry and its entry for the model whose file is `path` (or, for a model behind a server, no
+    `path`, the one named `name`): (registry, None) where it is none of its models, and (None, None) where
+    the registry cannot be read (a model given by path needs none)."""
+    try:
+        reg = load_registry(registry)
+    except ConfigError:
+        return None, None
+    return reg, (reg.entry_for(path) if path is not None else reg.models.get(name))
+
+
 def family_thinks(path: Path | None, name: str = "", registry: Path | None = None) -> bool:
     """What the registry says (`thinking`) of the model whose file is `path`, or, for a model behind a
     server (no `path`), of the one named `name`: False where it is none of its models (or the registry
     cannot be read: a model given by path needs none)."""
-    try:
-        reg = load_registry(registry)
-    except ConfigError:
-        return False
-    entry = reg.entry_for(path) if path is not None else reg.models.get(name)
+    entry = _registered(path, name, registry)[1]
     return bool(entry and entry.thinking)
 
 
@@ -422,11 +430,7 @@ def family_sampling(path: Path | None, name: str = "", registry: Path | None = N
     for a model behind a server (no `path`), the one named `name`: the settings it gives, by name (of
     SAMPLING_KEYS); {} where it gives none, or the model is none of its models (a GGUF given by a path
     of its own keeps the engine's defaults), or the registry cannot be read."""
-    try:
-        reg = load_registry(registry)
-    except ConfigError:
-        return {}
-    entry = reg.entry_for(path) if path is not None else reg.models.get(name)
+    entry = _registered(path, name, registry)[1]
     if entry is None or entry.sampling is None:
         return {}
     return {key: getattr(entry.sampling, key) for key in SAMPLING_KEYS if getattr(entry.sampling, key) is not None}
@@ -435,35 +439,25 @@ def family_sampling(path: Path | None, name: str = "", registry: Path | None = N
 def family_chat_format(path: Path, registry: Path | None = None) -> str:
     """The chat format the registry names (`chat_format`) for the model whose file is `path`, for a GGUF
     that carries no template: "" where it names none, or the file is none of its models."""
-    try:
-        reg = load_registry(registry)
-    except ConfigError:
-        return ""
-    entry = reg.entry_for(path)
+    entry = _registered(path, registry=registry)[1]
     return entry.chat_format if entry else ""
 
 
 def q8_0_of(path: Path, registry: Path | None = None) -> str:
     """The name of the registry's Q8_0 made from the model whose file is `path` (`gemma3-270m-q8_0` for
     `gemma3-270m`'s file): "" where there is none, or the file is none of its models."""
-    try:
-        reg = load_registry(registry)
-    except ConfigError:
+    reg, entry = _registered(path, registry=registry)
+    if entry is None:
         return ""
-    entry = reg.entry_for(path)
-    return next((e.name for e in reg.models.values() if entry is not None and e.derived_from == entry.name
-                 and e.quantize.lower() == "q8_0"), "")
+    return next((e.name for e in reg.models.values()
+                 if e.derived_from == entry.name and e.quantize.lower() == "q8_0"), "")
 
 
 def describe(path: Path, registry: Path | None = None) -> dict | None:
     """What the registry says about the model file at `path`: its name, and for a derived model its
     source (name, file, sha256) and recipe. None when the file is not one of the registry's (or the
     registry cannot be read: a model given by path needs none)."""
-    try:
-        reg = load_registry(registry)
-    except ConfigError:
-        return None
-    entry = reg.entry_for(path)
+    reg, entry = _registered(path, registry=registry)
     if entry is None:
         return None
     found: dict = {"name": entry.name}
