@@ -505,10 +505,11 @@ def qwen3(text: str = "") -> Config:
 
 def test_unset_sampling_is_what_the_registry_recommends_for_the_model():
     """qwen3-4b's entry recommends four settings; the embedded model's two (what digest measured for it:
-    temperature 0.7, top_p 0.9), and no top_k or min_p, which keep the engines' defaults; the repeat
+    temperature 0.5, top_p 0.9), and no top_k or min_p, which keep the engines' defaults; the repeat
     penalty is the config's, whatever the model."""
     assert qwen3().sampling == QWEN3 != Sampling()
-    assert Config().sampling == Sampling(temperature=0.7, top_p=0.9) == Sampling()
+    assert Config().sampling == Sampling(temperature=0.5, top_p=0.9) != Sampling()
+    assert Config().sampling.repeat_penalty == Sampling().repeat_penalty == 1.1
 
 
 def test_the_config_and_the_flags_win_over_the_recommendation():

@@ -157,8 +157,9 @@ def test_live_fetch_snapshot_and_replay_with_the_real_model(tmp_path, http_serve
 def test_a_manifest_replays_with_the_sampling_it_ran_with(tmp_path):
     """The sampling a post was made with is the manifest's, whatever the registry recommends when it is
     replayed: a post made where the registry's entry for the embedded model recommended temperature 0.2
-    (the config leaving it unset) replays identical under the shipped registry (0.7); and a manifest of
-    an older release (its config sets temperature 0.7, as every one then did, and lacks repeat_last_n)
+    (the config leaving it unset) replays identical under the shipped registry (0.5); and a manifest of
+    an older release (its config sets temperature 0.7, as every one then did, its repeat penalty is 0.5's
+    1.15, and it lacks repeat_last_n)
     replays identical under a registry that recommends 0.2."""
     import json
 
@@ -168,7 +169,7 @@ def test_a_manifest_replays_with_the_sampling_it_ran_with(tmp_path):
     folder = tmp_path / "registry"
     folder.mkdir()
     text = DEFAULT_REGISTRY.read_text(encoding="utf-8")
-    colder = text.replace("sampling = { temperature = 0.7, top_p = 0.9, source = \"digest's own", "sampling = { "
+    colder = text.replace("sampling = { temperature = 0.5, top_p = 0.9, source = \"digest's own", "sampling = { "
                           "temperature = 0.2, top_p = 0.9, source = \"digest's own", 1)
     assert colder != text
     (folder / "registry.toml").write_text(colder, encoding="utf-8")
@@ -180,7 +181,7 @@ def test_a_manifest_replays_with_the_sampling_it_ran_with(tmp_path):
     today.write_text("[feeds.topics]\ncount = 1\n[feeds.trending]\ncount = 1\n"
                      "[generation]\nmax_tokens = 48\nretries = 0\n", encoding="utf-8")
     older = tmp_path / "older.toml"
-    older.write_text(today.read_text(encoding="utf-8") + "temperature = 0.7\n", encoding="utf-8")
+    older.write_text(today.read_text(encoding="utf-8") + "temperature = 0.7\nrepeat_penalty = 1.15\n", encoding="utf-8")
     posts, manifests = {}, {}
     for name, config, env in (("older", older, None), ("today", today, at_02)):
         out = tmp_path / name
@@ -193,11 +194,12 @@ def test_a_manifest_replays_with_the_sampling_it_ran_with(tmp_path):
     recorded = json.loads(manifests["today"].read_text(encoding="utf-8"))
     assert recorded["config"]["effective"]["generation"]["temperature"] is None
     assert (recorded["sampling"]["temperature"], recorded["sampling"]["top_p"]) == (0.2, 0.9)
-    again = digest("replay", str(manifests["today"]), "--slots", "1", epoch=None)  # the shipped registry: 0.7
+    again = digest("replay", str(manifests["today"]), "--slots", "1", epoch=None)  # the shipped registry: 0.5
     assert again.returncode == 0 and again.stdout.startswith("identical"), again.stdout + again.stderr
 
     m = json.loads(manifests["older"].read_text(encoding="utf-8"))
     assert m["sampling"]["temperature"] == m["config"]["effective"]["generation"]["temperature"] == 0.7
+    assert m["sampling"]["repeat_penalty"] == 1.15
     del m["config"]["effective"]["generation"]["repeat_last_n"]  # as 0.4 wrote it
     m["config"]["sha256"] = config_sha256(m["config"]["effective"])
     manifests["older"].write_text(json.dumps(m), encoding="utf-8")

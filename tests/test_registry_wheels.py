@@ -226,7 +226,7 @@ def test_the_shipped_registry_knows_todays_models_with_their_traits():
         assert (qwen3.sampling.temperature, qwen3.sampling.top_p, qwen3.sampling.top_k) == (0.7, 0.8, 20)
     assert models["smollm3-3b"].thinking and not models["gemma3-4b"].thinking
     smollm2 = models["smollm2-135m"].sampling
-    assert (smollm2.temperature, smollm2.top_p, smollm2.top_k) == (0.7, 0.9, None)  # measured: docs/quality.md
+    assert (smollm2.temperature, smollm2.top_p, smollm2.top_k) == (0.5, 0.9, None)  # measured: docs/quality.md
     assert "temperature=0.2" in models["smollm2-135m"].sampling.source  # the card's, and why not
     gemma = models["gemma3-270m"]
     assert (gemma.size, gemma.sha256) == (253_113_024, "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818")
@@ -240,7 +240,7 @@ def test_list_shows_the_sampling_each_model_recommends(run_cli):
     lines = result.stdout.splitlines()
     assert lines[0].split()[-1] == "SAMPLING"
     rows = {line.split()[1 if line.startswith("*") else 0]: line for line in lines[1:] if line.strip()}
-    assert rows["smollm2-135m"].rstrip().endswith("temperature=0.7 top_p=0.9")
+    assert rows["smollm2-135m"].rstrip().endswith("temperature=0.5 top_p=0.9")
     assert rows["qwen3-4b"].rstrip().endswith("temperature=0.7 top_p=0.8 top_k=20 min_p=0")
     assert "temperature=" not in rows["granite-4.0-micro"]  # none found to cite
     assert "used where the config and the flags set none" in result.stderr

@@ -32,7 +32,7 @@ class Sampling:
     top_k: int = 40
     top_p: float = 0.9
     min_p: float = 0.05
-    repeat_penalty: float = 1.15
+    repeat_penalty: float = 1.1
     # Tokens of recent history that the repeat penalty looks at.
     repeat_last_n: int = 64
 
