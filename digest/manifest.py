@@ -25,9 +25,9 @@ from .files import canonical_json, sha256_bytes, sha256_file, write_atomic, writ
 from .prompts import template_sha256
 
 FORMAT = 1
-# The settings of "sampling" (engine.base.Sampling) that are [generation] settings of the same name: where
+# The settings of "sampling" (engine.base.Sampling), each a [generation] setting of the same name: where
 # the config sets one, the two agree; where it leaves one unset, "sampling" says what the run used.
-SAMPLED = ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n")
+SAMPLED = tuple(spec.name for spec in dataclasses.fields(Sampling))
 
 
 def check_claims(manifest: dict, path: Path) -> None:
