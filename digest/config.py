@@ -22,6 +22,7 @@ from .engine.openai import GRAMMAR_MODES, ServerOptions
 from .http import DEFAULT_USER_AGENT
 from .markdown import one_line
 from .prompts import EXAMPLE_KINDS
+from .facts import RULE, RULES
 from .prevention import SENTENCE_MAX_WORDS
 from .sections import DEFAULT_SECTIONS, kinds_of
 from .post import DEFAULT_NOTICE, DEFAULT_PREDICTIONS_HEADING, Cover
@@ -200,6 +201,9 @@ class Generation:
     # paragraph to its story, token by token; a finished sentence that fails the sentence checks is
     # undone and written again, up to `sentence_attempts` tries (1: never undone).
     guard: bool = True
+    # The fact rule's version (digest.facts: 1 is digest 0.4 to 0.6's), what the guard and the faithful
+    # check hold a paragraph to; a manifest records it, so an older post replays as it ran.
+    fact_rule: int = field(default=RULE, metadata=rules(choices=RULES))
     sentence_attempts: int = field(default=4, metadata=rules(1, 16))
     # The point bias: added to the logits of the words that make a paragraph's point (a Benefits
     # paragraph's who and gain words, a Ramifications paragraph's risk words) and taken from the
@@ -320,6 +324,7 @@ def config_to_dict(config: Config) -> dict:
 # of an older release) ran with this value, not with today's default.
 # (Every prevention setting: none of it, Prevention's defaults.)
 BEFORE_THE_KEY = {("model", "cache_type_k"): "f16", ("generation", "example_kinds"): "all",
+                  ("generation", "fact_rule"): 1,  # 0.4 to 0.6's (0.3's older rule is not kept)
                   **{("generation", spec.name): spec.default for spec in dataclasses.fields(Prevention)}}
 
 

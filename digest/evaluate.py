@@ -195,7 +195,8 @@ def _run_eval(config: Config, make_engine: Callable[[], Engine], inputs: Sequenc
         # Keys name the input too, so they are unique across inputs; seeds stay as a run makes them.
         requests += [dataclasses.replace(r, key=prefix + r.key) for r in built]
         sections += judge.sections.values()
-    judge = Judge(sections, day, templates.texts.values(), min_words=g.min_words, max_words=g.max_words)
+    judge = Judge(sections, day, templates.texts.values(), min_words=g.min_words, max_words=g.max_words,
+                  fact_rule=g.fact_rule)
     status("loading model")
     with make_engine() as engine:
         status(f"generating {len(requests)} sections of {len(inputs)} input{'s' if len(inputs) != 1 else ''} "

@@ -4,11 +4,17 @@ token by token while the model writes (`Guard`, used by the engines).
 
 - A number (digits, with `.` or `,` between groups, or a Unicode fraction: ½) must be one the source
   gives, whole: "1" followed by a space is not "100". A number word (two ... twelve, the teens and
-  tens, hundred, thousand, million, billion, dozen: NUMBER_WORDS) is a number too: allowed where the
-  source gives that word or its number in digits.
+  tens, hundred, thousand, million, billion, trillion, dozen: NUMBER_WORDS) is a number too: allowed
+  where the source gives that word or its number in digits. A plural one ("hundreds", "millions":
+  NUMBER_PLURALS) is allowed where the source gives it or its singular, and one glued to a unit
+  ("tenfold", "tenyears": NUMBER_GLUED) where the source gives that word.
 - A number keeps its noun: where the source's number is followed by a word, the paragraph's same
   number may be followed only by one of the source's three words after it (or a close form), or by
-  a function word (FUNCTION_WORDS: "200 of the clips"), or by no word at all ("200.", "9.5%").
+  a function word (FUNCTION_WORDS: "200 of the clips"), or by no word at all ("200."). A percent
+  sign or the word "percent" is such a word: "30%" only where the source's 30 has one (or no word
+  after it); so is a word after a hyphen ("120-year-old").
+- A word glued to another by an apostrophe is refused where its first part is ("billions'sworth"),
+  and a word that begins with a large number word where the source gives neither ("thousandslines").
 - A name (a capitalised word after a sentence's first word, or any word with a capital or a digit
   after its first letter: GPT, WebGPU, H100) must be a word of the source, a close form of one (Kenya,
   Kenyan), or a common term of the field as its list writes it (COMMON_TERMS: AI, not Ai). A
@@ -20,6 +26,11 @@ token by token while the model writes (`Guard`, used by the engines).
   (ORGANISATIONS), weekdays, and institutions ("university of ...", "institute of ...") whose name
   the source does not give.
 - A prediction ("Month YYYY: reason") names no year but its own.
+
+The rule has versions (`[generation] fact_rule`, recorded in a post's manifest so that an older post
+replays as it ran): RULE is this release's. Rule 1 (digest 0.4 to 0.6) had no plural number words
+and no percentages, let a number's three words run past the next number, and counted "more", "less",
+"per" and "percent" as function words.
 
 The guard knows nothing of feeds: a request carries a `Guard` made from its source text, and the
 engine asks it, for each candidate token, whether the text would still keep to the rule.
@@ -37,6 +48,9 @@ import numpy as np
 
 from .sentences import AFTER_MARK, CLOSERS
 
+RULES = (1, 2)  # the fact rule's versions (see the docstring)
+RULE = 2  # this release's
+
 # Unicode's fraction characters: each a number of its own (½ is no "1" and "2").
 FRACTIONS = "½⅓⅔¼¾⅕⅖⅗⅘⅙⅚⅐⅛⅜⅝⅞⅑⅒↉"
 NUMBER = re.compile(rf"\d+(?:[.,]\d+)*|[{FRACTIONS}]")
@@ -47,7 +61,17 @@ NUMBER_WORDS = {w: str(i + 2) for i, w in enumerate(
 NUMBER_WORDS.update({w: str(10 * (i + 2)) for i, w in enumerate(
     "twenty thirty forty fifty sixty seventy eighty ninety".split())})
 NUMBER_WORDS.update({"hundred": "100", "thousand": "1000", "million": "1000000", "billion": "1000000000",
-                     "dozen": "12"})
+                     "trillion": "1000000000000", "dozen": "12"})
+# Plural number words ("hundreds of millions"): a number too, allowed only where the source gives the
+# word or its singular.
+NUMBER_PLURALS = {w + "s": w for w in ("ten", "hundred", "thousand", "million", "billion", "trillion", "dozen")}
+# A number word glued to what it counts ("tenfold", "tenyears"; a model writes them where the guard
+# refused the word alone): a number too, allowed only where the source gives that word.
+NUMBER_GLUED = frozenset(n + unit for n in (*NUMBER_WORDS, "one") for unit in (
+    "fold", "times", "years", "months", "weeks", "days", "hours", "minutes", "seconds", "percent"))
+# A percent sign or word after a number: a word that number keeps, as "%".
+PERCENT = "%"
+_PERCENT_AFTER = re.compile(r"(\d+(?:[.,]\d+)*)[ \t]*%")
 # A word: a letter, then letters and digits, and an apostrophe ending ("Google's"). Unicode letters.
 TOKEN = re.compile(r"\b[^\W\d_][^\W_]*(?:['’][^\W\d_]+)?")
 # Where a name's "first word of a sentence" freedom starts again: after a sentence's end (digest.sentences:
@@ -87,15 +111,21 @@ INSTITUTIONS = ("university", "institute", "college", "academy")
 _INSTITUTION = re.compile(rf"\b(?:{'|'.join(INSTITUTIONS)})\s+of\s+(?:the\s+)?$", re.I)
 # Words that may follow a number without being its noun ("200 of the clips", "$1,200 a day").
 FUNCTION_WORDS = frozenset("""
-    a an and are as at be but by for from in into is it its of on or per than that the this to was were
-    which while with more less over under about nearly almost around up out so also has have had will can
-    may would could should not each percent
-    """.split())
+    a an and are as at be but by for from in into is it its of on or than that the this to was were
+    which while with over under about nearly almost around up out so also has have had will can may would
+    could should not each
+    """.split())  # not "more", "less" or "per": "200 more calls", "7B per epoch" say another thing than "200"
+# Before rule 2, these were function words too, and a percent sign no word at all.
+FUNCTION_WORDS_1 = FUNCTION_WORDS | {"more", "less", "per", "percent"}
 FOLLOWERS = 3  # the words after a source's number that it keeps
 _NUMBER_BEFORE = re.compile(r"(\d+(?:[.,]\d+)*)[ \t]+$")
+_NUMBER_BEFORE_2 = re.compile(r"(\d+(?:[.,]\d+)*)(?:[ \t]+|-)$")  # rule 2: "120-year-old" too
 # A prediction: "Month YYYY:" at its start; a year: four digits from 1500 to 2999.
 _DATED = re.compile(r"^\W*[^\W\d_]+\s+(\d{4})\s*:")
 _YEAR = re.compile(r"(?:1[5-9]|2\d)\d\d")
+_APOSTROPHE = re.compile(r"['’]")
+# Rule 2: a word that begins with a large number word ("thousandslines", "millionaire") is that number.
+_BIG_START = re.compile(r"(?:hundred|thousand|million|billion|trillion|dozen)s?")
 CLOSE_ENDING = 3  # a close form differs by at most this many letters at the end (Kenya, Kenyan)
 CLOSE_MIN = 4  # ... from a word of at least this many letters
 
@@ -154,17 +184,27 @@ def phrase_text(text: str) -> str:
     return " " + " ".join(_WORD.findall(text.lower())) + " "
 
 
-_NUMBER_OR_WORD = re.compile(rf"(?P<number>{NUMBER.pattern})|{TOKEN.pattern}")
+_NUMBER_OR_WORD = re.compile(rf"(?P<number>{NUMBER.pattern})|(?P<percent>%)|{TOKEN.pattern}")
 
 
-def followers(text: str) -> frozenset[tuple[str, str]]:
-    """(number, word) for each of the FOLLOWERS words after each number of `text` (lower-cased)."""
+def _follower_word(word: str) -> str:
+    """A word as what a number keeps compares it: "percent" is "%"."""
+    return PERCENT if word == "percent" else word
+
+
+def followers(text: str, rule: int = RULE) -> frozenset[tuple[str, str]]:
+    """(number, word) for each of the FOLLOWERS words after each number of `text`, up to the next
+    number (lower-cased; a percent sign or word is "%"). Rule 1: past the next number, no percent."""
     out, open_ = set(), []  # open_: [number, words still to take] of the numbers before
     for match in _NUMBER_OR_WORD.finditer(text):
-        if match.lastgroup == "number":
-            open_.append([normal_number(match.group(0)), FOLLOWERS])
+        if match.lastgroup == "number":  # a number's words end where the next number begins
+            open_ = [[normal_number(match.group(0)), FOLLOWERS]] if rule >= 2 else \
+                [*open_, [normal_number(match.group(0)), FOLLOWERS]]
+            continue
+        if match.lastgroup == "percent" and rule < 2:
             continue
         word = _strip_possessive(match.group(0)).lower()
+        word = _follower_word(word) if rule >= 2 else word
         for item in open_:
             out.add((item[0], word))
             item[1] -= 1
@@ -227,14 +267,27 @@ def names(text: str) -> list[str]:
 
 
 def _word_refused(word: str, before: str, words: frozenset[str] | set[str], story: str, numbers: frozenset[str] | None,
-                  cut: frozenset[str] | None = None) -> str | None:
+                  cut: frozenset[str] | None = None, rule: int = RULE) -> str | None:
     """Why the finished word `word` (lower-cased, no possessive), after the text `before`, names what
     the source (`words`, its `phrase_text` `story`, its `numbers`; None: numbers not guarded) does not
     give, whatever its case: a number word, a weekday, a place or an organisation, a phrase of one, an
-    institution's name. None: it may stand."""
+    institution's name. None: it may stand. Rule 2: so is a word whose part before an apostrophe
+    is one ("billions'sworth")."""
+    if rule >= 2 and (apostrophe := _APOSTROPHE.search(word)):
+        why = _word_refused(word[:apostrophe.start()], before, words, story, numbers, cut, rule)
+        if why:
+            return why
     if numbers is not None and word in NUMBER_WORDS:
         if word not in words and NUMBER_WORDS[word] not in numbers:
             return f"a number the source does not give: {word}"
+    if numbers is not None and rule >= 2 and word in NUMBER_PLURALS:
+        if word not in words and NUMBER_PLURALS[word] not in words:
+            return f"a number the source does not give: {word}"
+    if numbers is not None and rule >= 2 and word in NUMBER_GLUED and word not in words:
+        return f"a number the source does not give: {word}"
+    if numbers is not None and rule >= 2 and (big := _BIG_START.match(word)) and word[big.end():][:1].isalpha() \
+            and word not in words and big.group(0) not in words and big.group(0).rstrip("s") not in words:
+        return f"a number the source does not give: {word}"
     if word in WEEKDAYS and word not in words and word.rstrip("s") not in words:
         return f"a date the source does not give: {word}"
     single, phrases = places()
@@ -263,21 +316,32 @@ def _PHRASE_LAST() -> dict[str, tuple[tuple[str, ...], ...]]:
     return {k: tuple(v) for k, v in out.items()}
 
 
-def _follower_ok(word: str, number: str, follow: frozenset[tuple[str, str]], partial: bool) -> bool:
+def _follower_ok(word: str, number: str, follow: frozenset[tuple[str, str]], partial: bool, rule: int = RULE) -> bool:
     """Whether `word` (lower-cased) may follow the source's `number` in a paragraph (see the module's
     docstring); `partial`: it is still being written. A number the source gives with no word after it
-    keeps no noun."""
+    keeps no noun. A percent sign or word is the word "%": kept only where the source's number has one."""
     kept = {w for n, w in follow if n == number}
-    if not kept or word in FUNCTION_WORDS or known(word, kept):
+    word, function = (_follower_word(word), FUNCTION_WORDS) if rule >= 2 else (word, FUNCTION_WORDS_1)
+    if not kept or word in function or known(word, kept):
         return True
     if partial:
-        return any(w.startswith(word) for w in (*kept, *FUNCTION_WORDS)) or any(word.startswith(w[:CLOSE_MIN]) and len(w) >= CLOSE_MIN for w in kept)
+        ways = (*kept, *function, *(("percent",) if PERCENT in kept else ()))
+        return any(w.startswith(word) for w in ways) or any(word.startswith(w[:CLOSE_MIN]) and len(w) >= CLOSE_MIN for w in kept)
     return False
 
 
-def _number_before(text: str, at: int) -> "re.Match | None":
-    """The number right before `at` with only spaces or tabs between, if any."""
-    return _NUMBER_BEFORE.search(text[max(0, at - 40):at])
+def _percent_refused(text: str, start: int, follow: frozenset[tuple[str, str]]) -> str | None:
+    """The first number with a percent sign after it ("30%", "30 %") that ends after `start` where the
+    source's same number keeps no percent (`_follower_ok`), or None."""
+    for match in _PERCENT_AFTER.finditer(text, max(0, start - 40)):
+        if match.end() > start and not _follower_ok(PERCENT, normal_number(match.group(1)), follow, partial=False):
+            return match.group(0)
+    return None
+
+
+def _number_before(text: str, at: int, rule: int = RULE) -> "re.Match | None":
+    """The number right before `at` with only spaces or tabs between, or (rule 2) a hyphen, if any."""
+    return (_NUMBER_BEFORE_2 if rule >= 2 else _NUMBER_BEFORE).search(text[max(0, at - 40):at])
 
 
 def other_year(text: str, start: int = 0) -> str | None:
@@ -292,10 +356,10 @@ def other_year(text: str, start: int = 0) -> str | None:
     return None
 
 
-def unfaithful(text: str, source: str, *, numbers: bool = True) -> str | None:
+def unfaithful(text: str, source: str, *, numbers: bool = True, rule: int = RULE) -> str | None:
     """Why `text` states something its `source` does not give (a number, a number word, a fraction, a
     number put to another use, a name in any case, a weekday), or None. Without `numbers`, names only,
-    and no year but a prediction's own."""
+    and no year but a prediction's own. `rule`: the fact rule's version (RULES)."""
     have = numbers_of(source)
     words = vocabulary(source) | (MONTHS if not numbers else set())
     story = phrase_text(source)
@@ -303,12 +367,15 @@ def unfaithful(text: str, source: str, *, numbers: bool = True) -> str | None:
         for number in sorted(numbers_of(text), key=text.find):
             if number not in have:
                 return f"a number the source does not give: {number}"
-        follow = followers(source)
+        follow = followers(source, rule)
         for match in TOKEN.finditer(text):
-            before = _number_before(text, match.start())
+            before = _number_before(text, match.start(), rule)
             word = _strip_possessive(match.group(0)).lower()
-            if before and not _follower_ok(word, normal_number(before.group(1)), follow, partial=False):
+            if before and not _follower_ok(word, normal_number(before.group(1)), follow, partial=False, rule=rule):
                 return f"a number of the source put to another use: {before.group(1)} {match.group(0)}"
+        percent = _percent_refused(text, 0, follow) if rule >= 2 else None
+        if percent:
+            return f"a number of the source put to another use: {percent}"
     else:
         year = other_year(text)
         if year:
@@ -318,7 +385,8 @@ def unfaithful(text: str, source: str, *, numbers: bool = True) -> str | None:
             return f"a name the source does not give: {name}"
     for match in TOKEN.finditer(text):
         written = _strip_possessive(match.group(0))
-        why = _word_refused(written.lower(), text[:match.start()], words, story, frozenset(have) if numbers else None)
+        why = _word_refused(written.lower(), text[:match.start()], words, story, frozenset(have) if numbers else None,
+                            rule=rule)
         if why:
             return f"a name the source does not give: {written}" if why.endswith(f"give: {written.lower()}") \
                 and why.startswith("a name") else why
@@ -340,15 +408,16 @@ class Guard:
     written: frozenset[str] = frozenset()
     story: str = " "  # the source's `phrase_text`: where a phrase or an institution's name is looked for
     follow: frozenset[tuple[str, str]] = frozenset()  # the source's `followers`: what its numbers keep
+    rule: int = RULE  # the fact rule's version (RULES)
 
     @classmethod
-    def of(cls, source: str, *, guard_numbers: bool = True) -> "Guard":
+    def of(cls, source: str, *, guard_numbers: bool = True, rule: int = RULE) -> "Guard":
         """A paragraph's guard; without `guard_numbers`, a prediction's (names only, any month, no year
-        but its own)."""
+        but its own). `rule`: the fact rule's version."""
         return cls(frozenset(vocabulary(source)) | (frozenset() if guard_numbers else MONTHS),
                    frozenset(numbers_of(source)) if guard_numbers else None,
                    frozenset(NUMBER.findall(source)) if guard_numbers else frozenset(),
-                   phrase_text(source), followers(source) if guard_numbers else frozenset())
+                   phrase_text(source), followers(source, rule) if guard_numbers else frozenset(), rule)
 
     def describe(self) -> dict:
         """What a manifest records of it."""
@@ -383,6 +452,9 @@ class Guard:
         refused |= set(_PHRASE_LAST())
         if self.numbers is not None:
             refused |= {w for w, n in NUMBER_WORDS.items() if w not in self.words and n not in self.numbers}
+            if self.rule >= 2:
+                refused |= {w for w, one in NUMBER_PLURALS.items() if w not in self.words and one not in self.words}
+                refused |= NUMBER_GLUED - self.words
         return frozenset(refused)
 
     @cached_property
@@ -439,6 +511,8 @@ class Guard:
                 partial = rest == "" or rest in (".", ",")  # "9." may still become "9.5"
                 if not self.number_ok(match.group(0) + rest if partial else match.group(0), partial):
                     return False
+            if self.rule >= 2 and _percent_refused(text, changed, self.follow):
+                return False
         elif other_year(text, changed):  # a prediction: no year but its own
             return False
         for start, stop in _segments(text, begin):
@@ -454,11 +528,11 @@ class Guard:
                 if is_name(token, first) and not self.name_ok(token, partial=partial):
                     return False
                 word = _strip_possessive(token).lower()
-                if self.numbers is not None and (number := _number_before(text, match.start())) is not None:
-                    if not _follower_ok(word, normal_number(number.group(1)), self.follow, partial):
+                if self.numbers is not None and (number := _number_before(text, match.start(), self.rule)) is not None:
+                    if not _follower_ok(word, normal_number(number.group(1)), self.follow, partial, self.rule):
                         return False
                 if not partial and _word_refused(word, text[:match.start()], self.words, self.story,
-                                                 self.numbers, self._shortened):
+                                                 self.numbers, self._shortened, self.rule):
                     return False
         return True
 
@@ -666,21 +740,26 @@ class GuardState:
         return found or None
 
     def _lower_open(self) -> str | None:
-        """The text's last word, lower-cased, where it is the beginning of a word the rule refuses in any
-        case ("chin"): then a piece of no capital and no digit may finish it. Else None."""
+        """The text's last word, lower-cased, where it (or its part before an apostrophe) is the beginning
+        of a word the rule refuses in any case ("chin"): then a piece of no capital and no digit may
+        finish it. Else None."""
         word = _TRAILING_WORD.search(self.text[-_OPEN_LOOK:])
         if not word:
             return None
-        lowered = re.split(r"['’]", word.group(0))[0].lower()
-        return lowered if lowered in self.guard.refused_prefixes else None
+        whole = word.group(0).lower()
+        first = re.split(r"['’]", whole)[0]
+        if first in self.guard.refused_prefixes or self.guard.rule >= 2 and _BIG_START.match(first):
+            return whole
+        return None
 
     def _after_lower(self, word: str, tokens: np.ndarray, rest: list[int], table: PieceTable, out: np.ndarray) -> list[int]:
         """The plain pieces of `rest` after the text's unfinished `word` (see `_lower_open`), answered in
         `out` where sure: one of letters only leaves the word unfinished (allowed); one that ends it
         after its first letters is allowed where the word it makes is no `Guard.refused_words` (its
         other words cannot be refused: it is plain). The rest, returned, are asked of the rule."""
-        if len(word) >= _OPEN_LOOK - 1 or self.tail:  # a word the look-back may have cut: ask the rule
-            return rest
+        if len(word) >= _OPEN_LOOK - 1 or self.tail or _APOSTROPHE.search(word) or _BIG_START.match(word):
+            return rest  # a word the look-back may have cut, one with a part after an apostrophe or a large
+            # number word that more letters may glue to another ("thousandslines"): ask the rule
         refused = self.guard.refused_words
         left = []
         for i in rest:
@@ -731,12 +810,12 @@ def _is_plain(text: str) -> bool:
 @lru_cache(maxsize=1)
 def _ANY_CASE() -> frozenset[str]:
     """Every word that `_word_refused` may refuse, for any source."""
-    return places()[0] | frozenset(_PHRASE_LAST()) | WEEKDAYS | frozenset(NUMBER_WORDS)
+    return places()[0] | frozenset(_PHRASE_LAST()) | WEEKDAYS | frozenset(NUMBER_WORDS) | frozenset(NUMBER_PLURALS) | NUMBER_GLUED
 
 
 # A text's end after which a piece's answer depends on more than its last word: a number and the word
 # after it (what the number keeps), an institution's name, a place's phrase.
-_NUMBER_OPEN = re.compile(r"(\d+(?:[.,]\d+)*)[.,]?(?:[ \t]+[^\W\d_]*)?$")
+_NUMBER_OPEN = re.compile(r"(\d+(?:[.,]\d+)*)[.,]?(?:(?:[ \t]+|-)[^\W\d_]*)?$")
 _INSTITUTION_OPEN = re.compile(r"\b(?:univ|inst|coll|acad)[^\W\d_]*(?:\W+[^\W\d_]+){0,3}\W*$", re.I)
 
 

@@ -191,7 +191,7 @@ def requests_of(config: Config, topics: Sequence[Story], day: date, templates: T
 def judge_of(config: Config, topics: Sequence[Story], day: date, templates: Templates, prefix: str = "") -> Judge:
     g = config.generation
     return Judge(sections_of(topics, templates.kinds, prefix), day, templates.texts.values(), min_words=g.min_words,
-                 max_words=g.max_words)
+                 max_words=g.max_words, fact_rule=g.fact_rule)
 
 
 @dataclass
@@ -247,7 +247,8 @@ def protect(requests: Sequence[Request], judge: Judge, prevention: Prevention) -
             section.kind, judge.sentence_checks(r.key), min_words=judge.min_words, max_words=judge.max_words,
             attempts=p.sentence_attempts, hold=p.hold_to_min_words) if p.sentence_attempts > 1 else None
         out.append(dataclasses.replace(
-            r, guard=preventionlib.guard(section.kind, judge.source(r.key)) if p.guard else None, sentences=rule,
+            r, guard=preventionlib.guard(section.kind, judge.source(r.key), judge.fact_rule) if p.guard else None,
+            sentences=rule,
             bias=preventionlib.bias(section.kind, section.title, p.point_bias, p.topic_bias)))
     return out
 

@@ -179,10 +179,10 @@ def bias(kind: SectionKind, title: str, amount: float, topic_amount: float = 0.0
 # -- the fact guard ---------------------------------------------------------------------------------
 
 
-def guard(kind: SectionKind, source: str) -> Guard:
-    """The fact guard of a section's request (digest.facts), from what it may draw its facts from; its
-    numbers are guarded where its kind is checked `faithful`."""
-    return Guard.of(source, guard_numbers="faithful" in kind.checks)
+def guard(kind: SectionKind, source: str, rule: int) -> Guard:
+    """The fact guard of a section's request (digest.facts; `rule`: its version), from what it may
+    draw its facts from; its numbers are guarded where its kind is checked `faithful`."""
+    return Guard.of(source, guard_numbers="faithful" in kind.checks, rule=rule)
 
 
 # -- the sentence rule ------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 from . import sections
 from . import sentences
 from .sections import DATED, PARAGRAPH, PARAGRAPH_CHECKS, PREDICTION_CHECKS, SectionKind
-from .facts import other_year, unfaithful
+from .facts import RULE, other_year, unfaithful
 from .prevention import GAIN, RISK, WHO, stem_pattern
 from .select import content_words
 from .text import Labels, label_echo, parse_prediction, written
@@ -177,11 +177,11 @@ def check_distinct(text: str, other: str) -> Check:
 
 # -- faithful: no invented numbers or names -----------------------------------------------------------
 
-def check_faithful(text: str, source: str) -> Check:
+def check_faithful(text: str, source: str, rule: int = RULE) -> Check:
     """Every number of the paragraph is in the source (its title and entry text), and so is every
     capitalised name or acronym, or it is a common term of the field: the rule of digest.facts, which
-    the fact guard also applies while the model writes."""
-    why = unfaithful(text, source)
+    the fact guard also applies while the model writes (`rule`: its version)."""
+    why = unfaithful(text, source, rule=rule)
     return Check("faithful", why is None, why or "")
 
 
@@ -295,10 +295,11 @@ def check_reasoning(reasoning: str, subject: str) -> Check:
 def score_paragraph(text: str, title: str, *, min_words: int, max_words: int,
                     instructions: set[tuple[str, ...]] = frozenset(), source: str = "", other: str | None = None,
                     point: str | None = None, wrote: str | None = None, checks: Sequence[str] = PARAGRAPH_CHECKS,
-                    labels: Labels | None = None) -> Score:
+                    labels: Labels | None = None, fact_rule: int = RULE) -> Score:
     """`text`: what the post shows; `wrote`: all the model wrote (default: `text`); `source`: the
     story's title and entry text; `point`: what on_the_point asks (GAIN, RISK or None); `checks`:
-    those that apply (a section kind's); `distinct` only with the `other` paragraph."""
+    those that apply (a section kind's); `distinct` only with the `other` paragraph; `fact_rule`: the
+    fact rule's version (digest.facts)."""
     wrote = text if wrote is None else wrote
     run = {
         "length": lambda: check_length(text, min_words, max_words, wrote),
@@ -306,7 +307,7 @@ def score_paragraph(text: str, title: str, *, min_words: int, max_words: int,
         "no_loops": lambda: check_no_loops(text),
         "complete": lambda: check_complete(wrote),
         "clean": lambda: check_clean(text, instructions, source, labels),
-        "faithful": lambda: check_faithful(text, f"{title} {_URL.sub(' ', source)}"),
+        "faithful": lambda: check_faithful(text, f"{title} {_URL.sub(' ', source)}", fact_rule),
         "no_title_echo": lambda: check_no_title_echo(text, title),
         "on_the_point": lambda: check_on_the_point(text, point),
         "distinct": lambda: check_distinct(text, other),
@@ -355,10 +356,11 @@ class SentenceChecks:
     instructions: frozenset = frozenset()
     labels: Labels = None  # section labels (None: every kind's)
     numbers: bool = True  # False: a prediction's reason, whose numbers are not its subject's
+    rule: int = RULE  # the fact rule's version
 
     def __call__(self, sentence: str, before: Sequence[str]) -> str | None:
         """Why `sentence` (after the paragraph's `before` sentences) fails, or None."""
-        why = unfaithful(sentence, self.source, numbers=self.numbers)
+        why = unfaithful(sentence, self.source, numbers=self.numbers, rule=self.rule)
         if why:
             return why
         if not before and self.title and not check_no_title_echo(sentence, self.title).passed:
@@ -391,8 +393,9 @@ class Judge:
     """Scores tries of the sections of one or more posts."""
 
     def __init__(self, sections: Iterable[Section], day: date, templates: Iterable[str], *,
-                 min_words: int, max_words: int):
+                 min_words: int, max_words: int, fact_rule: int = RULE):
         self.sections = {s.key: s for s in sections}
+        self.fact_rule = fact_rule  # the fact rule's version (digest.facts): the checks' and the guard's
         self.day = day
         self.instructions = instruction_phrases(templates)
         self.min_words, self.max_words = min_words, max_words
@@ -411,7 +414,8 @@ class Judge:
         """The checks of one sentence of a section's request, the moment it is written."""
         section = self.sections[key]
         return SentenceChecks(self.source(key), section.title if "no_title_echo" in section.kind.checks else "",
-                              frozenset(self.instructions), None, numbers="faithful" in section.kind.checks)
+                              frozenset(self.instructions), None, numbers="faithful" in section.kind.checks,
+                              rule=self.fact_rule)
 
     def usable(self, key: str, raw: str) -> bool:
         return bool(self.text(key, raw))
@@ -427,7 +431,7 @@ def _paragraph(judge: Judge, key: str, raw: str, other: str | None) -> Score:
     return score_paragraph(judge.text(key, raw), section.title, instructions=judge.instructions,
                            source=section.source, other=other, min_words=judge.min_words,
                            max_words=judge.max_words, point=section.kind.point, wrote=written(raw, sections.labels()),
-                           checks=section.kind.checks)
+                           checks=section.kind.checks, fact_rule=judge.fact_rule)
 
 
 def _dated(judge: Judge, key: str, raw: str, other: str | None) -> Score:

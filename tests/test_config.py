@@ -356,6 +356,7 @@ def test_a_recorded_config_without_a_newer_key_means_what_it_did_before_the_key(
         del older[table][key]
     read = config_from_dict(older)
     assert (read.model.cache_type_k, read.generation.example_kinds) == ("f16", "all")
+    assert (Config().generation.fact_rule, read.generation.fact_rule) == (2, 1)  # 0.4 to 0.6's rule
     assert dataclasses.replace(read.model, cache_type_k="q8_0") == Config().model
     assert (read.generation.guard, read.generation.sentence_attempts, read.generation.point_bias,
             read.generation.topic_bias, read.generation.hold_to_min_words) == (False, 1, 0.0, 0.0, False)

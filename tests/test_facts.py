@@ -115,7 +115,7 @@ def test_known_is_the_close_form_rule_by_set_lookups(word, words):
 PIECES = st.sampled_from(["a", "e", "t", "S", "K", "O", "G", "P", "T", "4", "0", "9", "1", ",", ".", " ", ". ",
                           " Stan", "ford", " Kenya", "n", " GPUs", " 40", "000", " 9", ".5", "-", '"', "(", ":",
                           " chin", " china", " two", " Tues", "day", " university", " of", " hong", " kong",
-                          " seconds", " model", "½", "-AI", " Ai"])
+                          " seconds", " model", "½", "-AI", " Ai", "%", " %", " percent", " thousands", "s", " ten", "fold", "years", "'s", "worth", "-year", " thousands", "lines"])
 ONE_CHARACTER = ["a", "e", "n", "r", "s", "t", "o", "d", "f", "y", "u", "i", "l", "h", "m", "c", "g", "p", "k",
                  "0", "1", "2", "4", "5", "9", " ", ".", ",",
                  "A", "I", "L", "M", "P", "U"]  # capitals too, as a model's vocabulary has: "T" goes on as "TPU"
@@ -149,7 +149,8 @@ CANDIDATES = [p.encode() for p in ["S", "K", "O", "4", "9", "1", " Stan", " Keny
                                    " Oxford", " Teams", " The", "ford", "n", "'s", ".", " ", ". ", '"', ")",
                                    " the", "keley", "ORD", "an", "yan", "LU", "PT", " 9", " (", " - The", "  It",
                                    " it. The", "é", "\u00c9cole", " \u00c9cole", "-4", "\n", "_", "s", "st", "s4", "'",
-                                   "a", " china", " two", " kong", " seconds", " model", "½", "-AI", " Ai", "a.", "a ",
+                                   "a", " china", " two", " kong", " seconds", " model", "½", "-AI", " Ai", "a.", "a ", "%", " %", "5%", " percent",
+                                   " thousands", " hundred", " ten", "fold", "years", "worth", "-year", "-video", "lines", " thousand",
                                    "y of", "g kong", "nese", "'s"]] + [
     b"\xc3", b"\x89", b"\xa9cole", b"\x89cole"]  # pieces that end or begin inside a character
 
@@ -306,12 +307,57 @@ def test_number_words_fractions_and_weekdays_are_facts_too():
     assert both_allow(source, "It runs tasks well.")
 
 
+def test_plural_number_words_are_numbers_only_where_the_source_gives_them():
+    source = "The service lost $300 million after 2 million users left."
+    assert both_refuse(source, "It will cost hundreds of millions.")  # "hundreds": no such number in the story
+    assert both_refuse(source, "It helps thousands of users.")
+    assert both_refuse("A model read 3 tasks.", "It reads millions of tasks.")
+    assert both_allow(source, "It lost millions as users left.")  # the story's "million", as a plural
+    assert both_allow("Thousands of users left.", "Thousands of users may leave.")
+    assert both_allow(source, "It helps tensor users.")  # "ten" and "tens" begin other words
+    assert both_refuse(source, "It is tenfold faster.")  # a number word glued to what it counts
+    assert both_refuse(source, "It took tenyears to build.")
+    assert both_allow("A twofold gain", "It is a twofold gain.")
+    assert both_refuse(source, "It could cost billions'sworth of users.")  # glued by an apostrophe
+    assert both_refuse(source, "It took threeyears'scale to build.")
+    assert both_allow(source, "It is the users' choice.")
+    assert both_refuse(source, "It needs thousandslines of code.")  # glued to the next word
+    assert both_allow(source, "It needs millionsof users.")  # the story's "million"
+
+
 def test_a_number_keeps_the_word_it_has_in_the_source():
     source = "A review of 200 video clips found 12% more errors."
     assert both_refuse(source, "A review took 200 seconds to run.")
     assert both_allow(source, "A review of 200 clips and 200 video tapes helps.")  # one of the three words after it
     assert both_allow(source, "It read 200 of them and found 12% more.")
     assert both_allow(source, "It read about 200.")
+
+
+def test_a_percentage_is_a_number_with_the_word_percent():
+    source = "A review of 200 video clips found 12% more errors in 30 tests, and 8 percent fewer."
+    assert both_refuse(source, "It cut errors by 30% in tests.")  # the story's 30 are tests
+    assert both_refuse(source, "It cut errors by 30 % in tests.")
+    assert both_refuse(source, "It cut errors by 30 percent.")
+    assert both_refuse(source, "It cut errors by 200%.")
+    assert both_refuse(source, "It flags 200 more clips.")  # "more", "less" and "per" change what it counts
+    assert both_refuse(source, "It reads 200 per second.")
+    assert both_refuse(source, "A 200-year-old clip is missed.")  # a hyphen is no way around it
+    assert both_allow(source, "It found 200-video clips.")
+    assert both_allow(source, "It found 12% more errors and 8% fewer.")
+    assert both_allow(source, "It found 12 percent more errors and 8 percent fewer.")
+    assert both_allow(source, "It ran 30 tests on 200 clips.")
+    assert both_allow("Sales rose by 40.", "Sales rose by 40% now.")  # a number with no word keeps none
+
+
+def test_rule_1_is_the_rule_of_0_4_to_0_6_for_older_posts():
+    """An older post replays under the fact rule it was made with (`[generation] fact_rule`): rule 1
+    let through what rule 2 refuses, in the check and in the guard alike."""
+    source = "A review of 200 video clips found 12% more errors in 30 tests."
+    for text in ("It helps thousands of users.", "It cut errors by 30% in tests.", "It flags 200 more clips."):
+        assert both_refuse(source, text)
+        assert unfaithful(text, source, rule=1) is None, text
+        assert writes(Guard.of(source, rule=1), *[text[i:i + 3] for i in range(0, len(text), 3)]), text
+    assert unfaithful("It took 200 seconds.", source, rule=1) is not None  # the rest of the rule is the same
 
 
 def test_a_prediction_names_no_year_but_its_own():
@@ -349,3 +395,33 @@ def test_bad_input_still_leaves_a_token_to_take(source, pieces):
         if allowed(state, [piece.encode()])[0]:
             state.take(piece.encode())
         assert allowed(state, singles).any(), state.text
+
+
+def test_a_run_from_an_older_config_guards_and_checks_under_the_rule_it_ran_with():
+    """A recorded config without `fact_rule` (a manifest of 0.4 to 0.6) gives every request a rule-1
+    guard and judges under rule 1; today's config, rule 2: the same plural number word passes the one
+    and fails the other."""
+    from datetime import date
+
+    from digest.config import Config, Prevention, config_from_dict, config_to_dict
+    from digest.engine.base import Sampling
+    from digest.feeds import read_feed_file
+    from digest.pipeline import judge_of, protect
+    from digest.prompts import Templates, build_requests
+    from digest.resources import samples_dir
+    from digest.select import pick
+
+    topics = pick(read_feed_file(samples_dir(), "topics").entries, 2)
+    day, templates = date(2026, 11, 23), Templates.load(Config().prompts_path)
+    older = config_to_dict(Config())
+    del older["generation"]["fact_rule"]
+    for config, rule in ((config_from_dict(older), 1), (Config(), 2)):
+        judge = judge_of(config, topics, day, templates)
+        requests = protect(build_requests(topics, day, templates, run_seed=42, max_tokens=24, sampling=Sampling()),
+                           judge, Prevention(guard=True, sentence_attempts=4))
+        assert {r.guard.rule for r in requests} == {rule}
+        key = next(r.key for r in requests if "faithful" in judge.sections[r.key].kind.checks)
+        text = "Teams could help thousands of people with it, and many more would gain from it in time."
+        faithful = {c.name: c for c in judge.score(key, text).checks}["faithful"]
+        assert faithful.passed == (rule == 1), faithful.why
+        assert (judge.sentence_checks(key)(text, []) is None) == (rule == 1)

@@ -134,7 +134,7 @@ CLIPS_SOURCE = ("The authors pretrain a video prediction model on household foot
 
 
 def test_faithful_passes_numbers_and_names_from_the_source():
-    good = ("Robot makers could teach an arm a new skill from 200 clips instead of thousands, and the jump from "
+    good = ("Robot makers could teach an arm a new skill from only 200 clips, and the jump from "
             "23% to 61% of trials suggests the household footage does most of the work. The Kestrel team "
             "releasing its code lets smaller AI labs with one GPU try it on their own robots.")
     assert check_faithful(good, CLIPS_TITLE + " " + CLIPS_SOURCE).passed  # AI, GPU: common terms
