@@ -487,8 +487,8 @@ class BatchedEngine(Engine):
                     for seq in stepping:
                         batch.add(seq.tokens[-1], seq.n_past, seq.slot, True)
                         seq.n_past += 1
-                # the wave's ragged end: the queue is empty and slots stand idle
-                with clock("tail" if not queue and len(stepping) < n_slots else "decode"):
+                # the wave's ragged end: the queue is empty and at most half the slots are busy
+                with clock("tail" if not queue and 2 * len(stepping) <= n_slots else "decode"):
                     context.decode(batch)
                 stats.decode_steps += 1
                 tokens = self._sample(context, list(zip(stepping, range(len(stepping)))), len(stepping))
