@@ -804,7 +804,7 @@ def _is_plain(text: str) -> bool:
             return False
     elif any(c.isupper() or c.istitle() or c.isnumeric() for c in text):
         return False
-    return not any(w in _ANY_CASE() for w in _WORD.findall(text.lower()))
+    return _ANY_CASE().isdisjoint(_WORD.findall(text.lower()))
 
 
 @lru_cache(maxsize=1)

@@ -59,6 +59,12 @@ def show_bench(report) -> None:
             line += f"; llama-batched-bench {n['native']} tok/s: {n['ratio'] * 100:.0f}% of native (per round: {n['ratios']})"
         typer.echo(line)
     for row in report.rows:
+        phases = row.phases
+        if phases:
+            wall = sum(phases.values())
+            typer.echo(f"phases, {row.named} (its median run, {wall:.2f} s): " + ", ".join(
+                f"{name} {seconds:.2f} s ({seconds / wall * 100:.0f}%)" for name, seconds in phases.items() if seconds >= 0.005))
+    for row in report.rows:
         if row.ceiling_s:
             typer.echo(f"simulated ceiling, {row.named}: {row.ceiling_s:.2f} s at llama.cpp's "
                        f"native rates; measured {row.median_wall_s:.2f} s ({(row.of_ideal or 0) * 100:.0f}% of ideal)")

@@ -172,3 +172,53 @@ def test_n_digests_in_one_batch_are_timed_against_the_same_n_one_by_one(monkeypa
     assert {key.split("/", 1)[1] for key in in_one[-1]} == set(digests[-1])
     seeds = {r.key: r.seed for r in next(c for c in reversed(batched.calls) if c[0].key.startswith("digest"))}
     assert seeds[f"digest0/{digests[-1][0]}"] != seeds[f"digest1/{digests[-1][0]}"]  # two run seeds
+
+
+def test_a_rows_phases_are_those_of_its_median_run_and_add_up_to_its_wall_time(capsys):
+    """`digest bench` shows the batching engine's own timers (Stats.phases) of each row's median run,
+    in engine.timing.PHASES' order, with `other` the wall time no timer covers: in --json and in a
+    line under the table. A row whose engine times nothing (llama-server) has none."""
+    import json
+
+    from digest.reports import show_bench
+
+    runs = [{"decode": 6.0, "prompt": 2.0, "guard": 0.5}, {"decode": 9.0, "prompt": 2.5, "guard": 0.5},
+            {"guard": 0.25, "decode": 7.0, "prompt": 2.0}]
+    plain = Row("batched", 0, wall_s=[9.0, 12.5, 10.0], tokens=[100] * 3, phase_s=runs)
+    server = Row("llama-server", 0, wall_s=[20.0] * 3, tokens=[100] * 3, phase_s=[{}, {}, {}])
+    report = Report("m", 2, 3, 160, 14, [plain, server])
+    assert plain.phases == {"prompt": 2.0, "decode": 7.0, "guard": 0.25, "other": 0.75}  # the 10.0 s run
+    assert list(plain.phases) == ["prompt", "decode", "guard", "other"]
+    assert sum(plain.phases.values()) == pytest.approx(plain.median_wall_s)
+    assert server.phases == {} and Row("batched", 0).phases == {}
+    rows = {row["label"]: row for row in json.loads(report.to_json())["rows"]}
+    assert rows["batched"]["phases"] == plain.phases and rows["batched"]["phase_s"] == runs
+    assert rows["llama-server"]["phases"] == {}
+    show_bench(report)
+    out = capsys.readouterr().out
+    assert ("phases, batched slots=all (its median run, 10.00 s): prompt 2.00 s (20%), decode 7.00 s (70%), "
+            "guard 0.25 s (2%), other 0.75 s (8%)") in out
+    assert "phases, llama-server" not in out
+
+
+def test_the_phase_clock_counts_each_phase_its_own_time(monkeypatch):
+    """A span inside another counts for the inner phase alone; a phase entered twice adds up; an
+    unknown phase name is refused. (A clock that ticks one second a reading, not a real one.)"""
+    import itertools
+
+    from digest.engine import timing
+
+    ticks = itertools.count()
+    monkeypatch.setattr(timing, "perf_counter", lambda: float(next(ticks)))
+    clock = timing.PhaseClock()
+    with clock("advance"):  # 0
+        with clock("rollback"):  # 1
+            with clock("guard"):  # 2 .. 3
+                pass
+        # rollback leaves at 4: 3 s, 1 of them guard's
+        with clock("guard"):  # 5 .. 6
+            pass
+    # advance leaves at 7: 7 s, 3 + 1 of them the inner phases'
+    assert clock.seconds == {"guard": 2.0, "rollback": 2.0, "advance": 3.0}
+    with pytest.raises(ValueError, match="unknown phase"):
+        clock("lunch")

@@ -456,6 +456,42 @@ def test_guarded_paragraphs_with_rollback_are_the_same_at_slots_1_and_16(batched
 
 
 @pytest.mark.model
+def test_the_phase_timers_cover_every_part_of_a_run_and_add_up_to_at_most_its_wall_time(batched):
+    """The batching engine's own per-phase timers (engine.timing): a run with the guard, the sentence
+    rule and the biases, watched by a progress callback, records each phase it went through, every
+    one at least 0, and together at most the run's wall time (each phase's own seconds: a span inside
+    another is not counted twice). Merged over two runs (a retry round), they add up."""
+    from digest.engine.timing import PHASES
+
+    requests = [dataclasses.replace(r, bias=b) for r, b in zip(
+        sample_requests(max_tokens=48, protected=True), _biases())]
+    requests = requests[:6] + requests[-1:]
+    seen = []
+    started = time.perf_counter()
+    stats = batched.generate(requests, seen.append).stats
+    outside = time.perf_counter() - started
+    phases = stats.phases
+    assert set(phases) <= set(PHASES)
+    for name in ("setup", "vocabulary", "prompt", "decode", "batch", "kv", "bias", "topk", "guard", "sample",
+                 "advance", "progress"):
+        assert phases.get(name, 0.0) > 0.0, (name, phases)
+    if stats.rollbacks:
+        assert phases["rollback"] > 0.0
+    assert all(seconds >= 0.0 for seconds in phases.values()), phases
+    assert sum(phases.values()) <= stats.wall_seconds <= outside
+    assert stats.other_seconds == pytest.approx(stats.wall_seconds - sum(phases.values()))
+    # llama_decode is most of a run's time even with every prevention on (docs/speed.md)
+    llama = ("decode", "tail", "prompt")
+    assert sum(phases.get(k, 0.0) for k in llama) > max(v for k, v in phases.items() if k not in llama)
+    again = batched.generate(requests[:2]).stats
+    total = dataclasses.replace(stats, phases=dict(stats.phases))
+    total.merge(again)
+    assert total.phases["decode"] == pytest.approx(phases["decode"] + again.phases["decode"])
+    assert sum(total.phases.values()) <= total.wall_seconds
+    assert batched.generate([]).stats.phases == {} and batched.generate([]).stats.other_seconds == 0.0
+
+
+@pytest.mark.model
 def test_more_sequences_than_llama_cpp_allows_run_in_waves(batched):
     """llama.cpp caps a context at 256 sequences; 300 requests run in waves instead of failing."""
     from digest.engine.native import MAX_SEQUENCES

@@ -25,6 +25,7 @@ from ..config import Config, as_before_the_keys
 from ..engine import engine_of
 from ..engine.base import Generation, Request, Stats
 from ..engine.llama import default_threads
+from ..engine.timing import ordered
 from ..pipeline import generate
 from .memory import measure_run_memory
 from .native import compare_native, decode_throughput, paired_median, simulated_ceiling
@@ -50,6 +51,22 @@ class Row:
     kept_tokens: int = 0
     # With --native: this row's wall time at llama.cpp's native rates (simulated_ceiling), batched rows.
     ceiling_s: float | None = None
+    # Each run's seconds per phase (Stats.phases: the batching engine's own timers; empty elsewhere).
+    phase_s: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def phases(self) -> dict[str, float]:
+        """The phases of the run whose wall time is the median (of an even number, the lower middle one),
+        in engine.timing.PHASES' order, and `other`: that run's wall time no timer covers. So they add up
+        to the wall time of one real run; empty where the engine times no phases."""
+        if not self.phase_s or len(self.phase_s) != len(self.wall_s):
+            return {}
+        n = sorted(range(len(self.wall_s)), key=self.wall_s.__getitem__)[(len(self.wall_s) - 1) // 2]
+        if not self.phase_s[n]:
+            return {}
+        out = {name: round(seconds, 3) for name, seconds in ordered(self.phase_s[n])}
+        out["other"] = round(max(0.0, self.wall_s[n] - sum(self.phase_s[n].values())), 3)
+        return out
 
     @property
     def of_ideal(self) -> float | None:
@@ -132,7 +149,8 @@ class Report:
     def to_json(self) -> str:
         """Every row whole: its label, medians, ratios, and (with --native) its own `ceiling_s` and
         `of_ideal`; with a llama-server row, each other row's wall time against it (median of per-run
-        ratios), so that a reader needs no arithmetic."""
+        ratios), so that a reader needs no arithmetic; and each row's `phases`, the batching engine's own
+        timers of its median run (Row.phases; `phase_s`: every run's)."""
         server = self.find("llama-server")
         rows = []
         for row in self.rows:
@@ -140,7 +158,7 @@ class Report:
             data.update(label=row.label, median_wall_s=round(row.median_wall_s, 3), tokens_per_s=round(row.tokens_per_s, 1),
                         speedup=round(self.speedup(row) or 0, 3),
                         speedup_vs=({b.label: round(self.speedup(row, b) or 0, 3) for b in self.baselines}),
-                        of_ideal=row.of_ideal)
+                        of_ideal=row.of_ideal, phases=row.phases)
             if server is not None and row is not server:
                 ratio = self.wall_ratio(row, server)
                 data["wall_vs_llama_server"] = round(ratio, 3) if ratio else None
@@ -340,6 +358,7 @@ def _time(plan: _Plan, runs: int, say: Callable[[str], None]) -> None:
             row.section_tokens = [r.completion_tokens for r in generation.results]
             row.sampled_tokens = s.sampled_tokens
             row.kept_tokens = sum(r.completion_tokens for r in generation.results)
+            row.phase_s.append(dict(s.phases))
             say(f"{row.named} run {n + 1}/{runs}: {s.wall_seconds:.2f} s, "
                 f"{s.completion_tokens} tokens, {s.tokens_per_second:.0f} tok/s")
 

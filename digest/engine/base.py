@@ -95,6 +95,9 @@ class Stats:
     decode_steps: int = 0
     wall_seconds: float = 0.0
     prompt_seconds: float = 0.0  # of wall_seconds, spent decoding prompts
+    # Of wall_seconds, each phase's own seconds (engine.timing.PHASES), where the engine times them (the
+    # batching engine); they add up to at most wall_seconds.
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def generation_tokens_per_second(self) -> float:
@@ -105,7 +108,16 @@ class Stats:
     def merge(self, more: "Stats") -> None:
         """Add another run's counts and times to these (a retry's, say)."""
         for spec in fields(self):
-            setattr(self, spec.name, getattr(self, spec.name) + getattr(more, spec.name))
+            if spec.name == "phases":
+                for name, seconds in more.phases.items():
+                    self.phases[name] = self.phases.get(name, 0.0) + seconds
+            else:
+                setattr(self, spec.name, getattr(self, spec.name) + getattr(more, spec.name))
+
+    @property
+    def other_seconds(self) -> float:
+        """Of wall_seconds, what no phase timer covers (0 where the engine times no phases)."""
+        return max(0.0, self.wall_seconds - sum(self.phases.values())) if self.phases else 0.0
 
     def add_unbatched(self, result: "Result") -> None:
         """Count a result generated alone: its whole prompt decoded, one decode step per token."""

@@ -52,6 +52,7 @@ from .native import (CACHE_TYPES, DEFAULT_CACHE_TYPE_K, MAX_SEQUENCES, Batch, Co
                      logits_budget, stream_cells)
 from .sampling import RowSampler, choose_rows, top_k_allowed, top_k_rows
 from .thinking import ThinkingState, split_thinking
+from .timing import PhaseClock
 from .vocabulary import Vocabulary
 
 # What `_sample_alone` gives where the fact guard allows no token of the vocabulary: the sentence
@@ -180,6 +181,8 @@ class BatchedEngine(Engine):
                                      add_bos=self._model.add_bos)
         self.thinking_budget = self._format.traits.budget
         self._vocabulary = Vocabulary(lambda: [self._model.piece(t) for t in range(self._model.n_vocab)])
+        # The phase timers of the generate running now (one at a time per engine): Stats.phases.
+        self._clock = PhaseClock()
 
     @property
     def model_name(self) -> str:
@@ -260,53 +263,61 @@ class BatchedEngine(Engine):
         stats = Stats(requests=len(requests))
         if not requests:
             return Generation([], stats)
-        texts = [self._format(r.messages) for r in requests]
-        prompts = [self._model.tokenize(text) for text in texts]
-        n_slots, shared, n_seq, cells = self._plan(requests, prompts)
-        holder = n_slots
-        stats.prompt_tokens = sum(map(len, prompts))
-        # One ubatch must hold a whole generation step or a whole prompt chunk; and llama.cpp wants
-        # n_batch >= n_seq_max (its output buffer holds one row per sequence; below that it aborts).
-        capacity = max(n_seq, max(map(len, prompts)))
-        # A sentence undone must leave a sliding window as it was: its window layers keep every cell.
-        context = Context(self._model, n_ctx_seq=cells, n_seq_max=n_seq, n_batch=capacity, threads=self.threads,
-                          cache_type_k=self.cache_type_k, swa_full=any(r.sentences is not None for r in requests))
-        batch = Batch(capacity)
+        clock = self._clock = PhaseClock()
+        with clock("setup"):
+            texts = [self._format(r.messages) for r in requests]
+            prompts = [self._model.tokenize(text) for text in texts]
+            n_slots, shared, n_seq, cells = self._plan(requests, prompts)
+            holder = n_slots
+            stats.prompt_tokens = sum(map(len, prompts))
+            # One ubatch must hold a whole generation step or a whole prompt chunk; and llama.cpp wants
+            # n_batch >= n_seq_max (its output buffer holds one row per sequence; below that it aborts).
+            capacity = max(n_seq, max(map(len, prompts)))
+            # A sentence undone must leave a sliding window as it was: its window layers keep every cell.
+            context = Context(self._model, n_ctx_seq=cells, n_seq_max=n_seq, n_batch=capacity, threads=self.threads,
+                              cache_type_k=self.cache_type_k, swa_full=any(r.sentences is not None for r in requests))
+            batch = Batch(capacity)
         sequences: list[_Sequence] = []
         try:
-            for i, request in enumerate(requests):
-                grammar = Grammar(self._model, request.grammar, key=request.key) if request.grammar else None
-                sequences.append(_Sequence(i, request, prompts[i], RowSampler(request.sampling, request.seed), grammar,
-                                           think=ThinkingState(self._format.opens_thinking(texts[i])),
-                                           facts=GuardState(request.guard) if request.guard is not None else None,
-                                           machine=SentenceMachine(request.sentences, request.seed)
-                                           if request.sentences is not None else None))
-            if any(seq.facts or seq.request.bias for seq in sequences):
-                self._vocabulary.table  # made before the clock of the first step runs
-            if any(seq.request.bias for seq in sequences):
-                self._vocabulary.words  # (the pieces a bias leans on, sorted by word once)
+            with clock("setup"):
+                for i, request in enumerate(requests):
+                    grammar = Grammar(self._model, request.grammar, key=request.key) if request.grammar else None
+                    sequences.append(_Sequence(i, request, prompts[i], RowSampler(request.sampling, request.seed),
+                                               grammar, think=ThinkingState(self._format.opens_thinking(texts[i])),
+                                               facts=GuardState(request.guard) if request.guard is not None else None,
+                                               machine=SentenceMachine(request.sentences, request.seed)
+                                               if request.sentences is not None else None))
+            with clock("vocabulary"):
+                if any(seq.facts or seq.request.bias for seq in sequences):
+                    self._vocabulary.table  # made before the first step
+                if any(seq.request.bias for seq in sequences):
+                    self._vocabulary.words  # (the pieces a bias leans on, sorted by word once)
             if shared:
-                self._prefill(context, batch, holder, prompts[0], 0, shared, stats)
+                self._prefill(context, batch, holder, prompts[0], 0, shared, stats, clock)
             results = self._run(context, batch, sequences, n_slots, shared, holder, stats, progress, started)
         finally:
-            for seq in sequences:
-                if seq.grammar is not None:
-                    seq.grammar.close()
-            batch.close()
-            context.close()
+            with clock("setup"):
+                for seq in sequences:
+                    if seq.grammar is not None:
+                        seq.grammar.close()
+                batch.close()
+                context.close()
+        stats.phases = clock.seconds
         stats.wall_seconds = time.perf_counter() - started
         return Generation(results, stats)
 
     @staticmethod
     def _prefill(context: Context, batch: Batch, seq_id: int, prompt: list[int], begin: int, end: int,
-                 stats: Stats, logits: bool = False) -> None:
+                 stats: Stats, clock: PhaseClock, logits: bool = False) -> None:
         """Decode prompt[begin:end] on one sequence, alone, in one ubatch (with the last token's logits if asked)."""
         assert end - begin >= MIN_CHUNK
         began = time.perf_counter()
-        batch.clear()
-        for pos in range(begin, end):
-            batch.add(prompt[pos], pos, seq_id, logits and pos == end - 1)
-        context.decode(batch)
+        with clock("batch"):
+            batch.clear()
+            for pos in range(begin, end):
+                batch.add(prompt[pos], pos, seq_id, logits and pos == end - 1)
+        with clock("prompt"):
+            context.decode(batch)
         stats.prompt_tokens_decoded += end - begin
         stats.decode_steps += 1
         stats.prompt_seconds += time.perf_counter() - began
@@ -315,12 +326,14 @@ class BatchedEngine(Engine):
                stats: Stats, tick: Callable[[], None] = lambda: None) -> None:
         """Put `new` sequences in their slots, decode their prompts (sharing what they can), and sample
         each one's first token; `tick` after each prompt (the progress callback hears the prefill too)."""
-        for seq in new:
-            if shared:
-                context.copy_sequence(holder, seq.slot)
-            else:
-                context.clear_sequence(seq.slot)
-            seq.start = shared
+        clock = self._clock
+        with clock("kv"):
+            for seq in new:
+                if shared:
+                    context.copy_sequence(holder, seq.slot)
+                else:
+                    context.clear_sequence(seq.slot)
+                seq.start = shared
         # Requests admitted together that share more than the common prefix: one decodes the
         # longer prefix, the others copy it.
         groups: dict[tuple[int, ...], list[_Sequence]] = {}
@@ -333,13 +346,14 @@ class BatchedEngine(Engine):
             if len(members) < 2:
                 continue
             leader = members[0]
-            self._prefill(context, batch, leader.slot, leader.prompt, shared, len(prefix), stats)
-            for member in members:
-                if member is not leader:
-                    context.copy_sequence(leader.slot, member.slot)
-                member.start = len(prefix)
+            self._prefill(context, batch, leader.slot, leader.prompt, shared, len(prefix), stats, clock)
+            with clock("kv"):
+                for member in members:
+                    if member is not leader:
+                        context.copy_sequence(leader.slot, member.slot)
+                    member.start = len(prefix)
         for seq in new:
-            self._prefill(context, batch, seq.slot, seq.prompt, seq.start, len(seq.prompt), stats, logits=True)
+            self._prefill(context, batch, seq.slot, seq.prompt, seq.start, len(seq.prompt), stats, clock, logits=True)
             seq.n_past = len(seq.prompt)
             seq.first = self._sample(context, [(seq, 0)], 1)[seq.index]
             tick()
@@ -347,7 +361,51 @@ class BatchedEngine(Engine):
     def _sample(self, context: Context, picks: list[tuple[_Sequence, int]], rows: int) -> dict[int, int]:
         """Next token of each (sequence, logits row) after a decode with `rows` outputs."""
         out: dict[int, int] = {}
+        clock = self._clock
         logits = context.logits(rows, self._model.n_vocab)
+        with clock("bias"):
+            self._lean(picks, logits)
+        by_sampling: dict[Sampling, list[tuple[_Sequence, int]]] = {}
+        alone: list[tuple[_Sequence, int]] = []
+        for seq, row in picks:
+            (alone if seq.grammar is not None else by_sampling.setdefault(seq.request.sampling, [])).append((seq, row))
+        for sampling, items in by_sampling.items():
+            with clock("topk"):
+                rows_of = [row for _, row in items]
+                consecutive = rows_of == list(range(rows_of[0], rows_of[0] + len(rows_of)))
+                mine = logits[rows_of[0]: rows_of[0] + len(rows_of)] if consecutive else logits[rows_of]
+                tokens, values = top_k_rows(mine, sampling.top_k)
+            keep = list(range(len(items)))
+            if any(seq.facts is not None for seq, _ in items):
+                with clock("guard"):
+                    values = values.astype(np.float32, copy=True)
+                    for i, (seq, row) in enumerate(items):
+                        if seq.facts is None or seq.think.in_block:  # the guard is the answer's
+                            continue
+                        mask = self._facts_mask(seq, tokens[i])
+                        if not mask.any():  # nothing allowed among the k best: look further, alone
+                            keep.remove(i)
+                            alone.append((seq, row))
+                        elif not mask.all():
+                            values[i, ~mask] = -np.inf
+            with clock("sample"):
+                if len(keep) < len(items):
+                    items, tokens, values = [items[i] for i in keep], tokens[keep], values[keep]
+                if not items:
+                    continue
+                for i, (seq, _) in enumerate(items):
+                    if seq.request.sentences is not None:
+                        seq.drawn = (tokens[i].copy(), values[i].copy(), list(seq.row.recent))
+                chosen = choose_rows([seq.row for seq, _ in items], tokens, values)
+                for (seq, _), token in zip(items, chosen):
+                    out[seq.index] = token
+        for seq, row in alone:
+            out[seq.index] = self._sample_alone(seq, logits[row])
+        return out
+
+    def _lean(self, picks: list[tuple[_Sequence, int]], logits: np.ndarray) -> None:
+        """Each row's biases, its lean to a sentence's end, and no end where the paragraph may not end,
+        added to its logits in place."""
         for seq, row in picks:  # (the logits are the engine's own until the next decode)
             request, answering = seq.request, not seq.think.in_block
             machine = seq.machine if answering else None
@@ -364,43 +422,10 @@ class BatchedEngine(Engine):
             if machine is not None and seq.grammar is None and not request.ignore_eos \
                     and not machine.may_end(sentence):
                 logits[row, self._model.eog_tokens] = -np.inf  # no end here (too short, or mid-sentence)
-        by_sampling: dict[Sampling, list[tuple[_Sequence, int]]] = {}
-        alone: list[tuple[_Sequence, int]] = []
-        for seq, row in picks:
-            (alone if seq.grammar is not None else by_sampling.setdefault(seq.request.sampling, [])).append((seq, row))
-        for sampling, items in by_sampling.items():
-            rows_of = [row for _, row in items]
-            consecutive = rows_of == list(range(rows_of[0], rows_of[0] + len(rows_of)))
-            mine = logits[rows_of[0]: rows_of[0] + len(rows_of)] if consecutive else logits[rows_of]
-            tokens, values = top_k_rows(mine, sampling.top_k)
-            keep = list(range(len(items)))
-            if any(seq.facts is not None for seq, _ in items):
-                values = values.astype(np.float32, copy=True)
-                for i, (seq, row) in enumerate(items):
-                    if seq.facts is None or seq.think.in_block:  # the guard is the answer's
-                        continue
-                    mask = self._facts_mask(seq, tokens[i])
-                    if not mask.any():  # nothing allowed among the k best: look further, alone
-                        keep.remove(i)
-                        alone.append((seq, row))
-                    elif not mask.all():
-                        values[i, ~mask] = -np.inf
-            if len(keep) < len(items):
-                items, tokens, values = [items[i] for i in keep], tokens[keep], values[keep]
-            if not items:
-                continue
-            for i, (seq, _) in enumerate(items):
-                if seq.request.sentences is not None:
-                    seq.drawn = (tokens[i].copy(), values[i].copy(), list(seq.row.recent))
-            chosen = choose_rows([seq.row for seq, _ in items], tokens, values)
-            for (seq, _), token in zip(items, chosen):
-                out[seq.index] = token
-        for seq, row in alone:
-            out[seq.index] = self._sample_alone(seq, logits[row])
-        return out
 
     def _facts_mask(self, seq: _Sequence, tokens: np.ndarray) -> np.ndarray:
-        return seq.facts.mask(tokens, self._vocabulary.table)
+        with self._clock("guard"):
+            return seq.facts.mask(tokens, self._vocabulary.table)
 
     def _sample_alone(self, seq: _Sequence, row_logits: np.ndarray) -> int:
         """A row with a grammar, or whose fact guard allowed none of its k best: its candidates among the
@@ -414,17 +439,20 @@ class BatchedEngine(Engine):
                 mask[mask] = self._facts_mask(seq, tokens[mask])
             return mask
 
+        clock = self._clock
         try:
-            tokens, values = top_k_allowed(row_logits, seq.request.sampling.top_k, allowed)
+            with clock("topk"):
+                tokens, values = top_k_allowed(row_logits, seq.request.sampling.top_k, allowed)
         except GenerationError:
             if grammar is not None and facts is None:
                 raise
             return _DEAD_END
-        if seq.request.sentences is not None:
-            seq.drawn = (tokens.copy(), values.copy(), list(seq.row.recent))
-        token = seq.row.choose(tokens, values)
-        if grammar is not None:
-            grammar.accept(token)
+        with clock("sample"):
+            if seq.request.sentences is not None:
+                seq.drawn = (tokens.copy(), values.copy(), list(seq.row.recent))
+            token = seq.row.choose(tokens, values)
+            if grammar is not None:
+                grammar.accept(token)
         return token
 
     def _run(self, context: Context, batch: Batch, sequences: list[_Sequence], n_slots: int, shared: int,
@@ -432,12 +460,14 @@ class BatchedEngine(Engine):
         queue = deque(sequences)
         live: dict[int, _Sequence] = {}  # slot -> sequence
         results: dict[int, Result] = {}
+        clock = self._clock
 
         def report(last: Result | None = None) -> None:
             if progress:
-                in_flight = sum(len(s.tokens) for s in live.values())
-                progress(Progress(len(results), len(sequences), stats.completion_tokens + in_flight,
-                                  time.perf_counter() - started, last))
+                with clock("progress"):
+                    in_flight = sum(len(s.tokens) for s in live.values())
+                    progress(Progress(len(results), len(sequences), stats.completion_tokens + in_flight,
+                                      time.perf_counter() - started, last))
 
         while queue or live:
             new = []
@@ -452,26 +482,31 @@ class BatchedEngine(Engine):
                 sampled = {seq.slot: seq.first for seq in new}
             stepping = [live[slot] for slot in sorted(live) if slot not in sampled]
             if stepping:
-                batch.clear()
-                for seq in stepping:
-                    batch.add(seq.tokens[-1], seq.n_past, seq.slot, True)
-                    seq.n_past += 1
-                context.decode(batch)
+                with clock("batch"):
+                    batch.clear()
+                    for seq in stepping:
+                        batch.add(seq.tokens[-1], seq.n_past, seq.slot, True)
+                        seq.n_past += 1
+                # the wave's ragged end: the queue is empty and at most half the slots are busy
+                with clock("tail" if not queue and 2 * len(stepping) <= n_slots else "decode"):
+                    context.decode(batch)
                 stats.decode_steps += 1
                 tokens = self._sample(context, list(zip(stepping, range(len(stepping)))), len(stepping))
                 sampled.update((seq.slot, tokens[seq.index]) for seq in stepping)
 
             last = None
-            for slot in sorted(live):
-                seq = live[slot]
-                reason = self._advance(context, seq, sampled[slot])
-                if reason is not None:
-                    last = results[seq.index] = self._result(seq, reason)
-                    stats.completion_tokens += last.completion_tokens
-                    stats.sampled_tokens += last.sampled_tokens
-                    stats.rollbacks += last.rollbacks
-                    del live[slot]
-            self._compact(context, live)
+            with clock("advance"):
+                for slot in sorted(live):
+                    seq = live[slot]
+                    reason = self._advance(context, seq, sampled[slot])
+                    if reason is not None:
+                        last = results[seq.index] = self._result(seq, reason)
+                        stats.completion_tokens += last.completion_tokens
+                        stats.sampled_tokens += last.sampled_tokens
+                        stats.rollbacks += last.rollbacks
+                        del live[slot]
+            with clock("kv"):
+                self._compact(context, live)
             report(last)
         return [results[i] for i in range(len(sequences))]
 
@@ -571,6 +606,11 @@ class BatchedEngine(Engine):
         text)."""
         if verdict == "kept":
             return "kept"
+        with self._clock("rollback"):
+            return self._undo(context, seq, verdict)
+
+    def _undo(self, context: Context, seq: _Sequence, verdict: str) -> str:
+        """`_follow` for a sentence not kept."""
         start = seq.sentence_start
         if verdict == "end":
             self._truncate(seq, start)

@@ -88,7 +88,7 @@ class SharedBatch:
                           rollbacks=sum(r.rollbacks for r in results),
                           thinking_tokens=sum(r.thinking_tokens for r in results),
                           decode_steps=whole.decode_steps, wall_seconds=whole.wall_seconds,
-                          prompt_seconds=whole.prompt_seconds)
+                          prompt_seconds=whole.prompt_seconds, phases=dict(whole.phases))
             stats.prompt_tokens_decoded = round(whole.prompt_tokens_decoded * stats.prompt_tokens / whole.prompt_tokens) \
                 if whole.prompt_tokens else 0
             out[name] = Generation(results, stats)
