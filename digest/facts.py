@@ -471,7 +471,7 @@ class Guard:
     def name_ok(self, token: str, partial: bool) -> bool:
         written = _strip_possessive(token)
         word = written.lower()
-        if not partial:
+        if not partial or written != token and self.rule >= 2:  # a possessive ends a name: "Stan's" is no "Stanford"
             return written in COMMON_TERMS or known(word, self.words, self._shortened)
         # Still on its way to a word of the source or a common term, or already one with a short ending to come.
         if word in self._word_prefixes or written in _COMMON_PREFIXES:
@@ -534,7 +534,17 @@ class Guard:
                 if not partial and _word_refused(word, text[:match.start()], self.words, self.story,
                                                  self.numbers, self._shortened, self.rule):
                     return False
+                if partial and self._big_refused(word):
+                    return False
         return True
+
+    def _big_refused(self, word: str) -> bool:
+        """Whether the unfinished `word` (lower-cased) begins with a large number word the source does not
+        give, so that no way of finishing it is allowed (rule 2: "thousands", "thousandslines"), unless
+        it may still become a word of the source."""
+        big = _BIG_START.match(word) if self.rule >= 2 and self.numbers is not None else None
+        return big is not None and big.group(0) not in self.words and big.group(0).rstrip("s") not in self.words \
+            and word not in self._word_prefixes
 
 
 def _segments(text: str, begin: int):
@@ -769,7 +779,9 @@ class GuardState:
                 continue
             text = table.pieces[token].decode("utf-8")
             letters = _LETTERS.match(text).end()
-            if letters == len(text):
+            if _BIG_START.match(word + text[:letters]):  # a large number word begun: ask the rule
+                left.append(i)
+            elif letters == len(text):
                 out[i] = True
             elif text[letters] in "'’" or word + text[:letters] in refused:
                 left.append(i)
@@ -804,7 +816,8 @@ def _is_plain(text: str) -> bool:
             return False
     elif any(c.isupper() or c.istitle() or c.isnumeric() for c in text):
         return False
-    return _ANY_CASE().isdisjoint(_WORD.findall(text.lower()))
+    found = _WORD.findall(text.lower())
+    return _ANY_CASE().isdisjoint(found) and not any(_BIG_START.match(w) for w in found)
 
 
 @lru_cache(maxsize=1)

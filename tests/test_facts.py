@@ -269,6 +269,13 @@ def both_allow(source: str, text: str, *, numbers: bool = True) -> bool:
     return unfaithful(text, source, numbers=numbers) is None and writes(guard, *[text[i:i + 3] for i in range(0, len(text), 3)])
 
 
+def test_a_possessive_ends_a_name_so_the_name_must_be_whole():
+    """An unfinished name may not take a possessive (it could never be finished after it)."""
+    g = Guard.of(SOURCE)
+    assert not writes(g, "a Stan", "'s")
+    assert writes(g, "a Stan", "ford", "'s")
+
+
 def test_a_name_after_an_opening_bracket_or_quote_is_a_name():
     source = "A cloud service speeds up life support systems for modular diffusion models."
     assert both_refuse(source, "It will improve life support systems (Lumina) which help companies.")
