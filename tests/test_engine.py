@@ -464,8 +464,8 @@ def test_the_phase_timers_cover_every_part_of_a_run_and_add_up_to_at_most_its_wa
     from digest.engine.timing import PHASES
 
     requests = [dataclasses.replace(r, bias=b) for r, b in zip(
-        sample_requests(max_tokens=48, protected=True), _biases())]
-    requests = requests[:6] + requests[-1:]
+        sample_requests(max_tokens=32, protected=True), _biases())]
+    requests = requests[:3] + requests[-1:]
     seen = []
     started = time.perf_counter()
     stats = batched.generate(requests, seen.append).stats
