@@ -280,14 +280,11 @@ def _word_refused(word: str, before: str, words: frozenset[str] | set[str], stor
     if numbers is not None and word in NUMBER_WORDS:
         if word not in words and NUMBER_WORDS[word] not in numbers:
             return f"a number the source does not give: {word}"
-    if numbers is not None and rule >= 2 and word in NUMBER_PLURALS:
-        if word not in words and NUMBER_PLURALS[word] not in words:
+    if numbers is not None and rule >= 2 and word not in words:  # plural, glued or begun number words
+        big = _big_not_given(word, words)
+        if word in NUMBER_PLURALS and NUMBER_PLURALS[word] not in words or word in NUMBER_GLUED \
+                or big is not None and word[big.end():][:1].isalpha():
             return f"a number the source does not give: {word}"
-    if numbers is not None and rule >= 2 and word in NUMBER_GLUED and word not in words:
-        return f"a number the source does not give: {word}"
-    if numbers is not None and rule >= 2 and (big := _BIG_START.match(word)) and word[big.end():][:1].isalpha() \
-            and word not in words and big.group(0) not in words and big.group(0).rstrip("s") not in words:
-        return f"a number the source does not give: {word}"
     if word in WEEKDAYS and word not in words and word.rstrip("s") not in words:
         return f"a date the source does not give: {word}"
     single, phrases = places()
@@ -314,6 +311,13 @@ def _PHRASE_LAST() -> dict[str, tuple[tuple[str, ...], ...]]:
     for phrase in places()[1]:
         out.setdefault(phrase[-1], []).append(phrase)
     return {k: tuple(v) for k, v in out.items()}
+
+
+def _big_not_given(word: str, words: frozenset[str] | set[str]) -> "re.Match | None":
+    """The large number word `word` begins with ("thousands" in "thousandslines"), where the source's
+    `words` give neither it nor its singular; else None."""
+    big = _BIG_START.match(word)
+    return big if big and big.group(0) not in words and big.group(0).rstrip("s") not in words else None
 
 
 def _follower_ok(word: str, number: str, follow: frozenset[tuple[str, str]], partial: bool, rule: int = RULE) -> bool:
@@ -542,9 +546,8 @@ class Guard:
         """Whether the unfinished `word` (lower-cased) begins with a large number word the source does not
         give, so that no way of finishing it is allowed (rule 2: "thousands", "thousandslines"), unless
         it may still become a word of the source."""
-        big = _BIG_START.match(word) if self.rule >= 2 and self.numbers is not None else None
-        return big is not None and big.group(0) not in self.words and big.group(0).rstrip("s") not in self.words \
-            and word not in self._word_prefixes
+        return self.rule >= 2 and self.numbers is not None and word not in self._word_prefixes \
+            and _big_not_given(word, self.words) is not None
 
 
 def _segments(text: str, begin: int):
