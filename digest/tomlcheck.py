@@ -302,7 +302,7 @@ def check_value(hint: Any, value: Any, meta: dict, subject: str) -> Any:
         raise ConfigError(f"{subject} must be at most {hi}, not {value!r}")
     choices = meta.get("choices")
     if choices and value not in choices:
-        raise ConfigError(f"{subject} must be one of {', '.join(choices)}, not {value!r}")
+        raise ConfigError(f"{subject} must be one of {', '.join(map(str, choices))}, not {value!r}")
     check = meta.get("check")
     if check and not check[0](value):
         raise ConfigError(f"{subject} {check[1]}, not {value!r}")

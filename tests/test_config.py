@@ -398,6 +398,8 @@ def test_the_new_choices_are_checked_with_their_line():
         parse_config('[model]\ncache_type_k = "q4_0"\n')
     with pytest.raises(ConfigError, match=r"config:3.*example_kinds.*own, all"):
         parse_config('[generation]\nseed = 1\nexample_kinds = "mine"\n')
+    with pytest.raises(ConfigError, match=r"config:2.*fact_rule.*must be one of 1, 2, not 3"):
+        parse_config('[generation]\nfact_rule = 3\n')  # choices that are numbers, not words
 
 
 # ---------------------------------------------------------------------------------------------
