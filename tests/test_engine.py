@@ -44,10 +44,18 @@ def generate_at_slots(engine, requests, slots: int):
     """`engine.generate(requests)` with `slots` sequences decoded at once; a shared engine's slots go back
     to all afterwards."""
     engine.slots = slots
+    engine.forget()  # every prompt decoded in this run, none put back from an earlier one
     try:
         return engine.generate(requests)
     finally:
         engine.slots = 0
+
+
+def fresh(engine, requests):
+    """`engine.generate(requests)` with every prompt decoded, none put back from an earlier run (the
+    invariance tests compare decodes; tests/test_engine.py's kept-prompt tests compare the two)."""
+    engine.forget()
+    return engine.generate(requests)
 
 
 class EverySentenceKept:
@@ -182,9 +190,9 @@ def test_batch_invariance_alone_in_4_and_in_16(batched):
     """A request's tokens do not depend on what else is in the batch."""
     requests = sixteen_requests()
     in_16 = batched.generate(requests).by_key()
-    in_4 = batched.generate(requests[4:8]).by_key()
+    in_4 = fresh(batched, requests[4:8]).by_key()
     for request in requests[4:8]:
-        alone = batched.generate([request]).results[0]
+        alone = fresh(batched, [request]).results[0]
         assert alone.text == in_4[request.key].text == in_16[request.key].text, request.key
         assert alone.completion_tokens == in_16[request.key].completion_tokens
 
@@ -199,7 +207,7 @@ def test_more_requests_than_slots_all_complete_each_as_alone(batched):
     for result in three.results:
         assert result.text == full[result.key].text, result.key
     for request in requests[:3]:
-        assert batched.generate([request]).results[0].text == full[request.key].text
+        assert fresh(batched, [request]).results[0].text == full[request.key].text
 
 
 @pytest.mark.model
@@ -410,8 +418,34 @@ def test_batch_invariance_with_identical_prompts(batched):
     tries = [dataclasses.replace(base, key=f"try{n}", seed=derive_seed(base.seed, f"try{n}")) for n in range(4)]
     together = batched.generate(tries).results
     for request, result in zip(tries, together):
-        assert batched.generate([request]).results[0].tokens == result.tokens, request.key
+        assert fresh(batched, [request]).results[0].tokens == result.tokens, request.key
     assert len({r.tokens for r in together}) > 1, "other seeds, other texts"
+
+
+@pytest.mark.model
+def test_a_retry_puts_its_prompt_back_and_writes_what_a_decode_of_it_writes(batched):
+    """A run's prompts are kept with its context (BatchedEngine._keep): a later run of the same prompts
+    with other seeds (a section's retry, as pipeline.generate's rounds make it) decodes none of them,
+    in the larger context of the run before, and writes, rollbacks and all, the tokens that a decode of
+    them in a context of their own writes; a run with some prompts kept and some not, likewise."""
+    requests = [dataclasses.replace(r, bias=b) for r, b in zip(
+        sample_requests(max_tokens=48, protected=True), _biases())][:6]
+    assert fresh(batched, requests).stats.prompt_tokens_kept == 0
+    retries = [dataclasses.replace(r, key=f"{r.key} #1", seed=derive_seed(r.seed, "retry")) for r in requests[1:4]]
+    kept = batched.generate(retries)
+    assert kept.stats.prompt_tokens_decoded == 0
+    assert kept.stats.prompt_tokens_kept == kept.stats.prompt_tokens == sum(len(batched.tokenize(r)) for r in retries)
+    decoded = fresh(batched, retries)
+    assert decoded.stats.prompt_tokens_kept == 0 and decoded.stats.prompt_tokens_decoded > 0
+    assert [(r.tokens, r.rollbacks) for r in kept.results] == [(r.tokens, r.rollbacks) for r in decoded.results]
+    assert sum(r.rollbacks for r in kept.results) > 0, "sentences were undone in the streams put back"
+    # one prompt kept (the last run's), one not
+    mixed = [dataclasses.replace(retries[0], key="again", seed=derive_seed(retries[0].seed, "again")), requests[5]]
+    half = batched.generate(mixed)
+    assert half.stats.prompt_tokens_kept == len(batched.tokenize(retries[0])) and half.stats.prompt_tokens_decoded > 0
+    assert [r.tokens for r in half.results] == [r.tokens for r in fresh(batched, mixed).results]
+    # a run keeps its own prompts only: requests[2]'s, kept by the run of `retries`, went with `mixed`'s
+    assert batched.generate(retries[1:2]).stats.prompt_tokens_kept == 0
 
 
 @pytest.mark.model
@@ -425,7 +459,7 @@ def test_batch_invariance_when_sequences_end_at_very_different_steps(batched):
     assert max(r.completion_tokens for r in mixed) > 5 * min(r.completion_tokens for r in mixed)
     assert sum(r.rollbacks for r in mixed) > 0, "sentences were undone and written again meanwhile"
     for request, result in zip(requests, mixed):
-        alone = batched.generate([request]).results[0]
+        alone = fresh(batched, [request]).results[0]
         assert (alone.tokens, alone.rollbacks, alone.sampled_tokens) == (result.tokens, result.rollbacks,
                                                                           result.sampled_tokens), request.key
 
@@ -437,7 +471,7 @@ def test_full_160_token_outputs_are_batch_invariant(batched):
     together = batched.generate(requests).results
     assert all(r.completion_tokens == 160 for r in together)
     for request, result in zip(requests, together):
-        assert batched.generate([request]).results[0].tokens == result.tokens, request.key
+        assert fresh(batched, [request]).results[0].tokens == result.tokens, request.key
 
 
 @pytest.mark.model
@@ -472,9 +506,10 @@ def test_the_phase_timers_cover_every_part_of_a_run_and_add_up_to_at_most_its_wa
     outside = time.perf_counter() - started
     phases = stats.phases
     assert set(phases) <= set(PHASES)
-    for name in ("setup", "vocabulary", "prompt", "decode", "batch", "kv", "bias", "topk", "guard", "sample",
+    for name in ("setup", "vocabulary", "decode", "batch", "kv", "bias", "topk", "guard", "sample",
                  "advance", "progress"):
         assert phases.get(name, 0.0) > 0.0, (name, phases)
+    assert phases.get("prompt", 0.0) > 0.0 or phases.get("kept", 0.0) > 0.0, phases  # decoded, or put back
     if stats.rollbacks:
         assert phases["rollback"] > 0.0
     assert all(seconds >= 0.0 for seconds in phases.values()), phases
@@ -616,7 +651,7 @@ def test_a_sentence_past_the_limit_is_undone_while_it_is_written_the_same_in_any
     for request, result in zip(requests, together):
         for sentence in re.split(r"(?<=[.!?])\s+", result.text.strip()):
             assert len(sentence.split()) <= 12, result
-        assert batched.generate([request]).results[0].tokens == result.tokens, request.key
+        assert fresh(batched, [request]).results[0].tokens == result.tokens, request.key
 
 
 def _first_sentence_and_rest(text: str) -> tuple[str, str]:

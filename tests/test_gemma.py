@@ -23,7 +23,7 @@ from digest.engine.batched import common_prefix
 from digest.engine.llama import no_extra_buffers
 from digest.engine.native import X86
 from digest.models.registry import load_registry
-from test_engine import (GREEDY, TIE, EverySentenceKept, _biases, _llama_cpp_python_greedy, _top_two_gap,
+from test_engine import (GREEDY, TIE, EverySentenceKept, _biases, _llama_cpp_python_greedy, _top_two_gap, fresh,
                          generate_at_slots, sample_requests)
 
 pytestmark = pytest.mark.model
@@ -146,6 +146,20 @@ def test_guarded_paragraphs_with_rollback_are_the_same_at_slots_1_and_16(gemma):
     assert together.stats.rollbacks > 0
     for a, b in zip(together.results, one.results):
         assert (a.tokens, a.rollbacks) == (b.tokens, b.rollbacks), a.key
+
+
+def test_a_retry_puts_back_a_prompt_of_a_sliding_window_model_and_writes_what_a_decode_writes(gemma):
+    """Gemma 3's window layers (512 cells, kept whole for rollback): a prompt kept from one run and put
+    back in the next (a retry with another seed) writes, rollbacks and all, what a decode of it writes."""
+    requests = [dataclasses.replace(r, bias=b) for r, b in zip(
+        sample_requests(max_tokens=24, protected=True), _biases())][:4]
+    fresh(gemma, requests)
+    retries = [dataclasses.replace(r, key=f"{r.key} #1", seed=r.seed + 1) for r in requests[:2]]
+    kept = gemma.generate(retries)
+    assert kept.stats.prompt_tokens_decoded == 0 and kept.stats.prompt_tokens_kept == kept.stats.prompt_tokens
+    decoded = fresh(gemma, retries)
+    assert decoded.stats.prompt_tokens_kept == 0
+    assert [(r.tokens, r.rollbacks) for r in kept.results] == [(r.tokens, r.rollbacks) for r in decoded.results]
 
 
 def test_greedy_tokens_equal_llama_cpp_python(gemma):

@@ -232,6 +232,7 @@ def run_bench(config: Config, *, runs: int = 3, slots: Sequence[int] = (0,), seq
             _plan_loops(plan, stack, config, requests, threads, loop_models)
         batched = stack.enter_context(engine_of(config, name="batched", threads=threads, slots=0))
         plan.warm.append(lambda: batched.generate(requests[:1]))
+        plan.forget.append(batched.forget)
         _plan_batched(plan, stack, config, batched, requests, threads, slots, configs)
         if server:
             remote = engine_of(dataclasses.replace(config, model=dataclasses.replace(config.model, url=server, retries=0)),
@@ -268,6 +269,9 @@ class _Plan:
 
     rows: list[tuple[Row, Runner]] = field(default_factory=list)
     warm: list[Callable[[], object]] = field(default_factory=list)
+    # Called before every timed run: each run starts with nothing kept from the one before (Engine.forget:
+    # no prompt decoded by another row's run), as a `digest run` starts, and as llama-server's runs do.
+    forget: list[Callable[[], None]] = field(default_factory=list)
 
     def add(self, row: Row, run: Runner, warm: Callable[[], object] | None = None) -> None:
         self.rows.append((row, run))
@@ -325,6 +329,7 @@ def _plan_batched(plan: _Plan, stack, config: Config, batched, requests: Sequenc
         old_engine = stack.enter_context(engine_of(older, name="batched", threads=threads, slots=0))
         plan.add(Row("batched", 0, variant="f16 K, all examples: 0.1"), lambda: old_engine.generate(old_requests),
                  warm=lambda: old_engine.generate(old_requests[:1]))
+        plan.forget.append(old_engine.forget)
     if configs > 1:
         digests = [bench_inputs(dataclasses.replace(config, generation=dataclasses.replace(
             g, seed=g.seed + i)))[0] for i in range(configs)]
@@ -349,6 +354,8 @@ def _time(plan: _Plan, runs: int, say: Callable[[str], None]) -> None:
         step()
     for n in range(runs):
         for row, run in plan.rows:
+            for forget in plan.forget:
+                forget()
             generation = run()
             s = generation.stats
             row.wall_s.append(s.wall_seconds)

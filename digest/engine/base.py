@@ -87,6 +87,8 @@ class Stats:
     requests: int = 0
     prompt_tokens: int = 0
     prompt_tokens_decoded: int = 0
+    # Of prompt_tokens, those of prompts an earlier run left in the engine (a retry's): not decoded again.
+    prompt_tokens_kept: int = 0
     completion_tokens: int = 0
     # Tokens sampled in all (those of sentences undone too) and sentences undone.
     sampled_tokens: int = 0
@@ -192,6 +194,10 @@ class Engine(ABC):
         """For a model whose prompts digest formats: what its chat template is and does (ChatFormatter.describe),
         for the manifest. None where the template is not digest's to apply (a server's, the fake's)."""
         return None
+
+    def forget(self) -> None:
+        """Drop what an engine keeps from one generate to the next (the batching engine: its context and
+        the prompts decoded in it), so that the next one starts as the first did: a bench's rows."""
 
     def close(self) -> None:
         """Free the model and any native memory. Safe to call twice."""

@@ -183,6 +183,13 @@ class BatchedEngine(Engine):
         self._vocabulary = Vocabulary(lambda: [self._model.piece(t) for t in range(self._model.n_vocab)])
         # The phase timers of the generate running now (one at a time per engine): Stats.phases.
         self._clock = PhaseClock()
+        # The context of the last run, kept for the next one that fits in it, and the prompts that run
+        # decoded, kept (their KV cells and last logits) for a run of the same prompts: a section's
+        # retry decodes no prompt token (`_keep`). `_kept_now`: those of the run going on.
+        self._context: Context | None = None
+        self._kept: dict[tuple[int, ...], tuple] = {}
+        self._kept_now: dict[tuple[int, ...], tuple] = {}
+        self._kept_bytes = 0
 
     @property
     def model_name(self) -> str:
@@ -192,9 +199,27 @@ class BatchedEngine(Engine):
         return self._format.describe()
 
     def close(self) -> None:
+        self.forget()
         model, self._model = getattr(self, "_model", None), None
         if model is not None:
             model.close()
+
+    def forget(self) -> None:
+        """Free the kept context and the prompts kept in it."""
+        context, self._context = getattr(self, "_context", None), None
+        self._kept, self._kept_now, self._kept_bytes = {}, {}, 0
+        if context is not None:
+            context.close()
+
+    def _context_for(self, *, n_ctx_seq: int, n_seq_max: int, n_batch: int, swa_full: bool) -> Context:
+        """The kept context, emptied, where the run fits in it; else a new one (the prompts kept go)."""
+        need = dict(n_ctx_seq=n_ctx_seq, n_seq_max=n_seq_max, n_batch=n_batch, swa_full=swa_full)
+        if self._context is not None and self._context.holds(**need):
+            self._context.clear()
+            return self._context
+        self.forget()
+        self._context = Context(self._model, threads=self.threads, cache_type_k=self.cache_type_k, **need)
+        return self._context
 
     def kv_cache_bytes(self, requests: Sequence[Request]) -> int:
         """Bytes of the KV cache (K in `cache_type_k`, V in f16) that `generate(requests)` allocates."""
@@ -274,9 +299,11 @@ class BatchedEngine(Engine):
             # n_batch >= n_seq_max (its output buffer holds one row per sequence; below that it aborts).
             capacity = max(n_seq, max(map(len, prompts)))
             # A sentence undone must leave a sliding window as it was: its window layers keep every cell.
-            context = Context(self._model, n_ctx_seq=cells, n_seq_max=n_seq, n_batch=capacity, threads=self.threads,
-                              cache_type_k=self.cache_type_k, swa_full=any(r.sentences is not None for r in requests))
+            context = self._context_for(n_ctx_seq=cells, n_seq_max=n_seq, n_batch=capacity,
+                                        swa_full=any(r.sentences is not None for r in requests))
             batch = Batch(capacity)
+            self._kept_now, self._kept_bytes = {}, 0
+        done = False
         sequences: list[_Sequence] = []
         try:
             with clock("setup"):
@@ -292,16 +319,20 @@ class BatchedEngine(Engine):
                     self._vocabulary.table  # made before the first step
                 if any(seq.request.bias for seq in sequences):
                     self._vocabulary.words  # (the pieces a bias leans on, sorted by word once)
-            if shared:
+            if shared and any(tuple(p) not in self._kept for p in prompts):
                 self._prefill(context, batch, holder, prompts[0], 0, shared, stats, clock)
             results = self._run(context, batch, sequences, n_slots, shared, holder, stats, progress, started)
+            done = True
         finally:
             with clock("setup"):
                 for seq in sequences:
                     if seq.grammar is not None:
                         seq.grammar.close()
                 batch.close()
-                context.close()
+                if done:  # the next run may start from these prompts
+                    self._kept, self._kept_now = self._kept_now, {}
+                else:  # stopped halfway: nothing of it is kept
+                    self.forget()
         stats.phases = clock.seconds
         stats.wall_seconds = time.perf_counter() - started
         return Generation(results, stats)
@@ -327,6 +358,23 @@ class BatchedEngine(Engine):
         """Put `new` sequences in their slots, decode their prompts (sharing what they can), and sample
         each one's first token; `tick` after each prompt (the progress callback hears the prefill too)."""
         clock = self._clock
+        kept: dict[int, tuple] = {}
+        with clock("kept"):  # a prompt decoded by an earlier run of this context: its cells put back
+            for seq in new:
+                state = self._kept.get(tuple(seq.prompt))
+                if state is not None:
+                    context.restore_sequence(seq.slot, state[0])
+                    kept[seq.index] = state
+                    if tuple(seq.prompt) not in self._kept_now:
+                        self._kept_now[tuple(seq.prompt)] = state
+                        self._kept_bytes += len(state[0]) + state[1].nbytes
+        for seq in new:
+            if seq.index in kept:
+                seq.n_past = len(seq.prompt)
+                stats.prompt_tokens_kept += len(seq.prompt)
+                seq.first = self._sample(kept[seq.index][1].copy(), [(seq, 0)])[seq.index]
+                tick()
+        new = [seq for seq in new if seq.index not in kept]
         with clock("kv"):
             for seq in new:
                 if shared:
@@ -355,14 +403,32 @@ class BatchedEngine(Engine):
         for seq in new:
             self._prefill(context, batch, seq.slot, seq.prompt, seq.start, len(seq.prompt), stats, clock, logits=True)
             seq.n_past = len(seq.prompt)
-            seq.first = self._sample(context, [(seq, 0)], 1)[seq.index]
+            logits = context.logits(1, self._model.n_vocab)
+            self._keep(context, seq, logits)
+            seq.first = self._sample(logits, [(seq, 0)])[seq.index]
             tick()
 
-    def _sample(self, context: Context, picks: list[tuple[_Sequence, int]], rows: int) -> dict[int, int]:
-        """Next token of each (sequence, logits row) after a decode with `rows` outputs."""
+    def _keep(self, context: Context, seq: _Sequence, logits: np.ndarray) -> None:
+        """Keep a prompt's cells and last logits for a later run of this context with the same prompt (a
+        section's retry), within the budget; not where a sliding window has let cells go (Model.n_swa)."""
+        n_swa = self._model.n_swa
+        if n_swa and len(seq.prompt) > n_swa:
+            return
+        with self._clock("kept"):
+            key = tuple(seq.prompt)
+            if key in self._kept_now:
+                return
+            state = (context.save_sequence(seq.slot), logits[:1].copy())
+            size = len(state[0]) + state[1].nbytes
+            if self._kept_bytes + size <= logits_budget():
+                self._kept_now[key] = state
+                self._kept_bytes += size
+
+    def _sample(self, logits: np.ndarray, picks: list[tuple[_Sequence, int]]) -> dict[int, int]:
+        """Next token of each (sequence, row of `logits`): the last decode's logits, or a kept prompt's
+        (a copy: the biases are added in place)."""
         out: dict[int, int] = {}
         clock = self._clock
-        logits = context.logits(rows, self._model.n_vocab)
         with clock("bias"):
             self._lean(picks, logits)
         by_sampling: dict[Sampling, list[tuple[_Sequence, int]]] = {}
@@ -491,7 +557,8 @@ class BatchedEngine(Engine):
                 with clock("tail" if not queue and 2 * len(stepping) <= n_slots else "decode"):
                     context.decode(batch)
                 stats.decode_steps += 1
-                tokens = self._sample(context, list(zip(stepping, range(len(stepping)))), len(stepping))
+                tokens = self._sample(context.logits(len(stepping), self._model.n_vocab),
+                                      list(zip(stepping, range(len(stepping)))))
                 sampled.update((seq.slot, tokens[seq.index]) for seq in stepping)
 
             last = None

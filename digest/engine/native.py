@@ -192,6 +192,15 @@ class Context:
             )
         self.memory = llama_cpp.llama_get_memory(self.ptr)
         self.n_ctx_seq = llama_cpp.llama_n_ctx(self.ptr) // n_seq_max
+        self.n_seq_max, self.n_batch, self.swa_full = n_seq_max, n_batch, swa_full
+
+    def holds(self, *, n_ctx_seq: int, n_seq_max: int, n_batch: int, swa_full: bool) -> bool:
+        """Whether a run that needs a context of these settings can run in this one: as many sequences
+        or more, each with as many cells or more, as large a batch, the same sliding windows. (Only
+        which cells a step reads grows with the context; the cells past a sequence's own are masked to
+        exact zeros, so its bits are those of the smaller context: tests/test_engine.py.)"""
+        return (self.n_seq_max >= n_seq_max and self.n_ctx_seq >= n_ctx_seq and self.n_batch >= n_batch
+                and self.swa_full == swa_full)
 
     def decode(self, batch: "Batch") -> None:
         with IN_NATIVE:  # a Ctrl-C or SIGTERM meanwhile is raised when llama.cpp returns
@@ -216,6 +225,24 @@ class Context:
         """Forget `seq`'s cells from position `pos` on (a sentence undone)."""
         if not llama_cpp.llama_memory_seq_rm(self.memory, seq, pos, -1):
             raise GenerationError(f"llama.cpp could not remove sequence {seq}'s cells from position {pos}")
+
+    def clear(self) -> None:
+        """Forget every sequence's cells (the context kept for another run)."""
+        llama_cpp.llama_memory_clear(self.memory, False)
+
+    def save_sequence(self, seq: int) -> ctypes.Array:
+        """A copy of `seq`'s KV cells (positions and data), for `restore_sequence` in this context."""
+        size = llama_cpp.llama_state_seq_get_size(self.ptr, seq)
+        state = (ctypes.c_uint8 * size)()
+        if llama_cpp.llama_state_seq_get_data(self.ptr, state, size, seq) != size:
+            raise GenerationError(f"llama.cpp could not copy sequence {seq}'s cells{last_error()}")
+        return state
+
+    def restore_sequence(self, seq: int, state: ctypes.Array) -> None:
+        """Make `seq` hold the cells `save_sequence` copied (from any sequence of this context)."""
+        clear_errors()
+        if not llama_cpp.llama_state_seq_set_data(self.ptr, state, len(state), seq):
+            raise GenerationError(f"llama.cpp could not restore sequence {seq}'s cells{last_error()}")
 
     def close(self) -> None:
         ptr, self.ptr = getattr(self, "ptr", None), None

@@ -91,6 +91,8 @@ class SharedBatch:
                           prompt_seconds=whole.prompt_seconds, phases=dict(whole.phases))
             stats.prompt_tokens_decoded = round(whole.prompt_tokens_decoded * stats.prompt_tokens / whole.prompt_tokens) \
                 if whole.prompt_tokens else 0
+            stats.prompt_tokens_kept = round(whole.prompt_tokens_kept * stats.prompt_tokens / whole.prompt_tokens) \
+                if whole.prompt_tokens else 0
             out[name] = Generation(results, stats)
         return out
 

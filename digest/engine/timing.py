@@ -20,6 +20,7 @@ PHASES: dict[str, str] = {
     "tail": "llama_decode of the steps of the wave's ragged end: nothing queued, at most half the slots busy",
     "batch": "batch building (the tokens of a prompt chunk or a step put in the llama_batch)",
     "kv": "KV streams copied, cleared and moved (the copies themselves run in the next decode)",
+    "kept": "prompts kept for a later run (their cells copied out, with their last logits) and put back",
     "bias": "the point and topic biases, the lean to a sentence's end, no end before it may end",
     "topk": "logits to candidates (top-k of each row; widening windows for a row the guard empties)",
     "guard": "the fact guard's mask over each row's candidates (GuardState.mask)",
