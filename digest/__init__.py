@@ -5,4 +5,4 @@ manifests, the feeds' User-Agent and the config that `digest init` writes. Bump 
 of behaviour, and say what changed in CHANGELOG.md.
 """
 
-__version__ = "0.7.0"
+__version__ = "0.8.0"

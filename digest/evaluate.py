@@ -141,7 +141,8 @@ class EvalReport:
             "completion_tokens": self.stats.completion_tokens, "sampled_tokens": self.stats.sampled_tokens,
             "rollbacks": self.stats.rollbacks,
             **({"coherence": self.coherence} if self.coherence else {}),
-            "prompt_tokens_decoded": self.stats.prompt_tokens_decoded, "wall_seconds": round(self.wall_seconds, 2),
+            "prompt_tokens_decoded": self.stats.prompt_tokens_decoded, "prompt_tokens_kept": self.stats.prompt_tokens_kept,
+            "wall_seconds": round(self.wall_seconds, 2),
             "results": [s.__dict__ for s in self.sections],
         }, indent=2)
 

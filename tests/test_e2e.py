@@ -116,6 +116,9 @@ def test_bench_times_both_engines_and_the_checks_on_the_same_requests(tmp_path):
         assert rows[name]["prompt_tokens"] == rows["sequential"]["prompt_tokens"]  # the very same prompts
     # the checks' extra tries send their prompts again, on top of the first try's
     assert rows["batched+checks"]["prompt_tokens"] > rows["batched"]["prompt_tokens"]
+    # ... and decode none of them again (each puts its first try's prompt back), where each row's run
+    # starts with none kept from another row's: the checks row decodes the plain row's prompt tokens
+    assert rows["batched+checks"]["prompt_tokens_decoded"] == rows["batched"]["prompt_tokens_decoded"]
     assert rows["batched"]["prompt_tokens_decoded"] < rows["batched"]["prompt_tokens"]  # the shared prefix, once
     assert rows["sequential-reread"]["prompt_tokens_decoded"] == rows["sequential"]["prompt_tokens"]
     # 8 tokens are too few for a 40-word paragraph: the checks ask for more tries than the plain run
