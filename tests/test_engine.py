@@ -539,7 +539,7 @@ def test_more_sequences_than_llama_cpp_allows_run_in_waves(batched):
     assert all(r.completion_tokens >= 1 for r in results)
     assert sum(r.rollbacks for r in results) > 0
     for n in (0, 255, 299):
-        alone = batched.generate([requests[n]]).results[0]
+        alone = fresh(batched, [requests[n]]).results[0]
         assert (alone.tokens, alone.rollbacks) == (results[n].tokens, results[n].rollbacks)
 
 
