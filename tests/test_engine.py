@@ -429,7 +429,7 @@ def test_a_retry_puts_its_prompt_back_and_writes_what_a_decode_of_it_writes(batc
     in the larger context of the run before, and writes, rollbacks and all, the tokens that a decode of
     them in a context of their own writes; a run with some prompts kept and some not, likewise."""
     requests = [dataclasses.replace(r, bias=b) for r, b in zip(
-        sample_requests(max_tokens=48, protected=True), _biases())][:6]
+        sample_requests(max_tokens=40, protected=True), _biases())][:5]
     assert fresh(batched, requests).stats.prompt_tokens_kept == 0
     retries = [dataclasses.replace(r, key=f"{r.key} #1", seed=derive_seed(r.seed, "retry")) for r in requests[1:4]]
     kept = batched.generate(retries)
@@ -440,7 +440,7 @@ def test_a_retry_puts_its_prompt_back_and_writes_what_a_decode_of_it_writes(batc
     assert [(r.tokens, r.rollbacks) for r in kept.results] == [(r.tokens, r.rollbacks) for r in decoded.results]
     assert sum(r.rollbacks for r in kept.results) > 0, "sentences were undone in the streams put back"
     # one prompt kept (the last run's), one not
-    mixed = [dataclasses.replace(retries[0], key="again", seed=derive_seed(retries[0].seed, "again")), requests[5]]
+    mixed = [dataclasses.replace(retries[0], key="again", seed=derive_seed(retries[0].seed, "again")), requests[4]]
     half = batched.generate(mixed)
     assert half.stats.prompt_tokens_kept == len(batched.tokenize(retries[0])) and half.stats.prompt_tokens_decoded > 0
     assert [r.tokens for r in half.results] == [r.tokens for r in fresh(batched, mixed).results]
