@@ -26,6 +26,11 @@ How a run goes:
   decode would take another kernel path), with a generator seeded from the request's seed, the
   sentence's number and the attempt. So a sequence's tokens still depend only on its own prompt,
   seed and settings.
+- A prompt is not decoded twice. The engine keeps its context for the next run that fits in it, and
+  in memory each prompt's KV cells and last logits (`llama_state_seq_get_data`); a later run of the
+  same prompt (a section's retry, with another seed) puts them back in its slot and draws its first
+  token from them. The cells are the bits a decode gives (they depend on the prompt's tokens alone),
+  so the text is the same. `forget` drops them.
 """
 
 from __future__ import annotations
