@@ -449,6 +449,25 @@ def test_a_retry_puts_its_prompt_back_and_writes_what_a_decode_of_it_writes(batc
 
 
 @pytest.mark.model
+def test_a_run_stopped_halfway_keeps_nothing(batched):
+    """A run that raises (here its progress callback, as a Ctrl-C would) leaves no context and no prompt
+    kept: the next run of the same prompts decodes them all."""
+    requests = sample_requests(max_tokens=8)[:2]
+    fresh(batched, requests)
+
+    class Stop(Exception):
+        pass
+
+    def stop(progress):
+        raise Stop
+
+    with pytest.raises(Stop):
+        batched.generate([dataclasses.replace(r, seed=r.seed + 1) for r in requests], stop)
+    again = batched.generate(requests).stats
+    assert again.prompt_tokens_kept == 0 and again.prompt_tokens_decoded > 0
+
+
+@pytest.mark.model
 def test_batch_invariance_when_sequences_end_at_very_different_steps(batched):
     """Short and long requests in one batch on few slots: finished slots are compacted and refilled
     while others run, and no text changes."""
