@@ -157,7 +157,7 @@ def test_live_fetch_snapshot_and_replay_with_the_real_model(tmp_path, http_serve
     assert len(http_server.seen) == fetched
 
 
-def test_a_manifest_replays_with_the_sampling_it_ran_with(tmp_path):
+def test_a_manifest_replays_with_the_sampling_it_ran_with(tmp_path, run_cli, monkeypatch):
     """The sampling a post was made with is the manifest's, whatever the registry recommends when it is
     replayed: a post made where the registry's entry for the embedded model recommended temperature 0.2
     (the config leaving it unset) replays identical under the shipped registry (0.5); and a manifest of
@@ -178,7 +178,17 @@ def test_a_manifest_replays_with_the_sampling_it_ran_with(tmp_path):
     (folder / "registry.toml").write_text(colder, encoding="utf-8")
     model = Config().model_path
     (folder / model.name).symlink_to(model.resolve())
-    at_02 = {"DIGEST_REGISTRY": str(folder / "registry.toml")}
+    at_02 = str(folder / "registry.toml")
+
+    def cli(*args: str, epoch: str | None = EPOCH, registry: str | None = None):
+        """`digest ARGS` in-process (each run loads the model as a process would), with the environment
+        a process would be given: SOURCE_DATE_EPOCH, and DIGEST_REGISTRY where a registry is named."""
+        for name, value in (("SOURCE_DATE_EPOCH", epoch), ("DIGEST_REGISTRY", registry)):
+            if value:
+                monkeypatch.setenv(name, value)
+            else:
+                monkeypatch.delenv(name, raising=False)
+        return run_cli(*args)
 
     today = tmp_path / "today.toml"
     today.write_text("[feeds.topics]\ncount = 1\n[feeds.trending]\ncount = 1\n"
@@ -186,19 +196,19 @@ def test_a_manifest_replays_with_the_sampling_it_ran_with(tmp_path):
     older = tmp_path / "older.toml"
     older.write_text(today.read_text(encoding="utf-8") + "temperature = 0.7\nrepeat_penalty = 1.15\n", encoding="utf-8")
     posts, manifests = {}, {}
-    for name, config, env in (("older", older, None), ("today", today, at_02)):
+    for name, config, registry in (("older", older, None), ("today", today, at_02)):
         out = tmp_path / name
-        done = digest("run", "--config", str(config), "--sample-feeds", "--out", str(out), "--date", "2026-11-24",
-                      env=env)
-        assert done.returncode == 0, done.stderr
+        done = cli("run", "--config", str(config), "--sample-feeds", "--out", str(out), "--date", "2026-11-24",
+                   registry=registry)
+        assert done.exit_code == 0, describe(done)
         posts[name] = Path(done.stdout.strip().splitlines()[-1]).read_bytes()
         manifests[name] = out / ".digest" / "manifests" / "2026-11-24.json"
     assert posts["older"] != posts["today"]  # the temperature matters to these bytes
     recorded = json.loads(manifests["today"].read_text(encoding="utf-8"))
     assert recorded["config"]["effective"]["generation"]["temperature"] is None
     assert (recorded["sampling"]["temperature"], recorded["sampling"]["top_p"]) == (0.2, 0.9)
-    again = digest("replay", str(manifests["today"]), "--slots", "1", epoch=None)  # the shipped registry: 0.5
-    assert again.returncode == 0 and again.stdout.startswith("identical"), again.stdout + again.stderr
+    again = cli("replay", str(manifests["today"]), "--slots", "1", epoch=None)  # the shipped registry: 0.5
+    assert again.exit_code == 0 and again.stdout.startswith("identical"), describe(again)
 
     m = json.loads(manifests["older"].read_text(encoding="utf-8"))
     assert m["sampling"]["temperature"] == m["config"]["effective"]["generation"]["temperature"] == 0.7
@@ -206,5 +216,5 @@ def test_a_manifest_replays_with_the_sampling_it_ran_with(tmp_path):
     del m["config"]["effective"]["generation"]["repeat_last_n"]  # as 0.4 wrote it
     m["config"]["sha256"] = config_sha256(m["config"]["effective"])
     manifests["older"].write_text(json.dumps(m), encoding="utf-8")
-    again = digest("replay", str(manifests["older"]), epoch=None, env=at_02)
-    assert again.returncode == 0 and again.stdout.startswith("identical"), again.stdout + again.stderr
+    again = cli("replay", str(manifests["older"]), epoch=None, registry=at_02)
+    assert again.exit_code == 0 and again.stdout.startswith("identical"), describe(again)
