@@ -71,6 +71,11 @@ REPEAT_MAX_PERIOD = 48
 REPEAT_SPAN = 24
 
 
+def _state_bytes(state: tuple) -> int:
+    """The bytes a kept prompt takes: its cells (Context.save_sequence) and its logits row."""
+    return len(state[0]) + state[1].nbytes
+
+
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
     i = 0
@@ -363,23 +368,21 @@ class BatchedEngine(Engine):
         """Put `new` sequences in their slots, decode their prompts (sharing what they can), and sample
         each one's first token; `tick` after each prompt (the progress callback hears the prefill too)."""
         clock = self._clock
-        kept: dict[int, tuple] = {}
-        with clock("kept"):  # a prompt decoded by an earlier run of this context: its cells put back
-            for seq in new:
-                state = self._kept.get(tuple(seq.prompt))
-                if state is not None:
-                    context.restore_sequence(seq.slot, state[0])
-                    kept[seq.index] = state
-                    if tuple(seq.prompt) not in self._kept_now:
-                        self._kept_now[tuple(seq.prompt)] = state
-                        self._kept_bytes += len(state[0]) + state[1].nbytes
-        for seq in new:
-            if seq.index in kept:
-                seq.n_past = len(seq.prompt)
-                stats.prompt_tokens_kept += len(seq.prompt)
-                seq.first = self._sample(kept[seq.index][1].copy(), [(seq, 0)])[seq.index]
-                tick()
-        new = [seq for seq in new if seq.index not in kept]
+        put_back = set()
+        for seq in new:  # a prompt decoded by an earlier run of this context: its cells put back
+            key = tuple(seq.prompt)
+            state = self._kept.get(key)
+            if state is None:
+                continue
+            with clock("kept"):
+                context.restore_sequence(seq.slot, state[0])
+                self._hold(key, state)
+            seq.n_past = len(seq.prompt)
+            stats.prompt_tokens_kept += len(seq.prompt)
+            seq.first = self._sample(state[1].copy(), [(seq, 0)])[seq.index]
+            put_back.add(seq.index)
+            tick()
+        new = [seq for seq in new if seq.index not in put_back]
         with clock("kv"):
             for seq in new:
                 if shared:
@@ -419,15 +422,19 @@ class BatchedEngine(Engine):
         n_swa = self._model.n_swa
         if n_swa and len(seq.prompt) > n_swa:
             return
+        key = tuple(seq.prompt)
+        if key in self._kept_now:
+            return
         with self._clock("kept"):
-            key = tuple(seq.prompt)
-            if key in self._kept_now:
-                return
             state = (context.save_sequence(seq.slot), logits[:1].copy())
-            size = len(state[0]) + state[1].nbytes
-            if self._kept_bytes + size <= logits_budget():
-                self._kept_now[key] = state
-                self._kept_bytes += size
+            if self._kept_bytes + _state_bytes(state) <= logits_budget():
+                self._hold(key, state)
+
+    def _hold(self, key: tuple[int, ...], state: tuple) -> None:
+        """Keep `state` (a prompt's cells, its last logits) for the next run, once, and count its bytes."""
+        if key not in self._kept_now:
+            self._kept_now[key] = state
+            self._kept_bytes += _state_bytes(state)
 
     def _sample(self, logits: np.ndarray, picks: list[tuple[_Sequence, int]]) -> dict[int, int]:
         """Next token of each (sequence, row of `logits`): the last decode's logits, or a kept prompt's

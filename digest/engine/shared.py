@@ -89,10 +89,10 @@ class SharedBatch:
                           thinking_tokens=sum(r.thinking_tokens for r in results),
                           decode_steps=whole.decode_steps, wall_seconds=whole.wall_seconds,
                           prompt_seconds=whole.prompt_seconds, phases=dict(whole.phases))
-            stats.prompt_tokens_decoded = round(whole.prompt_tokens_decoded * stats.prompt_tokens / whole.prompt_tokens) \
-                if whole.prompt_tokens else 0
-            stats.prompt_tokens_kept = round(whole.prompt_tokens_kept * stats.prompt_tokens / whole.prompt_tokens) \
-                if whole.prompt_tokens else 0
+            # the prompt tokens decoded and kept: the batch's, in the share of its prompt tokens that are this member's
+            share = stats.prompt_tokens / whole.prompt_tokens if whole.prompt_tokens else 0
+            stats.prompt_tokens_decoded = round(whole.prompt_tokens_decoded * share)
+            stats.prompt_tokens_kept = round(whole.prompt_tokens_kept * share)
             out[name] = Generation(results, stats)
         return out
 
